@@ -1,0 +1,291 @@
+"""Cost functions: what a (pruned) model costs, and the registry that names them.
+
+A cost function maps ``(model, example_input)`` to one float. Trials call it on the dense
+model once and on every pruned model; a :class:`~budgets.spec.Budget` compares the two. Costs
+are looked up by name (``macs``, ``params``, ``latency``, ``peak_memory``, ``model_size``) so
+YAML configs and the CLI can say ``cost: latency``; a name of the form ``module:function`` is
+a user's function, imported on demand.
+
+``example_input`` is always a batch ``(N, ...)`` with ``N >= 1``; costs that count one forward
+pass use its first item, so a cost never depends on the data loader's batch size.
+
+The measured costs (latency, peak memory) live in :mod:`budgets._measured`; importing the
+``budgets`` package registers them too.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import importlib
+import inspect
+import io
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from budgets.errors import BudgetError
+
+__all__ = [
+    "CallableCost",
+    "CostFunction",
+    "Macs",
+    "ModelSize",
+    "Params",
+    "cost_names",
+    "get_cost",
+    "register_cost",
+]
+
+
+class CostFunction(abc.ABC):
+    """One number that a model costs; smaller is cheaper.
+
+    Subclasses set the class attributes below and implement :meth:`__call__`. Constructors
+    take keyword options only, so ``get_cost(name, **options)`` can build any of them from a
+    config. ``__call__`` must leave the model as it found it: same parameters, buffers,
+    device and train/eval mode (measure on a deep copy when a forward pass is needed).
+
+    Attributes:
+        name: the registry name (set by :func:`register_cost`).
+        unit: what the number counts, e.g. ``"MACs"``, ``"params"``, ``"ms"``, ``"bytes"``.
+        monotone: a model with fewer channels never costs more. Searchers may rely on it to
+            prune the profile space; measured costs that can break it (latency) say False.
+        deterministic: two calls on the same model give the same number, so a value may be
+            cached per profile.
+        analytic: the value depends only on the architecture and input shape, not on weights
+            or hardware, so it can be computed anywhere (e.g. on the driver, without a GPU).
+    """
+
+    name: ClassVar[str]
+    unit: ClassVar[str]
+    monotone: ClassVar[bool]
+    deterministic: ClassVar[bool]
+    analytic: ClassVar[bool]
+
+    @abc.abstractmethod
+    def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        """The cost of ``model`` on inputs shaped like ``example_input``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+_C = TypeVar("_C", bound=type[CostFunction])
+_REGISTRY: dict[str, type[CostFunction]] = {}
+
+
+def register_cost(name: str) -> Callable[[_C], _C]:
+    """Class decorator: make a :class:`CostFunction` subclass available as ``name``.
+
+    Sets ``cls.name``. A name may not contain ``":"`` (reserved for ``module:function``
+    paths) and may be registered once.
+    """
+    if ":" in name or not name:
+        raise ValueError(f"cost name {name!r} must be non-empty and contain no ':'")
+
+    def decorate(cls: _C) -> _C:
+        if name in _REGISTRY:
+            raise ValueError(f"cost {name!r} is already registered by {_REGISTRY[name]!r}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def cost_names() -> list[str]:
+    """The registered cost names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_cost(name: str, **options: Any) -> CostFunction:
+    """A new cost function for a registered name or a ``module:function`` path.
+
+    Raises:
+        BudgetError: unknown name, an option the cost does not take or a bad option value,
+            or a ``module:function`` path that does not import or is not callable.
+    """
+    if ":" in name:
+        return CallableCost(path=name, options=options)
+    cls = _REGISTRY.get(name)
+    if cls is None:
+        raise BudgetError(
+            f"unknown cost {name!r}; valid costs: {', '.join(cost_names())}, "
+            "or a user function given as 'module:function'"
+        )
+    _check_options(cls, options)
+    return cls(**options)
+
+
+def _check_options(cls: type[CostFunction], options: dict[str, Any]) -> None:
+    # Binding first, instead of catching TypeError from the constructor, keeps a bug inside
+    # a constructor from being reported as the user's mistake.
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**options)
+    except TypeError:
+        accepted = ", ".join(signature.parameters) or "none"
+        raise BudgetError(
+            f"cost {cls.name!r} got options {sorted(options)}; it accepts: {accepted}"
+        ) from None
+
+
+def first_item(example_input: torch.Tensor) -> torch.Tensor:
+    """The first item of a batch, keeping the batch dimension (shape ``(1, ...)``)."""
+    if example_input.ndim == 0 or example_input.shape[0] == 0:
+        raise BudgetError(
+            f"example_input must be a batch shaped (N, ...) with N >= 1, "
+            f"got shape {tuple(example_input.shape)}"
+        )
+    return example_input[:1]
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a stateless model)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@register_cost("macs")
+class Macs(CostFunction):
+    """Multiply-accumulates of one forward pass at batch size 1.
+
+    Counted by ``torch_pruning.utils.count_ops_and_params`` on a deep copy in eval mode. Its
+    convention counts a conv or linear layer's multiply-adds plus one op per bias element, and
+    also elementwise ops (BatchNorm: 2 per element when affine, ReLU: 1 per output element,
+    pooling: 1 per input element); unsupported modules count as zero.
+    """
+
+    unit = "MACs"
+    monotone = True
+    deterministic = True
+    analytic = True
+
+    def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        from torch_pruning.utils import count_ops_and_params
+
+        sample = first_item(example_input).to(model_device(model))
+        with torch.no_grad():
+            macs, _ = count_ops_and_params(model, sample)
+        return float(macs)
+
+
+@register_cost("params")
+class Params(CostFunction):
+    """Number of parameters (shared parameters counted once; buffers not counted)."""
+
+    unit = "params"
+    monotone = True
+    deterministic = True
+    analytic = True
+
+    def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        return float(sum(p.numel() for p in model.parameters()))
+
+
+@register_cost("model_size")
+class ModelSize(CostFunction):
+    """Bytes of ``torch.save(model.state_dict())``: the checkpoint a user would ship."""
+
+    unit = "bytes"
+    monotone = True
+    deterministic = True
+    analytic = True
+
+    def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        return float(buffer.getbuffer().nbytes)
+
+
+class CallableCost(CostFunction):
+    """A user's function ``fn(model, example_input, **options) -> number``, named by path.
+
+    ``get_cost("mypkg.costs:energy")`` imports ``mypkg.costs`` and wraps ``energy``; options
+    are passed to it as keyword arguments. The function receives a deep copy of the model, so
+    it may move it, switch its mode or run forwards freely. It must return a real, finite
+    number (int, float, numpy scalar or a one-element tensor); anything else, or an exception,
+    raises :class:`BudgetError` naming the function, which ends the trial with that message.
+    We assume nothing about the function, so every flag is False.
+    """
+
+    name = "callable"
+    unit = ""
+    monotone = False
+    deterministic = False
+    analytic = False
+
+    def __init__(self, *, path: str, options: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.options = dict(options or {})
+        self.fn = _import_callable(path)
+        _check_call(self.fn, path, self.options)
+
+    def __repr__(self) -> str:
+        return f"CallableCost(path={self.path!r})"
+
+    def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        try:
+            value = self.fn(copy.deepcopy(model), example_input, **self.options)
+        except Exception as error:
+            raise BudgetError(
+                f"cost function {self.path} raised {type(error).__name__}: {error}"
+            ) from error
+        return _as_finite_float(value, self.path)
+
+
+def _import_callable(path: str) -> Callable[..., Any]:
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise BudgetError(f"cost {path!r} is not a 'module:function' path")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a user's module may fail to import in any way
+        raise BudgetError(
+            f"cost {path!r}: cannot import module {module_name!r} "
+            f"({type(error).__name__}: {error}); "
+            "check the path and that the module is on PYTHONPATH"
+        ) from error
+    fn = module
+    for part in attribute.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise BudgetError(f"cost {path!r}: module {module_name!r} has no {attribute!r}")
+    if not callable(fn):
+        raise BudgetError(f"cost {path!r} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def _check_call(fn: Callable[..., Any], path: str, options: dict[str, Any]) -> None:
+    """Catch a wrong option name when the budget is built, not in the middle of a trial."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature; they fail when called
+        return
+    try:
+        signature.bind(None, None, **options)
+    except TypeError as error:
+        raise BudgetError(
+            f"cost function {path}{signature} cannot be called as "
+            f"fn(model, example_input, **{options!r}): {error}"
+        ) from None
+
+
+def _as_finite_float(value: Any, path: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BudgetError(
+            f"cost function {path} returned {value!r} ({type(value).__name__}); "
+            "it must return a real number"
+        )
+    if not math.isfinite(value):
+        raise BudgetError(f"cost function {path} returned {value!r}; it must be finite")
+    return float(value)

@@ -1,0 +1,21 @@
+"""The project's root error.
+
+Every mistake a user can fix (a bad config value, a missing file, a budget no profile can
+meet) raises a subclass of :class:`PrunetuneError`. Its message names the bad value, what is
+allowed and the fix; the CLI prints it as one line and exits with code 2. It lives in
+``budgets`` because that package imports nothing of ours, so every package can share it.
+"""
+
+from __future__ import annotations
+
+
+class PrunetuneError(Exception):
+    """A user's mistake: the message says what was wrong and how to fix it."""
+
+
+class ConfigError(PrunetuneError):
+    """A configuration value is invalid."""
+
+
+class BudgetError(PrunetuneError):
+    """A budget is malformed or cannot be met."""
