@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Each creates the virtual
+# environment if it is missing and installs the project with the pinned constraints.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.prunetune-installed
+CONFIG ?= configs/demo.yaml
+
+.PHONY: demo test test-fast install bench clean-results
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/prunetune search $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not integration"
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+clean-results:
+	rm -rf results

@@ -1,0 +1,26 @@
+"""CLI subcommands: one module each, exposing ``register(subparsers)``.
+
+A module here sets ``func`` on its subparser; ``search.cli`` discovers every public module of
+this package, so adding a command is adding a file.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def local_ray_env(address: str | None) -> None:
+    """Environment for a private local Ray; must run before Ray is imported.
+
+    Keeps the node on the loopback interface and token auth off (an earlier ``ray start`` may
+    have left ``~/.ray/auth_token``, which would switch auth on for this driver only).
+    """
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def add_config_args(parser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML search config (omit for the embedded defaults)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable), e.g. --set trials=8")

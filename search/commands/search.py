@@ -1,0 +1,53 @@
+"""``prunetune search CONFIG``: run a profile search and print its frontier."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.commands import add_config_args, local_ray_env
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("search", help="run a profile search from a YAML config")
+    add_config_args(parser)
+    parser.add_argument("--address", help="join a running Ray cluster (default: a private local Ray)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.config import load_config
+
+    config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
+    local_ray_env(config.address)
+    from search.runner import prepare, run_search
+
+    prepared = prepare(config)
+    print(
+        f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; "
+        f"{config.trials} trials with the {config.searcher.name} searcher"
+    )
+    outcome = run_search(prepared)
+    print_outcome(prepared, outcome)
+    return 0
+
+
+def print_outcome(prepared, outcome) -> None:
+    from search.frontier import format_table
+    from search.tracking import tracking_uri
+
+    cost = prepared.frontier_cost
+    print()
+    print(
+        f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {len(outcome.records)} finished trials; "
+        f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
+    )
+    print(format_table(outcome.frontier, cost))
+    for trial_id, reason in outcome.errors.items():
+        print(f"  errored {trial_id}: {reason}")
+    print()
+    print(f"results:  {prepared.experiment_dir}")
+    for kind, path in outcome.files.items():
+        print(f"frontier {kind}: {path}")
+    if prepared.config.tracking.enabled:
+        uri = tracking_uri(prepared.config, prepared.storage)
+        print(f"MLflow:   {uri}  (browse: mlflow ui --backend-store-uri {uri})")

@@ -1,0 +1,27 @@
+"""``prunetune train-base CONFIG``: train (or find) the dense base model of a config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from search.commands import add_config_args
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("train-base", help="train and save the dense base model of a config")
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.config import load_config
+    from search.runner import specs
+    from trainables import ensure_base_checkpoint
+
+    config = load_config(args.config, args.set)
+    model, data, recipe = specs(config)
+    directory = Path(config.storage_path).resolve() / "base"
+    path = ensure_base_checkpoint(model, data, recipe, directory, seed=config.seed)
+    print(f"base checkpoint: {path}")
+    return 0

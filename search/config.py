@@ -1,0 +1,170 @@
+"""The search config: YAML validated by pydantic, with one-line errors a user can act on.
+
+``load_config(path, overrides)`` reads YAML, applies ``--set key=value`` overrides (dotted keys,
+values parsed as YAML) and validates. Every mistake becomes a :class:`ConfigError` naming the
+key, the bad value and what is allowed; the CLI prints it on one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from budgets import Budget
+from budgets.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    name: str = "resnet20"
+    width: float = Field(1.0, gt=0)
+    input_size: int = Field(32, ge=8)
+    weights: str | None = None
+
+
+class DataConfig(_Section):
+    name: str = "digits"
+    root: str | None = None
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BaseConfig(_Section):
+    """The dense model: a checkpoint to load, or the recipe to train one."""
+
+    checkpoint: str | None = None
+    steps: int = Field(400, ge=0)
+    lr: float = Field(0.05, gt=0)
+    batch_size: int = Field(128, ge=1)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+
+
+class PruneConfig(_Section):
+    criterion: Literal["l1", "l2", "random", "bn_scale", "taylor"] = "l1"
+    round_to: int = Field(1, ge=1)
+    min_channels: int = Field(1, ge=1)
+
+
+class SpaceConfig(_Section):
+    low: float = Field(0.25, gt=0, le=1)
+    high: float = Field(1.0, gt=0, le=1)
+    levels: list[float] | None = None
+    overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class FinetuneConfig(_Section):
+    steps: int = Field(50, ge=0)
+    lr: float = Field(0.01, gt=0)
+    batch_size: int = Field(64, ge=1)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+
+
+class SearcherConfig(_Section):
+    name: str = "random"
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResourcesConfig(_Section):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class TrackingConfig(_Section):
+    """MLflow: ``tracking_uri`` null means a SQLite store under the results directory
+    (or ``MLFLOW_TRACKING_URI`` when set); ``enabled: false`` turns logging off."""
+
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class SearchConfig(_Section):
+    """A whole search. Defaults make ``prunetune search`` with an empty file work."""
+
+    name: str = Field("prunetune", pattern=r"^[A-Za-z0-9_.-]+$")
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    base: BaseConfig = BaseConfig()
+    prune: PruneConfig = PruneConfig()
+    space: SpaceConfig = SpaceConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    budgets: list[Budget] = Field(default_factory=list)
+    searcher: SearcherConfig = SearcherConfig()
+    trials: int = Field(16, ge=1)
+    concurrency: int = Field(2, ge=1)
+    resources: ResourcesConfig = ResourcesConfig()
+    storage_path: str = "results"
+    max_failures: int = Field(0, ge=0)
+    checkpoint_every: int = Field(0, ge=0)
+    tracking: TrackingConfig = TrackingConfig()
+    address: str | None = None
+    seed: int = 0
+
+
+def _describe(error: dict, data: Any) -> str:
+    location = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = error["loc"][:-1]
+        section = SearchConfig
+        for part in parent:
+            field = section.model_fields.get(str(part)) if isinstance(part, str) else None
+            section = field.annotation if field and isinstance(field.annotation, type) else None
+            if section is None or not issubclass(section, BaseModel):
+                break
+        valid = list(section.model_fields) if section and issubclass(section, BaseModel) else []
+        guess = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys: {', '.join(valid)}"
+        return f"unknown config key {location!r}{hint}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"config key {location!r}: {message} (got {error.get('input')!r})"
+
+
+def parse_config(data: dict[str, Any] | None) -> SearchConfig:
+    """Validate a config mapping; raise :class:`ConfigError` with one line on the first problem."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"a search config must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return SearchConfig.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(_describe(err.errors()[0], data)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``data``."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE; example: --set trials=8")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchConfig:
+    """Read, override and validate a YAML config (``None``: the embedded defaults)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a YAML search config")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse_config(apply_overrides(data, list(overrides)))

@@ -1,0 +1,77 @@
+"""The experiment manifest: what a search was, saved beside Tune's results.
+
+``prunetune.json`` in the experiment directory records the validated config, the resolved base
+checkpoint, class count, dense costs and group sizes. Commands that work on finished or
+interrupted searches (export, resume, status, compare) rebuild everything from it and Tune's
+own files, never from the user's possibly edited YAML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from budgets.errors import ConfigError
+from search.config import SearchConfig, parse_config
+
+MANIFEST = "prunetune.json"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    config: SearchConfig
+    base_checkpoint: str
+    num_classes: int
+    dense_costs: dict[str, float]
+    groups: dict[str, int]
+    directory: Path
+
+    def setup(self):
+        """The :class:`~trainables.TrialSetup` every trial of this search used."""
+        from dataclasses import replace
+
+        from search.runner import trial_setup
+
+        return replace(trial_setup(self.config), base_checkpoint=self.base_checkpoint)
+
+
+def write_manifest(prepared) -> Path:
+    """Write the manifest of a prepared search (atomically) and return its path."""
+    directory = prepared.experiment_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "version": VERSION,
+        "config": prepared.config.model_dump(mode="json"),
+        "base_checkpoint": prepared.setup.base_checkpoint,
+        "num_classes": prepared.num_classes,
+        "dense_costs": prepared.dense_costs,
+        "groups": {g.name: g.channels for g in prepared.space.groups},
+    }
+    path = directory / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(blob, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    """Read an experiment's manifest; a folder that is not a prunetune experiment is an error."""
+    directory = Path(directory).resolve()
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ConfigError(
+            f"{directory} is not a prunetune experiment (no {MANIFEST}); pass the folder "
+            f"`prunetune search` printed as 'results:', e.g. results/demo"
+        )
+    blob = json.loads(path.read_text())
+    return Manifest(
+        config=parse_config(blob["config"]),
+        base_checkpoint=blob["base_checkpoint"],
+        num_classes=blob["num_classes"],
+        dense_costs=blob["dense_costs"],
+        groups=blob["groups"],
+        directory=directory,
+    )

@@ -1,0 +1,213 @@
+"""Assembling and running a search: base model, profile space, searcher, Tuner, frontier.
+
+:func:`prepare` does everything that can fail because of the user's config before a single
+file is written or Ray is started; :func:`run_search` then runs the trials on Ray Tune and
+writes the frontier beside Tune's results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from budgets import Budget, measure_costs
+from budgets.errors import ConfigError
+from search.config import SearchConfig
+from search.experiment import write_manifest
+from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
+from search.searchers import get_searcher
+from search.space import ProfileSpace
+from trainables import (
+    DataSpec,
+    ModelSpec,
+    PruneSettings,
+    Recipe,
+    TrialSetup,
+    build_model,
+    dataset_names,
+    ensure_base_checkpoint,
+    example_input,
+    find_groups,
+    load_base,
+    prune_and_finetune,
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated search, ready to run."""
+
+    config: SearchConfig
+    setup: TrialSetup
+    space: ProfileSpace
+    dense_costs: dict[str, float]
+    storage: Path
+    num_classes: int
+
+    @property
+    def experiment_dir(self) -> Path:
+        return self.storage / self.config.name
+
+    @property
+    def frontier_cost(self) -> str:
+        return self.config.budgets[0].key if self.config.budgets else "macs"
+
+
+@dataclass
+class SearchOutcome:
+    records: list[TrialRecord]
+    errors: dict[str, str]
+    frontier: list[TrialRecord]
+    files: dict[str, Path] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:
+    model = ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
+    data = DataSpec(config.data.name, config.data.root, config.data.seed, tuple(sorted(config.data.options.items())))
+    base = config.base
+    recipe = Recipe(base.steps, base.lr, base.batch_size, base.momentum, base.weight_decay)
+    return model, data, recipe
+
+
+def trial_setup(config: SearchConfig) -> TrialSetup:
+    """The trial settings of ``config`` (``base_checkpoint`` as configured, maybe empty)."""
+    model, data, _ = specs(config)
+    ft = config.finetune
+    return TrialSetup(
+        model=model,
+        data=data,
+        base_checkpoint=config.base.checkpoint or "",
+        prune=PruneSettings(config.prune.criterion, config.prune.round_to, config.prune.min_channels),
+        finetune=Recipe(ft.steps, ft.lr, ft.batch_size, ft.momentum, ft.weight_decay),
+        budgets=tuple(config.budgets),
+        seed=config.seed,
+        checkpoint_every=config.checkpoint_every,
+    )
+
+
+def _check_names(config: SearchConfig) -> None:
+    get_searcher(config.searcher.name)
+    if config.data.name not in dataset_names():
+        raise ConfigError(f"unknown data set {config.data.name!r}; choose one of {', '.join(dataset_names())}")
+    # Building raises the registry's error (with close matches) for a bad name or width.
+    build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
+
+
+def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
+    """Validate, load data, train or load the base model and derive the profile space."""
+    _check_names(config)
+    storage = Path(config.storage_path).resolve()
+    if (storage / config.name).exists():
+        raise ConfigError(
+            f"experiment {config.name!r} already exists in {storage}; "
+            f"choose a new name (--set name=...) or remove {storage / config.name}"
+        )
+    model, data, recipe = specs(config)
+    splits = data.load(model.input_size)  # a missing data set fails here, before any write
+    checkpoint = config.base.checkpoint
+    if checkpoint is None:
+        checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
+    setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
+    dense = load_base(model, splits.num_classes, setup.base_checkpoint)
+    groups = find_groups(dense, example_input(setup))
+    space = ProfileSpace.build(
+        {g.name: g.channels for g in groups},
+        low=config.space.low,
+        high=config.space.high,
+        levels=config.space.levels,
+        overrides=config.space.overrides,
+    )
+    dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+    return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join ``address``, or start a private local Ray on the loopback interface."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+
+
+def _trial_name(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def build_tuner(prepared: Prepared):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    config = prepared.config
+    searcher_cls = get_searcher(config.searcher.name)
+    searcher = searcher_cls(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+    trainable = tune.with_resources(
+        tune.with_parameters(prune_and_finetune, setup=prepared.setup),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+    callbacks = []
+    if config.tracking.enabled:
+        from search.tracking import mlflow_callback
+
+        callbacks.append(mlflow_callback(config, prepared.storage))
+    reporter = tune.CLIReporter(
+        metric_columns={"accuracy": "acc", f"rel/{prepared.frontier_cost}": "cost", "feasible": "ok"},
+        parameter_columns=[],
+        max_report_frequency=15,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space={"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion},
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency),
+            num_samples=config.trials,
+            metric="accuracy",
+            mode="max",
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=str(prepared.storage),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            progress_reporter=reporter,
+            verbose=1,
+        ),
+    )
+
+
+def collect(results) -> tuple[list[TrialRecord], dict[str, str]]:
+    """Finished trials as records, and errored trials' reasons by trial id."""
+    records, errors = [], {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        if result.error is not None:
+            errors[trial_id] = str(result.error).strip().splitlines()[-1]
+            continue
+        if not result.metrics or "feasible" not in result.metrics:
+            continue
+        checkpoint = result.checkpoint.path if result.checkpoint else None
+        records.append(TrialRecord.from_metrics(trial_id, result.metrics, result.config["profile"], checkpoint))
+    return records, errors
+
+
+def run_search(prepared: Prepared) -> SearchOutcome:
+    """Run every trial on Ray Tune, then write and return the frontier."""
+    started = time.time()
+    write_manifest(prepared)
+    init_ray(prepared.config.address)
+    results = build_tuner(prepared).fit()
+    records, errors = collect(results)
+    cost = prepared.frontier_cost
+    front = pareto(records, cost)
+    files = write_frontier(front, cost, prepared.experiment_dir)
+    files["png"] = plot_frontier(records, cost, prepared.experiment_dir / "frontier.png", title=prepared.config.name)
+    return SearchOutcome(records, errors, front, files, time.time() - started)

@@ -1,0 +1,40 @@
+"""What one trial does: models, data, groups and profiles, pruning, fine-tuning, the trainable."""
+
+from trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
+from trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
+from trainables.groups import CRITERIA, GroupInfo, PruneSettings, apply_profile, find_groups, target_channels
+from trainables.models import build_model, model_names, register_model
+from trainables.profiles import Profile, ProfileError, kept_channels
+from trainables.train import DivergedError, Recipe, evaluate, train_steps
+from trainables.trial import TrialSetup, example_input, prune_and_finetune, rebuild_from_checkpoint
+
+__all__ = [
+    "CRITERIA",
+    "DataSpec",
+    "DataSplits",
+    "DivergedError",
+    "GroupInfo",
+    "ModelSpec",
+    "Profile",
+    "ProfileError",
+    "PruneSettings",
+    "Recipe",
+    "TrialSetup",
+    "apply_profile",
+    "build_model",
+    "dataset_names",
+    "ensure_base_checkpoint",
+    "evaluate",
+    "example_input",
+    "find_groups",
+    "kept_channels",
+    "load_base",
+    "load_dataset",
+    "model_names",
+    "prune_and_finetune",
+    "rebuild_from_checkpoint",
+    "register_dataset",
+    "register_model",
+    "target_channels",
+    "train_steps",
+]

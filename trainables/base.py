@@ -1,0 +1,115 @@
+"""The dense base model: what it is (specs), training it once, and loading it in workers.
+
+A search prunes copies of one trained dense model. :func:`ensure_base_checkpoint` trains it on
+first use and saves it under a name derived from everything that shapes it, so later searches
+with the same model, data and recipe reuse it. Checkpoints are plain tensor dicts, loaded with
+``torch.load(weights_only=True)``: a user's own checkpoint is never unpickled as code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from budgets.errors import ConfigError
+from trainables.data import DataSplits, load_dataset
+from trainables.models import build_model
+from trainables.train import Recipe, evaluate, train_base
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which architecture to build: a registry name, width multiplier and input size."""
+
+    name: str = "resnet20"
+    width: float = 1.0
+    input_size: int = 32
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data set: a registry name, its root on disk (if any), split seed and options."""
+
+    name: str = "digits"
+    root: str | None = None
+    seed: int = 0
+    options: tuple[tuple[str, object], ...] = field(default_factory=tuple)
+
+    def load(self, input_size: int) -> DataSplits:
+        return load_dataset(
+            self.name, input_size=input_size, root=self.root, seed=self.seed, options=dict(self.options)
+        )
+
+
+def build(spec: ModelSpec, num_classes: int) -> nn.Module:
+    return build_model(
+        spec.name, num_classes=num_classes, input_size=spec.input_size, width=spec.width, weights=spec.weights
+    )
+
+
+def base_key(model: ModelSpec, data: DataSpec, recipe: Recipe, seed: int) -> str:
+    """A short stable name for the base checkpoint trained from these settings."""
+    blob = json.dumps([asdict(model), asdict(data), asdict(recipe), seed], sort_keys=True, default=str)
+    digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
+    return f"{model.name}-w{model.width:g}-{data.name}-{model.input_size}px-{digest}"
+
+
+def save_checkpoint(model: nn.Module, path: Path, meta: dict) -> None:
+    """Write ``{"state_dict", "meta"}`` atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    os.replace(tmp, path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint: ours (``{"state_dict": ...}``) or a plain state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"base checkpoint {str(path)!r} does not exist; fix `base.checkpoint` or remove it to train one")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
+
+
+def ensure_base_checkpoint(
+    model: ModelSpec, data: DataSpec, recipe: Recipe, directory: Path, *, seed: int = 0, show_progress: bool = True
+) -> Path:
+    """Path of a trained dense checkpoint for these settings, training it if missing."""
+    path = Path(directory) / f"{base_key(model, data, recipe, seed)}.pt"
+    if path.exists():
+        return path
+    splits = data.load(model.input_size)
+    torch.manual_seed(seed)
+    net = build(model, splits.num_classes)
+    train_base(net, splits.train_x, splits.train_y, recipe, seed=seed, show_progress=show_progress)
+    accuracy, loss = evaluate(net, splits.val_x, splits.val_y)
+    meta = {"model": asdict(model), "data": asdict(data), "accuracy": accuracy, "loss": loss}
+    save_checkpoint(net, path, meta)
+    return path
+
+
+def load_base(model: ModelSpec, num_classes: int, checkpoint: str | Path) -> nn.Module:
+    """A fresh dense model with the checkpoint's weights (a new object on every call)."""
+    net = build(model, num_classes)
+    try:
+        net.load_state_dict(_cached_state(str(checkpoint), os.path.getmtime(checkpoint)))
+    except RuntimeError as err:
+        first = str(err).splitlines()[1:2] or [str(err)]
+        raise ConfigError(
+            f"checkpoint {checkpoint} does not fit model {model.name!r} (width {model.width:g}): {first[0].strip()}"
+        ) from None
+    return net
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_state(path: str, mtime: float) -> dict[str, torch.Tensor]:
+    # One read per worker process: reused actors keep this cache between trials.
+    return read_state_dict(path)

@@ -1,0 +1,188 @@
+"""Coupled channel groups from torch-pruning's dependency graph, and applying a profile.
+
+A group is a set of channels that must be removed together: one conv's outputs with its
+BatchNorm and every consumer's inputs, or all convs feeding one residual sum. torch-pruning's
+``DependencyGraph`` finds them; we name each group after its root module (the first module
+torch-pruning meets in it) so profiles are keyed by group, never by conv: ratios given to single
+convs inside one coupled group would conflict silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from trainables.profiles import Profile, ProfileError, kept_channels
+
+PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """One prunable group: its name (the root module), channel count and members."""
+
+    name: str
+    channels: int
+    modules: tuple[str, ...]
+
+
+def classifier_head(model: nn.Module) -> nn.Module:
+    """The module that produces the logits: the last Linear, else the last conv.
+
+    It is never pruned (its outputs are the classes).
+    """
+    last_linear = last_conv = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last_linear = module
+        elif isinstance(module, PRUNABLE_TYPES):
+            last_conv = module
+    head = last_linear or last_conv
+    if head is None:
+        raise ProfileError(f"{type(model).__name__} has no Linear or conv layer to classify with")
+    return head
+
+
+def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    """Trace ``model`` once on ``example_input`` and return its dependency graph."""
+    was_training = model.training
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    model.train(was_training)
+    return graph
+
+
+def _root_groups(graph: tp.DependencyGraph, model: nn.Module) -> dict[str, nn.Module]:
+    """Root module of every prunable group, keyed by group name, in module order.
+
+    A group is named after its earliest conv/linear member in ``model.named_modules()`` order
+    (the stem conv of a residual stage, not whichever module the tracer met first), so names
+    read like the model's own code and stay stable across processes.
+    """
+    head = classifier_head(model)
+    order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
+    roots = []
+    for group in graph.get_all_groups(ignored_layers=[head], root_module_types=PRUNABLE_TYPES):
+        members = [
+            dep.target.module
+            for dep, _ in group
+            if graph.is_out_channel_pruning_fn(dep.handler)
+            and isinstance(dep.target.module, PRUNABLE_TYPES)
+        ]
+        roots.append(min(members, key=lambda m: order[m][0]))
+    roots.sort(key=lambda m: order[m][0])
+    return {order[m][1]: m for m in roots}
+
+
+def _out_group(graph: tp.DependencyGraph, root: nn.Module, idxs: list[int] | None = None):
+    pruner = graph.get_pruner_of_module(root)
+    if idxs is None:
+        idxs = list(range(pruner.get_out_channels(root)))
+    return graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+
+
+def find_groups(model: nn.Module, example_input: torch.Tensor) -> tuple[GroupInfo, ...]:
+    """Every prunable group of ``model`` in module order; the classifier head is excluded."""
+    graph = build_graph(model, example_input)
+    names = graph._module2name
+    infos = []
+    for name, root in _root_groups(graph, model).items():
+        group = _out_group(graph, root)
+        members = []
+        for dep, _ in group:
+            member = names.get(dep.target.module)
+            if graph.is_out_channel_pruning_fn(dep.handler) and member and member not in members:
+                members.append(member)
+        infos.append(GroupInfo(name=name, channels=len(group[0].idxs), modules=tuple(members)))
+    return tuple(infos)
+
+
+def _importance(criterion: str) -> tp.importance.Importance:
+    factories: dict[str, Callable[[], tp.importance.Importance]] = {
+        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        "random": tp.importance.RandomImportance,
+        "bn_scale": tp.importance.BNScaleImportance,
+        "taylor": tp.importance.GroupTaylorImportance,
+    }
+    if criterion not in factories:
+        raise ProfileError(
+            f"unknown criterion {criterion!r}; choose one of {', '.join(sorted(factories))}"
+        )
+    return factories[criterion]()
+
+
+CRITERIA = ("l1", "l2", "random", "bn_scale", "taylor")
+
+
+def _taylor_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    if batch is None:
+        raise ProfileError("criterion 'taylor' needs a calibration batch (inputs, labels)")
+    model.zero_grad()
+    inputs, labels = batch
+    nn.functional.cross_entropy(model(inputs), labels).backward()
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """How a profile becomes channels: the criterion and the channel-count rule."""
+
+    criterion: str = "l1"
+    round_to: int = 1
+    min_channels: int = 1
+
+
+def target_channels(
+    groups: Mapping[str, int], profile: Profile, settings: PruneSettings
+) -> dict[str, int]:
+    """Channels each group keeps under ``profile`` (every group named, unnamed ones dense)."""
+    profile.check_groups(list(groups))
+    kept = {}
+    for name, channels in groups.items():
+        try:
+            kept[name] = kept_channels(
+                channels,
+                profile.ratio(name),
+                round_to=settings.round_to,
+                min_channels=settings.min_channels,
+            )
+        except ProfileError as err:
+            raise ProfileError(f"group {name!r}: {err}") from None
+    return kept
+
+
+def apply_profile(
+    model: nn.Module,
+    profile: Profile,
+    example_input: torch.Tensor,
+    settings: PruneSettings = PruneSettings(),
+    calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, int]:
+    """Physically remove channels from ``model`` (in place) to match ``profile``.
+
+    Within each group the ``settings.criterion`` chooses which channels go; the profile says
+    how many. Returns the channels kept per group. ``calibration`` is a labelled batch, needed
+    only by the ``taylor`` criterion (it ranks channels by loss gradients).
+    """
+    importance = _importance(settings.criterion)
+    graph = build_graph(model, example_input)
+    roots = _root_groups(graph, model)
+    channels = {name: len(_out_group(graph, root)[0].idxs) for name, root in roots.items()}
+    kept = target_channels(channels, profile, settings)
+    if settings.criterion == "taylor":
+        _taylor_gradients(model, calibration)
+    for name, keep in kept.items():
+        if keep >= channels[name]:
+            continue
+        full = _out_group(graph, roots[name])
+        scores = importance(full)
+        if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
+            scores = _importance("l1")(full)
+        drop = torch.argsort(scores)[: channels[name] - keep].tolist()
+        _out_group(graph, roots[name], sorted(drop)).prune()
+    model.zero_grad(set_to_none=True)
+    return kept

@@ -1,0 +1,167 @@
+"""What one Tune trial does: prune the base model to a profile, fine-tune, evaluate, report.
+
+:func:`prune_and_finetune` is the Ray Tune function trainable. Its ``config`` carries what the
+searcher chose (``profile``, optionally ``finetune_steps``); everything fixed for the search
+travels once in a :class:`TrialSetup` through ``tune.with_parameters`` (Ray's object store), not
+in every trial's config. It reports accuracy, loss, every cost, which budgets are met, and a
+checkpoint (profile + pruned weights) from which the trial resumes or the model is exported.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
+from trainables.base import DataSpec, ModelSpec, build, load_base
+from trainables.groups import PruneSettings, apply_profile
+from trainables.profiles import Profile
+from trainables.train import Recipe, evaluate, make_optimizer, to_device, train_steps
+
+PROFILE_FILE = "profile.json"
+WEIGHTS_FILE = "model.pt"
+STATE_FILE = "state.json"
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """Everything a trial needs that is the same for the whole search."""
+
+    model: ModelSpec
+    data: DataSpec
+    base_checkpoint: str
+    prune: PruneSettings = PruneSettings()
+    finetune: Recipe = Recipe()
+    budgets: tuple[Budget, ...] = ()
+    seed: int = 0
+    checkpoint_every: int = 0
+    extra_costs: tuple[str, ...] = field(default=DEFAULT_COSTS)
+
+    def cost_functions(self) -> dict[str, object]:
+        """Cost functions by metric key: the default costs plus one per budget."""
+        return cost_functions(self.budgets, defaults=self.extra_costs)
+
+
+def trial_device() -> torch.device:
+    """The GPU Ray assigned this trial (Ray sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    import ray
+
+    if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def _data_on(setup_data: DataSpec, input_size: int, device: str):
+    splits = setup_data.load(input_size)
+    move = lambda t: t.to(device)  # noqa: E731 - once per worker process, not per trial
+    return splits, move(splits.train_x), move(splits.train_y), move(splits.val_x), move(splits.val_y)
+
+
+def example_input(setup: TrialSetup) -> torch.Tensor:
+    size = setup.model.input_size
+    return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def pruned_model(setup: TrialSetup, profile: Profile, num_classes: int, calibration=None) -> nn.Module:
+    """The base model with ``profile`` applied (channels physically removed), on the CPU."""
+    model = load_base(setup.model, num_classes, setup.base_checkpoint)
+    apply_profile(model, profile, example_input(setup), setup.prune, calibration=calibration)
+    return model
+
+
+def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: int) -> nn.Module:
+    """The exact pruned model saved in a trial checkpoint: structure from the profile, weights
+    from the file. Which channels the criterion chose does not matter: weights are replaced."""
+    directory = Path(directory)
+    profile = Profile.from_json((directory / PROFILE_FILE).read_text())
+    model = build(setup.model, num_classes)
+    structural = PruneSettings("l1", setup.prune.round_to, setup.prune.min_channels)
+    apply_profile(model, profile, example_input(setup), structural)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return model
+
+
+_DENSE: dict[tuple, dict[str, float]] = {}
+
+
+def _dense_costs(setup: TrialSetup, num_classes: int) -> dict[str, float]:
+    """Costs of the dense model, measured once per worker process on the trial's device
+    (a relative latency budget compares against the dense latency measured the same way)."""
+    costs = setup.cost_functions()
+    key = (setup.base_checkpoint, setup.model, tuple(sorted(costs)))
+    if key not in _DENSE:
+        dense = load_base(setup.model, num_classes, setup.base_checkpoint)
+        _DENSE[key] = measure_costs(dense, example_input(setup), costs)
+    return _DENSE[key]
+
+
+def _save(directory: Path, model: nn.Module, profile: Profile, state: dict) -> None:
+    (directory / PROFILE_FILE).write_text(profile.to_json())
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    (directory / STATE_FILE).write_text(json.dumps(state))
+
+
+def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
+    """Ray Tune function trainable: one profile, pruned, fine-tuned and measured."""
+    from ray import tune
+
+    profile = Profile(config["profile"])
+    steps = int(config.get("finetune_steps", setup.finetune.steps))
+    recipe = Recipe(**{**asdict(setup.finetune), "steps": steps})
+    device = trial_device()
+    torch.manual_seed(setup.seed)
+    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
+    calibration = (splits.train_x[:64], splits.train_y[:64])
+    model = pruned_model(setup, profile, splits.num_classes, calibration)
+    start, state = 0, {}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retried trial resumes its fine-tune
+        with checkpoint.as_directory() as directory:
+            state = json.loads((Path(directory) / STATE_FILE).read_text())
+            model.load_state_dict(torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True))
+        start = state["step"]
+    model = to_device(model, device)
+    if not state:
+        state["accuracy_pruned"], _ = evaluate(model, val_x, val_y)
+    optimizer = make_optimizer(model, recipe)
+    for _ in range(start):
+        optimizer[1].step()
+    chunk = setup.checkpoint_every or max(steps, 1)
+    for stop in [*range(start + chunk, steps, chunk), steps]:
+        train_steps(model, train_x, train_y, recipe, seed=setup.seed, start=start, stop=stop, optimizer=optimizer)
+        start = stop
+        done = stop >= steps
+        metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done)
+        state["step"] = stop
+        metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done)
+        with tempfile.TemporaryDirectory() as directory:
+            _save(Path(directory), model, profile, state)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        if done:
+            return
+        model = to_device(model, device)
+
+
+def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool) -> dict:
+    model = to_device(model, device)
+    accuracy, loss = evaluate(model, val_x, val_y)
+    metrics = {"accuracy": accuracy, "loss": loss}
+    if not final:
+        return metrics
+    model = model.cpu()
+    values = measure_costs(model, example_input(setup), setup.cost_functions())
+    dense = _dense_costs(setup, num_classes)
+    meets = check_budgets(values, dense, setup.budgets)
+    for key, value in values.items():
+        metrics[f"cost/{key}"] = value
+        metrics[f"rel/{key}"] = value / dense[key] if dense[key] else float("nan")
+    metrics.update({f"meets/{key}": float(ok) for key, ok in meets.items()})
+    metrics["feasible"] = float(all(meets.values()))
+    return metrics
