@@ -1,0 +1,170 @@
+"""The data-set registry: bundled and generated sets, and files in their real on-disk formats."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from budgets.errors import ConfigError
+from trainables import data
+from trainables.data import DataSplits, dataset_names, load_dataset
+
+
+def _pixels(splits: DataSplits, x: torch.Tensor) -> torch.Tensor:
+    """Undo the normalisation: values in [0, 1]."""
+    return x * torch.tensor(splits.std)[:, None, None] + torch.tensor(splits.mean)[:, None, None]
+
+
+def test_digits_split_is_stratified_resized_and_normalised() -> None:
+    splits = load_dataset("digits", input_size=16)
+    assert len(splits.train_y) + len(splits.val_y) == 1797 and splits.num_classes == 10
+    assert splits.input_shape == (3, 16, 16) and splits.val_x.shape[1:] == (3, 16, 16)
+    assert splits.train_x.dtype == torch.float32 and splits.train_y.dtype == torch.int64
+    assert torch.allclose(splits.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(splits.train_x.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+    val_share = splits.val_y.bincount(minlength=10) / len(splits.val_y)
+    assert val_share.min() > 0.08 and val_share.max() < 0.12  # about 10% each, as in the full set
+
+
+def test_digits_val_fraction_and_seed_choose_the_split() -> None:
+    half = load_dataset("digits", input_size=8, options={"val_fraction": 0.5})
+    assert abs(len(half.val_y) - 1797 / 2) <= 1
+    other_seed = load_dataset("digits", input_size=8, seed=1)
+    assert not torch.equal(other_seed.val_y, load_dataset("digits", input_size=8).val_y)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        load_dataset("digits", options={"val_fraction": 1.5})
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_shapes_are_balanced_normalised_images_of_the_requested_size(size: int) -> None:
+    splits = load_dataset("shapes", input_size=size, options={"n_train": 200, "n_val": 50})
+    assert splits.train_x.shape == (200, 3, size, size)
+    assert splits.val_x.shape == (50, 3, size, size)
+    assert splits.train_y.bincount().tolist() == [20] * 10
+    assert torch.allclose(splits.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    pixels = _pixels(splits, splits.val_x)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+
+
+def test_shapes_are_reproducible_from_the_seed_and_cached_per_process() -> None:
+    options = {"n_train": 100, "n_val": 20}
+    first = load_dataset("shapes", seed=3, options=options)
+    assert load_dataset("shapes", seed=3, options=dict(options)) is first
+    uncached = data._load_cached.__wrapped__("shapes", 32, None, 3, tuple(sorted(options.items())))
+    assert torch.equal(uncached.train_x, first.train_x) and torch.equal(uncached.val_y, first.val_y)
+    other_seed = load_dataset("shapes", seed=4, options=options)
+    assert not torch.equal(other_seed.train_x, first.train_x)
+    more_train = load_dataset("shapes", seed=3, options={"n_train": 150, "n_val": 20})
+    assert torch.allclose(_pixels(more_train, more_train.val_x), _pixels(first, first.val_x),
+                          atol=1e-5)
+
+
+def test_unknown_names_and_options_list_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="'mnist'.*cifar10, cifar100, digits"):
+        load_dataset("mnist")
+    with pytest.raises(ConfigError, match="n_trian.*n_train, n_val"):
+        load_dataset("shapes", options={"n_trian": 10})
+    assert {"digits", "shapes", "cifar10", "cifar100", "imagefolder"} <= set(dataset_names())
+
+
+# --- CIFAR in its real on-disk format (python pickles), tiny ----------------------------------
+
+CIFAR_LAYOUTS = {
+    # name: (folder, train files, test file, meta file, label key, meta key, classes)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
+                "batches.meta", "labels", "label_names", 10),
+    "cifar100": ("cifar-100-python", ["train"], "test", "meta", "fine_labels",
+                 "fine_label_names", 100),
+}
+
+
+def _write_cifar(root: Path, name: str, per_file: int = 3) -> tuple[np.ndarray, list[int]]:
+    """Pickled dicts as in the real files; returns the train images (N, 3072) and labels.
+
+    The originals are Python 2 pickles whose str keys torchvision reads (encoding latin1) as
+    "data" and "labels"; Python 3 str keys read back the same.
+    """
+    folder, train_files, test_file, meta_file, label_key, meta_key, classes = CIFAR_LAYOUTS[name]
+    (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for file in [*train_files, test_file]:
+        batch = rng.integers(0, 256, (per_file, 3072), dtype=np.uint8)
+        batch_labels = rng.integers(0, classes, per_file).tolist()
+        with open(root / folder / file, "wb") as handle:
+            pickle.dump({"data": batch, label_key: batch_labels}, handle)
+        if file != test_file:
+            images.append(batch)
+            labels += batch_labels
+    with open(root / folder / meta_file, "wb") as handle:
+        pickle.dump({meta_key: [f"class{i}" for i in range(classes)]}, handle)
+    return np.concatenate(images), labels
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_files_load_with_pixels_and_labels_intact(tmp_path: Path, name: str) -> None:
+    images, labels = _write_cifar(tmp_path, name)
+    splits = load_dataset(name, root=tmp_path, options={"verify": False})
+    assert splits.num_classes == CIFAR_LAYOUTS[name][-1] and splits.input_shape == (3, 32, 32)
+    assert splits.train_y.tolist() == labels and len(splits.val_y) == 3
+    expected = torch.from_numpy(images).reshape(-1, 3, 32, 32) / 255.0
+    assert torch.allclose(_pixels(splits, splits.train_x), expected, atol=1e-5)
+
+
+def test_cifar_limits_take_a_seeded_subset(tmp_path: Path) -> None:
+    images, labels = _write_cifar(tmp_path, "cifar10")
+    options = {"verify": False, "limit_train": 5, "limit_val": 2}
+    splits = load_dataset("cifar10", root=str(tmp_path), input_size=16, options=options)
+    assert len(splits.train_y) == 5 and len(splits.val_y) == 2
+    assert splits.train_x.shape[1:] == (3, 16, 16)
+    other = load_dataset("cifar10", root=str(tmp_path), input_size=16, seed=1, options=options)
+    assert set(splits.train_y.tolist()) <= set(labels)
+    assert not torch.equal(other.train_x, splits.train_x)
+
+
+def test_cifar_md5_check_rejects_repacked_files_unless_verify_is_off(tmp_path: Path) -> None:
+    _write_cifar(tmp_path, "cifar10")
+    with pytest.raises(ConfigError, match="verify: false"):
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_missing_cifar_files_say_where_they_belong(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_dataset("cifar10", root=tmp_path / "nowhere")
+    message = str(error.value)
+    assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in message
+    assert "never downloads" in message
+    with pytest.raises(ConfigError, match="cifar-100-python"):
+        load_dataset("cifar100")
+
+
+# --- ImageFolder ------------------------------------------------------------------------------
+
+
+def _write_png(path: Path, size: tuple[int, int], mode: str, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value if mode == "L" else (value, 0, 255 - value)).save(path)
+
+
+def test_imagefolder_decodes_folders_of_pngs_once_at_the_input_size(tmp_path: Path) -> None:
+    _write_png(tmp_path / "train" / "cat" / "a.png", (20, 12), "RGB", 200)
+    _write_png(tmp_path / "train" / "cat" / "b.png", (8, 8), "L", 90)
+    _write_png(tmp_path / "train" / "dog" / "c.png", (40, 40), "RGB", 10)
+    _write_png(tmp_path / "val" / "dog" / "d.png", (16, 16), "RGB", 30)
+    splits = load_dataset("imagefolder", root=tmp_path, input_size=16)
+    assert splits.num_classes == 2 and splits.train_y.tolist() == [0, 0, 1]
+    assert splits.val_y.tolist() == [1]  # val has only "dog": still train's class number
+    assert splits.train_x.shape == (3, 3, 16, 16)
+    gray = _pixels(splits, splits.train_x[1])
+    assert torch.allclose(gray, torch.full_like(gray, 90 / 255), atol=1e-5)
+
+
+def test_imagefolder_names_a_missing_folder(tmp_path: Path) -> None:
+    _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
+    with pytest.raises(ConfigError, match=str(tmp_path / "val")):
+        load_dataset("imagefolder", root=tmp_path)

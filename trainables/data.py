@@ -1,0 +1,384 @@
+"""The data-set registry: each set is decoded once per process into normalised tensors.
+
+A trial trains for a few epochs on a small set, so decoding images every epoch would cost more
+than the training itself. :func:`load_dataset` therefore reads a set once, turns it into
+in-memory tensors (3 channels, ``input_size`` x ``input_size``, normalised per channel with the
+train split's statistics) and caches the result, so a Ray worker process reuses it for every
+trial it runs. A loader registered with :func:`register_dataset` only reads its files into a
+:class:`RawSplits`; resizing, channel replication and normalisation happen here, the same way
+for every set. Nothing is ever downloaded: sets that need files say where to put them.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from budgets.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """A data set ready for training, shared by every trial in a process: do not modify it.
+
+    ``train_x``/``val_x`` are float32 (N, 3, H, W) normalised with the train split's per-channel
+    ``mean`` and ``std`` (pixel values in [0, 1] are ``x * std + mean``); labels are int64.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+    name: str
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        channels, height, width = self.train_x.shape[1:]
+        return channels, height, width
+
+
+@dataclass(frozen=True)
+class RawSplits:
+    """What a loader returns: (N, C, H, W) images, C 1 or 3, uint8 or float in [0, 1].
+
+    Images may have any size; :func:`load_dataset` resizes those not yet ``input_size``.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    num_classes: int
+
+
+class DatasetLoader(Protocol):
+    """Reads one data set. Options are keyword-only parameters with defaults."""
+
+    def __call__(
+        self, *, input_size: int, root: Path | None, seed: int, **options: Any
+    ) -> RawSplits: ...
+
+
+_LOADERS: dict[str, DatasetLoader] = {}
+_STANDARD_ARGS = frozenset({"input_size", "root", "seed"})
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register a loader under ``name``; registering a name twice is an error."""
+
+    def decorator(loader: DatasetLoader) -> DatasetLoader:
+        if name in _LOADERS:
+            raise ConfigError(f"dataset {name!r} is already registered; pick another name")
+        _LOADERS[name] = loader
+        return loader
+
+    return decorator
+
+
+def dataset_names() -> list[str]:
+    """Every registered data-set name, sorted."""
+    return sorted(_LOADERS)
+
+
+def load_dataset(
+    name: str,
+    *,
+    input_size: int = 32,
+    root: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> DataSplits:
+    """Load data set ``name``, decoding it only on the first call with these arguments.
+
+    ``seed`` fixes every random choice (split, subset, generated images). ``options`` are the
+    loader's own settings (``val_fraction``, ``verify``, ...); unknown ones are a ConfigError.
+    """
+    if name not in _LOADERS:
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(dataset_names())}")
+    _positive_int("input_size", input_size)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is invalid: it must be a non-negative integer")
+    options = dict(options or {})
+    _check_options(name, options)
+    key = tuple(sorted(options.items()))
+    try:
+        hash(key)
+    except TypeError as error:
+        raise ConfigError(f"options of dataset {name!r} must be plain values: {error}") from error
+    resolved = str(Path(root).expanduser().resolve()) if root is not None else None
+    return _load_cached(name, input_size, resolved, seed, key)
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    parameters = inspect.signature(_LOADERS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    allowed = sorted(set(parameters) - _STANDARD_ARGS)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"dataset {name!r} has no option {', '.join(unknown)}; "
+                          f"its options are: {', '.join(allowed) or 'none'}")
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(
+    name: str, input_size: int, root: str | None, seed: int, options: tuple[tuple[str, Any], ...]
+) -> DataSplits:
+    raw = _LOADERS[name](input_size=input_size, root=Path(root) if root else None, seed=seed,
+                         **dict(options))
+    return _standardise(name, raw, input_size)
+
+
+def _standardise(name: str, raw: RawSplits, input_size: int) -> DataSplits:
+    """Resize, replicate gray to 3 channels and normalise with the train split's statistics."""
+    train_x = _as_rgb(name, raw.train_images, input_size)
+    val_x = _as_rgb(name, raw.val_images, input_size)
+    mean = train_x.mean(dim=(0, 2, 3))
+    # A constant channel would divide by zero; leave its scale alone instead.
+    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    for images in (train_x, val_x):
+        images.sub_(mean[:, None, None]).div_(std[:, None, None])
+    train_y = _as_labels(name, raw.train_labels, raw.num_classes)
+    val_y = _as_labels(name, raw.val_labels, raw.num_classes)
+    return DataSplits(train_x, train_y, val_x, val_y, raw.num_classes, name,
+                      tuple(mean.tolist()), tuple(std.tolist()))
+
+
+def _as_rgb(name: str, images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
+    """A fresh float32 (N, 3, size, size) tensor with values in [0, 1]."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ConfigError(f"dataset {name!r} gave images of shape {tuple(images.shape)}; "
+                          "its loader must return (N, C, H, W) with C 1 or 3")
+    if len(images) == 0:
+        raise ConfigError(f"dataset {name!r} gave an empty split")
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    out = torch.empty(len(images), 3, size, size)
+    # Filling one preallocated tensor chunk by chunk keeps a single float copy of the set.
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk].float() / scale
+        out[start:start + chunk] = _resized(part, size)  # broadcasting replicates gray
+    return out
+
+
+def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
+def _as_labels(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        raise ConfigError(f"dataset {name!r} has labels outside 0..{num_classes - 1}")
+    return labels
+
+
+def _positive_int(key: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} is invalid: it must be a positive integer")
+    return value
+
+
+def _subset(images: torch.Tensor, labels: torch.Tensor, option: str, limit: int | None,
+            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random subset of at most ``limit`` examples, kept in file order."""
+    if limit is None or _positive_int(option, limit) >= len(labels):
+        return images, labels
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(labels), generator=generator)[:limit].sort().values
+    return images[keep], labels[keep]
+
+
+# --- digits: scikit-learn's bundled 8x8 handwritten digits ----------------------------------
+
+
+@register_dataset("digits")
+def _digits(*, input_size: int, root: Path | None, seed: int, val_fraction: float = 0.2
+            ) -> RawSplits:
+    """1797 real 8x8 gray digits shipped with scikit-learn; a stratified seeded split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"option val_fraction={val_fraction!r} is invalid: it must be in (0, 1)")
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images / 16.0).float().unsqueeze(1)
+    labels = torch.from_numpy(bunch.target)
+    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction,
+                                  stratify=bunch.target, random_state=seed)
+    return RawSplits(images[train], labels[train], images[val], labels[val], num_classes=10)
+
+
+# --- shapes: ten procedural classes, generated from the seed ---------------------------------
+
+# Each class is a mask over coordinates (u, v) that span [-1, 1] across the shape's box.
+_ShapeMask = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _box(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return torch.maximum(u.abs(), v.abs()) <= 1.0
+
+
+def _bands(t: torch.Tensor, count: float) -> torch.Tensor:
+    return torch.floor((t + 1.0) * count / 2.0).remainder(2) == 0
+
+
+_SHAPES: Sequence[tuple[str, _ShapeMask]] = (
+    ("circle", lambda u, v: u**2 + v**2 <= 1.0),
+    ("ring", lambda u, v: (u**2 + v**2 <= 1.0) & (u**2 + v**2 >= 0.35)),
+    ("square", lambda u, v: torch.maximum(u.abs(), v.abs()) <= 0.85),
+    ("hollow_square", lambda u, v: _box(u, v) & (torch.maximum(u.abs(), v.abs()) >= 0.6)),
+    ("triangle", lambda u, v: (v.abs() <= 0.9) & (u.abs() <= (v + 0.9) / 1.8)),
+    ("horizontal_bars", lambda u, v: _box(u, v) & _bands(v, 5)),
+    ("vertical_bars", lambda u, v: _box(u, v) & _bands(u, 5)),
+    ("diagonal_stripes", lambda u, v: _box(u, v) & _bands((u + v) / 2.0, 6)),
+    ("cross", lambda u, v: _box(u, v) & ((u.abs() <= 0.3) | (v.abs() <= 0.3))),
+    ("checkerboard", lambda u, v: _box(u, v) & (_bands(u, 4) == _bands(v, 4))),
+)
+SHAPE_CLASSES: tuple[str, ...] = tuple(name for name, _ in _SHAPES)
+
+
+@register_dataset("shapes")
+def _shapes(*, input_size: int, root: Path | None, seed: int, n_train: int = 2000,
+            n_val: int = 500) -> RawSplits:
+    """Ten balanced classes of shapes and textures with random place, size, colours and noise.
+
+    Train and val draw from separate streams of ``seed``, so ``n_train`` never changes val.
+    """
+    train_x, train_y = _draw_shapes(_positive_int("n_train", n_train), input_size, seed, 0)
+    val_x, val_y = _draw_shapes(_positive_int("n_val", n_val), input_size, seed, 1)
+    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(_SHAPES))
+
+
+def _draw_shapes(count: int, size: int, seed: int, stream: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng([seed, stream])
+    labels = torch.from_numpy(rng.permutation(np.arange(count) % len(_SHAPES)))
+    radius = rng.uniform(0.2, 0.42, count)
+    centre = rng.uniform(radius[:, None], 1.0 - radius[:, None], (count, 2))
+    fg = rng.uniform(0.0, 1.0, (count, 3))
+    # Shifting every channel by 0.3..0.7 (mod 1) keeps the shape visible on its background.
+    bg = (fg + rng.uniform(0.3, 0.7, (count, 3))) % 1.0
+    sigma = rng.uniform(0.03, 0.12, (count, 1, 1, 1)).astype(np.float32)
+    noise = rng.standard_normal((count, 3, size, size), dtype=np.float32)
+    noise *= sigma
+
+    grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    as_t = functools.partial(torch.as_tensor, dtype=torch.float32)
+    u = (grid[None, None, :] - as_t(centre[:, 0, None, None])) / as_t(radius[:, None, None])
+    v = (grid[None, :, None] - as_t(centre[:, 1, None, None])) / as_t(radius[:, None, None])
+    mask = torch.zeros(count, size, size)
+    for label, (_, shape) in enumerate(_SHAPES):
+        chosen = labels == label
+        mask[chosen] = shape(u[chosen], v[chosen]).float()
+    fg_t, bg_t = as_t(fg)[:, :, None, None], as_t(bg)[:, :, None, None]
+    images = bg_t + (fg_t - bg_t) * mask[:, None] + torch.from_numpy(noise)
+    return images.clamp_(0.0, 1.0), labels
+
+
+# --- files on disk: CIFAR and ImageFolder -----------------------------------------------------
+
+
+@register_dataset("cifar10")
+def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = True,
+             limit_train: int | None = None, limit_val: int | None = None) -> RawSplits:
+    """CIFAR-10's python version under ``<root>/cifar-10-batches-py``; never downloaded."""
+    from torchvision.datasets import CIFAR10
+
+    return _read_cifar("cifar10", CIFAR10, root, seed, verify, (limit_train, limit_val))
+
+
+@register_dataset("cifar100")
+def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = True,
+              limit_train: int | None = None, limit_val: int | None = None) -> RawSplits:
+    """CIFAR-100's python version under ``<root>/cifar-100-python``; never downloaded."""
+    from torchvision.datasets import CIFAR100
+
+    return _read_cifar("cifar100", CIFAR100, root, seed, verify, (limit_train, limit_val))
+
+
+def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool,
+                limits: tuple[int | None, int | None]) -> RawSplits:
+    _check_cifar_files(name, cls, root)
+    reader = cls if verify else _unverified(cls)
+    try:
+        train, val = (reader(str(root), train=split, download=False) for split in (True, False))
+    except RuntimeError as error:
+        raise ConfigError(f"{name} files in {root / cls.base_folder} fail torchvision's md5 "
+                          "check; for a re-packed copy set option verify: false") from error
+    splits = []
+    for data, option, limit in zip((train, val), ("limit_train", "limit_val"), limits):
+        images = torch.from_numpy(data.data).permute(0, 3, 1, 2)
+        splits += _subset(images, torch.tensor(data.targets), option, limit, seed)
+    return RawSplits(*splits, num_classes=len(train.classes))
+
+
+def _check_cifar_files(name: str, cls: type, root: Path | None) -> None:
+    folder = Path("<root>" if root is None else root) / cls.base_folder
+    files = [entry[0] for entry in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    missing = files if root is None else [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{name} needs the files {', '.join(missing)} of its python version in {folder}; "
+            f"pass root=<the folder holding {cls.base_folder}>. prunetune never downloads data"
+        )
+
+
+@functools.cache
+def _unverified(cls: type) -> type:
+    """``cls`` with md5 sums removed: torchvision's check_integrity then only needs the files."""
+    return type(f"Unverified{cls.__name__}", (cls,), {
+        "train_list": [[file, None] for file, _ in cls.train_list],
+        "test_list": [[file, None] for file, _ in cls.test_list],
+        "meta": {**cls.meta, "md5": None},
+    })
+
+
+@register_dataset("imagefolder")
+def _imagefolder(*, input_size: int, root: Path | None, seed: int) -> RawSplits:
+    """``root/train/<class>/*.png`` and ``root/val/<class>/*``; classes named by train's folders."""
+    from torchvision import transforms
+
+    if root is None:
+        raise ConfigError("imagefolder needs root=<folder holding train/ and val/>")
+    transform = transforms.Compose([
+        transforms.Resize((input_size, input_size), antialias=True),
+        transforms.PILToTensor(),
+    ])
+    train_x, train_y, classes = _read_folder(root / "train", transform)
+    val_x, val_names, val_classes = _read_folder(root / "val", transform)
+    unknown = sorted(set(val_classes) - set(classes))
+    if unknown:
+        raise ConfigError(f"{root / 'val'} has classes missing from {root / 'train'}: "
+                          f"{', '.join(unknown)}")
+    # ImageFolder numbers each folder's classes alphabetically; map val's onto train's numbers.
+    to_train = torch.tensor([classes.index(c) for c in val_classes], dtype=torch.int64)
+    return RawSplits(train_x, train_y, val_x, to_train[val_names], num_classes=len(classes))
+
+
+def _read_folder(folder: Path, transform: Callable[[Any], torch.Tensor]
+                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from torchvision.datasets import ImageFolder
+
+    if not folder.is_dir():
+        raise ConfigError(f"imagefolder needs the folder {folder} with one subfolder per class")
+    try:
+        dataset = ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as error:
+        raise ConfigError(f"imagefolder: {error}") from error
+    images = torch.stack([image for image, _ in dataset])
+    return images, torch.tensor(dataset.targets, dtype=torch.int64), list(dataset.classes)
