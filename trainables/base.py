@@ -98,6 +98,8 @@ def ensure_base_checkpoint(
 
 def load_base(model: ModelSpec, num_classes: int, checkpoint: str | Path) -> nn.Module:
     """A fresh dense model with the checkpoint's weights (a new object on every call)."""
+    if not Path(checkpoint).is_file():
+        read_state_dict(checkpoint)  # raises the clear "does not exist" error
     net = build(model, num_classes)
     try:
         net.load_state_dict(_cached_state(str(checkpoint), os.path.getmtime(checkpoint)))

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny search config and its trained base checkpoint (once per session)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# A private local Ray on loopback, without token auth; must be set before Ray is imported.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+TINY = {
+    "name": "tiny",
+    "model": {"name": "resnet20", "width": 0.25, "input_size": 8},
+    "data": {"name": "digits"},
+    "base": {"steps": 60, "lr": 0.05, "batch_size": 64},
+    "finetune": {"steps": 4, "lr": 0.01, "batch_size": 32},
+    "space": {"low": 0.3, "high": 1.0},
+    "trials": 3,
+    "concurrency": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A dense resnet20 (width 0.25, 8 px) trained briefly on digits, saved once per session."""
+    from search.config import parse_config
+    from search.runner import specs
+    from trainables import ensure_base_checkpoint
+
+    model, data, recipe = specs(parse_config(TINY))
+    directory = tmp_path_factory.mktemp("base")
+    return ensure_base_checkpoint(model, data, recipe, directory, show_progress=False)
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_base) -> dict:
+    """The tiny config as a dict, storing results under tmp_path and using the shared base."""
+    config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    config["base"] = {**config["base"], "checkpoint": str(tiny_base)}
+    config["storage_path"] = str(tmp_path / "results")
+    return config

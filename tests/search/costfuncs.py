@@ -1,0 +1,13 @@
+"""User cost functions for the search tests (importable as ``tests.search.costfuncs:NAME``)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def stem_width_meter(model: torch.nn.Module, example_input: torch.Tensor) -> float:
+    """A meter that cannot measure a pruned stem: raises unless the stem is at full width (4)."""
+    width = model.stem[0].out_channels
+    if width < 4:
+        raise ValueError(f"meter cannot handle a stem of {width} channels")
+    return float(width)
