@@ -36,6 +36,7 @@ class Latency(CostFunction):
     """
 
     unit = "ms"
+    key_options = ("device", "batch_size", "threads")
     monotone = False
     deterministic = False
     analytic = False

@@ -58,6 +58,8 @@ class CostFunction(abc.ABC):
             cached per profile.
         analytic: the value depends only on the architecture and input shape, not on weights
             or hardware, so it can be computed anywhere (e.g. on the driver, without a GPU).
+        key_options: the options that change *what* is measured, which a budget's metric key
+            names (None: all of them); protocol options such as repeats stay out of keys.
     """
 
     name: ClassVar[str]
@@ -65,6 +67,7 @@ class CostFunction(abc.ABC):
     monotone: ClassVar[bool]
     deterministic: ClassVar[bool]
     analytic: ClassVar[bool]
+    key_options: ClassVar[tuple[str, ...] | None] = None
 
     @abc.abstractmethod
     def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:

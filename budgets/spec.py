@@ -108,10 +108,15 @@ class Budget(pydantic.BaseModel):
 
     @property
     def key(self) -> str:
-        """A stable, metric-safe id: the cost name, then the option values sorted by option
-        name, e.g. ``"macs"``, ``"latency_cuda"``; a user function is named by its function."""
+        """A stable, metric-safe id: the cost name, then the values of the options that change
+        *what* is measured (a cost's ``key_options``; all options when it declares none), sorted
+        by option name, e.g. ``"macs"``, ``"latency_cuda"``; ``repeats``/``warmup`` only change
+        how carefully latency is measured, so they stay out. A user function is named by its
+        function."""
         parts = [self.cost.rpartition(":")[2]]
-        parts += [str(self.options[name]) for name in sorted(self.options)]
+        identity = getattr(self.cost_fn(), "key_options", None)
+        names = sorted(self.options) if identity is None else [n for n in sorted(self.options) if n in identity]
+        parts += [str(self.options[name]) for name in names]
         return "_".join(_metric_safe(part) for part in parts)
 
     @property
