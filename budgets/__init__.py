@@ -8,6 +8,7 @@ registers every built-in cost: ``macs``, ``params``, ``model_size``, ``latency``
 from __future__ import annotations
 
 from budgets._measured import Latency, PeakMemory
+from budgets.analytic import ANALYTIC_COSTS, AnalyticCostModel, Term, channels_kept
 from budgets.costs import (
     CallableCost,
     CostFunction,
@@ -22,7 +23,9 @@ from budgets.errors import BudgetError, ConfigError, PrunetuneError
 from budgets.spec import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
 
 __all__ = [
+    "ANALYTIC_COSTS",
     "DEFAULT_COSTS",
+    "AnalyticCostModel",
     "Budget",
     "BudgetError",
     "CallableCost",
@@ -34,6 +37,8 @@ __all__ = [
     "Params",
     "PeakMemory",
     "PrunetuneError",
+    "Term",
+    "channels_kept",
     "check_budgets",
     "cost_functions",
     "cost_names",

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from budgets.analytic import channels_kept
 from budgets.errors import PrunetuneError
 
 
@@ -36,8 +37,7 @@ def kept_channels(channels: int, ratio: float, *, round_to: int = 1, min_channel
             f"keep ratio {ratio:g} leaves no channel of {channels}; "
             f"the smallest ratio for this group is {1 / channels:.4g}"
         )
-    units = max(1, round(wanted / round_to))
-    return int(min(channels, max(min_channels, units * round_to)))
+    return channels_kept(channels, ratio, round_to, min_channels)
 
 
 @dataclass(frozen=True)
