@@ -5,11 +5,13 @@ from trainables.data import DataSplits, dataset_names, load_dataset, register_da
 from trainables.groups import CRITERIA, GroupInfo, PruneSettings, apply_profile, find_groups, target_channels
 from trainables.models import build_model, model_names, register_model
 from trainables.profiles import Profile, ProfileError, kept_channels
+from trainables.structure import CostModelError, extract_cost_model
 from trainables.train import DivergedError, Recipe, evaluate, train_steps
 from trainables.trial import TrialSetup, example_input, prune_and_finetune, rebuild_from_checkpoint
 
 __all__ = [
     "CRITERIA",
+    "CostModelError",
     "DataSpec",
     "DataSplits",
     "DivergedError",
@@ -25,6 +27,7 @@ __all__ = [
     "dataset_names",
     "ensure_base_checkpoint",
     "evaluate",
+    "extract_cost_model",
     "example_input",
     "find_groups",
     "kept_channels",
