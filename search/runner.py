@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from budgets import Budget, measure_costs
-from budgets.errors import ConfigError
+from budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
+from budgets.errors import BudgetError, ConfigError
 from search.config import SearchConfig
 from search.experiment import write_manifest
 from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
@@ -25,10 +27,12 @@ from trainables import (
     PruneSettings,
     Recipe,
     TrialSetup,
+    CostModelError,
     build_model,
     dataset_names,
     ensure_base_checkpoint,
     example_input,
+    extract_cost_model,
     find_groups,
     load_base,
     prune_and_finetune,
@@ -96,6 +100,62 @@ def _check_names(config: SearchConfig) -> None:
     build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
 
 
+def analytic_limits(budgets: Sequence[Budget], cost_model: AnalyticCostModel) -> dict[str, float]:
+    """Absolute limits of the budgets the cost model computes exactly (``macs``, ``params``),
+    keyed by cost key; a relative budget's limit is ``max`` times the dense model's cost."""
+    dense = cost_model.dense()
+    return {b.key: b.limit(dense[b.cost]) for b in budgets if b.cost in ANALYTIC_COSTS and not b.options}
+
+
+def check_reachable(space: ProfileSpace, budgets: Sequence[Budget]) -> None:
+    """A BudgetError for an analytic budget that no profile of ``space`` can meet."""
+    smallest = space.min_costs()
+    dense = space.cost_model.dense() if space.cost_model else {}
+    for budget in budgets:
+        limit = space.limits.get(budget.key)
+        if limit is None or smallest[budget.key] <= limit * (1 + 1e-9):
+            continue
+        reach = smallest[budget.key] / dense[budget.key]
+        raise BudgetError(
+            f"budget {budget.label} cannot be met: with every group at its smallest ratio the model "
+            f"still has {smallest[budget.key]:,.0f} {budget.key} ({reach:.1%} of dense), above the limit "
+            f"{limit:,.0f}; raise the budget's max to at least {reach:.4g} (relative) or "
+            f"{smallest[budget.key]:,.0f} (absolute), or lower space.low (or the smallest space.levels)"
+        )
+
+
+def build_space(config: SearchConfig, num_classes: int) -> ProfileSpace:
+    """The profile space of ``config``'s model, with its exact analytic cost model and the
+    analytic budgets' limits; a budget below the smallest reachable cost is a BudgetError.
+
+    Needs only the architecture (costs do not depend on weights), so it runs before the base
+    model is trained and before any file is written. A model the cost model cannot represent
+    exactly gets a space without one (a warning): its budgets are then checked by trials only.
+    """
+    spec, _, _ = specs(config)
+    sample = example_input(trial_setup(config))
+    architecture = build_model(spec.name, num_classes=num_classes, input_size=spec.input_size, width=spec.width)
+    channels = {g.name: g.channels for g in find_groups(architecture, sample)}
+    try:
+        cost_model = extract_cost_model(architecture, sample)
+    except CostModelError as err:
+        warnings.warn(f"no exact cost model for {spec.name} ({err}); profiles are not screened", stacklevel=2)
+        cost_model = None
+    space = ProfileSpace.build(
+        channels,
+        low=config.space.low,
+        high=config.space.high,
+        levels=config.space.levels,
+        overrides=config.space.overrides,
+        round_to=config.prune.round_to,
+        min_channels=config.prune.min_channels,
+        cost_model=cost_model,
+        limits=analytic_limits(config.budgets, cost_model) if cost_model else {},
+    )
+    check_reachable(space, config.budgets)
+    return space
+
+
 def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     """Validate, load data, train or load the base model and derive the profile space."""
     _check_names(config)
@@ -107,19 +167,12 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
         )
     model, data, recipe = specs(config)
     splits = data.load(model.input_size)  # a missing data set fails here, before any write
+    space = build_space(config, splits.num_classes)  # so does an unreachable budget
     checkpoint = config.base.checkpoint
     if checkpoint is None:
         checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
     setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
     dense = load_base(model, splits.num_classes, setup.base_checkpoint)
-    groups = find_groups(dense, example_input(setup))
-    space = ProfileSpace.build(
-        {g.name: g.channels for g in groups},
-        low=config.space.low,
-        high=config.space.high,
-        levels=config.space.levels,
-        overrides=config.space.overrides,
-    )
     dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
     return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
 

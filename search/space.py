@@ -1,16 +1,19 @@
 """The profile space a searcher explores: groups, their channel counts and allowed ratios.
 
-Searchers see only this (names, channel counts, ratio ranges or levels), never a torch model,
-so they run and test in milliseconds without torch.
+Searchers see only this (names, channel counts, ratio ranges or levels, and the exact analytic
+cost model with the limits of the analytic budgets), never a torch model, so they run and test
+in milliseconds without torch. :meth:`ProfileSpace.feasible` screens a profile against every
+analytic budget before a trial is spent on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from budgets.analytic import AnalyticCostModel, channels_kept
 from budgets.errors import ConfigError
 
 RATIO_DECIMALS = 4
@@ -47,6 +50,11 @@ class GroupSpace:
         kept = tuple(v for v in self.levels if v * self.channels >= 0.5)
         return kept or (max(self.levels),)
 
+    @property
+    def smallest(self) -> float:
+        """The smallest ratio a searcher may give this group: its floor or lowest level."""
+        return min(self.choices()) if self.levels is not None else self.floor
+
     def sample(self, rng: np.random.Generator) -> float:
         if self.levels is not None:
             options = self.choices()
@@ -54,11 +62,25 @@ class GroupSpace:
         return round(float(rng.uniform(self.floor, self.high)), RATIO_DECIMALS)
 
 
+# Budget.meets' tolerance: a profile the space calls feasible is one the trial's check passes.
+_TOLERANCE = 1e-9
+
+
 @dataclass(frozen=True)
 class ProfileSpace:
-    """Every prunable group's allowed ratios, in the model's group order."""
+    """Every prunable group's allowed ratios, in the model's group order.
+
+    ``round_to`` and ``min_channels`` are the pruner's channel rule (``prune.*`` in the
+    config), so :meth:`kept` gives the channels a trial will keep. ``cost_model`` (optional)
+    gives exact MACs/params of any profile; ``limits`` are the absolute limits of the analytic
+    budgets keyed by cost key (``"macs"``, ``"params"``), which :meth:`feasible` checks.
+    """
 
     groups: tuple[GroupSpace, ...]
+    round_to: int = 1
+    min_channels: int = 1
+    cost_model: AnalyticCostModel | None = None
+    limits: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -70,6 +92,46 @@ class ProfileSpace:
     def sample(self, rng: np.random.Generator) -> dict[str, float]:
         return {g.name: g.sample(rng) for g in self.groups}
 
+    def kept(self, ratios: Mapping[str, float]) -> dict[str, int]:
+        """Channels every group keeps under ``ratios`` (groups not named keep all)."""
+        return {
+            g.name: channels_kept(g.channels, ratios.get(g.name, 1.0), self.round_to, self.min_channels)
+            for g in self.groups
+        }
+
+    def costs(self, ratios: Mapping[str, float]) -> dict[str, float]:
+        """Exact analytic costs (``macs``, ``params``) of ``ratios``; empty without a cost model."""
+        if self.cost_model is None:
+            return {}
+        return self.cost_model.evaluate(self.kept(ratios))
+
+    def feasible(self, ratios: Mapping[str, float]) -> bool:
+        """Whether ``ratios`` meets every analytic limit (True when there are none)."""
+        if not self.limits:
+            return True
+        costs = self.costs(ratios)
+        return all(costs[key] <= limit + _TOLERANCE * abs(limit) for key, limit in self.limits.items())
+
+    def feasible_kept(self, kept: np.ndarray) -> np.ndarray:
+        """:meth:`feasible` for many profiles given as kept channels, an int array
+        ``(n, len(groups))`` in group order; a boolean array of ``n``."""
+        mask = np.ones(len(kept), dtype=bool)
+        if not self.limits:
+            return mask
+        costs = self.cost_model.evaluate_batch(kept)
+        for key, limit in self.limits.items():
+            mask &= costs[key] <= limit + _TOLERANCE * abs(limit)
+        return mask
+
+    def smallest(self) -> dict[str, float]:
+        """The profile with every group at its smallest allowed ratio."""
+        return {g.name: g.smallest for g in self.groups}
+
+    def min_costs(self) -> dict[str, float]:
+        """The smallest reachable analytic costs: every group at its smallest ratio (costs
+        only grow with channels); empty without a cost model."""
+        return self.costs(self.smallest())
+
     @classmethod
     def build(
         cls,
@@ -79,9 +141,14 @@ class ProfileSpace:
         high: float = 1.0,
         levels: Sequence[float] | None = None,
         overrides: Mapping[str, Mapping[str, object]] | None = None,
+        round_to: int = 1,
+        min_channels: int = 1,
+        cost_model: AnalyticCostModel | None = None,
+        limits: Mapping[str, float] | None = None,
     ) -> ProfileSpace:
         """A space over ``channels`` (group -> count) with per-group ``overrides``
-        (``{group: {low:, high:, levels:}}``); an override for an unknown group is an error."""
+        (``{group: {low:, high:, levels:}}``); an override for an unknown group is an error.
+        ``limits`` need a ``cost_model`` that evaluates their keys."""
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(channels))
         if unknown:
@@ -94,4 +161,9 @@ class ProfileSpace:
             spec = {"low": low, "high": high, "levels": tuple(levels) if levels else None}
             spec.update({k: (tuple(v) if k == "levels" and v else v) for k, v in overrides.get(name, {}).items()})
             groups.append(GroupSpace(name=name, channels=count, **spec))
-        return cls(tuple(groups))
+        limits = dict(limits or {})
+        if cost_model is not None and dict(cost_model.channels) != dict(channels):
+            raise ValueError("the cost model was extracted from a model with other groups")
+        if limits and cost_model is None:
+            raise ConfigError(f"limits on {', '.join(limits)} need an analytic cost model")
+        return cls(tuple(groups), round_to, min_channels, cost_model, limits)

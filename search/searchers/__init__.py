@@ -1,7 +1,9 @@
-"""Searchers by name: ``get_searcher("random")``; importing this package registers them."""
+"""Searchers by name: ``get_searcher("random")``, ``"exhaustive"``, ``"rl"``; importing this package
+registers them."""
 
 from search.searchers import _random  # noqa: F401  (registers "random")
 from search.searchers._random import RandomSearcher
+from search.searchers.exhaustive import ExhaustiveSearcher  # registers "exhaustive"
 from search.searchers.base import ProfileSearcher, get_searcher, register_searcher, searcher_names
 
-__all__ = ["ProfileSearcher", "RandomSearcher", "get_searcher", "register_searcher", "searcher_names"]
+__all__ = ["ExhaustiveSearcher", "ProfileSearcher", "RandomSearcher", "get_searcher", "register_searcher", "searcher_names"]

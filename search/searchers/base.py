@@ -42,10 +42,20 @@ def get_searcher(name: str) -> type[ProfileSearcher]:
     return _REGISTRY[name]
 
 
+def reject_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    """A ConfigError naming options searcher ``name`` does not take (``searcher.options``)."""
+    if options:
+        raise ConfigError(
+            f"searcher {name!r} got unknown option(s) {', '.join(sorted(options))} in searcher.options; "
+            f"it accepts: {', '.join(accepted) or 'none'}"
+        )
+
+
 class ProfileSearcher(Searcher):
     """Base of all profile searchers: bookkeeping plus warm save/restore."""
 
     registry_name = "base"
+    unique_proposals = False  # True: never proposes one profile twice (the contract suite checks)
 
     def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max"):
         super().__init__(metric=metric, mode=mode)
