@@ -163,5 +163,7 @@ def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool) -> di
         metrics[f"cost/{key}"] = value
         metrics[f"rel/{key}"] = value / dense[key] if dense[key] else float("nan")
     metrics.update({f"meets/{key}": float(ok) for key, ok in meets.items()})
+    # Absolute limits, so a searcher can weigh by how much a budget is missed (rl's multiplier).
+    metrics.update({f"limit/{b.key}": b.limit(dense.get(b.key)) for b in setup.budgets})
     metrics["feasible"] = float(all(meets.values()))
     return metrics
