@@ -161,13 +161,17 @@ def apply_profile(
     example_input: torch.Tensor,
     settings: PruneSettings = PruneSettings(),
     calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+    scores: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, int]:
     """Physically remove channels from ``model`` (in place) to match ``profile``.
 
     Within each group the ``settings.criterion`` chooses which channels go; the profile says
     how many. Returns the channels kept per group. ``calibration`` is a labelled batch, needed
-    only by the ``taylor`` criterion (it ranks channels by loss gradients).
+    only by the ``taylor`` criterion (it ranks channels by loss gradients). ``scores`` gives
+    explicit per-channel importances for some groups (by group name, one value per channel,
+    higher kept first) that replace the criterion there, e.g. the taper method's learned gates.
     """
+    scores = dict(scores or {})
     importance = _importance(settings.criterion)
     graph = build_graph(model, example_input)
     roots = _root_groups(graph, model)
@@ -179,10 +183,12 @@ def apply_profile(
         if keep >= channels[name]:
             continue
         full = _out_group(graph, roots[name])
-        scores = importance(full)
-        if scores is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-            scores = _importance("l1")(full)
-        drop = torch.argsort(scores)[: channels[name] - keep].tolist()
+        ranks = scores[name].detach().flatten().cpu() if name in scores else importance(full)
+        if ranks is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
+            ranks = _importance("l1")(full)
+        if len(ranks) != channels[name]:
+            raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels[name]} channels")
+        drop = torch.argsort(ranks, stable=True)[: channels[name] - keep].tolist()
         _out_group(graph, roots[name], sorted(drop)).prune()
     model.zero_grad(set_to_none=True)
     return kept

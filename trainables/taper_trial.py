@@ -1,0 +1,86 @@
+"""The taper method as a Ray Tune function trainable: one run, one report per frontier point.
+
+:func:`taper_run` reads its options from ``config["taper"]`` (a sweep varies them per trial) and
+everything fixed for the search from the :class:`~trainables.trial.TrialSetup`. Each time the
+tapering target crosses a level it reports the hardened, fine-tuned model with the same metrics
+as a searched trial (``accuracy``, ``loss``, ``cost/<key>``, ``rel/<key>``, ``meets/<key>``,
+``feasible``, ``finetune_steps``) plus ``level``, ``gated_<cost>`` (the analytic cost at the hard
+gates) and ``counted_<cost>`` (counted on the pruned model; the two agree), and a checkpoint
+with the searched trials' layout (profile.json, model.pt, state.json) beside the taper's own
+state (taper.json, taper.pt), from which a restored Tuner continues.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from trainables.base import load_base
+from trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
+from trainables.train import Recipe, to_device
+from trainables.trial import (
+    TrialSetup,
+    _data_on,
+    _metrics,
+    example_input,
+    save_trial_checkpoint,
+    trial_device,
+)
+
+Report = Callable[[dict, Path], None]
+
+
+def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume: Path | None = None) -> None:
+    """Run the taper method and call ``report(metrics, checkpoint_dir)`` once per level.
+
+    ``checkpoint_dir`` is a temporary folder holding the point's checkpoint and the run's state;
+    it is deleted after ``report`` returns. ``resume`` is such a folder from an earlier report.
+    Works without Ray (the benchmark calls it in-process); :func:`taper_run` wraps it for Tune.
+    """
+    device = trial_device()
+    torch.manual_seed(setup.seed)
+    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
+    data = (train_x, train_y, val_x, val_y)
+    model = to_device(load_base(setup.model, splits.num_classes, setup.base_checkpoint), device)
+    taper = TaperRun(model, settings, setup.finetune, setup.prune, data, example_input(setup), seed=setup.seed)
+    if resume is not None:
+        taper.load(resume)
+    steps = setup.finetune.steps if settings.finetune_steps is None else settings.finetune_steps
+    recipe = Recipe(**{**asdict(setup.finetune), "steps": steps})
+    for hardened in taper.points():
+        point_setup = replace(setup, budgets=level_budgets(setup.budgets, settings.cost, hardened.level))
+
+        def measure(pruned, point_setup=point_setup):
+            return _metrics(point_setup, pruned, splits.num_classes, val_x, val_y, device, True)
+
+        pruned, metrics = finetune_point(hardened, recipe, data, measure, seed=setup.seed)
+        metrics[f"gated_{settings.cost}"] = metrics.pop("gated_cost")
+        metrics[f"counted_{settings.cost}"] = metrics[f"cost/{settings.cost}"]
+        # Tune ends a trial at a report with ``done``: only the last level's report says so.
+        metrics["done"] = taper.state.levels_done == len(settings.levels)
+        with tempfile.TemporaryDirectory() as directory:
+            state = {"step": recipe.steps, "accuracy_pruned": metrics["accuracy_pruned"], "level": hardened.level}
+            save_trial_checkpoint(Path(directory), pruned, hardened.profile, state)
+            taper.save(Path(directory))
+            report(metrics, Path(directory))
+
+
+def taper_run(config: dict, setup: TrialSetup) -> None:
+    """Ray Tune function trainable for ``method: taper`` (``config["taper"]``: its options)."""
+    from ray import tune
+
+    settings = TaperSettings.from_mapping(config.get("taper", {}))
+
+    def report(metrics: dict, directory: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_taper(setup, settings, report)
+        return
+    with checkpoint.as_directory() as directory:  # a restored or retried trial continues
+        run_taper(setup, settings, report, resume=Path(directory))
