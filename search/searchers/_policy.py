@@ -12,8 +12,9 @@ initial spread is a deliberate choice and not RLlib's default std of 1), a rewar
 PPO-Lagrangian objective: the policy is trained on ``(A_r - nu * A_c) / (1 + nu)`` where
 ``A_r`` is RLlib's GAE reward advantage and ``A_c = C_t - V_c(s_t)`` the cost advantage with
 GAE lambda 1 (a Monte-Carlo cost return, as in seed 1), and the cost head is regressed on
-``C_t``. Both advantages are standardised over the minibatch (RLlib standardises ``A_r``; we do
-the same to ``A_c`` so ``nu`` weighs two quantities of one scale; our choice). The episodes
+``C_t``. Both advantages are standardised (RLlib standardises ``A_r`` over the batch; we
+standardise ``A_c`` over the minibatch, by default the whole batch, so ``nu`` weighs two
+quantities of one scale; our choice). The episodes
 carry ``C_t`` and the multiplier ``nu`` at update time as extra model outputs per step.
 """
 
@@ -31,10 +32,10 @@ from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
 COST_TARGETS = "cost_targets"
