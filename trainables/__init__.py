@@ -2,12 +2,19 @@
 
 from trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
 from trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
+from trainables.export import PrunedArchitecture, load_pruned, save_pruned
 from trainables.groups import CRITERIA, GroupInfo, PruneSettings, apply_profile, find_groups, target_channels
 from trainables.models import build_model, model_names, register_model
 from trainables.profiles import Profile, ProfileError, kept_channels
 from trainables.structure import CostModelError, extract_cost_model
 from trainables.train import DivergedError, Recipe, evaluate, train_steps
-from trainables.trial import TrialSetup, example_input, prune_and_finetune, rebuild_from_checkpoint
+from trainables.trial import (
+    TrialSetup,
+    example_input,
+    prune_and_finetune,
+    rebuild_from_checkpoint,
+    save_trial_checkpoint,
+)
 
 __all__ = [
     "CRITERIA",
@@ -19,6 +26,7 @@ __all__ = [
     "ModelSpec",
     "Profile",
     "ProfileError",
+    "PrunedArchitecture",
     "PruneSettings",
     "Recipe",
     "TrialSetup",
@@ -33,11 +41,14 @@ __all__ = [
     "kept_channels",
     "load_base",
     "load_dataset",
+    "load_pruned",
     "model_names",
     "prune_and_finetune",
     "rebuild_from_checkpoint",
     "register_dataset",
     "register_model",
+    "save_pruned",
+    "save_trial_checkpoint",
     "target_channels",
     "train_steps",
 ]

@@ -102,7 +102,9 @@ def _dense_costs(setup: TrialSetup, num_classes: int) -> dict[str, float]:
     return _DENSE[key]
 
 
-def _save(directory: Path, model: nn.Module, profile: Profile, state: dict) -> None:
+def save_trial_checkpoint(directory: Path, model: nn.Module, profile: Profile, state: dict) -> None:
+    """Write a trial checkpoint (profile.json, model.pt, state.json) into ``directory``; the
+    layout :func:`rebuild_from_checkpoint` reads (``prunetune finetune`` writes it too)."""
     (directory / PROFILE_FILE).write_text(profile.to_json())
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     (directory / STATE_FILE).write_text(json.dumps(state))
@@ -142,7 +144,7 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         state["step"] = stop
         metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done)
         with tempfile.TemporaryDirectory() as directory:
-            _save(Path(directory), model, profile, state)
+            save_trial_checkpoint(Path(directory), model, profile, state)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         if done:
             return

@@ -1,0 +1,79 @@
+"""``prunetune export RESULTS``: a trial's pruned model as a verified artifact, optionally registered."""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("state_dict", "torchscript", "onnx")
+
+EPILOG = """\
+--budget NAME<=VALUE filters --best on a cost the trials reported: a VALUE ending in % is
+relative to the dense model (macs<=40% means rel/macs <= 0.40), a plain number is absolute
+(params<=25000, macs<=1.2e6). Formats: state_dict (a folder: model.pt, profile.json,
+export.json; reload with trainables.load_pruned), torchscript (.pt file), onnx (.onnx file,
+dynamic batch; needs pip install 'prunetune[export]'). Every export is verified against the
+trial's model (outputs on validation inputs, MACs and parameters) before it is moved to --out.
+A fine-tuned checkpoint (prunetune finetune) is exported with --trial <trial>-e<N> or --trial DIR.
+"""
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "export",
+        help="export a trial's pruned model (state_dict, torchscript, onnx), verified",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("results", metavar="RESULTS", help="experiment folder, e.g. results/demo")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", metavar="ID", help="trial id (see frontier.csv), <trial>-e<N>, or a fine-tuned folder")
+    which.add_argument("--best", action="store_true", help="the feasible trial with the highest accuracy")
+    parser.add_argument("--budget", metavar="NAME<=VALUE", help="with --best: only trials within this cost, e.g. macs<=40%%")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True, metavar="PATH", help="file (torchscript, onnx) or folder (state_dict) to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--register", metavar="NAME", help="also register the model in the MLflow model registry as NAME")
+    parser.add_argument("--tracking-uri", metavar="URI", help="MLflow for --register (default: the search's own store)")
+    parser.set_defaults(func=run)
+
+
+def choose_trial(args: argparse.Namespace, experiment):
+    from budgets.errors import ConfigError
+    from search.results import best_trial, find_trial, parse_budget_filter, read_trials
+
+    trials = read_trials(experiment)
+    if args.budget and not args.best:
+        raise ConfigError("--budget only filters --best; drop it or use --best instead of --trial")
+    if args.best:
+        return best_trial(trials, parse_budget_filter(args.budget) if args.budget else None)
+    return find_trial(trials, args.trial)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.experiment import read_manifest
+    from search.export import export_trial
+
+    manifest = read_manifest(args.results)
+    trial = choose_trial(args, manifest.directory)
+    result = export_trial(manifest, trial, args.format, args.out, force=args.force)
+    costs = "  ".join(f"{k} {v:,.0f}" for k, v in result.costs.items())
+    print(f"trial {trial.trial_id}: accuracy {float(trial.metrics['accuracy']):.4f}, {costs}")
+    print(
+        f"verified: outputs within {result.max_abs_diff:.2g} of the trial's model on {result.inputs} validation "
+        f"inputs (tolerance {result.tolerance:.2g}); MACs and parameters match the trial's report"
+    )
+    print(f"exported {args.format}: {result.path}")
+    if args.register:
+        _register(args, manifest, result)
+    return 0
+
+
+def _register(args: argparse.Namespace, manifest, result) -> None:
+    from search.model_registry import default_tracking_uri, register_export
+    from search.tracking import experiment_name
+
+    setup = manifest.setup()
+    example = setup.data.load(setup.model.input_size).val_x[:2].float().numpy()
+    uri = args.tracking_uri or default_tracking_uri(manifest)
+    registered = register_export(result, args.register, uri, experiment_name(manifest.config), example)
+    print(f"registered: {registered.name} version {registered.version} ({registered.uri}) at {uri}")

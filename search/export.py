@@ -1,0 +1,344 @@
+"""Exporting a trial's pruned model: written to a temporary path, verified, then moved into place.
+
+:func:`export_trial` rebuilds the trial's model from its checkpoint, checks that its counted MACs
+and parameters equal what the trial reported, writes the artifact in the chosen format, reloads
+it from disk and compares its outputs with the trial's model on validation inputs (a full batch
+and a single input, so a fixed batch size would show). Only a verified artifact reaches ``out``;
+any mismatch removes the partial output and raises :class:`ExportError`.
+
+Formats are small classes in a registry (:func:`register_format`, :func:`get_format`,
+:func:`format_names`): ``state_dict`` (a folder :func:`trainables.load_pruned` rebuilds),
+``torchscript`` and ``onnx`` (checked in ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import importlib
+import io
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from budgets import get_cost
+from budgets.errors import ConfigError, PrunetuneError
+from trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
+
+VERIFY_BATCH = 64
+RELATIVE_TOLERANCE = 1e-4  # of the logits' largest magnitude: float reorderings, BN folding
+VERIFIED_COSTS = ("macs", "params")
+
+
+class ExportError(PrunetuneError):
+    """An export could not be written or did not verify; nothing was left at the output path."""
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ExportFormat(abc.ABC):
+    """One artifact format: how to write it, reload it, and check its structure.
+
+    ``requires`` maps import names to the pip package that provides them; a missing one is a
+    user error naming the package. ``write`` gets the verified reference model in eval mode.
+    """
+
+    name: ClassVar[str]
+    requires: ClassVar[dict[str, str]] = {}
+    is_directory: ClassVar[bool] = False
+
+    def check_available(self) -> None:
+        missing = [pkg for module, pkg in self.requires.items() if not _importable(module)]
+        if missing:
+            raise ConfigError(
+                f"format {self.name!r} needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                "(or pip install 'prunetune[export]')"
+            )
+
+    @abc.abstractmethod
+    def write(self, model: nn.Module, path: Path, example: torch.Tensor, info: dict) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> tuple[Runner, object]:
+        """The artifact reloaded from disk: a function of a batch, and the loaded object."""
+
+    @abc.abstractmethod
+    def check_structure(self, loaded: object, reference: nn.Module, example: torch.Tensor) -> None:
+        """Raise :class:`ExportError` where the artifact's layers are not the reference's."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+_FORMATS: dict[str, type[ExportFormat]] = {}
+
+
+def register_format(name: str):
+    def decorate(cls: type[ExportFormat]) -> type[ExportFormat]:
+        cls.name = name
+        _FORMATS[name] = cls
+        return cls
+
+    return decorate
+
+
+def format_names() -> list[str]:
+    return sorted(_FORMATS)
+
+
+def get_format(name: str) -> ExportFormat:
+    if name not in _FORMATS:
+        raise ConfigError(f"unknown export format {name!r}; choose one of {', '.join(format_names())}")
+    return _FORMATS[name]()
+
+
+def _counted(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    return {key: get_cost(key)(model, example) for key in VERIFIED_COSTS}
+
+
+@register_format("state_dict")
+class StateDictFormat(ExportFormat):
+    """A folder: ``model.pt`` (weights), ``profile.json``, ``export.json`` (architecture + info)."""
+
+    is_directory = True
+
+    def write(self, model, path, example, info):
+        arch = PrunedArchitecture(**info["architecture"])
+        save_pruned(path, model, Profile(info["profile"]), arch, {k: v for k, v in info.items() if k != "architecture"})
+
+    def load(self, path):
+        model = load_pruned(path)
+        return model, model
+
+    def check_structure(self, loaded, reference, example):
+        _same_tensors(loaded, reference)
+        counted, expected = _counted(loaded, example), _counted(reference, example)
+        if counted != expected:
+            raise ExportError(f"the reloaded model counts {counted}, the trial's model {expected}")
+
+
+@register_format("torchscript")
+class TorchScriptFormat(ExportFormat):
+    """``torch.jit.trace`` of the pruned model, saved with its export info as an extra file.
+
+    TorchScript is deprecated in recent PyTorch in favour of ``torch.export``; we still offer it
+    because many serving stacks load it. The deprecation warnings are silenced for this format.
+    """
+
+    def write(self, model, path, example, info):
+        with _quiet():
+            traced = torch.jit.trace(model, example[:2])
+            torch.jit.save(traced, str(path), _extra_files={"prunetune.json": json.dumps(info)})
+
+    def load(self, path):
+        with _quiet():
+            module = torch.jit.load(str(path), map_location="cpu")
+        module.eval()
+        return module, module
+
+    def check_structure(self, loaded, reference, example):
+        _same_tensors(loaded, reference)
+
+
+@register_format("onnx")
+class OnnxFormat(ExportFormat):
+    """ONNX through ``torch.onnx.export`` (the torch.export-based exporter) with a dynamic batch
+    dimension, run back in ONNX Runtime. The exporter folds BatchNorm into the convs, so the
+    structure check compares conv and linear kernel shapes, which fix the MACs."""
+
+    requires = {"onnx": "onnx", "onnxruntime": "onnxruntime", "onnxscript": "onnxscript"}
+
+    def write(self, model, path, example, info):
+        import onnx
+
+        batch = torch.export.Dim("batch")
+        with _quiet():
+            torch.onnx.export(
+                model,
+                (example[:2],),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+            )
+        proto = onnx.load(str(path))
+        onnx.helper.set_model_props(proto, {"prunetune": json.dumps(info)})
+        onnx.save(proto, str(path))
+
+    def load(self, path):
+        import onnx
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+        return run, onnx.load(str(path))
+
+    def check_structure(self, loaded, reference, example):
+        expected = sorted(tuple(m.weight.shape) for m in reference.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        found = sorted(_onnx_kernel_shapes(loaded))
+        if found != expected:
+            raise ExportError(f"ONNX graph kernels {found} differ from the trial's model {expected}")
+
+
+def _onnx_kernel_shapes(proto) -> list[tuple[int, ...]]:
+    shapes = {init.name: tuple(init.dims) for init in proto.graph.initializer}
+    kernels = []
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or node.input[1] not in shapes:
+            continue
+        shape = shapes[node.input[1]]
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        kernels.append(shape if node.op_type == "Conv" or trans_b else shape[::-1])
+    return kernels
+
+
+def _same_tensors(loaded: nn.Module, reference: nn.Module) -> None:
+    def shapes(module):
+        return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+    got, want = shapes(loaded), shapes(reference)
+    if got != want:
+        diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))[:3]
+        raise ExportError(f"exported tensors differ from the trial's model at {', '.join(diff)}")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence exporters' chatter and deprecation notices (they print, warn and log freely)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    trial_id: str
+    max_abs_diff: float
+    tolerance: float
+    inputs: int
+    costs: dict[str, float]
+    info: dict
+
+
+def export_info(manifest, trial) -> dict:
+    """What every artifact records about itself: architecture, profile, the trial's numbers."""
+    from importlib.metadata import version
+
+    config, metrics = manifest.config, trial.metrics
+    arch = PrunedArchitecture(
+        model=config.model.name,
+        width=config.model.width,
+        input_size=config.model.input_size,
+        num_classes=manifest.num_classes,
+        round_to=config.prune.round_to,
+        min_channels=config.prune.min_channels,
+        criterion=config.prune.criterion,
+    )
+    pick = lambda prefix: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(prefix)}  # noqa: E731
+    return {
+        "architecture": asdict(arch),
+        "profile": dict(Profile.from_json((trial.checkpoint / "profile.json").read_text()).ratios),
+        "accuracy": metrics.get("accuracy"),
+        "loss": metrics.get("loss"),
+        "costs": pick("cost/"),
+        "relative": pick("rel/"),
+        "budgets": [b.label for b in config.budgets],
+        "feasible": bool(metrics.get("feasible")),
+        "source": {
+            "experiment": config.name,
+            "directory": str(manifest.directory),
+            "trial_id": trial.trial_id,
+            "source_trial": trial.source_trial,
+            "checkpoint": str(trial.checkpoint),
+        },
+        "prunetune_version": version("prunetune"),
+    }
+
+
+def _check_reported_costs(reference: nn.Module, example: torch.Tensor, trial) -> dict[str, float]:
+    counted = _counted(reference, example)
+    for key, value in counted.items():
+        reported = trial.metrics.get(f"cost/{key}")
+        if reported is not None and abs(float(reported) - value) > 1e-6 * max(1.0, abs(value)):
+            raise ExportError(
+                f"trial {trial.trial_id} reported {key}={float(reported):,.0f} but its checkpoint counts "
+                f"{value:,.0f}; the checkpoint does not hold the model the trial measured"
+            )
+    return counted
+
+
+def _compare_outputs(runner: Runner, reference: nn.Module, inputs: torch.Tensor) -> tuple[float, float]:
+    with torch.inference_mode():
+        want = reference(inputs)
+        got = torch.cat([runner(inputs), runner(inputs[:1])])
+    want = torch.cat([want, want[:1]])
+    tolerance = RELATIVE_TOLERANCE * max(1.0, want.abs().max().item())
+    if got.shape != want.shape:
+        raise ExportError(f"exported model returns shape {tuple(got.shape)}, the trial's model {tuple(want.shape)}")
+    diff = (got.float() - want.float()).abs().max().item()
+    if not diff <= tolerance:
+        raise ExportError(f"exported outputs differ from the trial's model by {diff:.3g} (tolerance {tolerance:.3g})")
+    return diff, tolerance
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ConfigError(f"output {out} already exists; choose another --out or pass --force to replace it")
+    if not out.parent.is_dir():
+        raise ConfigError(f"output folder {out.parent} does not exist; create it or choose another --out")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def export_trial(manifest, trial, format_name: str, out: str | Path, *, force: bool = False) -> ExportResult:
+    """Export ``trial`` of the experiment ``manifest`` to ``out``, verified (see module doc)."""
+    fmt = get_format(format_name)
+    fmt.check_available()
+    out = Path(out).absolute()
+    _prepare_out(out, force)
+    setup = manifest.setup()
+    reference = rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes).eval()
+    inputs = setup.data.load(setup.model.input_size).val_x[:VERIFY_BATCH].float()
+    example = inputs[:1]
+    counted = _check_reported_costs(reference, example, trial)
+    info = export_info(manifest, trial)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        fmt.write(reference, tmp, inputs, info)
+        runner, loaded = fmt.load(tmp)
+        fmt.check_structure(loaded, reference, example)
+        diff, tolerance = _compare_outputs(runner, reference, inputs)
+    except BaseException:  # a mismatch, an exporter's failure or Ctrl-C: leave nothing behind
+        _remove(tmp)
+        raise
+    _remove(out)
+    os.replace(tmp, out)
+    return ExportResult(out, fmt.name, trial.trial_id, diff, tolerance, len(inputs), counted, info)

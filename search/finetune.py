@@ -1,0 +1,104 @@
+"""Fine-tuning a chosen trial at full length, after the search.
+
+A search's trials fine-tune briefly: their accuracy is an estimate that ranks profiles. The
+profile a user keeps deserves a long fine-tune (the seed papers train their final profiles for
+tens of thousands of steps). :func:`finetune_trial` continues the trial's checkpoint for whole
+epochs of the training set with the search's fine-tune recipe (SGD, learning rate, batch size,
+momentum, weight decay; one cosine decay over the whole run), evaluates it, and writes a new
+checkpoint in the trial layout under ``<experiment>/finetuned/<trial>-e<N>/`` with a one-line
+``result.json``, so ``prunetune export --trial <trial>-e<N>`` exports it like any trial.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from budgets.errors import ConfigError
+from search.results import FINETUNED_DIR, RESULT_FILE, TrialInfo
+from trainables import Profile, evaluate, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
+from trainables.train import to_device
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    trial_id: str
+    source_trial: str
+    directory: Path
+    epochs: int
+    steps: int
+    accuracy: float
+    loss: float
+    estimate: float  # the search's accuracy for this trial
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Optimiser steps that see each training example once (the last partial batch dropped)."""
+    return max(1, train_size // min(batch_size, train_size))
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def finetune_trial(
+    manifest, trial: TrialInfo, epochs: int, *, out: str | Path | None = None, force: bool = False, show_progress: bool = True
+) -> FinetuneResult:
+    """Continue ``trial``'s checkpoint for ``epochs`` epochs; write and return the result."""
+    from tqdm.auto import tqdm
+
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs} must be at least 1")
+    new_id = f"{trial.trial_id}-e{epochs}"
+    out = Path(out).absolute() if out else manifest.directory / FINETUNED_DIR / new_id
+    if out.exists() and not force:
+        raise ConfigError(f"output {out} already exists; choose another --out or pass --force to replace it")
+    setup = manifest.setup()
+    splits = setup.data.load(setup.model.input_size)
+    recipe = replace(setup.finetune, steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
+    device = _device()
+    model = to_device(rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes), device)
+    torch.manual_seed(setup.seed)
+    interval = 0.1 if sys.stderr.isatty() else 2.0
+    with tqdm(total=recipe.steps, desc=f"fine-tuning {trial.trial_id}", disable=not show_progress, mininterval=interval) as bar:
+        train_steps(model, splits.train_x.to(device), splits.train_y.to(device), recipe, seed=setup.seed, progress=bar)
+    accuracy, loss = evaluate(model, splits.val_x.to(device), splits.val_y.to(device))
+    result = FinetuneResult(new_id, trial.trial_id, out, epochs, recipe.steps, accuracy, loss, float(trial.metrics["accuracy"]))
+    _write(result, model.cpu(), trial, recipe)
+    return result
+
+
+def _write(result: FinetuneResult, model, trial: TrialInfo, recipe) -> None:
+    """The checkpoint and its one-line result.json, written beside ``out`` then moved in."""
+    out = result.directory
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    profile = Profile.from_json((trial.checkpoint / "profile.json").read_text())
+    save_trial_checkpoint(tmp, model, profile, {"step": recipe.steps, "source_trial": trial.trial_id})
+    kept = {k: v for k, v in trial.metrics.items() if k.split("/", 1)[0] in ("cost", "rel", "meets")}
+    metrics = {
+        "trial_id": result.trial_id,
+        "source_trial": trial.trial_id,
+        "accuracy": result.accuracy,
+        "loss": result.loss if math.isfinite(result.loss) else None,
+        "search_accuracy": result.estimate,
+        "epochs": result.epochs,
+        "finetune_steps": result.steps,
+        "recipe": asdict(recipe),
+        "feasible": trial.metrics.get("feasible"),
+        **kept,  # pruning fixed the structure: costs are the trial's (export recounts them)
+        "config": {"profile": dict(profile.ratios)},
+    }
+    (tmp / RESULT_FILE).write_text(json.dumps(metrics) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
