@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from budgets import Budget
 from budgets.errors import ConfigError
@@ -78,6 +78,14 @@ class ResourcesConfig(_Section):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
 
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, gpu: float) -> float:
+        # Ray schedules a fraction of one device or whole devices, never e.g. 1.5.
+        if gpu > 1 and not float(gpu).is_integer():
+            raise ValueError("a trial takes a fraction of one GPU (0 < gpu <= 1, e.g. 0.25) or whole GPUs (1, 2, ...)")
+        return gpu
+
 
 class TrackingConfig(_Section):
     """MLflow: ``tracking_uri`` null means a SQLite store under the results directory
@@ -104,6 +112,8 @@ class SearchConfig(_Section):
     concurrency: int = Field(2, ge=1)
     resources: ResourcesConfig = ResourcesConfig()
     storage_path: str = "results"
+    local_dir: str | None = None  # with a URI storage_path: where base/, mlflow.db, frontier go
+    shared_storage: bool = False  # a local storage_path that every node mounts (NFS)
     max_failures: int = Field(0, ge=0)
     checkpoint_every: int = Field(0, ge=0)
     tracking: TrackingConfig = TrackingConfig()

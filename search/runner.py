@@ -49,10 +49,21 @@ class Prepared:
     dense_costs: dict[str, float]
     storage: Path
     num_classes: int
+    resume: bool = False  # the experiment exists: run_search continues it via Tuner.restore
 
     @property
     def experiment_dir(self) -> Path:
         return self.storage / self.config.name
+
+    @property
+    def storage_uri(self) -> str:
+        """Where Tune writes trials: the configured ``s3://``/``gs://`` URI or local folder."""
+        return self.config.storage_path if is_uri(self.config.storage_path) else str(self.storage)
+
+    @property
+    def experiment_uri(self) -> str:
+        return experiment_uri(self.config, self.storage)
+
 
     @property
     def frontier_cost(self) -> str:
@@ -156,15 +167,84 @@ def build_space(config: SearchConfig, num_classes: int) -> ProfileSpace:
     return space
 
 
-def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
-    """Validate, load data, train or load the base model and derive the profile space."""
-    _check_names(config)
-    storage = Path(config.storage_path).resolve()
-    if (storage / config.name).exists():
+def is_uri(path: str) -> bool:
+    """``s3://...``, ``gs://...`` (any pyarrow filesystem URI) rather than a local path."""
+    return "://" in path
+
+
+def local_storage(config: SearchConfig) -> Path:
+    """The local results folder: ``storage_path``, or ``local_dir`` when that is a URI (base
+    checkpoints, MLflow's SQLite file, the manifest and the frontier stay on this machine)."""
+    if is_uri(config.storage_path):
+        return Path(config.local_dir or "results").resolve()
+    return Path(config.storage_path).resolve()
+
+
+def experiment_uri(config: SearchConfig, storage: Path) -> str:
+    """Tune's experiment folder: under the ``storage_path`` URI, or the local results folder."""
+    root = config.storage_path if is_uri(config.storage_path) else str(storage)
+    return f"{root.rstrip('/')}/{config.name}"
+
+
+def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
+    """``key: old -> new`` for every setting that differs (``address`` may change freely)."""
+
+    def flat(blob: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in blob.items():
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(old.model_dump(mode="json")), flat(new.model_dump(mode="json"))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k != "address" and a.get(k) != b.get(k)]
+
+
+def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
+    """The search to resume when ``config``'s experiment already exists (same config), else None."""
+    from ray.tune import Tuner
+
+    from search.experiment import MANIFEST, read_manifest
+
+    directory = storage / config.name
+    if not directory.exists():
+        return None
+    if not (directory / MANIFEST).is_file() or not Tuner.can_restore(experiment_uri(config, storage)):
         raise ConfigError(
-            f"experiment {config.name!r} already exists in {storage}; "
-            f"choose a new name (--set name=...) or remove {storage / config.name}"
+            f"experiment {config.name!r} already exists in {storage} but has no search state to resume; "
+            f"choose a new name (--set name=...) or remove {directory}"
         )
+    manifest = read_manifest(directory)
+    differences = config_differences(manifest.config, config)
+    if differences:
+        raise ConfigError(
+            f"experiment {config.name!r} in {storage} was started with a different config "
+            f"({'; '.join(differences)}); resume it unchanged or choose a new name (--set name=...)"
+        )
+    return from_manifest(manifest, address=config.address)
+
+
+def from_manifest(manifest, *, address: str | None = None) -> Prepared:
+    """The prepared search an experiment manifest describes, marked for resuming."""
+    config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
+    space = build_space(config, manifest.num_classes)
+    storage = manifest.directory.parent
+    return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
+
+
+def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
+    """Validate, load data, train or load the base model and derive the profile space.
+
+    An experiment of the same name that Tune can restore, started with the same config, is
+    prepared for resuming instead (``Prepared.resume``); a different config is an error.
+    """
+    _check_names(config)
+    storage = local_storage(config)
+    existing = _existing(config, storage)
+    if existing is not None:
+        return existing
     model, data, recipe = specs(config)
     splits = data.load(model.input_size)  # a missing data set fails here, before any write
     space = build_space(config, splits.num_classes)  # so does an unreachable budget
@@ -189,8 +269,67 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
 
+def check_shared_storage(prepared: Prepared) -> None:
+    """Trials on other nodes write checkpoints to ``storage_path``: on a multi-node cluster it
+    must be object storage or a folder every node mounts (asserted by ``shared_storage``)."""
+    import ray
+
+    config = prepared.config
+    if not config.address or is_uri(config.storage_path) or config.shared_storage:
+        return
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) > 1:
+        raise ConfigError(
+            f"storage_path {config.storage_path!r} is a local folder but the cluster at {config.address} "
+            f"has {len(nodes)} nodes; use shared storage (s3://..., gs://...) or, if every node mounts "
+            f"this folder (NFS), set shared_storage: true"
+        )
+
+
 def _trial_name(trial) -> str:
     return f"trial_{trial.trial_id}"
+
+
+def build_trainable(prepared: Prepared):
+    """The Tune trainable of a search; fresh and restored runs must use the same one."""
+    from ray import tune
+
+    config = prepared.config
+    return tune.with_resources(
+        tune.with_parameters(prune_and_finetune, setup=prepared.setup),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+
+
+def build_callbacks(prepared: Prepared) -> list:
+    """The Tune callbacks of a search, built anew for fresh and restored runs alike."""
+    callbacks = []
+    if not is_uri(prepared.config.storage_path):
+        from search.snapshots import SnapshotKeeper
+
+        callbacks.append(SnapshotKeeper(prepared.experiment_dir))
+    if prepared.config.tracking.enabled:
+        from search.tracking import mlflow_callback
+
+        callbacks.append(mlflow_callback(prepared.config, prepared.storage))
+    return callbacks
+
+
+def restore_tuner(prepared: Prepared):
+    """The interrupted search's Tuner: finished trials kept, unfinished and errored ones
+    resumed from their last checkpoint, the searcher restored from its own saved state."""
+    from ray import tune
+
+    if not is_uri(prepared.config.storage_path):
+        from search.snapshots import repair
+
+        for name in repair(prepared.experiment_dir):
+            print(f"{name} was cut short by the crash: using its last whole copy")
+    tuner = tune.Tuner.restore(prepared.experiment_uri, trainable=build_trainable(prepared), resume_errored=True)
+    # Tune unpickles the callbacks as they were when the search started; fresh ones see the
+    # config as it is now (e.g. a tracking server URI) and may re-attach to their runs.
+    tuner._local_tuner.get_run_config().callbacks = build_callbacks(prepared)
+    return tuner
 
 
 def build_tuner(prepared: Prepared):
@@ -200,15 +339,8 @@ def build_tuner(prepared: Prepared):
     config = prepared.config
     searcher_cls = get_searcher(config.searcher.name)
     searcher = searcher_cls(prepared.space, seed=config.searcher.seed, **config.searcher.options)
-    trainable = tune.with_resources(
-        tune.with_parameters(prune_and_finetune, setup=prepared.setup),
-        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
-    )
-    callbacks = []
-    if config.tracking.enabled:
-        from search.tracking import mlflow_callback
-
-        callbacks.append(mlflow_callback(config, prepared.storage))
+    trainable = build_trainable(prepared)
+    callbacks = build_callbacks(prepared)
     reporter = tune.CLIReporter(
         metric_columns={"accuracy": "acc", f"rel/{prepared.frontier_cost}": "cost", "feasible": "ok"},
         parameter_columns=[],
@@ -228,7 +360,7 @@ def build_tuner(prepared: Prepared):
         ),
         run_config=tune.RunConfig(
             name=config.name,
-            storage_path=str(prepared.storage),
+            storage_path=prepared.storage_uri,
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             progress_reporter=reporter,
@@ -253,11 +385,21 @@ def collect(results) -> tuple[list[TrialRecord], dict[str, str]]:
 
 
 def run_search(prepared: Prepared) -> SearchOutcome:
-    """Run every trial on Ray Tune, then write and return the frontier."""
+    """Run every trial on Ray Tune (or the rest of them, for a resumed search), then write and
+    return the frontier."""
     started = time.time()
-    write_manifest(prepared)
+    # Tune snapshots the experiment (trial states, searcher) at most this often; "0" snapshots
+    # after every event, so a killed driver re-runs no finished trial on resume, at the price
+    # of many small writes (set e.g. 10 for object storage). The user's setting wins.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     init_ray(prepared.config.address)
-    results = build_tuner(prepared).fit()
+    check_shared_storage(prepared)
+    if prepared.resume:
+        tuner = restore_tuner(prepared)
+    else:
+        write_manifest(prepared)
+        tuner = build_tuner(prepared)
+    results = tuner.fit()
     records, errors = collect(results)
     cost = prepared.frontier_cost
     front = pareto(records, cost)

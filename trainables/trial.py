@@ -142,13 +142,20 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         done = stop >= steps
         metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done)
         state["step"] = stop
-        metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done)
+        metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
         with tempfile.TemporaryDirectory() as directory:
             save_trial_checkpoint(Path(directory), model, profile, state)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         if done:
             return
         model = to_device(model, device)
+
+
+def _node_id() -> str:
+    """The Ray node running this trial (several nodes may share one IP address)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool) -> dict:

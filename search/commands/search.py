@@ -22,6 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from search.runner import prepare, run_search
 
     prepared = prepare(config)
+    if prepared.resume:
+        print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
     print(
         f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; "
         f"{config.trials} trials with the {config.searcher.name} searcher"

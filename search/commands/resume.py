@@ -1,0 +1,44 @@
+"""``prunetune resume RESULTS_DIR``: continue an interrupted search where it stopped.
+
+Everything comes from the experiment folder (the manifest and Tune's own state), never from a
+possibly edited YAML: finished trials stay finished, unfinished ones restart from their last
+checkpoint, and the searcher continues from its saved state.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from search.commands import local_ray_env
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("resume", help="continue an interrupted search from its results folder")
+    parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
+    parser.add_argument("--address", help="Ray cluster to join (default: the one the search was started on, else a private local Ray)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from budgets.errors import ConfigError
+    from search.experiment import read_manifest
+
+    manifest = read_manifest(args.results)
+    address = args.address or manifest.config.address
+    local_ray_env(address)
+    from ray.tune import Tuner
+
+    from search.commands.search import print_outcome
+    from search.runner import from_manifest, run_search
+
+    prepared = from_manifest(manifest, address=address)
+    if not Tuner.can_restore(prepared.experiment_uri):
+        raise ConfigError(
+            f"{prepared.experiment_uri} has no Tune state to resume (the search stopped before its "
+            f"first snapshot); start it again with `prunetune search` under a new name"
+        )
+    config = prepared.config
+    print(f"resuming {config.name}: {config.trials} trials with the {config.searcher.name} searcher")
+    outcome = run_search(prepared)
+    print_outcome(prepared, outcome)
+    return 0

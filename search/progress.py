@@ -1,0 +1,117 @@
+"""Where a search stands, read from its experiment folder without starting Ray.
+
+:func:`read_progress` reads Tune's latest ``experiment_state-*.json`` snapshot and every
+``trial_*/result.json``: a trial is *done* when Tune marked it terminated or its last report
+says ``done`` (a report written after the last snapshot still counts), *errored* with the last
+line of its ``error.txt``, else *running* or *pending*. ``prunetune status`` prints it; a search
+whose driver died shows its in-flight trials as running until ``prunetune resume`` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from budgets.errors import ConfigError
+from search.experiment import read_manifest
+
+_RUNNING = {"RUNNING", "PAUSED"}
+KEEP_DIR = ".prunetune-snapshot"  # search.snapshots.KEEP_DIR (that module imports Ray)
+
+
+@dataclass(frozen=True)
+class TrialState:
+    trial_id: str
+    status: str  # done | errored | running | pending
+    accuracy: float | None = None
+    feasible: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    name: str
+    directory: Path
+    configured: int
+    trials: list[TrialState] = field(default_factory=list)
+
+    def having(self, status: str) -> list[TrialState]:
+        return [t for t in self.trials if t.status == status]
+
+    @property
+    def left(self) -> int:
+        """Trials still to finish: the configured count minus the done ones."""
+        return max(0, self.configured - len(self.having("done")))
+
+    @property
+    def best(self) -> TrialState | None:
+        """The done, feasible trial with the highest accuracy, if any."""
+        feasible = [t for t in self.having("done") if t.feasible and t.accuracy is not None]
+        return max(feasible, key=lambda t: t.accuracy, default=None)
+
+
+def _last_report(trial_dir: Path) -> dict:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return {}
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:  # a report cut short by a crash: use the one before it
+        return json.loads(lines[-2]) if len(lines) > 1 else {}
+
+
+def _error_reason(trial_dir: Path) -> str:
+    path = trial_dir / "error.txt"
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return lines[-1] if lines else "failed (no error.txt)"
+
+
+def snapshot_states(directory: Path) -> dict[str, str]:
+    """Trial id -> Tune status in the newest experiment snapshot (empty before the first).
+
+    A snapshot cut short by a crash is read from its last whole copy (``search.snapshots``),
+    else the trial folders alone tell the story."""
+    snapshots = sorted(directory.glob("experiment_state-*.json"))  # session timestamps sort
+    if not snapshots:
+        return {}
+    blob = None
+    for path in (snapshots[-1], directory / KEEP_DIR / snapshots[-1].name):
+        try:
+            blob = json.loads(path.read_text())
+            break
+        except (OSError, json.JSONDecodeError):
+            continue
+    states = {}
+    for trial_json, _runtime in (blob or {"trial_data": []})["trial_data"]:
+        trial = json.loads(trial_json)
+        states[trial["trial_id"]] = trial["status"]
+    return states
+
+
+def _trial_state(trial_id: str, tune_status: str, trial_dir: Path) -> TrialState:
+    report = _last_report(trial_dir)
+    if report.get("done") or tune_status == "TERMINATED":
+        accuracy = report.get("accuracy")
+        return TrialState(trial_id, "done", accuracy, bool(report.get("feasible")))
+    if tune_status == "ERROR":
+        return TrialState(trial_id, "errored", reason=_error_reason(trial_dir))
+    return TrialState(trial_id, "running" if tune_status in _RUNNING or report else "pending")
+
+
+def read_progress(directory: str | Path) -> Progress:
+    """What is done, errored, running and left in the experiment at ``directory``."""
+    manifest = read_manifest(directory)
+    if "://" in manifest.config.storage_path:
+        raise ConfigError(
+            f"the trials of {manifest.config.name!r} are in {manifest.config.storage_path}; status reads "
+            f"local or mounted experiment folders only: look there, or in MLflow"
+        )
+    states = snapshot_states(manifest.directory)
+    on_disk = {p.name.removeprefix("trial_") for p in manifest.directory.glob("trial_*") if p.is_dir()}
+    trials = [
+        _trial_state(trial_id, states.get(trial_id, "PENDING"), manifest.directory / f"trial_{trial_id}")
+        for trial_id in sorted(states.keys() | on_disk)
+    ]
+    return Progress(manifest.config.name, manifest.directory, manifest.config.trials, trials)

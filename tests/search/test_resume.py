@@ -1,0 +1,100 @@
+"""Resume, status and faults of a search on a private local Ray (the multi-node cases live in
+test_multinode.py): a diverging trial ends errored with its reason, `search` on an existing
+experiment resumes it or names what differs, `status` reads it without Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from budgets.errors import ConfigError
+from search.config import parse_config
+from search.runner import config_differences, local_storage, prepare
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=dict(os.environ))
+
+
+def test_config_differences_name_each_changed_key_but_not_the_address():
+    old = parse_config({"trials": 8, "finetune": {"lr": 0.01}})
+    new = parse_config({"trials": 12, "finetune": {"lr": 0.02}, "address": "10.0.0.1:6379"})
+    assert config_differences(old, new) == ["finetune.lr: 0.01 -> 0.02", "trials: 8 -> 12"]
+
+
+def test_a_gpu_share_is_a_fraction_of_one_device_or_whole_devices():
+    assert parse_config({"resources": {"gpu": 0.25}}).resources.gpu == 0.25
+    assert parse_config({"resources": {"gpu": 2}}).resources.gpu == 2
+    with pytest.raises(ConfigError, match=r"resources.gpu.*fraction of one GPU.*got 1.5"):
+        parse_config({"resources": {"gpu": 1.5}})
+
+
+def test_object_storage_keeps_base_and_tracking_in_local_dir(tmp_path):
+    config = parse_config({"storage_path": "s3://bucket/prunetune", "local_dir": str(tmp_path / "local")})
+    assert local_storage(config) == tmp_path / "local"
+
+
+def test_an_existing_folder_without_search_state_is_refused_not_resumed(tiny_config, tmp_path):
+    (Path(tiny_config["storage_path"]) / "tiny").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="has no search state to resume"):
+        prepare(parse_config(tiny_config), show_progress=False)
+
+
+def test_a_broken_snapshot_is_put_back_from_its_last_whole_copy(tmp_path):
+    from search.snapshots import KEEP_DIR, keep, repair
+
+    state = tmp_path / "experiment_state-2026-01-01_00-00-00.json"
+    state.write_text(json.dumps({"trial_data": [], "runner_data": {}}))
+    (tmp_path / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(b"\x80\x04K\x01.")  # pickle of 1
+    (tmp_path / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"\x80\x04K\x02.")
+    assert keep(tmp_path) and (tmp_path / KEEP_DIR / state.name).is_file()
+    state.write_text("")  # the driver died while Tune was copying it
+    assert not keep(tmp_path)  # a broken set is never kept over a whole one
+    assert repair(tmp_path) == [state.name]
+    assert json.loads(state.read_text())["trial_data"] == []
+
+
+@pytest.mark.integration
+def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(tiny_config, tmp_path):
+    tiny_config.update(trials=2, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "lr": 1e12})
+    path = tmp_path / "diverge.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    out = _cli("search", str(path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]  # the search goes on past errored trials
+    assert "2 errored" in out.stdout and out.stdout.count("fine-tune diverged: loss is") == 2
+
+    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    status = _cli("status", str(experiment), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "errored   2" in status.stdout and "DivergedError: fine-tune diverged" in status.stdout
+    assert "done      0 of 2" in status.stdout and "left      2" in status.stdout
+
+    changed = _cli("search", str(path), "--set", "trials=3", cwd=tmp_path)
+    assert changed.returncode == 2 and "trials: 2 -> 3" in changed.stderr and "resume it unchanged" in changed.stderr
+    again = _cli("search", str(path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "exists with this config: resuming it" in again.stdout
+    assert len(list(experiment.glob("trial_*"))) == 2  # the same trials, no new ones
+
+
+@pytest.mark.integration
+def test_a_uri_storage_path_gets_the_trials_and_local_dir_the_rest(tiny_config, tmp_path):
+    bucket, local = tmp_path / "bucket", tmp_path / "local"
+    tiny_config.update(trials=2, tracking={"enabled": False}, storage_path=f"file://{bucket}", local_dir=str(local))
+    path = tmp_path / "uri.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    out = _cli("search", str(path), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(list(bucket.glob("tiny/trial_*/checkpoint_*/model.pt"))) == 2  # through pyarrow's URI filesystem
+    assert list(bucket.glob("tiny/experiment_state-*.json"))
+    assert (local / "tiny" / "prunetune.json").is_file() and (local / "tiny" / "frontier.csv").is_file()
+    status = _cli("status", str(local / "tiny"), cwd=tmp_path)
+    assert status.returncode == 2 and f"are in file://{bucket}" in status.stderr
