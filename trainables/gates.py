@@ -8,9 +8,11 @@ gate vector, so the branches feeding a residual sum are scaled identically and t
 ``g*a + g*b = g*(a + b)``. A depthwise conv tied to its input group is not gated again (its input
 already is).
 
-At hard 0/1 gates the gated model computes exactly what the physically pruned model computes, and
+The forward pass uses the hard gate ``theta > 0`` with the gradient of ``sigmoid(theta)``
+(straight-through; our choice, see docs/taper.md), so the gated model is always a pruned model:
+at its 0/1 gates it computes exactly what the physically pruned model computes, and
 :class:`SoftCost` (the analytic cost model with each group's kept channels replaced by the sum of
-its gates) equals the pruned model's counted cost. Between 0 and 1 it is a smooth relaxation.
+its gates) equals the pruned model's counted cost.
 """
 
 from __future__ import annotations
@@ -40,8 +42,7 @@ def gate_points(
 
     For every conv/linear that produces a group's channels, the BatchNorm of the same group that
     alone consumes its output, else the producer itself. Gating after the norm keeps the norm from
-    undoing the gate; folding the gate into that norm's affine (or the producer's weights) later
-    is then exact (:func:`fold_gates`).
+    undoing the gate, and a zero gate then removes the channel exactly as pruning it does.
     """
     graph = build_graph(model, example_input)
     modules = dict(model.named_modules())
@@ -78,7 +79,7 @@ def _out_channels(module: nn.Module) -> int:
 
 
 class GroupGates(nn.Module):
-    """One logit vector ``theta`` per group; ``values()`` are the gates ``sigmoid(theta)``.
+    """One logit vector ``theta`` per group; ``values()`` are the gates (hard forward, soft grad).
 
     :meth:`attach` registers forward hooks that multiply every gate point's output by its group's
     gates. :meth:`fixed` temporarily replaces the gates by given values (hard 0/1 masks), e.g. to
@@ -147,23 +148,6 @@ class GroupGates(nn.Module):
             return output * gate.to(output.dtype).view(shape)
 
         return apply
-
-
-@torch.no_grad()
-def fold_gates(model: nn.Module, gates: GroupGates, values: Mapping[str, torch.Tensor]) -> None:
-    """Scale each gate point's weights by its gates, so the ungated ``model`` computes what the
-    gated one did (BatchNorm: ``weight`` and ``bias``; conv/linear: output rows and bias)."""
-    modules = dict(model.named_modules())
-    for name, points in gates.points.items():
-        gate = values[name].detach()
-        for point in points:
-            module = modules[point]
-            if isinstance(module, NORM_TYPES) and not module.affine:
-                raise ProfileError(f"cannot fold gates into {point!r}: its BatchNorm has no affine weights")
-            weight = module.weight
-            weight.mul_(gate.to(weight).view((-1,) + (1,) * (weight.dim() - 1)))
-            if module.bias is not None:
-                module.bias.mul_(gate.to(module.bias))
 
 
 class SoftCost:

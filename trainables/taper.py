@@ -5,12 +5,14 @@ leaves a real pruned model at every requested budget level on the way down: the 
 The paper publishes the idea but not the details; the choices below are ours (docs/taper.md):
 
 - **Gates.** One gate ``g = sigmoid(theta)`` per channel of every coupled group
-  (:mod:`trainables.gates`), trained by their own Adam optimiser, apart from the weights' SGD.
-- **Constraint.** ``c(g) = M(g) / M(1) = R(t)``: the analytic cost with soft channel counts
-  (sums of gates), relative to dense. Loss ``task + lambda * (c(g) - R(t)) + beta(t) *
-  mean(g * (1 - g))``; the multiplier follows dual ascent ``lambda += dual_lr * (c(g) - R(t))``
-  after every step (an equality constraint: lambda may go negative). The last term pushes gates
-  to 0 or 1; ``beta(t) = binarize * progress`` grows as R falls towards the last level.
+  (:mod:`trainables.gates`), trained by their own optimiser (SGD with momentum by default; Adam
+  moves every gate at the same speed and drops whole layers at once), apart from the weights'
+  SGD. The forward pass uses the hard gate ``theta > 0`` (straight-through gradient), so the
+  network that trains is always a pruned network and hardening it loses little.
+- **Constraint.** ``c(g) = M(g) / M(1) = R(t)``: the analytic cost at the gates' channel counts,
+  relative to dense. Loss ``task + lambda * (c - R) + penalty / 2 * (c - R)^2`` (an augmented
+  Lagrangian: the quadratic term damps dual ascent's oscillation); after every step
+  ``lambda += dual_lr * (c - R)`` (an equality constraint: lambda may go negative).
 - **Taper.** ``R(0)`` is the cost of the initial gates, ``R(t+1) = R(t) - rate``. Every
   ``control_every`` steps a :class:`TaperController` compares the rise per step of the held-out
   loss (an EMA of the loss on ``holdout`` validation samples) with ``tolerance``: faster, and the
@@ -18,9 +20,9 @@ The paper publishes the idea but not the details; the choices below are ours (do
   ``[min_rate, max_rate]``.
 - **Hardening.** When R crosses a level, the channels are taken in descending gate order (each
   group first keeps its ``min_channels`` best) and added while the analytic cost stays within the
-  level; a channel that does not fit is skipped. The soft gates are folded into the layers that
-  carry them and the others are removed by torch-pruning with the gates as the channel scores,
-  so the hardened model computes what the gated one did on the kept channels. It is fine-tuned
+  level; a channel that does not fit is skipped. A copy of the model is pruned by torch-pruning
+  with ``sigmoid(theta)`` as the channel scores (not L1), so it computes what the gated model
+  computes with that mask. It is fine-tuned
   for ``finetune_steps`` and reported like a searched profile. If ``max_steps`` runs out first,
   the remaining levels are hardened from the gates as they are.
 """
