@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from budgets import Budget
 from budgets.errors import ConfigError
@@ -74,6 +74,60 @@ class SearcherConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class TaperConfig(_Section):
+    """``method: taper`` (docs/taper.md): one run tapers the cost and hardens a pruned model
+    at every level. ``sweep`` maps option names to lists of values: one Tune trial each
+    (grid over all of them), e.g. ``{rate: [0.001, 0.003]}``. ``lr`` and ``finetune_steps``
+    default to the ``finetune`` section's."""
+
+    cost: Literal["macs", "params"] = "macs"
+    levels: list[float] = Field(default_factory=lambda: [0.75, 0.5, 0.3], min_length=1)
+    rate: float = Field(0.002, gt=0, lt=1)
+    min_rate: float = Field(0.0002, gt=0, lt=1)
+    max_rate: float = Field(0.02, gt=0, lt=1)
+    control_every: int = Field(20, ge=1)
+    tolerance: float = Field(0.002, ge=0)
+    slow_factor: float = Field(0.5, gt=0, le=1)
+    speed_factor: float = Field(1.25, ge=1)
+    ema: float = Field(0.5, ge=0, lt=1)
+    holdout: int = Field(256, ge=1)
+    gate_optimizer: Literal["sgd", "adam"] = "sgd"
+    gate_lr: float = Field(5.0, gt=0)
+    gate_init: float = Field(3.0, gt=0)
+    dual_lr: float = Field(0.2, ge=0)
+    penalty: float = Field(20.0, ge=0)
+    lr: float | None = Field(None, gt=0)
+    finetune_steps: int | None = Field(None, ge=0)
+    max_steps: int = Field(5000, ge=1)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("levels")
+    @classmethod
+    def _fractions(cls, levels: list[float]) -> list[float]:
+        if not all(0 < v < 1 for v in levels):
+            raise ValueError("levels are fractions of the dense cost in (0, 1), e.g. [0.75, 0.5, 0.3]")
+        return sorted(set(levels), reverse=True)
+
+    @model_validator(mode="after")
+    def _valid_sweep(self) -> TaperConfig:
+        options = [name for name in type(self).model_fields if name != "sweep"]
+        for name, values in self.sweep.items():
+            if name not in options:
+                raise ValueError(f"taper.sweep names unknown option {name!r}; sweepable: {', '.join(options)}")
+            if not values:
+                raise ValueError(f"taper.sweep.{name} is empty; give a list of values")
+            for value in values:
+                try:
+                    type(self).model_validate({name: value})
+                except ValidationError as err:
+                    raise ValueError(f"taper.sweep.{name} value {value!r}: {err.errors()[0]['msg']}") from None
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The options a taper trial reads (without ``sweep``)."""
+        return self.model_dump(exclude={"sweep"})
+
+
 class ResourcesConfig(_Section):
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
@@ -108,6 +162,8 @@ class SearchConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     budgets: list[Budget] = Field(default_factory=list)
     searcher: SearcherConfig = SearcherConfig()
+    method: Literal["search", "taper"] = "search"  # taper: see TaperConfig and docs/taper.md
+    taper: TaperConfig = TaperConfig()
     trials: int = Field(16, ge=1)
     concurrency: int = Field(2, ge=1)
     resources: ResourcesConfig = ResourcesConfig()

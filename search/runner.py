@@ -21,6 +21,7 @@ from search.experiment import write_manifest
 from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
 from search.searchers import get_searcher
 from search.space import ProfileSpace
+from search.tapering import is_taper_result, taper_param_space, taper_records
 from trainables import (
     DataSpec,
     ModelSpec,
@@ -36,6 +37,7 @@ from trainables import (
     find_groups,
     load_base,
     prune_and_finetune,
+    taper_run,
 )
 
 
@@ -67,6 +69,8 @@ class Prepared:
 
     @property
     def frontier_cost(self) -> str:
+        if self.config.method == "taper":
+            return self.config.taper.cost
         return self.config.budgets[0].key if self.config.budgets else "macs"
 
 
@@ -295,8 +299,9 @@ def build_trainable(prepared: Prepared):
     from ray import tune
 
     config = prepared.config
+    function = taper_run if config.method == "taper" else prune_and_finetune
     return tune.with_resources(
-        tune.with_parameters(prune_and_finetune, setup=prepared.setup),
+        tune.with_parameters(function, setup=prepared.setup),
         {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
     )
 
@@ -334,11 +339,9 @@ def restore_tuner(prepared: Prepared):
 
 def build_tuner(prepared: Prepared):
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 
     config = prepared.config
-    searcher_cls = get_searcher(config.searcher.name)
-    searcher = searcher_cls(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+    param_space, trials = _trials(prepared)
     trainable = build_trainable(prepared)
     callbacks = build_callbacks(prepared)
     reporter = tune.CLIReporter(
@@ -348,10 +351,9 @@ def build_tuner(prepared: Prepared):
     )
     return tune.Tuner(
         trainable,
-        param_space={"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion},
+        param_space=param_space,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.concurrency),
-            num_samples=config.trials,
+            **trials,
             metric="accuracy",
             mode="max",
             reuse_actors=True,
@@ -369,6 +371,20 @@ def build_tuner(prepared: Prepared):
     )
 
 
+def _trials(prepared: Prepared) -> tuple[dict, dict]:
+    """Tune's parameter space and how trials are made: a profile searcher (``method: search``)
+    or a grid over the taper sweep (``method: taper``)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    config = prepared.config
+    if config.method == "taper":
+        return taper_param_space(config), {"num_samples": 1, "max_concurrent_trials": config.concurrency}
+    searcher_cls = get_searcher(config.searcher.name)
+    searcher = searcher_cls(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+    space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion}
+    return space, {"search_alg": ConcurrencyLimiter(searcher, max_concurrent=config.concurrency), "num_samples": config.trials}
+
+
 def collect(results) -> tuple[list[TrialRecord], dict[str, str]]:
     """Finished trials as records, and errored trials' reasons by trial id."""
     records, errors = [], {}
@@ -376,6 +392,9 @@ def collect(results) -> tuple[list[TrialRecord], dict[str, str]]:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         if result.error is not None:
             errors[trial_id] = str(result.error).strip().splitlines()[-1]
+            continue
+        if is_taper_result(result):  # every report of a taper run is a frontier point
+            records.extend(taper_records(result, trial_id))
             continue
         if not result.metrics or "feasible" not in result.metrics:
             continue

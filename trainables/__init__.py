@@ -7,6 +7,8 @@ from trainables.groups import CRITERIA, GroupInfo, PruneSettings, apply_profile,
 from trainables.models import build_model, model_names, register_model
 from trainables.profiles import Profile, ProfileError, kept_channels
 from trainables.structure import CostModelError, extract_cost_model
+from trainables.taper import TaperSettings
+from trainables.taper_trial import run_taper, taper_run
 from trainables.train import DivergedError, Recipe, evaluate, train_steps
 from trainables.trial import (
     TrialSetup,
@@ -29,6 +31,7 @@ __all__ = [
     "PrunedArchitecture",
     "PruneSettings",
     "Recipe",
+    "TaperSettings",
     "TrialSetup",
     "apply_profile",
     "build_model",
@@ -50,5 +53,7 @@ __all__ = [
     "save_pruned",
     "save_trial_checkpoint",
     "target_channels",
+    "run_taper",
+    "taper_run",
     "train_steps",
 ]

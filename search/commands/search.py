@@ -24,10 +24,12 @@ def run(args: argparse.Namespace) -> int:
     prepared = prepare(config)
     if prepared.resume:
         print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
-    print(
-        f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; "
-        f"{config.trials} trials with the {config.searcher.name} searcher"
-    )
+    how = f"{config.trials} trials with the {config.searcher.name} searcher"
+    if config.method == "taper":
+        from search.tapering import taper_trial_count
+
+        how = f"{taper_trial_count(config)} taper run(s) through levels {config.taper.levels}"
+    print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
     outcome = run_search(prepared)
     print_outcome(prepared, outcome)
     return 0
