@@ -143,11 +143,14 @@ class ResourcesConfig(_Section):
 
 class TrackingConfig(_Section):
     """MLflow: ``tracking_uri`` null means a SQLite store under the results directory
-    (or ``MLFLOW_TRACKING_URI`` when set); ``enabled: false`` turns logging off."""
+    (or ``MLFLOW_TRACKING_URI`` when set); ``enabled: false`` turns logging off.
+    ``experiment`` is the study (null: the search's name); the frontier is re-logged to the
+    search's parent run every ``frontier_every_s`` seconds (0: only at the end)."""
 
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: str | None = None
+    frontier_every_s: float = Field(60.0, ge=0)
 
 
 class SearchConfig(_Section):

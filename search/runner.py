@@ -19,8 +19,10 @@ from budgets.errors import BudgetError, ConfigError
 from search.config import SearchConfig
 from search.experiment import write_manifest
 from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
+from search.plots import frontier_html
 from search.searchers import get_searcher
 from search.space import ProfileSpace
+from search.tracking import frontier_costs
 from search.tapering import is_taper_result, taper_param_space, taper_records
 from trainables import (
     DataSpec,
@@ -314,9 +316,9 @@ def build_callbacks(prepared: Prepared) -> list:
 
         callbacks.append(SnapshotKeeper(prepared.experiment_dir))
     if prepared.config.tracking.enabled:
-        from search.tracking import mlflow_callback
+        from search.tracking_callback import tracking_callback
 
-        callbacks.append(mlflow_callback(prepared.config, prepared.storage))
+        callbacks.append(tracking_callback(prepared))
     return callbacks
 
 
@@ -424,4 +426,5 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     front = pareto(records, cost)
     files = write_frontier(front, cost, prepared.experiment_dir)
     files["png"] = plot_frontier(records, cost, prepared.experiment_dir / "frontier.png", title=prepared.config.name)
+    files["html"] = frontier_html(records, frontier_costs(prepared.config), prepared.experiment_dir / "frontier.html", title=prepared.config.name)
     return SearchOutcome(records, errors, front, files, time.time() - started)

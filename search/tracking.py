@@ -1,16 +1,47 @@
-"""MLflow tracking: where runs go and the Tune callback that writes them.
+"""MLflow tracking: one experiment per study, one parent run per search, one child run per trial.
 
-The embedded default is a SQLite store under the results directory, so a first search needs no
-server; ``tracking.tracking_uri`` in the config or ``MLFLOW_TRACKING_URI`` points at a server.
-Runs are written by the driver's callback, so trials on remote workers need no MLflow access.
+Where runs go: ``tracking.tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else the
+embedded SQLite store ``<storage>/mlflow.db`` (artifacts in ``<storage>/mlartifacts``), so a
+first search needs no server. Only the driver talks to MLflow (through
+:class:`~search.tracking_callback.TrackingCallback` during a search, or :func:`search.sync.sync`
+afterwards): trials on remote workers need no tracking access.
+
+:class:`SearchTracker` is idempotent, so a resumed search or a repeated ``prunetune sync``
+re-attaches instead of duplicating: the parent run is found by the ``prunetune.search_id`` tag
+(its id is also cached per tracking URI in ``tracking.json`` beside ``prunetune.json``), child
+runs by their ``prunetune.trial_id`` tag. Tracking never stops a search: the first MLflow error
+(an unreachable server, a timeout) is reported once and the rest of the search runs untracked;
+Tune's results stay on disk for ``prunetune sync`` to backfill.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from search.config import SearchConfig
+from search.frontier import TrialRecord, pareto, plot_frontier, write_frontier
+
+log = logging.getLogger("prunetune.tracking")
+
+TRACKING_FILE = "tracking.json"
+PARENT_ID = "mlflow.parentRunId"
+TAG_ROLE = "prunetune.role"
+TAG_SEARCH_ID = "prunetune.search_id"
+TAG_TRIAL_ID = "prunetune.trial_id"
+TAG_CHECKPOINT = "prunetune.checkpoint"
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+_TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s")
+_METRIC_PREFIXES = ("cost/", "rel/", "meets/")
 
 
 def tracking_uri(config: SearchConfig, storage: Path) -> str:
@@ -21,16 +52,342 @@ def tracking_uri(config: SearchConfig, storage: Path) -> str:
 
 
 def experiment_name(config: SearchConfig) -> str:
+    """The study: ``tracking.experiment``, else the search's name."""
     return config.tracking.experiment or config.name
 
 
-def mlflow_callback(config: SearchConfig, storage: Path):
-    """One MLflow run per trial: config (profile included) as params, reports as metrics."""
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
+def frontier_costs(config: SearchConfig) -> tuple[str, ...]:
+    """The costs a frontier is drawn against: every budgeted cost, else MACs."""
+    keys = [b.key for b in config.budgets] or ["macs"]
+    return tuple(dict.fromkeys(keys))
 
-    return MLflowLoggerCallback(
-        tracking_uri=tracking_uri(config, storage),
-        experiment_name=experiment_name(config),
-        tags={"prunetune.search": config.name, "prunetune.searcher": config.searcher.name},
-        save_artifact=False,
-    )
+
+def fail_fast_http() -> None:
+    """Keep an unreachable tracking server from stalling the driver for minutes: MLflow's
+    defaults retry 7 times with back-off and wait 120 s per request. Users may override."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def git_revision(cwd: Path | None = None) -> str:
+    """``git rev-parse HEAD`` in ``cwd``, or ``"unknown"`` outside a repository."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as tracking sees it: what a child run records."""
+
+    trial_id: str
+    profile: dict[str, float]
+    metrics: dict[str, Any]
+    status: str = "RUNNING"  # RUNNING, or a terminal MLflow status (FINISHED, FAILED, KILLED)
+    checkpoint: str | None = None
+    error: str | None = None
+    ended: float | None = None  # epoch seconds of the last result
+    time_total_s: float = 0.0
+    step: int = 0  # Tune's training_iteration of ``metrics``: re-logging the same point is a no-op
+
+    def record(self) -> TrialRecord | None:
+        """The frontier record of a finished trial, None while running or after an error."""
+        if self.status != "FINISHED" or "feasible" not in self.metrics or "accuracy" not in self.metrics:
+            return None
+        return TrialRecord.from_metrics(self.trial_id, self.metrics, self.profile, self.checkpoint)
+
+
+@dataclass
+class LocalState:
+    """``tracking.json``: the search's id, its parent run per tracking URI, wall time so far."""
+
+    search_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    parent_runs: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @classmethod
+    def load(cls, directory: Path) -> LocalState:
+        path = directory / TRACKING_FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else cls()
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / TRACKING_FILE
+        tmp = path.with_name(f".{TRACKING_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        os.replace(tmp, path)
+
+
+def search_params(config: SearchConfig) -> dict[str, str]:
+    """The parent run's params: what distinguishes one search from another at a glance."""
+    budgets = "; ".join(b.label for b in config.budgets) or "none"
+    return {
+        "searcher": config.searcher.name,
+        "searcher.seed": str(config.searcher.seed),
+        "model": config.model.name,
+        "model.width": str(config.model.width),
+        "model.input_size": str(config.model.input_size),
+        "data": config.data.name,
+        "budgets": budgets,
+        "trials": str(config.trials),
+        "concurrency": str(config.concurrency),
+        "base.steps": str(config.base.steps),
+        "finetune.steps": str(config.finetune.steps),
+        "prune.criterion": config.prune.criterion,
+        "resources.cpu": str(config.resources.cpu),
+        "resources.gpu": str(config.resources.gpu),
+    }
+
+
+def trial_metrics(summary: TrialSummary, config: SearchConfig) -> dict[str, float]:
+    """The numeric metrics a child run records, with the compute the trial used."""
+    metrics = {
+        key: float(value)
+        for key, value in summary.metrics.items()
+        if (key in _TRIAL_METRICS or key.startswith(_METRIC_PREFIXES)) and isinstance(value, (int, float))
+    }
+    if summary.status in TERMINAL and summary.time_total_s:
+        metrics["cpu_hours"] = summary.time_total_s * config.resources.cpu / 3600
+        metrics["gpu_hours"] = summary.time_total_s * config.resources.gpu / 3600
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """For the embedded SQLite store, artifacts beside it (MLflow's default is ``./mlruns``
+    in whatever folder the driver started in); a server decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment).resolve().as_uri()
+
+
+class TrackingUnavailable(Exception):
+    """Raised inside :class:`SearchTracker` once MLflow has failed; callers never see it."""
+
+
+class SearchTracker:
+    """Writes one search to MLflow, idempotently: safe to re-create and re-run at any time.
+
+    Every public method swallows MLflow and network errors after warning once; from then on
+    the tracker is ``down`` and does nothing, so a search never fails because of tracking.
+    """
+
+    def __init__(self, uri: str, experiment: str, directory: Path, config: SearchConfig) -> None:
+        self.uri, self.experiment, self.directory, self.config = uri, experiment, Path(directory), config
+        self.down = False
+        self.parent_id: str | None = None
+        self.search_id: str | None = None
+        self.experiment_id: str | None = None
+        self._children: dict[str, tuple[str, str]] = {}  # trial id -> (run id, status)
+        self._client = None
+
+    def _guard(self, action, *args):
+        if self.down:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return action(*args)
+        except (MlflowException, OSError, TrackingUnavailable) as err:
+            self.down = True
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.warning(
+                "MLflow tracking at %s failed (%s); the search goes on untracked. Backfill later with: "
+                "prunetune sync %s --tracking-uri %s",
+                self.uri, first[:300], self.directory, self.uri,
+            )
+            return None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            fail_fast_http()
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def open(self, cluster: dict[str, float] | None = None) -> bool:
+        """Find or create the study and this search's parent run; load its child runs."""
+        return bool(self._guard(self._open, cluster))
+
+    def log_trial(self, summary: TrialSummary) -> None:
+        """Create the trial's child run if new; record metrics, checkpoint and end status."""
+        self._guard(self._log_trial, summary)
+
+    def log_frontier(self, summaries: list[TrialSummary]) -> None:
+        """Render the frontier (CSV, JSON, PNG per cost, interactive HTML) onto the parent run."""
+        self._guard(self._log_frontier, summaries)
+
+    def finish(self, summaries: list[TrialSummary], wall_s: float) -> None:
+        """Totals (trials, errored, wall time, CPU/GPU hours), the frontier, parent FINISHED."""
+        self._guard(self._finish, summaries, wall_s)
+
+    def _open(self, cluster: dict[str, float] | None) -> bool:
+        state = LocalState.load(self.directory)
+        self.experiment_id = self._experiment_id()
+        run = self._find_parent(state)
+        if run is None:
+            run = self._create_parent(state, cluster)
+        elif run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        self.parent_id, self.search_id = run.info.run_id, state.search_id
+        state.parent_runs[self.uri] = self.parent_id
+        state.save(self.directory)
+        self._children = self._load_children()
+        return True
+
+    def _experiment_id(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment, _artifact_location(self.uri, self.experiment))
+        except MlflowException:  # created meanwhile by a search beside this one
+            return self.client.get_experiment_by_name(self.experiment).experiment_id
+
+    def _find_parent(self, state: LocalState):
+        from mlflow.exceptions import MlflowException
+
+        cached = state.parent_runs.get(self.uri)
+        if cached:
+            try:
+                run = self.client.get_run(cached)
+                if run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active":
+                    return run
+            except MlflowException:
+                pass  # another store behind the same URI: look the run up by its tag
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{TAG_SEARCH_ID}` = '{state.search_id}' and tags.`{TAG_ROLE}` = 'search'"
+        )
+        return found[0] if found else None
+
+    def _create_parent(self, state: LocalState, cluster: dict[str, float] | None):
+        from mlflow.entities import Param
+
+        tags = {
+            TAG_ROLE: "search",
+            TAG_SEARCH_ID: state.search_id,
+            "prunetune.search": self.config.name,
+            "prunetune.searcher": self.config.searcher.name,
+            "prunetune.experiment_dir": str(self.directory),
+            "prunetune.frontier_cost": frontier_costs(self.config)[0],
+            "mlflow.source.git.commit": git_revision(),
+        }
+        if cluster:
+            tags.update({f"ray.{key}": f"{value:g}" for key, value in cluster.items()})
+        run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.config.name)
+        params = [Param(k, v) for k, v in search_params(self.config).items()]
+        self.client.log_batch(run.info.run_id, params=params)
+        self.client.log_text(run.info.run_id, json.dumps(self.config.model_dump(mode="json"), indent=2), "config.json")
+        return run
+
+    def _load_children(self) -> dict[str, tuple[str, str]]:
+        children, token = {}, None
+        query = f"tags.`{PARENT_ID}` = '{self.parent_id}'"
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            for run in page:
+                trial_id = run.data.tags.get(TAG_TRIAL_ID)
+                if trial_id and trial_id not in children:
+                    children[trial_id] = (run.info.run_id, run.info.status)
+            token = page.token
+            if not token:
+                return children
+
+    def _require_open(self) -> str:
+        if self.parent_id is None and not self._open(None):
+            raise TrackingUnavailable("no parent run")
+        return self.parent_id
+
+    def _log_trial(self, summary: TrialSummary) -> None:
+        from mlflow.entities import Metric
+
+        parent = self._require_open()
+        run_id, status = self._children.get(summary.trial_id) or (None, None)
+        if status in TERMINAL:
+            return  # logged completely before (resume, repeated sync)
+        if run_id is None:
+            run_id = self._create_child(parent, summary)
+        stamp = int((summary.ended or time.time()) * 1000)
+        metrics = [Metric(k, v, stamp, summary.step) for k, v in trial_metrics(summary, self.config).items()]
+        self.client.log_batch(run_id, metrics=metrics)
+        if summary.checkpoint:
+            self.client.set_tag(run_id, TAG_CHECKPOINT, summary.checkpoint)
+        if summary.error:
+            self.client.set_tag(run_id, "prunetune.error", summary.error[:4000])
+        if summary.status in TERMINAL:
+            self.client.set_terminated(run_id, summary.status, end_time=stamp)
+        self._children[summary.trial_id] = (run_id, summary.status)
+
+    def _create_child(self, parent: str, summary: TrialSummary) -> str:
+        from mlflow.entities import Param
+
+        started = (summary.ended or time.time()) - summary.time_total_s
+        tags = {PARENT_ID: parent, TAG_ROLE: "trial", TAG_TRIAL_ID: summary.trial_id, TAG_SEARCH_ID: self.search_id}
+        run = self.client.create_run(
+            self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=f"trial_{summary.trial_id}"
+        )
+        params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in summary.profile.items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run.info.run_id, params=params[start : start + 100])
+        return run.info.run_id
+
+    def _log_frontier(self, summaries: list[TrialSummary]) -> None:
+        parent = self._require_open()
+        records = [r for r in (s.record() for s in summaries) if r is not None]
+        with tempfile.TemporaryDirectory(prefix="prunetune-frontier-") as tmp:
+            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name)
+            self.client.log_artifacts(parent, tmp)
+
+    def _finish(self, summaries: list[TrialSummary], wall_s: float) -> None:
+        from mlflow.entities import Metric
+
+        parent = self._require_open()
+        for summary in summaries:
+            if summary.status in TERMINAL:
+                self._log_trial(summary)
+        self._log_frontier(summaries)
+        now = int(time.time() * 1000)
+        totals = search_totals(summaries, self.config, wall_s)
+        self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
+        self.client.set_terminated(parent, "FINISHED")
+
+
+def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: float) -> dict[str, float]:
+    """What a search spent and found: trial counts, wall time, CPU/GPU hours, best accuracy."""
+    records = [r for r in (s.record() for s in summaries) if r is not None]
+    seconds = sum(s.time_total_s for s in summaries)
+    totals = {
+        "trials": float(len(summaries)),
+        "trials_finished": float(len(records)),
+        "trials_errored": float(sum(s.status == "FAILED" for s in summaries)),
+        "trials_feasible": float(sum(r.feasible for r in records)),
+        "wall_s": wall_s,
+        "cpu_hours": seconds * config.resources.cpu / 3600,
+        "gpu_hours": seconds * config.resources.gpu / 3600,
+    }
+    feasible = [r.accuracy for r in records if r.feasible]
+    if feasible:
+        totals["best_feasible_accuracy"] = max(feasible)
+    return totals
+
+
+def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str) -> dict[str, Path]:
+    """frontier.csv/.json (first cost), frontier.png (first cost), frontier-<cost>.png for the
+    other costs, and one interactive frontier.html with a plot per cost."""
+    from search.plots import frontier_html
+
+    directory.mkdir(parents=True, exist_ok=True)
+    files = write_frontier(pareto(records, costs[0]), costs[0], directory)
+    for index, cost in enumerate(costs):
+        name = "frontier.png" if index == 0 else f"frontier-{cost}.png"
+        files["png" if index == 0 else f"png:{cost}"] = plot_frontier(records, cost, directory / name, title=title)
+    files["html"] = frontier_html(records, costs, directory / "frontier.html", title=title)
+    return files

@@ -54,4 +54,4 @@ def print_outcome(prepared, outcome) -> None:
         print(f"frontier {kind}: {path}")
     if prepared.config.tracking.enabled:
         uri = tracking_uri(prepared.config, prepared.storage)
-        print(f"MLflow:   {uri}  (browse: mlflow ui --backend-store-uri {uri})")
+        print(f"MLflow:   {uri}  (browse: prunetune ui {prepared.storage})" if uri.startswith("sqlite:") else f"MLflow:   {uri}")

@@ -1,0 +1,20 @@
+"""``prunetune sync RESULTS``: backfill MLflow from a search's results folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("sync", help="write a search's results to MLflow (after a tracking outage); never duplicates runs")
+    parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
+    parser.add_argument("--tracking-uri", help="MLflow to write to (default: the search's own tracking URI)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.sync import sync
+
+    result = sync(args.results, args.tracking_uri)
+    print(f"synced {result.trials} trials to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
+    return 0

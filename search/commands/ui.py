@@ -1,0 +1,68 @@
+"""``prunetune ui [RESULTS]``: the MLflow UI over the project's store, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("ui", help="start the MLflow UI over a results folder's store (127.0.0.1)")
+    parser.add_argument("results", nargs="?", default="results", help="results folder (storage_path), an experiment folder in it, or a backend store URI (default: results)")
+    parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster whose dashboard to show (default: RAY_ADDRESS)")
+    parser.set_defaults(func=run)
+
+
+def store(results: str) -> tuple[str, Path]:
+    """The backend store URI and artifact folder for a results folder (or a URI as given)."""
+    from budgets.errors import ConfigError
+    from search.experiment import MANIFEST
+
+    if "://" in results:
+        return results, Path("mlartifacts").resolve()
+    folder = Path(results).resolve()
+    if (folder / MANIFEST).is_file():  # an experiment folder: its store is one level up
+        folder = folder.parent
+    if not (folder / "mlflow.db").is_file():
+        raise ConfigError(f"no MLflow store at {folder / 'mlflow.db'}; pass the storage_path of a search (default: results)")
+    return f"sqlite:///{folder / 'mlflow.db'}", folder / "mlartifacts"
+
+
+def ray_dashboard(address: str) -> str:
+    """The dashboard URL of the Ray cluster at ``address``, or why there is none."""
+    if address.startswith("http"):
+        return address
+    from search.commands import local_ray_env
+
+    local_ray_env(address)
+    import ray
+
+    try:
+        context = ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    except (ConnectionError, RuntimeError) as err:
+        return f"not reachable at {address} ({str(err).splitlines()[0]})"
+    url = context.dashboard_url
+    ray.shutdown()
+    return f"http://{url}" if url else f"cluster at {address} runs without a dashboard"
+
+
+def run(args: argparse.Namespace) -> int:
+    uri, artifacts = store(args.results)
+    if args.ray_address:
+        print(f"Ray dashboard: {ray_dashboard(args.ray_address)}")
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
+        "--backend-store-uri", uri, "--artifacts-destination", str(artifacts), "--workers", "1",
+    ]
+    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; Ctrl-C stops it)", flush=True)
+    server = subprocess.Popen(command)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(timeout=30)
+        return 0

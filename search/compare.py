@@ -1,0 +1,208 @@
+"""``prunetune compare``: several searches' frontiers on the same axes, from MLflow.
+
+Each name is a study (an MLflow experiment: every search in it) or a search's parent run id.
+Trials come from the child runs' metrics, so searches that ran elsewhere against the same
+tracking server compare too. The x axis is a cost relative to each search's dense model, so
+searches of different base models still share it. At each budget level (10%, 20%, ... 100% of
+dense), a search's best accuracy counts every finished trial whose cost is within that level,
+with the trials and CPU hours it had spent, in completion order, when it first reached it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from budgets.errors import ConfigError
+from search.tracking import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
+
+LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+
+
+@dataclass(frozen=True)
+class ComparedTrial:
+    trial_id: str
+    accuracy: float
+    relative: float  # cost / dense cost
+    cpu_hours: float
+    ended: int  # epoch ms: completion order
+
+
+@dataclass(frozen=True)
+class ComparedSearch:
+    label: str
+    run_id: str
+    study: str
+    trials: tuple[ComparedTrial, ...]  # finished trials in completion order
+
+
+@dataclass(frozen=True)
+class LevelBest:
+    level: float
+    accuracy: float | None
+    trial_id: str | None
+    trials_spent: int | None
+    cpu_hours_spent: float | None
+
+
+def _parents(client, names: list[str]) -> list[tuple[str, object]]:
+    """(study name, parent run) for each name: every search of a study, or the run itself."""
+    from mlflow.exceptions import MlflowException
+
+    found = []
+    for name in names:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'", order_by=["start_time ASC"])
+            if not runs:
+                raise ConfigError(f"study {name!r} has no prunetune searches yet; run `prunetune search` with tracking.experiment={name}")
+            found += [(name, run) for run in runs]
+            continue
+        try:
+            run = client.get_run(name)
+        except MlflowException:
+            studies = ", ".join(e.name for e in client.search_experiments()) or "none"
+            raise ConfigError(f"{name!r} is neither a study nor a run id in this tracking store (studies: {studies})") from None
+        if run.data.tags.get(TAG_ROLE) != "search":
+            raise ConfigError(f"run {name} is not a prunetune search (parent) run; pass a study name or a search's run id")
+        found.append((client.get_experiment(run.info.experiment_id).name, run))
+    return found
+
+
+def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
+    trials, token = [], None
+    query = f"tags.`{PARENT_ID}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
+    while True:
+        page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
+        for run in page:
+            m = run.data.metrics
+            if "accuracy" in m and f"rel/{cost}" in m:
+                ended = run.info.end_time or run.info.start_time or 0
+                trial_id = run.data.tags.get(TAG_TRIAL_ID, run.info.run_name)
+                trials.append(ComparedTrial(trial_id, m["accuracy"], m[f"rel/{cost}"], m.get("cpu_hours", 0.0), ended))
+        token = page.token
+        if not token:
+            return tuple(sorted(trials, key=lambda t: t.ended))
+
+
+def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
+    """The searches the names stand for, each with its finished trials' ``cost`` and accuracy."""
+    parents = _parents(client, names)
+    run_names = [run.info.run_name for _, run in parents]
+    searches = []
+    for study, run in dict(((r.info.run_id, (s, r)) for s, r in parents)).values():
+        label = f"{study}/{run.info.run_name}"
+        if run_names.count(run.info.run_name) > 1:
+            label += f" ({run.info.run_id[:6]})"
+        searches.append(ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost)))
+    return searches
+
+
+def best_at(trials: tuple[ComparedTrial, ...], level: float) -> LevelBest:
+    """Best accuracy within ``level`` of dense cost, and what was spent until first reaching it."""
+    best, spent = None, 0.0
+    for index, trial in enumerate(trials, start=1):
+        spent += trial.cpu_hours
+        if trial.relative <= level + 1e-9 and (best is None or trial.accuracy > best.accuracy):
+            best = LevelBest(level, trial.accuracy, trial.trial_id, index, spent)
+    return best or LevelBest(level, None, None, None, None)
+
+
+def frontier_points(trials: tuple[ComparedTrial, ...]) -> list[tuple[float, float, str]]:
+    """Pareto points (relative cost, accuracy, trial id), cheapest first."""
+    points: list[tuple[float, float, str]] = []
+    for trial in sorted(trials, key=lambda t: (t.relative, -t.accuracy)):
+        if not points or trial.accuracy > points[-1][1]:
+            points.append((trial.relative, trial.accuracy, trial.trial_id))
+    return points
+
+
+def format_compare(table: dict[str, list[LevelBest]], cost: str) -> str:
+    """The table for the terminal: one row per level, one column block per search."""
+    labels = list(table)
+    lines = [f"best accuracy with {cost} <= level (trials / CPU-h spent to reach it)"]
+    lines.append(f"{'level':>6}  " + "  ".join(f"{label[:30]:>30}" for label in labels))
+    for row, level in enumerate(LEVELS):
+        cells = []
+        for label in labels:
+            best = table[label][row]
+            cell = "-" if best.accuracy is None else f"{best.accuracy:.4f} ({best.trials_spent} / {best.cpu_hours_spent:.3f})"
+            cells.append(f"{cell:>30}")
+        lines.append(f"{level:>6.0%}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[str, Path]:
+    """compare.png, compare.html (overlaid frontiers) and compare.csv/.json (the table)."""
+    from search.plots import compare_html, compare_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    curves = {s.label: frontier_points(s.trials) for s in searches}
+    table = {s.label: [best_at(s.trials, level) for level in LEVELS] for s in searches}
+    title = f"accuracy vs {cost}: " + ", ".join(s.label for s in searches)
+    files = {
+        "png": compare_png(curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}"),
+        "html": compare_html(curves, cost, out / "compare.html", title),
+        "csv": out / "compare.csv",
+        "json": out / "compare.json",
+        "txt": out / "compare.txt",
+    }
+    with files["csv"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["search", "run_id", "level", "best_accuracy", "trial_id", "trials_spent", "cpu_hours_spent"])
+        for search in searches:
+            for best in table[search.label]:
+                writer.writerow([search.label, search.run_id, best.level, best.accuracy, best.trial_id, best.trials_spent, best.cpu_hours_spent])
+    blob = {
+        "cost": cost,
+        "searches": [{"label": s.label, "run_id": s.run_id, "study": s.study, "trials": len(s.trials)} for s in searches],
+        "levels": {label: [asdict(b) for b in rows] for label, rows in table.items()},
+        "frontiers": {label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in pts] for label, pts in curves.items()},
+    }
+    files["json"].write_text(json.dumps(blob, indent=2))
+    files["txt"].write_text(format_compare(table, cost) + "\n")
+    return files
+
+
+def log_compare(client, searches: list[ComparedSearch], cost: str, files: dict[str, Path]) -> str:
+    """A "compare" run in the first search's study holding the files; returns its run id."""
+    experiment = client.get_experiment_by_name(searches[0].study)
+    name = f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = client.create_run(experiment.experiment_id, tags={TAG_ROLE: "compare"}, run_name=name)
+    client.log_param(run.info.run_id, "cost", cost)
+    client.log_param(run.info.run_id, "searches", ", ".join(s.run_id for s in searches)[:6000])
+    for path in files.values():
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+@dataclass(frozen=True)
+class Comparison:
+    searches: list[ComparedSearch]
+    cost: str
+    files: dict[str, Path]
+    run_id: str
+    table: str
+
+
+def compare(uri: str, names: list[str], out: Path, cost: str | None = None) -> Comparison:
+    """Load the searches ``names`` stand for, write the overlay and table, log a compare run."""
+    from mlflow.tracking import MlflowClient
+
+    from search.tracking import fail_fast_http
+
+    fail_fast_http()
+    client = MlflowClient(tracking_uri=uri)
+    if cost is None:
+        tags = [run.data.tags.get("prunetune.frontier_cost") for _, run in _parents(client, names)]
+        cost = next((t for t in tags if t), "macs")
+    searches = load_searches(client, names, cost)
+    if not any(s.trials for s in searches):
+        raise ConfigError(f"no finished trial of these searches reports rel/{cost}; choose another --cost (e.g. macs, params)")
+    files = write_compare(searches, cost, out)
+    run_id = log_compare(client, searches, cost, files)
+    return Comparison(searches, cost, files, run_id, files["txt"].read_text())

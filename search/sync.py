@@ -1,0 +1,98 @@
+"""``prunetune sync``: backfill MLflow from a search's results on disk.
+
+After a tracking outage (or with tracking turned off) everything a search found is still in
+its experiment folder: ``prunetune.json`` (the config) and, per trial, Tune's ``result.json``
+(one JSON line per report), ``error.txt`` for an errored trial and ``checkpoint_*`` folders.
+:func:`sync` writes them through the same idempotent :class:`SearchTracker` the live callback
+uses, so running it twice, or after a partly tracked search, creates no duplicate runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from budgets.errors import ConfigError
+from search.experiment import read_manifest
+from search.tracking import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    uri: str
+    experiment: str
+    parent_run_id: str
+    trials: int
+
+
+def _last_result(path: Path) -> dict:
+    last = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                last = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line cut short by a crash: the previous one stands
+    return last
+
+
+def read_trial(directory: Path) -> TrialSummary | None:
+    """A trial folder of Tune's as a summary; None when it never reported."""
+    result_file = directory / "result.json"
+    result = _last_result(result_file) if result_file.is_file() else {}
+    error_file = directory / "error.txt"
+    if not result and not error_file.is_file():
+        return None
+    params_file = directory / "params.json"
+    config = result.get("config") or (json.loads(params_file.read_text()) if params_file.is_file() else {})
+    checkpoints = sorted(directory.glob("checkpoint_*"))
+    if error_file.is_file():
+        status = "FAILED"
+    else:
+        status = "FINISHED" if result.get("done") else "KILLED"  # killed: the search stopped mid-trial
+    error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
+    return TrialSummary(
+        trial_id=str(result.get("trial_id") or directory.name.removeprefix("trial_")),
+        profile=dict(config.get("profile") or {}),
+        metrics={k: v for k, v in result.items() if k != "config"},
+        status=status,
+        checkpoint=str(checkpoints[-1]) if checkpoints else None,
+        error=error,
+        ended=result.get("timestamp"),
+        time_total_s=float(result.get("time_total_s") or 0.0),
+        step=int(result.get("training_iteration") or 0),
+    )
+
+
+def read_trials(directory: Path) -> list[TrialSummary]:
+    """Every trial of an experiment folder that reported or errored, in folder order."""
+    trials = (read_trial(path) for path in sorted(directory.iterdir()) if path.is_dir() and (path / "params.json").exists())
+    return [t for t in trials if t is not None]
+
+
+def _wall_s(state: LocalState, trials: list[TrialSummary]) -> float:
+    if state.wall_s:
+        return state.wall_s
+    ended = [t.ended for t in trials if t.ended]
+    started = [t.ended - t.time_total_s for t in trials if t.ended]
+    return max(ended) - min(started) if ended else 0.0
+
+
+def sync(directory: str | Path, uri: str | None = None) -> SyncResult:
+    """Write the search in ``directory`` to MLflow at ``uri`` (default: the search's own URI)."""
+    manifest = read_manifest(directory)
+    config = manifest.config
+    uri = uri or tracking_uri(config, manifest.directory.parent)
+    trials = read_trials(manifest.directory)
+    state = LocalState.load(manifest.directory)
+    state.save(manifest.directory)  # fixes the search id for later syncs
+    tracker = SearchTracker(uri, experiment_name(config), manifest.directory, config)
+    if not tracker.open():
+        raise ConfigError(f"cannot write to MLflow at {uri}; start the tracking server or pass --tracking-uri URI")
+    for trial in trials:
+        tracker.log_trial(trial)
+    tracker.finish(trials, _wall_s(state, trials))
+    if tracker.down:
+        raise ConfigError(f"MLflow at {uri} stopped answering during the sync; run `prunetune sync` again")
+    return SyncResult(uri, tracker.experiment, tracker.parent_id, len(trials))

@@ -1,0 +1,130 @@
+"""The Ray Tune callback that writes a running search to MLflow through a :class:`SearchTracker`.
+
+It runs in the driver only (trials on remote workers never talk to MLflow). Tune pickles it with
+the run config and ``Tuner.restore`` brings it back, so it holds only plain settings between
+experiments and re-attaches on :meth:`setup`: the parent run comes from ``tracking.json`` or its
+search-id tag, child runs from their trial-id tags; nothing is created twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray.tune import Callback
+
+from search.config import SearchConfig
+from search.tracking import LocalState, SearchTracker, TrialSummary
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Where and what to track for one search."""
+
+    uri: str
+    experiment: str
+    directory: Path  # the local experiment folder (prunetune.json, tracking.json)
+    config: SearchConfig
+
+
+def summarize(trial, result: dict | None = None, status: str | None = None) -> TrialSummary:
+    """A Tune trial (and optionally one of its results) as tracking sees it."""
+    result = result if result is not None else (trial.last_result or {})
+    checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
+    error = None
+    if status == "FAILED" and trial.error_file and Path(trial.error_file).is_file():
+        error = Path(trial.error_file).read_text().strip().splitlines()[-1]
+    return TrialSummary(
+        trial_id=trial.trial_id,
+        profile=dict(trial.config.get("profile") or {}),
+        metrics=dict(result),
+        status=status or _status(trial),
+        checkpoint=checkpoint,
+        error=error,
+        ended=result.get("timestamp"),
+        time_total_s=float(result.get("time_total_s") or 0.0),
+        step=int(result.get("training_iteration") or 0),
+    )
+
+
+def _status(trial) -> str:
+    return {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(trial.status, "RUNNING")
+
+
+def cluster_size() -> dict[str, float]:
+    """Nodes, CPUs and GPUs of the Ray cluster the driver is connected to."""
+    import ray
+
+    if not ray.is_initialized():
+        return {}
+    resources = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return {"nodes": float(nodes), "cpus": resources.get("CPU", 0.0), "gpus": resources.get("GPU", 0.0)}
+
+
+class TrackingCallback(Callback):
+    """Parent run on setup, child runs per trial, frontier every ``frontier_every_s`` seconds
+    and at the end, totals when the experiment ends. Never raises because of MLflow."""
+
+    def __init__(self, settings: TrackingSettings) -> None:
+        self.settings = settings
+        self._tracker: SearchTracker | None = None
+        self._started = time.time()
+        self._last_frontier = time.time()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles callbacks into the experiment state; an MLflow client must not go along.
+        return {"settings": self.settings}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["settings"])
+
+    @property
+    def tracker(self) -> SearchTracker:
+        if self._tracker is None:
+            s = self.settings
+            self._tracker = SearchTracker(s.uri, s.experiment, s.directory, s.config)
+        return self._tracker
+
+    def setup(self, **info) -> None:
+        self._started = self._last_frontier = time.time()
+        LocalState.load(self.settings.directory).save(self.settings.directory)  # fixes the search id
+        self.tracker.open(cluster_size())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self.tracker.log_trial(summarize(trial, result, "RUNNING"))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.tracker.log_trial(summarize(trial, status="FINISHED"))
+        self._maybe_refresh_frontier(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.tracker.log_trial(summarize(trial, status="FAILED"))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        state = LocalState.load(self.settings.directory)
+        state.wall_s += time.time() - self._started
+        state.save(self.settings.directory)
+        self.tracker.finish([summarize(t) for t in trials], state.wall_s)
+
+    def _maybe_refresh_frontier(self, trials) -> None:
+        every = self.settings.config.tracking.frontier_every_s
+        if every and time.time() - self._last_frontier >= every:
+            self._last_frontier = time.time()
+            self.tracker.log_frontier([summarize(t) for t in trials])
+
+
+def tracking_callback(prepared) -> TrackingCallback:
+    """The callback ``build_tuner`` adds for a prepared search (tracking enabled)."""
+    from search.tracking import experiment_name, fail_fast_http, tracking_uri
+
+    fail_fast_http()
+    config = prepared.config
+    settings = TrackingSettings(
+        uri=tracking_uri(config, prepared.storage),
+        experiment=experiment_name(config),
+        directory=Path(prepared.experiment_dir),
+        config=config,
+    )
+    return TrackingCallback(settings)

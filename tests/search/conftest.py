@@ -1,0 +1,68 @@
+"""Fixtures for tracking tests: one live MLflow server and the searches logged to it, shared
+by every test of the session (a server takes ~10 s to start, a tiny search ~30 s)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY
+from tests.mlflow_server import free_port, start_mlflow_server, stop
+
+STUDY = "study-a"
+
+
+def prunetune(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """The URI of a real ``mlflow server`` (SQLite backend, artifacts under a temp folder)."""
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server.uri
+    stop(server.process)
+
+
+@dataclass(frozen=True)
+class TrackedSearch:
+    name: str
+    directory: Path  # the experiment folder
+    output: subprocess.CompletedProcess
+
+
+def run_tiny_search(tmp: Path, tiny_base: Path, name: str, uri: str, seed: int) -> TrackedSearch:
+    """A 3-trial search of a quarter-width ResNet-20 on 8 px digits, through the CLI."""
+    config = {
+        **TINY,
+        "name": name,
+        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
+        "finetune": {**TINY["finetune"], "steps": 3},
+        "budgets": [{"cost": "macs", "max": 0.7, "relative": True}],
+        "searcher": {"name": "random", "seed": seed},
+        "storage_path": str(tmp / "results"),
+        "tracking": {"tracking_uri": uri, "experiment": STUDY, "frontier_every_s": 0.001},
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = prunetune("search", str(path), cwd=tmp)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return TrackedSearch(name, tmp / "results" / name, out)
+
+
+@pytest.fixture(scope="session")
+def tracked_search(tmp_path_factory, tiny_base, mlflow_server) -> TrackedSearch:
+    """A search tracked live on the test server (study ``study-a``, search ``s1``)."""
+    return run_tiny_search(tmp_path_factory.mktemp("tracked"), tiny_base, "s1", mlflow_server, seed=1)
+
+
+@pytest.fixture(scope="session")
+def outage_search(tmp_path_factory, tiny_base) -> TrackedSearch:
+    """A search whose tracking server was down throughout (a closed port on 127.0.0.1)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    return run_tiny_search(tmp_path_factory.mktemp("outage"), tiny_base, "s2", closed, seed=2)
