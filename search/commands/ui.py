@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command)
+    # `kill` (SIGTERM) stops the server too, like Ctrl-C, instead of orphaning it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return server.wait()
     except KeyboardInterrupt:
