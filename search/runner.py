@@ -328,10 +328,12 @@ def restore_tuner(prepared: Prepared):
     from ray import tune
 
     if not is_uri(prepared.config.storage_path):
-        from search.snapshots import repair
+        from search.snapshots import ABANDONED_DIR, repair, set_aside_orphans
 
         for name in repair(prepared.experiment_dir):
             print(f"{name} was cut short by the crash: using its last whole copy")
+        for name in set_aside_orphans(prepared.experiment_dir):
+            print(f"{name} started after the last snapshot: its work is redone; moved to {ABANDONED_DIR}/")
     tuner = tune.Tuner.restore(prepared.experiment_uri, trainable=build_trainable(prepared), resume_errored=True)
     # Tune unpickles the callbacks as they were when the search started; fresh ones see the
     # config as it is now (e.g. a tracking server URI) and may re-attach to their runs.

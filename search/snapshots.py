@@ -6,7 +6,8 @@ background thread, neither atomically: a driver killed mid-copy, or a copy that 
 being rewritten, leaves an empty or cut file from which Tune cannot resume. With snapshots
 after every event (``TUNE_GLOBAL_CHECKPOINT_S=0``) that moment is not rare.
 :class:`SnapshotKeeper` (a Tune callback in the driver) copies the set whenever every file of it
-reads back whole; :func:`repair` puts those copies back before ``Tuner.restore``.
+reads back whole; :func:`repair` puts those copies back before ``Tuner.restore``, and
+:func:`set_aside_orphans` moves away trial folders started after the snapshot.
 Local experiment folders only; object storage is not inspected.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 KEEP_DIR = ".prunetune-snapshot"
+ABANDONED_DIR = ".prunetune-abandoned"
 PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
 
@@ -73,6 +75,27 @@ def repair(directory: str | Path) -> list[str]:
         _copy(copy, target)
         repaired.append(copy.name)
     return repaired
+
+
+def set_aside_orphans(directory: str | Path) -> list[str]:
+    """Move trial folders the snapshot does not know into ``ABANDONED_DIR``; their names.
+
+    A trial started after the last snapshot that reached storage is unknown to the restored
+    search (and to its searcher): its work is redone by a new trial, and its folder would
+    otherwise sit beside the real ones, half finished, for ever."""
+    from search.progress import snapshot_states
+
+    directory = Path(directory)
+    known = snapshot_states(directory)
+    if not known:
+        return []
+    moved = []
+    for trial_dir in sorted(directory.glob("trial_*")):
+        if trial_dir.is_dir() and trial_dir.name.removeprefix("trial_") not in known:
+            (directory / ABANDONED_DIR).mkdir(exist_ok=True)
+            trial_dir.rename(directory / ABANDONED_DIR / trial_dir.name)
+            moved.append(trial_dir.name)
+    return moved
 
 
 class SnapshotKeeper(Callback):

@@ -62,6 +62,18 @@ def test_a_broken_snapshot_is_put_back_from_its_last_whole_copy(tmp_path):
     assert json.loads(state.read_text())["trial_data"] == []
 
 
+def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):
+    from search.snapshots import ABANDONED_DIR, set_aside_orphans
+
+    trial = json.dumps({"trial_id": "aaaa", "status": "TERMINATED"})
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": [[trial, "{}"]]}))
+    for name in ("trial_aaaa", "trial_bbbb"):  # bbbb started after the last snapshot
+        (tmp_path / name).mkdir()
+    assert set_aside_orphans(tmp_path) == ["trial_bbbb"]
+    assert [p.name for p in tmp_path.glob("trial_*")] == ["trial_aaaa"]
+    assert (tmp_path / ABANDONED_DIR / "trial_bbbb").is_dir()
+
+
 @pytest.mark.integration
 def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(tiny_config, tmp_path):
     tiny_config.update(trials=2, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "lr": 1e12})
