@@ -32,6 +32,7 @@ from torch import nn
 from budgets import get_cost
 from budgets.errors import ConfigError, PrunetuneError
 from trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
+from trainables.trial import PROFILE_FILE
 
 VERIFY_BATCH = 64
 RELATIVE_TOLERANCE = 1e-4  # of the logits' largest magnitude: float reorderings, BN folding
@@ -259,7 +260,7 @@ def export_info(manifest, trial) -> dict:
     pick = lambda prefix: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(prefix)}  # noqa: E731
     return {
         "architecture": asdict(arch),
-        "profile": dict(Profile.from_json((trial.checkpoint / "profile.json").read_text()).ratios),
+        "profile": dict(Profile.from_json((trial.checkpoint / PROFILE_FILE).read_text()).ratios),
         "accuracy": metrics.get("accuracy"),
         "loss": metrics.get("loss"),
         "costs": pick("cost/"),

@@ -25,6 +25,7 @@ from budgets.errors import ConfigError
 from search.results import FINETUNED_DIR, RESULT_FILE, TrialInfo
 from trainables import Profile, evaluate, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
 from trainables.train import to_device
+from trainables.trial import PROFILE_FILE
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _write(result: FinetuneResult, model, trial: TrialInfo, recipe) -> None:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    profile = Profile.from_json((trial.checkpoint / "profile.json").read_text())
+    profile = Profile.from_json((trial.checkpoint / PROFILE_FILE).read_text())
     save_trial_checkpoint(tmp, model, profile, {"step": recipe.steps, "source_trial": trial.trial_id})
     kept = {k: v for k, v in trial.metrics.items() if k.split("/", 1)[0] in ("cost", "rel", "meets")}
     metrics = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -102,8 +103,8 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
     client = mlflow.MlflowClient(tracking_uri)
     tags = version_tags(result)
     try:
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=f"export-{result.trial_id}") as run:
+        experiment_id = _experiment_id(client, tracking_uri, experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{result.trial_id}") as run:
             mlflow.set_tags({"prunetune.export": result.format, **tags})
             mlflow.log_metrics({"accuracy": float(result.info["accuracy"]), **{f"cost/{k}": v for k, v in result.costs.items()}})
             info = _log_model(result, name, example)
@@ -113,6 +114,19 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
     except MlflowException as error:
         raise ConfigError(f"MLflow at {tracking_uri} refused the registration: {str(error).splitlines()[0]}") from None
     return RegisteredExport(name, model_version, run.info.run_id, tracking_uri)
+
+
+def _experiment_id(client, tracking_uri: str, experiment: str) -> str:
+    """The experiment's id, creating it if needed; with a SQLite store its artifacts go beside
+    the database (``mlartifacts/<experiment>``), not MLflow's default ``./mlruns`` of the cwd."""
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        location = (database.parent / "mlartifacts" / experiment).resolve().as_uri()
+    return client.create_experiment(experiment, artifact_location=location)
 
 
 def default_tracking_uri(manifest) -> str:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from budgets.errors import ConfigError
-from search.frontier import TrialRecord
 from trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
 RESULT_FILE = "result.json"
@@ -35,10 +34,6 @@ class TrialInfo:
     checkpoint: Path | None
     directory: Path
     source_trial: str | None = None  # set for a fine-tuned checkpoint: the trial it continued
-
-    @property
-    def record(self) -> TrialRecord:
-        return TrialRecord.from_metrics(self.trial_id, dict(self.metrics), dict(self.profile), str(self.checkpoint))
 
     @property
     def finished(self) -> bool:

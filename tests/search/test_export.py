@@ -205,7 +205,7 @@ def prunetune(*args: str, cwd: Path | None = None, pre: str = "") -> subprocess.
 
 
 def best_feasible(experiment: Path, max_rel_macs: float = 1.0) -> str:
-    trials = [t for t in read_trials(experiment).values() if t.checkpoint and t.metrics["feasible"]]
+    trials = [t for t in read_trials(experiment).values() if t.checkpoint and t.metrics["feasible"] and not t.source_trial]
     trials = [t for t in trials if t.metrics["rel/macs"] <= max_rel_macs]
     return max(trials, key=lambda t: (t.metrics["accuracy"], -t.metrics["cost/macs"])).trial_id
 
@@ -396,10 +396,12 @@ def test_register_defaults_to_the_searchs_own_sqlite_store(cifar_exp, tmp_path):
     import mlflow.pytorch
 
     done = prunetune("export", cifar_exp, "--trial", "half0002", "--format", "torchscript", "--out", tmp_path / "m.pt",
-                     "--register", "tiny-ts")
+                     "--register", "tiny-ts", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     uri = f"sqlite:///{cifar_exp.parent / 'mlflow.db'}"
     assert f"registered: tiny-ts version 1 (models:/tiny-ts/1) at {uri}" in done.stdout
+    assert (cifar_exp.parent / "mlartifacts" / "exp-cifar").is_dir()  # beside the database,
+    assert not (tmp_path / "mlruns").exists()  # not in the working directory
 
     _, _, _, inputs, expected = reference(cifar_exp, "half0002")
     mlflow.set_tracking_uri(uri)
