@@ -18,12 +18,13 @@ from budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
 from budgets.errors import BudgetError, ConfigError
 from search.config import SearchConfig
 from search.experiment import write_manifest
+from search.reachable import check_measured_budgets
 from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
 from search.plots import frontier_html
 from search.searchers import get_searcher
 from search.space import ProfileSpace
-from search.tracking import frontier_costs
 from search.tapering import is_taper_result, taper_param_space, taper_records
+from search.tracking import frontier_costs
 from trainables import (
     DataSpec,
     ModelSpec,
@@ -67,7 +68,6 @@ class Prepared:
     @property
     def experiment_uri(self) -> str:
         return experiment_uri(self.config, self.storage)
-
 
     @property
     def frontier_cost(self) -> str:
@@ -260,6 +260,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
     dense = load_base(model, splits.num_classes, setup.base_checkpoint)
     dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+    check_measured_budgets(space, setup, splits.num_classes, dense_costs)
     return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
 
 
