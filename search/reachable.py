@@ -4,13 +4,12 @@ For a budget on a cost a trial measures (latency, peak memory, a user function),
 builds the smallest model the space allows (every group at its lowest ratio or level), measures
 it, and refuses the search when even that model is over the limit. Analytic costs (MACs,
 parameters) are checked exactly by the searchers' cost model instead. A cost that is not
-monotone in the channels (a user function) is measured too, but only warns: a larger profile
-might still meet it.
+monotone in the channels (a user function) is not checked: a larger profile might still meet
+it, and a user's function runs only inside trials, where its errors end just that trial.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 
 import torch
@@ -36,7 +35,11 @@ def _measurable_here(budget: Budget) -> bool:
 
 def check_measured_budgets(space: ProfileSpace, setup: TrialSetup, num_classes: int, dense: dict[str, float]) -> None:
     """Raise :class:`BudgetError` for a measured budget the smallest profile already breaks."""
-    budgets = [b for b in setup.budgets if not b.cost_fn().analytic and _measurable_here(b)]
+    budgets = [
+        b
+        for b in setup.budgets
+        if not b.cost_fn().analytic and _measurable_here(b) and (b.cost_fn().monotone or b.cost in _REFUSE_WHEN_OVER)
+    ]
     if not budgets:
         return
     structural = replace(setup, prune=PruneSettings("l1", setup.prune.round_to, setup.prune.min_channels))
@@ -47,11 +50,8 @@ def check_measured_budgets(space: ProfileSpace, setup: TrialSetup, num_classes: 
         limit = budget.limit(dense.get(budget.key))
         if value <= limit:
             continue
-        message = (
+        raise BudgetError(
             f"budget {budget.label} cannot be met: the smallest profile in the space (every group at "
             f"its lowest ratio) measures {value:.4g} {cost.unit}, over the limit {limit:.4g}; raise `max` "
             f"or lower space.low"
         )
-        if cost.monotone or budget.cost in _REFUSE_WHEN_OVER:
-            raise BudgetError(message)
-        warnings.warn(message + " (this cost is not monotone, so the search goes on)", stacklevel=2)

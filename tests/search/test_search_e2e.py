@@ -48,10 +48,12 @@ def test_cli_search_runs_trials_logs_mlflow_and_writes_frontier(tiny_config, tmp
     assert all(r["feasible"] and r["relative"]["macs"] <= 0.6 for r in front)
     assert (experiment / "frontier.png").stat().st_size > 1000
     runs = _mlflow_runs(storage, "tiny")
-    assert len(runs) == tiny_config["trials"]  # one run per trial
-    run = runs[0]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) - len(children) == 1  # one parent run for the search
+    assert len(children) == tiny_config["trials"]  # one child run per trial
+    run = children[0]
     assert "accuracy" in run.data.metrics and "cost/macs" in run.data.metrics
-    assert any(k.startswith("profile/") for k in run.data.params)
+    assert any(k.startswith("profile.") for k in run.data.params)
     # Every trial left a checkpoint with the profile and the pruned weights.
     checkpoints = list(experiment.glob("trial_*/checkpoint_*/model.pt"))
     assert len(checkpoints) == tiny_config["trials"]
