@@ -127,6 +127,13 @@ SEARCHERS = {
         "searcher": {"name": "rl", "seed": 0, "options": {"batch_episodes": 2, "num_epochs": 2}},
         "budgets": [{"cost": "latency", "max": 1e9, "options": {"repeats": 2, "warmup": 1}}],
     },
+    # A seeded permutation of the feasible set: the restored position and generator must go
+    # on where the killed driver stopped, never proposing a profile twice.
+    "exhaustive": {
+        "trials": 5,
+        "searcher": {"name": "exhaustive", "seed": 0, "options": {"mode": "sampled"}},
+        "space": {"levels": [0.5, 0.75, 1.0]},
+    },
 }
 
 
@@ -160,6 +167,8 @@ def test_a_killed_driver_is_resumed_with_exactly_the_configured_trials(ray_clust
     assert interrupted["completed"] >= 1 and resumed["completed"] == config["trials"] and not resumed["pending"]
     profiles = {json.dumps(r[-1]["config"]["profile"], sort_keys=True) for r in reports.values()}
     assert len(profiles) == config["trials"]
+    if searcher == "exhaustive":  # one step along the permutation per proposal, none repeated
+        assert interrupted["position"] >= 2 and resumed["position"] == config["trials"]
     if searcher == "rl":  # every batch of two episodes made one update, before and after
         before, after = interrupted["rl"], resumed["rl"]
         assert before["updates"] >= 1 and after["updates"] == config["trials"] // 2
