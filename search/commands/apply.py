@@ -1,0 +1,43 @@
+"""``prunetune apply --profile FILE --config CONFIG``: library profiles on another model or data set."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.commands import local_ray_env
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "apply",
+        help="prune the config's base model with library profiles, fine-tune and measure (one Tune trial each)",
+        description="Train or load the config's base model (as `prunetune search` does), prune it with each "
+        "--profile, fine-tune with the config's finetune recipe and report accuracy and costs.",
+    )
+    parser.add_argument("--profile", action="extend", nargs="+", required=True, metavar="FILE", help="library profile file(s); repeatable")
+    parser.add_argument("--config", metavar="CONFIG", help="YAML search config: model, data, criterion, finetune, budgets")
+    parser.add_argument("--name", help="results folder name (default <config name>-apply)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from search.config import load_config
+
+    config = load_config(args.config, args.set)
+    config = config.model_copy(update={"name": args.name or f"{config.name}-apply"})
+    local_ray_env(config.address)
+    from search.apply import apply_profiles, format_applied
+    from search.library import load_profile
+
+    profiles = [load_profile(path) for path in args.profile]
+    outcome = apply_profiles(config, profiles)
+    print()
+    print(format_applied(outcome.rows, config.data.name))
+    for name, reason in outcome.errors.items():
+        print(f"  errored {name}: {reason}")
+    print()
+    print(f"results:  {outcome.experiment_dir}")
+    for kind, path in outcome.files.items():
+        print(f"report {kind}: {path}")
+    return 0 if not outcome.errors else 1

@@ -1,0 +1,111 @@
+"""Running a fixed set of trials on Ray Tune: known profiles, not a searcher's suggestions.
+
+``prunetune apply`` and the seed experiments evaluate profiles chosen up front, possibly under
+several variants (criteria, seeds, base models). :func:`run_grid` gives Tune that list as a
+grid ``param_space`` and reuses the search's pieces (trainable, resources, MLflow tracking
+callback, manifest), so each profile is an ordinary trial with the usual checkpoint, child run
+and report. :func:`log_report` attaches a report's files to the run's MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from budgets.errors import ConfigError
+from search.runner import Prepared, build_callbacks, init_ray
+from search.experiment import write_manifest
+
+
+def profile_key(ratios: Mapping[str, float]) -> str:
+    """A canonical text for a profile, to find which input a trial's profile was."""
+    return json.dumps({k: round(float(v), 6) for k, v in sorted(ratios.items())})
+
+
+def check_new(config) -> None:
+    """A fixed run never resumes: an existing experiment of the same name is an error
+    (checked before ``prepare``, which would otherwise offer to resume it)."""
+    from search.runner import local_storage
+
+    directory = local_storage(config) / config.name
+    if directory.exists():
+        raise ConfigError(f"results {directory} already exist; choose another --name or remove that folder")
+
+
+def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Mapping[str, Any] | None = None,
+             bases: Mapping[str, Any] | None = None) -> list:
+    """One Tune trial per combination of ``grid``'s values (``profile`` among them), run with
+    :func:`~trainables.variants.prune_and_finetune_variant` on ``prepared``'s setup (``bases``:
+    other setups a trial's ``base`` key selects). Returns Tune's results, errored ones included."""
+    from ray import tune
+
+    from trainables.variants import prune_and_finetune_variant
+
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    config = prepared.config
+    init_ray(config.address)
+    write_manifest(prepared)
+    trainable = tune.with_resources(
+        tune.with_parameters(prune_and_finetune_variant, setup=prepared.setup, bases=dict(bases or {})),
+        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
+    )
+    space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion, **dict(fixed or {})}
+    if "base" in grid:  # the data set is the base's: which one is in the trial's ``base``
+        space.pop("data")
+    space.update({key: tune.grid_search(list(values)) for key, values in grid.items()})
+    name = lambda trial: f"trial_{trial.trial_id}"  # noqa: E731 - the search's folder names
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="accuracy", mode="max", reuse_actors=True, max_concurrent_trials=config.concurrency,
+            trial_name_creator=name, trial_dirname_creator=name,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=prepared.storage_uri,
+            callbacks=build_callbacks(prepared),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            verbose=1,
+        ),
+    )
+    return list(tuner.fit())
+
+
+def finished(results: Sequence) -> tuple[list[dict], dict[str, str]]:
+    """The last report (with its ``config``) of every finished trial, and errored trials' reasons."""
+    rows, errors = [], {}
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        if result.error is not None:
+            errors[trial_id] = str(result.error).strip().splitlines()[-1]
+        elif result.metrics and "feasible" in result.metrics:
+            rows.append({**result.metrics, "config": result.config, "checkpoint": result.checkpoint.path if result.checkpoint else None})
+    return rows, errors
+
+
+def log_report(prepared: Prepared, files: Sequence[Path]) -> str | None:
+    """Attach ``files`` to the run's MLflow parent run (the one the tracking callback opened);
+    returns the run id, or None when tracking is off or MLflow is unreachable (a warning)."""
+    if not prepared.config.tracking.enabled:
+        return None
+    from search.tracking import LocalState, TrackingUnavailable, tracking_uri
+
+    uri = tracking_uri(prepared.config, prepared.storage)
+    run_id = LocalState.load(prepared.experiment_dir).parent_runs.get(uri)
+    if run_id is None:
+        return None
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path="report")
+    except (MlflowException, OSError, TrackingUnavailable) as err:
+        print(f"warning: could not log the report to MLflow at {uri}: {str(err).splitlines()[0][:200]}")
+        return None
+    return run_id

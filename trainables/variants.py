@@ -1,0 +1,35 @@
+"""A trial that varies what the search fixes: the base model, the criterion or the seed.
+
+The seed experiments (``prunetune experiment criteria``/``transfer``) evaluate the same
+profiles several ways in one Tune run. :func:`prune_and_finetune_variant` is the ordinary
+:func:`~trainables.trial.prune_and_finetune` with per-trial overrides read from the trial's
+config, so every variant prunes, fine-tunes, measures and checkpoints exactly like a search
+trial:
+
+- ``base``: the key of one of the ``bases`` setups (another data set or base model);
+- ``criterion``: the channel criterion (``l1``, ``l2``, ``random``, ``bn_scale``, ``taylor``);
+- ``seed``: the trial's seed (random channel choice, fine-tune batch order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from trainables.trial import TrialSetup, prune_and_finetune
+
+
+def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialSetup] | None = None) -> TrialSetup:
+    """``setup`` with the overrides ``config`` names (see the module docstring)."""
+    if "base" in config:
+        setup = (bases or {})[config["base"]]
+    if "criterion" in config:
+        setup = replace(setup, prune=replace(setup.prune, criterion=str(config["criterion"])))
+    if "seed" in config:
+        setup = replace(setup, seed=int(config["seed"]))
+    return setup
+
+
+def prune_and_finetune_variant(config: dict, setup: TrialSetup, bases: Mapping[str, TrialSetup] | None = None) -> None:
+    """Ray Tune function trainable: :func:`prune_and_finetune` under :func:`variant_setup`."""
+    prune_and_finetune(config, variant_setup(config, setup, bases))
