@@ -9,6 +9,7 @@ convs inside one coupled group would conflict silently.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -170,25 +171,95 @@ def apply_profile(
     only by the ``taylor`` criterion (it ranks channels by loss gradients). ``scores`` gives
     explicit per-channel importances for some groups (by group name, one value per channel,
     higher kept first) that replace the criterion there, e.g. the taper method's learned gates.
+    Traces ``model`` first; to prune many copies of one model, trace once with
+    :meth:`PruningStructure.trace` and prune a :meth:`PruningStructure.copy` each time.
     """
-    scores = dict(scores or {})
-    importance = _importance(settings.criterion)
-    graph = build_graph(model, example_input)
-    roots = _root_groups(graph, model)
-    channels = {name: len(_out_group(graph, root)[0].idxs) for name, root in roots.items()}
-    kept = target_channels(channels, profile, settings)
-    if settings.criterion == "taylor":
-        _taylor_gradients(model, calibration)
-    for name, keep in kept.items():
-        if keep >= channels[name]:
-            continue
-        full = _out_group(graph, roots[name])
-        ranks = scores[name].detach().flatten().cpu() if name in scores else importance(full)
-        if ranks is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-            ranks = _importance("l1")(full)
-        if len(ranks) != channels[name]:
-            raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels[name]} channels")
-        drop = torch.argsort(ranks, stable=True)[: channels[name] - keep].tolist()
-        _out_group(graph, roots[name], sorted(drop)).prune()
-    model.zero_grad(set_to_none=True)
-    return kept
+    return PruningStructure.trace(model, example_input).prune(profile, settings, calibration, scores)
+
+
+class PruningStructure:
+    """A model with its dependency graph and named group roots: traced once, copied per use.
+
+    Tracing (building torch-pruning's ``DependencyGraph``) costs more than copying the traced
+    result, so a search traces the base model once per worker process and every trial prunes
+    a :meth:`copy`. :meth:`prune` changes the model in place and spends the structure: its
+    channel counts no longer hold, so it cannot be pruned or copied again.
+    """
+
+    def __init__(self, model: nn.Module, graph: tp.DependencyGraph, roots: dict[str, nn.Module], channels: dict[str, int]):
+        self.model = model
+        self.graph = graph
+        self.roots = roots
+        self.channels = channels
+        self._spent = False
+
+    @classmethod
+    def trace(cls, model: nn.Module, example_input: torch.Tensor) -> PruningStructure:
+        """Trace ``model`` (not copied: the structure owns it from now on)."""
+        graph = build_graph(model, example_input)
+        roots = _root_groups(graph, model)
+        channels = {name: len(_out_group(graph, root)[0].idxs) for name, root in roots.items()}
+        return cls(model, graph, roots, channels)
+
+    def copy(self) -> PruningStructure:
+        """An independent structure: model, graph and roots copied in one ``deepcopy``, so the
+        copied graph's nodes point at the copied modules and pruning it leaves this one intact."""
+        assert not self._spent, "a pruned structure cannot be copied"
+        memo = _shared_objects(self.graph)
+        originals = list(self.graph.module2node.values())
+        # Nodes link to each other in long chains (input/output lists): a recursive deepcopy of
+        # a resnet50 graph overflows the stack. Registering an empty copy of every node first
+        # keeps the recursion shallow; their attributes are copied after.
+        for node in originals:
+            memo[id(node)] = type(node).__new__(type(node))
+        model, graph, roots = copy.deepcopy((self.model, self.graph, self.roots), memo)
+        for node in originals:
+            memo[id(node)].__dict__.update(copy.deepcopy(node.__dict__, memo))
+        return PruningStructure(model, graph, roots, dict(self.channels))
+
+    def prune(
+        self,
+        profile: Profile,
+        settings: PruneSettings = PruneSettings(),
+        calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+        scores: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, int]:
+        """Remove channels from :attr:`model` in place (see :func:`apply_profile`); returns the
+        channels kept per group."""
+        assert not self._spent, "a structure is pruned once; prune a copy() instead"
+        self._spent = True
+        scores = dict(scores or {})
+        importance = _importance(settings.criterion)
+        channels, model, graph = self.channels, self.model, self.graph
+        kept = target_channels(channels, profile, settings)
+        if settings.criterion == "taylor":
+            _taylor_gradients(model, calibration)
+        for name, keep in kept.items():
+            if keep >= channels[name]:
+                continue
+            full = _out_group(graph, self.roots[name])
+            ranks = scores[name].detach().flatten().cpu() if name in scores else importance(full)
+            if ranks is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
+                ranks = _importance("l1")(full)
+            if len(ranks) != channels[name]:
+                raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels[name]} channels")
+            drop = torch.argsort(ranks, stable=True)[: channels[name] - keep].tolist()
+            _out_group(graph, self.roots[name], sorted(drop)).prune()
+        model.zero_grad(set_to_none=True)
+        return kept
+
+
+def _shared_objects(graph: tp.DependencyGraph) -> dict[int, object]:
+    """A ``deepcopy`` memo of what a graph copy must share with the original, not copy.
+
+    torch-pruning tells pruning functions apart by the identity of their pruner objects
+    (module-level singletons, compared with ``==`` on bound methods): copied pruners would no
+    longer match ``function.prune_conv_out_channels`` and importances would silently skip
+    layers. Autograd nodes kept from tracing cannot be copied (and are only read while tracing),
+    nor can the ``ops`` module the graph keeps a reference to.
+    """
+    from torch_pruning.pruner import function
+
+    shared = [graph.ops, *graph.REGISTERED_PRUNERS.values(), *graph.CUSTOMIZED_PRUNERS.values()]
+    shared += [*function.PrunerBox.values(), *(node.grad_fn for node in graph.module2node.values())]
+    return {id(obj): obj for obj in shared if obj is not None}

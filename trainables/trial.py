@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from torch import nn
 
 from budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
 from trainables.base import DataSpec, ModelSpec, build, load_base
-from trainables.groups import PruneSettings, apply_profile
+from trainables.groups import PruneSettings, PruningStructure, apply_profile
 from trainables.profiles import Profile
 from trainables.train import Recipe, evaluate, make_optimizer, to_device, train_steps
 
@@ -65,15 +66,40 @@ def _data_on(setup_data: DataSpec, input_size: int, device: str):
 
 
 def example_input(setup: TrialSetup) -> torch.Tensor:
-    size = setup.model.input_size
+    return _example_of(setup.model)
+
+
+def _example_of(model: ModelSpec) -> torch.Tensor:
+    size = model.input_size
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
 
 def pruned_model(setup: TrialSetup, profile: Profile, num_classes: int, calibration=None) -> nn.Module:
-    """The base model with ``profile`` applied (channels physically removed), on the CPU."""
-    model = load_base(setup.model, num_classes, setup.base_checkpoint)
-    apply_profile(model, profile, example_input(setup), setup.prune, calibration=calibration)
-    return model
+    """The base model with ``profile`` applied (channels physically removed), on the CPU.
+
+    Prunes a copy of the worker's cached base structure (see :func:`base_structure`): the same
+    result as loading the base and calling ``apply_profile``, without tracing it every trial.
+    """
+    structure = base_structure(setup.model, num_classes, setup.base_checkpoint).copy()
+    structure.prune(profile, setup.prune, calibration=calibration)
+    return structure.model
+
+
+def base_structure(model: ModelSpec, num_classes: int, checkpoint: str) -> PruningStructure:
+    """The dense base model traced into a :class:`PruningStructure`, once per worker process
+    (reused actors keep it between trials), so the checkpoint is read and traced once.
+
+    Keyed by the model spec (architecture, width, input size), the class count and the
+    checkpoint file (path and modification time); the prune settings do not change the graph.
+    Callers must prune a ``copy()``, never the cached structure itself.
+    """
+    stamp = os.path.getmtime(checkpoint) if os.path.isfile(checkpoint) else 0.0
+    return _traced_base(model, num_classes, checkpoint, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _traced_base(model: ModelSpec, num_classes: int, checkpoint: str, stamp: float) -> PruningStructure:
+    return PruningStructure.trace(load_base(model, num_classes, checkpoint), _example_of(model))
 
 
 def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: int) -> nn.Module:
