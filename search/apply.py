@@ -18,7 +18,7 @@ from pathlib import Path
 from budgets.errors import ConfigError
 from search.config import SearchConfig
 from search.grid import check_new, finished, log_report, profile_key, run_grid
-from search.library import LibraryProfile
+from search.library import LibraryProfile, model_groups
 
 APPLIED_JSON = "applied.json"
 APPLIED_MD = "applied.md"
@@ -62,10 +62,11 @@ def apply_profiles(config: SearchConfig, profiles: Sequence[LibraryProfile]) -> 
         raise ConfigError("no profile given; pass --profile FILE (repeatable)")
     _names_unique(profiles)
     check_new(config)
-    prepared = prepare(config)
     target = f"{config.model.name} (width {config.model.width:g}) on {config.data.name}"
+    groups = model_groups(config)
     for profile in profiles:
-        profile.check_fits(prepared.space.names, target)
+        profile.check_fits(groups, target)
+    prepared = prepare(config)
     by_key = {profile_key(p.ratios): p for p in profiles}
     results = run_grid(prepared, {"profile": [dict(p.ratios) for p in profiles]})
     rows, errors = finished(results)

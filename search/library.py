@@ -136,6 +136,17 @@ def load_profile(path: str | Path) -> LibraryProfile:
     return LibraryProfile.from_dict(blob, origin=f"profile file {path}")
 
 
+def model_groups(config) -> list[str]:
+    """Group names of ``config``'s architecture (untrained: names do not depend on weights or
+    the class count), so a profile is checked before any base model is trained."""
+    from search.runner import trial_setup
+    from trainables import build_model, example_input, find_groups
+
+    model = config.model
+    architecture = build_model(model.name, num_classes=10, input_size=model.input_size, width=model.width)
+    return [g.name for g in find_groups(architecture, example_input(trial_setup(config)))]
+
+
 def _few(names: Sequence[str], limit: int = 6) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" (and {len(names) - limit} more)" if len(names) > limit else "")
