@@ -1,0 +1,69 @@
+"""The seed-3 experiments' statistics (search/reproduce), on hand-made numbers: no Ray, no torch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from search.reproduce.criteria import summarise, verdict
+from search.reproduce.transfer import TransferSettings, analyse
+from budgets.errors import ConfigError
+from trainables.trial import TrialSetup
+from trainables import DataSpec, ModelSpec, PruneSettings
+from trainables.variants import variant_setup
+
+
+def entry(name: str, macs: float, a: float, b: float) -> dict:
+    return {"name": name, "profile": {"g": macs}, "rel_macs": macs, "digits": a, "shapes": b}
+
+
+def test_identical_rankings_correlate_perfectly_and_top_k_stays_on_top():
+    table = [entry(f"sampled-{i}", 0.2 + 0.1 * i, 0.5 + 0.05 * i, 0.3 + 0.04 * i) for i in range(6)]
+    stats = analyse(table, ("digits", "shapes"), top=2)
+    assert stats["spearman"] == pytest.approx(1.0) and stats["top_overlap"] == 2
+    assert [p["rank_target"] for p in stats["placement"]["digits->shapes"]] == [1.0, 2.0]
+
+
+def test_reversed_rankings_and_uniform_beaten_by_cheaper_profiles():
+    table = [entry(f"sampled-{i}", 0.5, 0.5 + 0.05 * i, 0.9 - 0.05 * i) for i in range(5)]
+    table.append(entry("uniform-0.5", 0.6, 0.55, 0.5))
+    stats = analyse(table, ("digits", "shapes"), top=1)
+    assert stats["spearman"] < -0.5
+    assert stats["placement"]["digits->shapes"][0]["name"] == "sampled-4"
+    assert stats["placement"]["digits->shapes"][0]["rank_target"] >= 5
+    (uniform,) = stats["uniform"]
+    assert uniform["digits"]["beaten_by_cheaper"] == ["sampled-2", "sampled-3", "sampled-4"]
+
+
+def test_too_few_finished_profiles_is_an_error():
+    table = [entry("a", 0.5, 0.5, math.nan), entry("b", 0.5, 0.6, 0.6), entry("c", 0.4, 0.4, 0.4)]
+    with pytest.raises(ConfigError, match="only 2 profiles"):
+        analyse(table, ("digits", "shapes"), top=1)
+
+
+def test_other_data_set_defaults_and_must_differ():
+    assert TransferSettings().second("digits") == "shapes" and TransferSettings().second("shapes") == "digits"
+    with pytest.raises(ConfigError, match="--other 'digits'"):
+        TransferSettings(other="digits").second("digits")
+
+
+def test_criteria_summary_spread_is_over_seed_means_and_verdict_compares_random():
+    table = {}
+    for seed, (l1, rnd) in enumerate([(0.80, 0.78), (0.82, 0.80)]):
+        for p in range(2):
+            table[(p, "l1", seed)] = {"accuracy": l1 + 0.01 * p, "accuracy_pruned": 0.5, "rel/macs": 0.5}
+            table[(p, "random", seed)] = {"accuracy": rnd + 0.01 * p, "accuracy_pruned": 0.3, "rel/macs": 0.5}
+    summary, per_profile = summarise(table, ("l1", "random"), n_profiles=2, seeds=2)
+    mean, spread = summary["l1"]["accuracy"]
+    assert mean == pytest.approx(0.815) and spread == pytest.approx(math.sqrt(2) * 0.01)
+    assert per_profile["random"][1]["accuracy"][0] == pytest.approx(0.80)
+    assert "within" in verdict(summary, "accuracy") and "outside" in verdict(summary, "accuracy_pruned")
+
+
+def test_variant_setup_overrides_criterion_seed_and_base():
+    setup = TrialSetup(ModelSpec(), DataSpec("digits"), "a.pt", PruneSettings("l1"))
+    other = TrialSetup(ModelSpec(), DataSpec("shapes"), "b.pt", PruneSettings("l1"))
+    varied = variant_setup({"criterion": "random", "seed": 3, "base": "shapes"}, setup, {"shapes": other})
+    assert (varied.data.name, varied.base_checkpoint, varied.prune.criterion, varied.seed) == ("shapes", "b.pt", "random", 3)
+    assert variant_setup({"profile": {}}, setup) == setup
