@@ -342,12 +342,17 @@ def restore_tuner(prepared: Prepared):
     return tuner
 
 
-def build_tuner(prepared: Prepared):
+def build_tuner(prepared: Prepared, trainable=None):
+    """The search's Tuner: searcher behind a ConcurrencyLimiter, callbacks, reporter.
+
+    ``trainable`` replaces the search's own trial function (``benchmarks/scheduler_overhead``
+    times this assembly around a no-op trial); None, the default, runs the real trials.
+    """
     from ray import tune
 
     config = prepared.config
     param_space, trials = _trials(prepared)
-    trainable = build_trainable(prepared)
+    trainable = trainable or build_trainable(prepared)
     callbacks = build_callbacks(prepared)
     reporter = tune.CLIReporter(
         metric_columns={"accuracy": "acc", f"rel/{prepared.frontier_cost}": "cost", "feasible": "ok"},

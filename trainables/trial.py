@@ -156,8 +156,10 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
             model.load_state_dict(torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True))
         start = state["step"]
     model = to_device(model, device)
+    pruned_eval = None  # a 0-step trial reports it as its final accuracy: evaluated once
     if not state:
-        state["accuracy_pruned"], _ = evaluate(model, val_x, val_y)
+        pruned_eval = evaluate(model, val_x, val_y)
+        state["accuracy_pruned"] = pruned_eval[0]
     optimizer = make_optimizer(model, recipe)
     for _ in range(start):
         optimizer[1].step()
@@ -166,7 +168,8 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         train_steps(model, train_x, train_y, recipe, seed=setup.seed, start=start, stop=stop, optimizer=optimizer)
         start = stop
         done = stop >= steps
-        metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done)
+        known = pruned_eval if stop == 0 else None
+        metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done, known)
         state["step"] = stop
         metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
         with tempfile.TemporaryDirectory() as directory:
@@ -184,9 +187,9 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool) -> dict:
+def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool, known: tuple[float, float] | None = None) -> dict:
     model = to_device(model, device)
-    accuracy, loss = evaluate(model, val_x, val_y)
+    accuracy, loss = known if known is not None else evaluate(model, val_x, val_y)
     metrics = {"accuracy": accuracy, "loss": loss}
     if not final:
         return metrics
