@@ -66,7 +66,7 @@ def _read_trial(directory: Path) -> TrialInfo | None:
     return TrialInfo(trial_id, metrics, profile, _checkpoint_of(directory, metrics), directory, source)
 
 
-def _taper_points(directory: Path) -> list[TrialInfo]:
+def taper_points(directory: Path) -> list[TrialInfo]:
     """A taper run (``method: taper``) reports one frontier point per level, each with its own
     checkpoint: one TrialInfo per report, named ``<trial id>@<level>``."""
     points = []
@@ -90,7 +90,7 @@ def read_trials(experiment: str | Path) -> dict[str, TrialInfo]:
     folders += sorted(p.parent for p in (experiment / FINETUNED_DIR).glob(f"*/{RESULT_FILE}"))
     trials = {}
     for folder in folders:
-        for info in _taper_points(folder) or [_read_trial(folder)]:
+        for info in taper_points(folder) or [_read_trial(folder)]:
             if info is not None:
                 trials[info.trial_id] = info
     return trials

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from budgets.errors import ConfigError
 from search.experiment import read_manifest
+from search.tapering import point_summaries
 from search.tracking import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
+from search.results import taper_points
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class SyncResult:
     experiment: str
     parent_run_id: str
     trials: int
+    points: int = 0  # taper points, each a run of its own
 
 
 def _last_result(path: Path) -> dict:
@@ -35,6 +38,12 @@ def _last_result(path: Path) -> dict:
             except json.JSONDecodeError:
                 break  # a line cut short by a crash: the previous one stands
     return last
+
+
+def read_points(directory: Path, trial_id: str) -> list[TrialSummary]:
+    """A taper trial folder's frontier points, one per level it reported."""
+    reports = [(p.metrics, p.profile, p.checkpoint) for p in taper_points(directory) if p.checkpoint is not None]
+    return point_summaries(trial_id, reports)
 
 
 def read_trial(directory: Path) -> TrialSummary | None:
@@ -62,13 +71,22 @@ def read_trial(directory: Path) -> TrialSummary | None:
         ended=result.get("timestamp"),
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
+        role="taper" if config.get("method") == "taper" else "trial",
     )
 
 
 def read_trials(directory: Path) -> list[TrialSummary]:
     """Every trial of an experiment folder that reported or errored, in folder order."""
-    trials = (read_trial(path) for path in sorted(directory.iterdir()) if path.is_dir() and (path / "params.json").exists())
-    return [t for t in trials if t is not None]
+    summaries = []
+    for path in sorted(directory.iterdir()):
+        if not (path.is_dir() and (path / "params.json").exists()):
+            continue
+        trial = read_trial(path)
+        if trial is not None:
+            summaries.append(trial)
+            if trial.role == "taper":
+                summaries.extend(read_points(path, trial.trial_id))
+    return summaries
 
 
 def _wall_s(state: LocalState, trials: list[TrialSummary]) -> float:
@@ -95,4 +113,5 @@ def sync(directory: str | Path, uri: str | None = None) -> SyncResult:
     tracker.finish(trials, _wall_s(state, trials))
     if tracker.down:
         raise ConfigError(f"MLflow at {uri} stopped answering during the sync; run `prunetune sync` again")
-    return SyncResult(uri, tracker.experiment, tracker.parent_id, len(trials))
+    points = sum(t.role == "taper_point" for t in trials)
+    return SyncResult(uri, tracker.experiment, tracker.parent_id, len(trials) - points, points)

@@ -40,8 +40,10 @@ TAG_SEARCH_ID = "prunetune.search_id"
 TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
-_TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s")
-_METRIC_PREFIXES = ("cost/", "rel/", "meets/")
+TAG_TAPER_TRIAL = "prunetune.taper_trial"
+_TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
+# gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model.
+_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_")
 
 
 def tracking_uri(config: SearchConfig, storage: Path) -> str:
@@ -92,10 +94,17 @@ class TrialSummary:
     ended: float | None = None  # epoch seconds of the last result
     time_total_s: float = 0.0
     step: int = 0  # Tune's training_iteration of ``metrics``: re-logging the same point is a no-op
+    # "trial": a searched profile; "taper": a taper run (its reports are history, not points);
+    # "taper_point": one level a taper run hardened, a frontier point beside searched trials.
+    role: str = "trial"
+    taper_trial: str | None = None  # for a taper point: the taper run it came from
 
     def record(self) -> TrialRecord | None:
-        """The frontier record of a finished trial, None while running or after an error."""
-        if self.status != "FINISHED" or "feasible" not in self.metrics or "accuracy" not in self.metrics:
+        """The frontier record of a finished trial or taper point; None while running, after
+        an error, and for a taper run itself (its points are the records)."""
+        if self.role == "taper" or self.status != "FINISHED":
+            return None
+        if "feasible" not in self.metrics or "accuracy" not in self.metrics:
             return None
         return TrialRecord.from_metrics(self.trial_id, self.metrics, self.profile, self.checkpoint)
 
@@ -330,7 +339,9 @@ class SearchTracker:
         from mlflow.entities import Param
 
         started = (summary.ended or time.time()) - summary.time_total_s
-        tags = {PARENT_ID: parent, TAG_ROLE: "trial", TAG_TRIAL_ID: summary.trial_id, TAG_SEARCH_ID: self.search_id}
+        tags = {PARENT_ID: parent, TAG_ROLE: summary.role, TAG_TRIAL_ID: summary.trial_id, TAG_SEARCH_ID: self.search_id}
+        if summary.taper_trial:
+            tags[TAG_TAPER_TRIAL] = summary.taper_trial
         run = self.client.create_run(
             self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=f"trial_{summary.trial_id}"
         )
@@ -363,11 +374,12 @@ class SearchTracker:
 def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: float) -> dict[str, float]:
     """What a search spent and found: trial counts, wall time, CPU/GPU hours, best accuracy."""
     records = [r for r in (s.record() for s in summaries) if r is not None]
-    seconds = sum(s.time_total_s for s in summaries)
+    trials = [s for s in summaries if s.role != "taper_point"]  # a point's time is its run's
+    seconds = sum(s.time_total_s for s in trials)
     totals = {
-        "trials": float(len(summaries)),
-        "trials_finished": float(len(records)),
-        "trials_errored": float(sum(s.status == "FAILED" for s in summaries)),
+        "trials": float(len(trials)),
+        "trials_finished": float(sum(s.status == "FINISHED" for s in trials)),
+        "trials_errored": float(sum(s.status == "FAILED" for s in trials)),
         "trials_feasible": float(sum(r.feasible for r in records)),
         "wall_s": wall_s,
         "cpu_hours": seconds * config.resources.cpu / 3600,

@@ -15,6 +15,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from search.config import SearchConfig
+from search.tapering import trial_points
 from search.tracking import LocalState, SearchTracker, TrialSummary
 
 
@@ -45,7 +46,22 @@ def summarize(trial, result: dict | None = None, status: str | None = None) -> T
         ended=result.get("timestamp"),
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
+        role="taper" if is_taper(trial) else "trial",
     )
+
+
+def is_taper(trial) -> bool:
+    return trial.config.get("method") == "taper"
+
+
+def summarize_all(trials) -> list[TrialSummary]:
+    """Every trial, and every point each taper trial has hardened so far."""
+    summaries = []
+    for trial in trials:
+        summaries.append(summarize(trial))
+        if is_taper(trial):
+            summaries.extend(trial_points(trial))
+    return summaries
 
 
 def _status(trial) -> str:
@@ -102,17 +118,24 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.tracker.log_trial(summarize(trial, status="FAILED"))
 
+    def on_trial_save(self, iteration, trials, trial, **info) -> None:
+        # A taper run's checkpoints are its frontier points: each becomes a child run as soon
+        # as Tune has registered it (the run's earlier points were logged before: a no-op).
+        if is_taper(trial):
+            for point in trial_points(trial):
+                self.tracker.log_trial(point)
+
     def on_experiment_end(self, trials, **info) -> None:
         state = LocalState.load(self.settings.directory)
         state.wall_s += time.time() - self._started
         state.save(self.settings.directory)
-        self.tracker.finish([summarize(t) for t in trials], state.wall_s)
+        self.tracker.finish(summarize_all(trials), state.wall_s)
 
     def _maybe_refresh_frontier(self, trials) -> None:
         every = self.settings.config.tracking.frontier_every_s
         if every and time.time() - self._last_frontier >= every:
             self._last_frontier = time.time()
-            self.tracker.log_frontier([summarize(t) for t in trials])
+            self.tracker.log_frontier(summarize_all(trials))
 
 
 def tracking_callback(prepared) -> TrackingCallback:

@@ -16,5 +16,6 @@ def run(args: argparse.Namespace) -> int:
     from search.sync import sync
 
     result = sync(args.results, args.tracking_uri)
-    print(f"synced {result.trials} trials to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
+    points = f" and {result.points} taper points" if result.points else ""
+    print(f"synced {result.trials} trials{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
     return 0

@@ -178,6 +178,60 @@ def test_a_killed_driver_is_resumed_with_exactly_the_configured_trials(ray_clust
     assert f"done      {trials} of {trials}" in status.stdout and "left      0" in status.stdout
 
 
+def _snapshot_has_checkpoint(experiment: Path, name: str) -> bool:
+    """Whether Tune's newest experiment snapshot (what resume reads) has registered the
+    checkpoint ``name`` (Tune stores each trial's checkpoint manager cloudpickled, in hex)."""
+    snapshots = sorted(experiment.glob("experiment_state-*.json"))
+    try:
+        blob = json.loads(snapshots[-1].read_text()) if snapshots else {"trial_data": []}
+    except (OSError, json.JSONDecodeError):  # being replaced this instant: look again
+        return False
+    for _trial, runtime in blob["trial_data"]:
+        manager = json.loads(runtime).get("checkpoint_manager") or {}
+        if name.encode() in bytes.fromhex(manager.get("value", "")):
+            return True
+    return False
+
+
+def test_a_killed_taper_run_resumes_from_its_last_level_and_tracks_each_point_once(ray_cluster, tiny_config, tmp_path):
+    levels = [0.7, 0.5, 0.35]
+    config = _config(
+        tiny_config, "taper-resumed", method="taper", tracking={"enabled": True},
+        taper={"levels": levels, "rate": 0.01, "control_every": 5, "holdout": 64},
+    )
+    experiment = Path(config["storage_path"]) / "taper-resumed"
+    driver = _driver("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=tmp_path)
+
+    def first_level():
+        reports = next(iter(_reports(experiment).values()), [])
+        if len(reports) == 1 and not reports[0]["done"]:
+            return _snapshot_has_checkpoint(experiment, "checkpoint_000000") and next(experiment.glob("trial_*")).name
+        return None
+
+    try:
+        trial = _wait_until(first_level, driver, "the taper run's first level in Tune's snapshot")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    first = _checkpoints(experiment / trial)[0]
+
+    out = _cli("resume", str(experiment), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    reports = _reports(experiment)[trial]
+    # The restored run went on from its first level: every level reported once, none redone.
+    assert [r["level"] for r in reports] == levels and reports[-1]["done"]
+    assert _checkpoints(experiment / trial)[0] == first
+    assert reports[1]["iterations_since_restore"] == 1  # the second level came after the restart
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{Path(config['storage_path']) / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("taper-resumed").experiment_id])
+    points = sorted((r for r in runs if r.data.tags["prunetune.role"] == "taper_point"), key=lambda r: -r.data.metrics["level"])
+    assert [r.data.tags["prunetune.trial_id"] for r in points] == [f"{trial.removeprefix('trial_')}@{lv:g}" for lv in levels]
+    assert all(r.info.status == "FINISHED" and r.data.tags["prunetune.checkpoint"] for r in points)
+
+
 def test_a_lost_worker_node_s_trial_completes_elsewhere_from_its_checkpoint(ray_cluster, tiny_config, tmp_path):
     config = _config(tiny_config, "lost", trials=3, finetune={**tiny_config["finetune"], "steps": 200})
     experiment = Path(config["storage_path"]) / "lost"

@@ -73,15 +73,50 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
         assert get_cost("macs")(model, example_input(setup)) == metrics["counted_macs"]
     frontier = json.loads((experiment / "frontier.json").read_text())["frontier"]
     assert frontier and all("@" in r["trial_id"] for r in frontier)
-    _assert_each_point_is_in_mlflow(tmp_path, len(points))
-
-
-def _assert_each_point_is_in_mlflow(tmp_path: Path, count: int) -> None:
+    # A searched run in the same study: the dashboard compares both searches' points directly.
+    searched = {**tiny_config, "name": "searched", "trials": 2, "tracking": {"experiment": "taper"}}
+    path.write_text(yaml.safe_dump(searched))
+    out = subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path, points)
+    # Backfilled from disk into another store, the taper run brings the same points.
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    out = subprocess.run(
+        [sys.executable, "-m", "search.cli", "sync", str(experiment), "--tracking-uri", other],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )
+    assert out.returncode == 0 and f"synced 1 trials and {len(points)} taper points" in out.stdout, out.stderr[-2000:]
     import mlflow
+
+    client = mlflow.MlflowClient(other)
+    runs = client.search_runs([client.get_experiment_by_name("taper").experiment_id], "tags.`prunetune.role` = 'taper_point'")
+    assert sorted(r.data.tags["prunetune.trial_id"] for r in runs) == sorted(points)
+
+
+def _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path: Path, points: dict) -> None:
+    import mlflow
+
+    from search.compare import load_searches
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("taper")
-    runs = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name.startswith("trial_")]
-    assert len(runs) == 1
-    history = client.get_metric_history(runs[0].info.run_id, "accuracy")
-    assert len({m.step for m in history}) == count
+    runs = client.search_runs([experiment.experiment_id])
+    by_role = {}
+    for run in runs:
+        by_role.setdefault(run.data.tags["prunetune.role"], []).append(run)
+    assert len(by_role["search"]) == 2 and len(by_role["taper"]) == 1 and len(by_role["trial"]) == 2
+    taper_parent = by_role["taper"][0].data.tags["mlflow.parentRunId"]
+    for run in by_role["taper_point"]:  # one child run of the taper search per level
+        point = points[run.data.tags["prunetune.trial_id"]]
+        metrics = run.data.metrics
+        assert run.data.tags["mlflow.parentRunId"] == taper_parent and run.info.status == "FINISHED"
+        assert metrics["level"] == point.metrics["level"] and metrics["accuracy"] == point.metrics["accuracy"]
+        assert metrics["gated_macs"] == metrics["counted_macs"] == metrics["cost/macs"]
+        assert {k.removeprefix("profile.") for k in run.data.params} == set(point.profile)
+        assert run.data.tags["prunetune.checkpoint"] == str(point.checkpoint)
+    assert len(by_role["taper_point"]) == len(points)
+    searches = {s.label.split("/")[1]: s for s in load_searches(client, ["taper"], "macs")}
+    assert sorted(t.trial_id for t in searches["taper"].trials) == sorted(points)
+    assert len(searches["searched"].trials) == 2
