@@ -8,7 +8,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("cost_model", "searcher_quality", "taper_vs_search", "trial_overhead")
+BENCHMARKS = (
+    "cost_model",
+    "searcher_quality",
+    "taper_vs_search",
+    "trial_overhead",
+    "prune_step",
+    "scheduler_overhead",
+    "episodes_per_hour",
+)
 
 
 def main() -> int:

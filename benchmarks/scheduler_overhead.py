@@ -53,7 +53,7 @@ def bare(trials: int, concurrency: int, storage: Path) -> float:
     return _fit(tuner)
 
 
-def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str) -> float:
+def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str = "0") -> float:
     from ray import tune
 
     from search.config import parse_config
@@ -67,7 +67,7 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
         "searcher": {"name": "random"}, "tracking": {"enabled": tracking},
     })
     prepared = prepare(config, show_progress=False)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"  # what run_search sets for a search
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period  # run_search sets "0" unless the user set it
     write_manifest(prepared)
     tuner = build_tuner(prepared, trainable=tune.with_resources(noop_trial, {"cpu": config.resources.cpu}))
     return _fit(tuner)
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-tracking-side", action="store_true", help="skip the MLflow-tracking side")
+    parser.add_argument("--snapshot-period", default="0",
+                        help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (run_search's default: 0)")
     args = parser.parse_args(argv)
     import ray
 
@@ -104,10 +106,10 @@ def main(argv: list[str] | None = None) -> None:
                  log_to_driver=False)
         sides = {
             "bare Ray Tune": lambda i: bare(args.trials, args.concurrency, storage / f"bare{i}"),
-            "prunetune (tracking off)": lambda i: prunetune(args.trials, args.concurrency, storage, base, False, f"off{i}"),
+            "prunetune (tracking off)": lambda i: prunetune(args.trials, args.concurrency, storage, base, False, f"off{i}", args.snapshot_period),
         }
         if not args.no_tracking_side:
-            sides["prunetune (MLflow tracking on)"] = lambda i: prunetune(args.trials, args.concurrency, storage, base, True, f"on{i}")
+            sides["prunetune (MLflow tracking on)"] = lambda i: prunetune(args.trials, args.concurrency, storage, base, True, f"on{i}", args.snapshot_period)
         times: dict[str, list[float]] = {name: [] for name in sides}
         for repeat in range(args.repeats):
             order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"repeat {repeat}: {name}: {times[name][-1]:.1f} s", flush=True)
         ray.shutdown()
     bare_s = statistics.median(times["bare Ray Tune"])
-    print(f"{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s); goal <= {GOAL}x")
+    print(f"{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
+          f"prunetune snapshot period {args.snapshot_period!r}; goal <= {GOAL}x")
     print("| path | fit s (median) | ms per trial | vs bare |")
     print("|---|---:|---:|---:|")
     for name, values in times.items():

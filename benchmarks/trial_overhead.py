@@ -4,7 +4,9 @@ Efficiency = plain-loop time / in-Tune time for the same work (1.0 = Tune adds n
 sides run one profile ``--trials`` times, one at a time, with the same setup object: the loop
 calls what the trainable calls (load base, prune, fine-tune, evaluate, measure costs); the Tune
 side runs ``prune_and_finetune`` through a Tuner with reused actors. Ray start-up is excluded
-(it is paid once per search, not per trial). Run: ``python -m benchmarks.trial_overhead``.
+(it is paid once per search, not per trial). "steady" times trials after the first, once the
+reused worker is up (a long search's case). Run: ``python -m benchmarks.trial_overhead``
+(``--steps 20 850`` adds a ~30 s trial, the issue's goal length).
 """
 
 from __future__ import annotations
@@ -56,25 +58,38 @@ def plain_loop(setup, profile: dict, trials: int) -> float:
     return time.perf_counter() - started
 
 
-def in_tune(setup, profile: dict, trials: int, storage: Path) -> float:
+def in_tune(setup, profile: dict, trials: int, storage: Path) -> tuple[float, float]:
+    """Seconds for the whole ``Tuner.fit``, and per trial once the worker runs: from the first
+    trial's last report to the last one's, over the trials after the first (the first pays the
+    worker's start-up: importing torch and Tune, loading data, tracing the base)."""
     import ray
     from ray import tune
 
     from trainables import prune_and_finetune
 
+    class ResultTimes(tune.Callback):  # when each trial's report reaches the driver
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.times.append(time.perf_counter())
+
     ray.init(address="local", num_cpus=1, include_dashboard=False, configure_logging=False)
+    times = ResultTimes()
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(prune_and_finetune, setup=setup), {"cpu": 1}),
         param_space={"profile": profile},
         tune_config=tune.TuneConfig(num_samples=trials, reuse_actors=True, max_concurrent_trials=1),
-        run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0),
+        run_config=tune.RunConfig(name="tune", storage_path=str(storage), verbose=0, callbacks=[times]),
     )
     started = time.perf_counter()
     results = tuner.fit()
     elapsed = time.perf_counter() - started
     ray.shutdown()
     assert not results.errors, results.errors
-    return elapsed
+    ends = times.times
+    steady = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else float("nan")
+    return elapsed, steady
 
 
 def main() -> None:
@@ -86,13 +101,14 @@ def main() -> None:
 
     torch.set_num_threads(1)  # a Tune trial with 1 CPU gets one thread; match it
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11}")
+        print(f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11} {'steady s (Tune)':>16} {'steady eff.':>12}")
         for steps in args.steps:
             prepared, setup, profile = _setup(steps, Path(tmp))
             plain_loop(setup, profile, 1)  # warm caches (data, base weights) like a reused actor
             loop_s = plain_loop(setup, profile, args.trials)
-            tune_s = in_tune(setup, profile, args.trials, Path(tmp) / f"tune{steps}")
-            print(f"{steps:>6} {loop_s / args.trials:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f}")
+            tune_s, steady_s = in_tune(setup, profile, args.trials, Path(tmp) / f"tune{steps}")
+            loop = loop_s / args.trials
+            print(f"{steps:>6} {loop:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f} {steady_s:>16.2f} {loop / steady_s:>12.3f}")
 
 
 if __name__ == "__main__":
