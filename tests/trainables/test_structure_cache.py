@@ -90,3 +90,36 @@ def test_a_pruned_structure_is_not_pruned_twice(tiny_base):
     structure.prune(Profile(HALF))
     with pytest.raises(AssertionError, match="pruned once"):
         structure.prune(Profile(HALF))
+
+
+@pytest.mark.integration
+def test_zero_step_trials_in_one_reused_worker_report_what_their_checkpoint_holds(tmp_path, tiny_config):
+    """Two trials in one reused actor (concurrency 1): the second prunes a copy of the cache
+    the first left behind; a 0-step trial's accuracy is its pruned accuracy, evaluated once."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from search.experiment import read_manifest
+    from search.results import read_trials
+    from trainables import rebuild_from_checkpoint
+
+    config = {**tiny_config, "name": "zero", "trials": 2, "concurrency": 1, "finetune": {"steps": 0},
+              "searcher": {"name": "random", "seed": 4}, "tracking": {"enabled": False}}
+    (tmp_path / "zero.yaml").write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp_path / "zero.yaml")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    experiment = tmp_path / "results" / "zero"
+    trials = read_trials(experiment)
+    assert len(trials) == 2
+    setup = read_manifest(experiment).setup()
+    _, _, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")
+    for trial in trials.values():
+        assert trial.metrics["finetune_steps"] == 0
+        assert trial.metrics["accuracy"] == trial.metrics["accuracy_pruned"]
+        model = rebuild_from_checkpoint(setup, trial.checkpoint, 10)
+        assert evaluate(model, val_x, val_y)[0] == pytest.approx(trial.metrics["accuracy"])
+        # the reused worker pruned exactly what a fresh trace of the base gives
+        assert _same_weights(model, _from_scratch(setup, dict(trial.profile), None))
