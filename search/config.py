@@ -153,6 +153,18 @@ class TrackingConfig(_Section):
     frontier_every_s: float = Field(60.0, ge=0)
 
 
+class ExtraBase(_Section):
+    """Another base model of the same architecture that every trial also prunes, fine-tunes and
+    evaluates (seed 3's multi-model search); a trial's ``accuracy`` is then the mean over the
+    search's base and these. Each differs from the search's base by its data set, its training
+    seed or a given checkpoint; ``label`` names its ``accuracy/<label>`` metric."""
+
+    data: DataConfig | None = None  # null: the search's data set
+    seed: int | None = None  # null: the search's seed
+    checkpoint: str | None = None  # null: train one (cached under <storage>/base like the base)
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class SearchConfig(_Section):
     """A whole search. Defaults make ``prunetune search`` with an empty file work."""
 
@@ -178,6 +190,32 @@ class SearchConfig(_Section):
     tracking: TrackingConfig = TrackingConfig()
     address: str | None = None
     seed: int = 0
+    bases: list[ExtraBase] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_bases(self) -> SearchConfig:
+        if self.bases and self.method != "search":
+            raise ValueError("bases (several base models per trial) apply to method: search, not taper")
+        labels = [self.base_label(None)]
+        for index, extra in enumerate(self.bases):
+            if extra.data is None and extra.seed in (None, self.seed) and extra.checkpoint is None:
+                raise ValueError(
+                    f"bases[{index}] is the search's own base model; give it another data set, seed or checkpoint"
+                )
+            labels.append(self.base_label(extra))
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"base label {repeated[0]!r} names two base models; set a distinct label on each of bases")
+        return self
+
+    def base_label(self, extra: ExtraBase | None) -> str:
+        """The name of a base model's ``accuracy/<label>`` metric (None: the search's base)."""
+        if extra is None:
+            return self.data.name if not self.bases else f"{self.data.name}-s{self.seed}"
+        if extra.label:
+            return extra.label
+        data = (extra.data or self.data).name
+        return f"{data}-s{self.seed if extra.seed is None else extra.seed}"
 
 
 def _describe(error: dict, data: Any) -> str:
@@ -195,6 +233,8 @@ def _describe(error: dict, data: Any) -> str:
         hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys: {', '.join(valid)}"
         return f"unknown config key {location!r}{hint}"
     message = error["msg"].removeprefix("Value error, ")
+    if not location:  # a check across keys says which ones itself
+        return message
     return f"config key {location!r}: {message} (got {error.get('input')!r})"
 
 

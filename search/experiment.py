@@ -28,14 +28,16 @@ class Manifest:
     dense_costs: dict[str, float]
     groups: dict[str, int]
     directory: Path
+    extra_bases: tuple[str, ...] = ()  # the checkpoints of config.bases, in order
 
     def setup(self):
         """The :class:`~trainables.TrialSetup` every trial of this search used."""
         from dataclasses import replace
 
-        from search.runner import trial_setup
+        from search.runner import trial_setup, with_extra_bases
 
-        return replace(trial_setup(self.config), base_checkpoint=self.base_checkpoint)
+        setup = replace(trial_setup(self.config), base_checkpoint=self.base_checkpoint)
+        return with_extra_bases(self.config, setup, self.extra_bases)
 
 
 def write_manifest(prepared) -> Path:
@@ -46,6 +48,7 @@ def write_manifest(prepared) -> Path:
         "version": VERSION,
         "config": prepared.config.model_dump(mode="json"),
         "base_checkpoint": prepared.setup.base_checkpoint,
+        "extra_bases": [other.base_checkpoint for other in prepared.setup.others],
         "num_classes": prepared.num_classes,
         "dense_costs": prepared.dense_costs,
         "groups": {g.name: g.channels for g in prepared.space.groups},
@@ -74,4 +77,5 @@ def read_manifest(directory: str | Path) -> Manifest:
         dense_costs=blob["dense_costs"],
         groups=blob["groups"],
         directory=directory,
+        extra_bases=tuple(blob.get("extra_bases", ())),
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
 from budgets.errors import BudgetError, ConfigError
-from search.config import SearchConfig
+from search.config import DataConfig, SearchConfig
 from search.experiment import write_manifest
 from search.reachable import check_measured_budgets
 from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
@@ -85,9 +85,13 @@ class SearchOutcome:
     wall_s: float = 0.0
 
 
+def data_spec(data: DataConfig) -> DataSpec:
+    return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())))
+
+
 def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:
     model = ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
-    data = DataSpec(config.data.name, config.data.root, config.data.seed, tuple(sorted(config.data.options.items())))
+    data = data_spec(config.data)
     base = config.base
     recipe = Recipe(base.steps, base.lr, base.batch_size, base.momentum, base.weight_decay)
     return model, data, recipe
@@ -111,8 +115,12 @@ def trial_setup(config: SearchConfig) -> TrialSetup:
 
 def _check_names(config: SearchConfig) -> None:
     get_searcher(config.searcher.name)
-    if config.data.name not in dataset_names():
-        raise ConfigError(f"unknown data set {config.data.name!r}; choose one of {', '.join(dataset_names())}")
+    for where, data in [("data", config.data)] + [(f"bases[{i}].data", b.data) for i, b in enumerate(config.bases) if b.data]:
+        if data.name not in dataset_names():
+            raise ConfigError(f"unknown data set {data.name!r} in {where}; choose one of {', '.join(dataset_names())}")
+    for index, extra in enumerate(config.bases):
+        if extra.checkpoint and not Path(extra.checkpoint).is_file():
+            raise ConfigError(f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one")
     # Building raises the registry's error (with close matches) for a bad name or width.
     build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
 
@@ -232,6 +240,33 @@ def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
     return from_manifest(manifest, address=config.address)
 
 
+def ensure_extra_bases(config: SearchConfig, storage: Path, *, show_progress: bool = True) -> list[str]:
+    """A trained checkpoint for each of ``config.bases``: the given one, else trained once and
+    cached under ``<storage>/base`` beside the search's own base."""
+    model, _, recipe = specs(config)
+    paths = []
+    for extra in config.bases:
+        if extra.checkpoint:
+            paths.append(str(Path(extra.checkpoint).resolve()))
+            continue
+        seed = config.seed if extra.seed is None else extra.seed
+        data = data_spec(extra.data or config.data)
+        paths.append(str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=seed, show_progress=show_progress)))
+    return paths
+
+
+def with_extra_bases(config: SearchConfig, setup: TrialSetup, checkpoints: Sequence[str]) -> TrialSetup:
+    """``setup`` carrying one trial setup per extra base model (same recipe, own data and
+    checkpoint), so each trial also evaluates its profile there; unchanged without ``bases``."""
+    if not config.bases:
+        return setup
+    others = tuple(
+        replace(setup, data=data_spec(extra.data or config.data), base_checkpoint=checkpoint, label=config.base_label(extra))
+        for extra, checkpoint in zip(config.bases, checkpoints, strict=True)
+    )
+    return replace(setup, label=config.base_label(None), others=others)
+
+
 def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     """The prepared search an experiment manifest describes, marked for resuming."""
     config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
@@ -258,6 +293,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     if checkpoint is None:
         checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
     setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
+    setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
     dense = load_base(model, splits.num_classes, setup.base_checkpoint)
     dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
     check_measured_budgets(space, setup, splits.num_classes, dense_costs)

@@ -43,7 +43,7 @@ TERMINAL = ("FINISHED", "FAILED", "KILLED")
 TAG_TAPER_TRIAL = "prunetune.taper_trial"
 _TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
 # gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model.
-_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_")
+_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/")
 
 
 def tracking_uri(config: SearchConfig, storage: Path) -> str:

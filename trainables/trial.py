@@ -43,6 +43,11 @@ class TrialSetup:
     seed: int = 0
     checkpoint_every: int = 0
     extra_costs: tuple[str, ...] = field(default=DEFAULT_COSTS)
+    # Several base models of one architecture (seed 3's multi-model search): each trial also
+    # prunes, fine-tunes and evaluates its profile on every one of ``others`` and reports the
+    # mean accuracy; ``label`` names a base's ``accuracy/<label>`` metric.
+    label: str = ""
+    others: tuple[TrialSetup, ...] = ()
 
     def cost_functions(self) -> dict[str, object]:
         """Cost functions by metric key: the default costs plus one per budget."""
@@ -58,7 +63,7 @@ def trial_device() -> torch.device:
     return torch.device("cpu")
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)  # the search's base and up to three extra bases
 def _data_on(setup_data: DataSpec, input_size: int, device: str):
     splits = setup_data.load(input_size)
     move = lambda t: t.to(device)  # noqa: E731 - once per worker process, not per trial
@@ -97,7 +102,7 @@ def base_structure(model: ModelSpec, num_classes: int, checkpoint: str) -> Pruni
     return _traced_base(model, num_classes, checkpoint, stamp)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)  # the search's base and up to three extra bases
 def _traced_base(model: ModelSpec, num_classes: int, checkpoint: str, stamp: float) -> PruningStructure:
     return PruningStructure.trace(load_base(model, num_classes, checkpoint), _example_of(model))
 
@@ -170,6 +175,8 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         done = stop >= steps
         known = pruned_eval if stop == 0 else None
         metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done, known)
+        if done and setup.others:
+            metrics.update(mean_over_bases(setup, metrics["accuracy"], profile, recipe, device))
         state["step"] = stop
         metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
         with tempfile.TemporaryDirectory() as directory:
@@ -178,6 +185,26 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         if done:
             return
         model = to_device(model, device)
+
+
+def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: torch.device) -> float:
+    """Validation accuracy of ``setup``'s base model pruned to ``profile`` and fine-tuned with
+    ``recipe``: what a trial measures, on another base model (no checkpoint, no costs)."""
+    torch.manual_seed(setup.seed)
+    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
+    model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
+    model = to_device(model, device)
+    train_steps(model, train_x, train_y, recipe, seed=setup.seed)
+    return evaluate(model, val_x, val_y)[0]
+
+
+def mean_over_bases(setup: TrialSetup, accuracy: float, profile: Profile, recipe: Recipe, device: torch.device) -> dict[str, float]:
+    """``accuracy/<label>`` for the search's base (``accuracy``, already measured) and each of
+    ``setup.others``, and ``accuracy``: their mean, the figure searchers rank (the RL reward).
+    Costs stay those of the search's base: same architecture, same channels kept."""
+    per_base = {setup.label: accuracy}
+    per_base.update({other.label: accuracy_on(other, profile, recipe, device) for other in setup.others})
+    return {**{f"accuracy/{label}": value for label, value in per_base.items()}, "accuracy": sum(per_base.values()) / len(per_base)}
 
 
 def _node_id() -> str:
