@@ -3,7 +3,7 @@
 from trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
 from trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
 from trainables.export import PrunedArchitecture, load_pruned, save_pruned
-from trainables.groups import CRITERIA, GroupInfo, PruneSettings, apply_profile, find_groups, target_channels
+from trainables.groups import CRITERIA, GroupInfo, PruneSettings, PruningStructure, apply_profile, find_groups, target_channels
 from trainables.models import build_model, model_names, register_model
 from trainables.profiles import Profile, ProfileError, kept_channels
 from trainables.structure import CostModelError, extract_cost_model
@@ -30,6 +30,7 @@ __all__ = [
     "ProfileError",
     "PrunedArchitecture",
     "PruneSettings",
+    "PruningStructure",
     "Recipe",
     "TaperSettings",
     "TrialSetup",
