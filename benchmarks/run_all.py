@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS = (
     "cost_model",
+    "latency_vs_macs",
     "searcher_quality",
     "taper_vs_search",
     "trial_overhead",
