@@ -48,9 +48,9 @@ def search_config(args, storage: Path):
 def through_tune(prepared) -> float:
     """Wall time of ``Tuner.fit`` for the whole search."""
     from search.experiment import write_manifest
-    from search.runner import build_tuner, init_ray
+    from search.runner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
 
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0"  # what run_search sets
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S  # what run_search sets
     init_ray(None, num_cpus=prepared.config.concurrency)
     write_manifest(prepared)
     tuner = build_tuner(prepared)

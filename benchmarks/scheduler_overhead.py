@@ -7,7 +7,7 @@ Both sides run the same no-op trial function (it reports one trial-shaped result
 - *prunetune*: the Tuner that ``search.runner.build_tuner`` assembles for a real search (the
   random searcher behind a ConcurrencyLimiter, the snapshot keeper callback, the CLI reporter,
   trial naming) with only the trial function swapped through its ``trainable`` argument, and
-  the experiment snapshot period ``run_search`` sets (``TUNE_GLOBAL_CHECKPOINT_S=0``). Run once
+  the experiment snapshot period ``run_search`` sets (``search.runner.SNAPSHOT_PERIOD_S``). Run once
   with MLflow tracking off and once with it on (the default: one MLflow run per trial, SQLite).
 
 All sides share one Ray session (start-up excluded) and alternate order over ``--repeats``;
@@ -53,12 +53,12 @@ def bare(trials: int, concurrency: int, storage: Path) -> float:
     return _fit(tuner)
 
 
-def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str = "0") -> float:
+def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str | None = None) -> float:
     from ray import tune
 
     from search.config import parse_config
     from search.experiment import write_manifest
-    from search.runner import build_tuner, prepare
+    from search.runner import SNAPSHOT_PERIOD_S, build_tuner, prepare
 
     config = parse_config({
         "name": name, "storage_path": str(storage), "trials": trials, "concurrency": concurrency,
@@ -67,7 +67,7 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
         "searcher": {"name": "random"}, "tracking": {"enabled": tracking},
     })
     prepared = prepare(config, show_progress=False)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period  # run_search sets "0" unless the user set it
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period or SNAPSHOT_PERIOD_S  # as run_search sets it
     write_manifest(prepared)
     tuner = build_tuner(prepared, trainable=tune.with_resources(noop_trial, {"cpu": config.resources.cpu}))
     return _fit(tuner)
@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-tracking-side", action="store_true", help="skip the MLflow-tracking side")
-    parser.add_argument("--snapshot-period", default="0",
-                        help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (run_search's default: 0)")
+    parser.add_argument("--snapshot-period", default=None,
+                        help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (default: what run_search sets)")
     args = parser.parse_args(argv)
     import ray
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         ray.shutdown()
     bare_s = statistics.median(times["bare Ray Tune"])
     print(f"{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
-          f"prunetune snapshot period {args.snapshot_period!r}; goal <= {GOAL}x")
+          f"prunetune snapshot period {args.snapshot_period or 'as run_search sets'!r}; goal <= {GOAL}x")
     print("| path | fit s (median) | ms per trial | vs bare |")
     print("|---|---:|---:|---:|")
     for name, values in times.items():

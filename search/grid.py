@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from budgets.errors import ConfigError
-from search.runner import Prepared, build_callbacks, init_ray
+from search.runner import SNAPSHOT_PERIOD_S, Prepared, build_callbacks, init_ray
 from search.experiment import write_manifest
 
 
@@ -44,7 +44,7 @@ def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Ma
 
     from trainables.variants import prune_and_finetune_variant
 
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     config = prepared.config
     init_ray(config.address)
     write_manifest(prepared)

@@ -85,6 +85,9 @@ class SearchOutcome:
     wall_s: float = 0.0
 
 
+SNAPSHOT_PERIOD_S = "1"  # Tune's experiment snapshot period that searches set (see run_search)
+
+
 def data_spec(data: DataConfig) -> DataSpec:
     return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())))
 
@@ -453,10 +456,13 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     """Run every trial on Ray Tune (or the rest of them, for a resumed search), then write and
     return the frontier."""
     started = time.time()
-    # Tune snapshots the experiment (trial states, searcher) at most this often; "0" snapshots
-    # after every event, so a killed driver re-runs no finished trial on resume, at the price
-    # of many small writes (set e.g. 10 for object storage). The user's setting wins.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # Tune snapshots the experiment (trial states, searcher) at most this often. Every second
+    # (Tune's "auto" waits 10 s or more) a killed driver redoes at most the last second's
+    # finished trials on resume; "0" (after every event) would redo none, but each snapshot
+    # writes every trial, so over thousands of short trials the driver's work grows
+    # quadratically (9x a bare Tune run at 1,000 no-op trials; 1.24x at 1 s: BENCHMARKS.md).
+    # Set e.g. 10 for object storage. The user's setting wins.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     init_ray(prepared.config.address)
     check_shared_storage(prepared)
     if prepared.resume:

@@ -4,7 +4,8 @@ Tune rewrites its snapshot (``experiment_state-*.json``, ``search_gen_state-*.js
 ``searcher-state-*.pkl``) in a staging folder and copies it into the experiment folder in a
 background thread, neither atomically: a driver killed mid-copy, or a copy that read a file
 being rewritten, leaves an empty or cut file from which Tune cannot resume. With snapshots
-after every event (``TUNE_GLOBAL_CHECKPOINT_S=0``) that moment is not rare.
+every second (``TUNE_GLOBAL_CHECKPOINT_S=1``, what ``prunetune search`` sets) that moment is
+not rare.
 :class:`SnapshotKeeper` (a Tune callback in the driver) copies the set whenever every file of it
 reads back whole; :func:`repair` puts those copies back before ``Tuner.restore``, and
 :func:`set_aside_orphans` moves away trial folders started after the snapshot.

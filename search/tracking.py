@@ -316,28 +316,31 @@ class SearchTracker:
         return self.parent_id
 
     def _log_trial(self, summary: TrialSummary) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, Param, RunTag
 
         parent = self._require_open()
         run_id, status = self._children.get(summary.trial_id) or (None, None)
         if status in TERMINAL:
             return  # logged completely before (resume, repeated sync)
+        params = []
         if run_id is None:
             run_id = self._create_child(parent, summary)
+            params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in summary.profile.items()]
         stamp = int((summary.ended or time.time()) * 1000)
         metrics = [Metric(k, v, stamp, summary.step) for k, v in trial_metrics(summary, self.config).items()]
-        self.client.log_batch(run_id, metrics=metrics)
-        if summary.checkpoint:
-            self.client.set_tag(run_id, TAG_CHECKPOINT, summary.checkpoint)
+        tags = [RunTag(TAG_CHECKPOINT, summary.checkpoint)] if summary.checkpoint else []
         if summary.error:
-            self.client.set_tag(run_id, "prunetune.error", summary.error[:4000])
+            tags.append(RunTag("prunetune.error", summary.error[:4000]))
+        # One request for the lot (a short trial's tracking is a few round trips, not a dozen);
+        # MLflow takes at most 100 params per batch, so a profile of many groups takes more.
+        self.client.log_batch(run_id, metrics=metrics, params=params[:100], tags=tags)
+        for start in range(100, len(params), 100):
+            self.client.log_batch(run_id, params=params[start : start + 100])
         if summary.status in TERMINAL:
             self.client.set_terminated(run_id, summary.status, end_time=stamp)
         self._children[summary.trial_id] = (run_id, summary.status)
 
     def _create_child(self, parent: str, summary: TrialSummary) -> str:
-        from mlflow.entities import Param
-
         started = (summary.ended or time.time()) - summary.time_total_s
         tags = {PARENT_ID: parent, TAG_ROLE: summary.role, TAG_TRIAL_ID: summary.trial_id, TAG_SEARCH_ID: self.search_id}
         if summary.taper_trial:
@@ -345,9 +348,6 @@ class SearchTracker:
         run = self.client.create_run(
             self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=f"trial_{summary.trial_id}"
         )
-        params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in summary.profile.items()]
-        for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run.info.run_id, params=params[start : start + 100])
         return run.info.run_id
 
     def _log_frontier(self, summaries: list[TrialSummary]) -> None:

@@ -109,7 +109,8 @@ class TrackingCallback(Callback):
         self.tracker.open(cluster_size())
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self.tracker.log_trial(summarize(trial, result, "RUNNING"))
+        if not result.get("done"):  # a trial's last report is logged once, by on_trial_complete
+            self.tracker.log_trial(summarize(trial, result, "RUNNING"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self.tracker.log_trial(summarize(trial, status="FINISHED"))
