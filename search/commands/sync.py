@@ -16,6 +16,10 @@ def run(args: argparse.Namespace) -> int:
     from search.sync import sync
 
     result = sync(args.results, args.tracking_uri)
-    points = f" and {result.points} taper points" if result.points else ""
-    print(f"synced {result.trials} trials{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
+    points = f" and {_count(result.points, 'taper point')}" if result.points else ""
+    print(f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -87,7 +87,7 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
         [sys.executable, "-m", "search.cli", "sync", str(experiment), "--tracking-uri", other],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
-    assert out.returncode == 0 and f"synced 1 trials and {len(points)} taper points" in out.stdout, out.stderr[-2000:]
+    assert out.returncode == 0 and f"synced 1 trial and {len(points)} taper points" in out.stdout, out.stderr[-2000:]
     import mlflow
 
     client = mlflow.MlflowClient(other)
