@@ -17,7 +17,10 @@ from budgets.errors import ConfigError
 from search.experiment import read_manifest
 
 _RUNNING = {"RUNNING", "PAUSED"}
-KEEP_DIR = ".prunetune-snapshot"  # search.snapshots.KEEP_DIR (that module imports Ray)
+# The last whole snapshot set (written by search.snapshots, which imports Ray): generation
+# folders under KEEP_DIR, the current one named in KEEP_DIR/CURRENT.
+KEEP_DIR = ".prunetune-snapshot"
+CURRENT = "CURRENT"
 
 
 @dataclass(frozen=True)
@@ -68,23 +71,37 @@ def _error_reason(trial_dir: Path) -> str:
     return lines[-1] if lines else "failed (no error.txt)"
 
 
-def snapshot_states(directory: Path) -> dict[str, str]:
-    """Trial id -> Tune status in the newest experiment snapshot (empty before the first).
+def kept_dir(directory: Path) -> Path | None:
+    """The folder of the last whole snapshot set kept for ``directory``, if any."""
+    try:
+        name = (directory / KEEP_DIR / CURRENT).read_text().strip()
+    except OSError:
+        return None
+    kept = directory / KEEP_DIR / name
+    return kept if name and kept.is_dir() else None
 
-    A snapshot cut short by a crash is read from its last whole copy (``search.snapshots``),
-    else the trial folders alone tell the story."""
+
+def newest_snapshot_blob(directory: Path) -> dict | None:
+    """Tune's newest experiment snapshot, parsed (None before the first).
+
+    A snapshot cut short by a crash is read from its last whole copy (``search.snapshots``)."""
     snapshots = sorted(directory.glob("experiment_state-*.json"))  # session timestamps sort
     if not snapshots:
-        return {}
-    blob = None
-    for path in (snapshots[-1], directory / KEEP_DIR / snapshots[-1].name):
+        return None
+    kept = kept_dir(directory)
+    for path in (snapshots[-1], *([kept / snapshots[-1].name] if kept else [])):
         try:
-            blob = json.loads(path.read_text())
-            break
+            return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+    return None
+
+
+def snapshot_states(directory: Path) -> dict[str, str]:
+    """Trial id -> Tune status in the newest experiment snapshot (empty before the first,
+    or when no whole copy of it is left: then the trial folders alone tell the story)."""
     states = {}
-    for trial_json, _runtime in (blob or {"trial_data": []})["trial_data"]:
+    for trial_json, _runtime in (newest_snapshot_blob(directory) or {"trial_data": []})["trial_data"]:
         trial = json.loads(trial_json)
         states[trial["trial_id"]] = trial["status"]
     return states

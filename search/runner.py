@@ -368,12 +368,14 @@ def restore_tuner(prepared: Prepared):
     from ray import tune
 
     if not is_uri(prepared.config.storage_path):
-        from search.snapshots import ABANDONED_DIR, repair, set_aside_orphans
+        from search.snapshots import ABANDONED_DIR, clear_stale_staging, repair, set_aside_orphans
 
-        for name in repair(prepared.experiment_dir):
-            print(f"{name} was cut short by the crash: using its last whole copy")
+        repaired = repair(prepared.experiment_dir)
+        if repaired:
+            print(f"the crash cut Tune's copy of its snapshot short: resuming from the last whole one ({', '.join(repaired)})")
         for name in set_aside_orphans(prepared.experiment_dir):
             print(f"{name} started after the last snapshot: its work is redone; moved to {ABANDONED_DIR}/")
+        clear_stale_staging(prepared.experiment_dir)  # or the restored run would copy it back
     tuner = tune.Tuner.restore(prepared.experiment_uri, trainable=build_trainable(prepared), resume_errored=True)
     # Tune unpickles the callbacks as they were when the search started; fresh ones see the
     # config as it is now (e.g. a tracking server URI) and may re-attach to their runs.

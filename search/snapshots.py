@@ -1,15 +1,19 @@
-"""Last good copies of Tune's experiment snapshot, so a badly timed crash cannot spoil a resume.
+"""Whole, consistent copies of Tune's experiment snapshot, so a badly timed crash cannot spoil
+a resume.
 
-Tune rewrites its snapshot (``experiment_state-*.json``, ``search_gen_state-*.json``,
-``searcher-state-*.pkl``) in a staging folder and copies it into the experiment folder in a
-background thread, neither atomically: a driver killed mid-copy, or a copy that read a file
-being rewritten, leaves an empty or cut file from which Tune cannot resume. With snapshots
-every second (``TUNE_GLOBAL_CHECKPOINT_S=1``, what ``prunetune search`` sets) that moment is
-not rare.
-:class:`SnapshotKeeper` (a Tune callback in the driver) copies the set whenever every file of it
-reads back whole; :func:`repair` puts those copies back before ``Tuner.restore``, and
-:func:`set_aside_orphans` moves away trial folders started after the snapshot.
-Local experiment folders only; object storage is not inspected.
+Tune writes its snapshot (``experiment_state-*.json``, ``search_gen_state-*.json``,
+``searcher-state-*.pkl``) into a staging folder on the driver, then copies that folder into the
+experiment folder in a background thread, neither atomically and file by file: a driver killed
+mid-copy leaves an empty or cut file, or files from two different moments (trials the searcher
+state has never heard of). With snapshots every second (``TUNE_GLOBAL_CHECKPOINT_S=1``, what
+``prunetune search`` sets) that moment is not rare.
+
+:class:`SnapshotKeeper` (a Tune callback in the driver) copies the set from the staging folder
+right after Tune wrote it, as one unit; :func:`repair` puts that set back before
+``Tuner.restore``; :func:`set_aside_orphans` moves away trial folders started after it, and
+:func:`clear_stale_staging` drops them from the killed driver's staging folder too, which a
+restored run reuses (and would copy back) when it runs on the same Ray session. Local
+experiment folders only; object storage is not inspected.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-KEEP_DIR = ".prunetune-snapshot"
+from search.progress import CURRENT, KEEP_DIR, kept_dir, newest_snapshot_blob
+
 ABANDONED_DIR = ".prunetune-abandoned"
 PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
 
@@ -53,25 +58,47 @@ def _copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def keep(directory: Path) -> bool:
-    """Copy the newest snapshot set into ``KEEP_DIR`` if every file of it is whole."""
-    files = [newest(directory, pattern) for pattern in PATTERNS]
+def keep(source: Path, directory: Path) -> bool:
+    """Copy the newest snapshot set in ``source`` (Tune's staging folder, or the experiment
+    folder itself) into ``directory``'s keep folder as one unit, if every file of it is whole.
+
+    The set goes into a new generation folder; ``CURRENT`` then names it (an atomic rename),
+    so a reader sees the previous set or this one, never a mix."""
+    files = [newest(source, pattern) for pattern in PATTERNS]
     if any(f is None for f in files) or not all(intact(f) for f in files):
         return False
-    (directory / KEEP_DIR).mkdir(exist_ok=True)
+    keep_root = directory / KEEP_DIR
+    keep_root.mkdir(exist_ok=True)
+    generation = keep_root / f"{time.time_ns()}"
+    partial = keep_root / f".{generation.name}.partial"
+    partial.mkdir()
     for path in files:
-        _copy(path, directory / KEEP_DIR / path.name)
+        shutil.copyfile(path, partial / path.name)
+    if not all(intact(partial / path.name) for path in files):  # rewritten while we copied
+        shutil.rmtree(partial, ignore_errors=True)
+        return False
+    partial.rename(generation)
+    pointer = keep_root / f".{CURRENT}.tmp"
+    pointer.write_text(generation.name)
+    os.replace(pointer, keep_root / CURRENT)
+    for old in keep_root.iterdir():  # earlier generations and stray partial copies
+        if old.is_dir() and old.name != generation.name:
+            shutil.rmtree(old, ignore_errors=True)
     return True
 
 
 def repair(directory: str | Path) -> list[str]:
-    """Replace missing or broken snapshot files by their last good copies; their names."""
+    """Make the experiment folder's newest snapshot set the last kept one; the names replaced.
+
+    A file is replaced when it is missing, broken, or differs from the kept copy: the kept set
+    was taken from Tune's staging folder right after Tune wrote it, so it is at least as new as
+    what Tune's background copy got through, and its files belong together."""
     directory = Path(directory)
-    kept = directory / KEEP_DIR
+    kept = kept_dir(directory)
     repaired = []
-    for copy in sorted(kept.glob("*")) if kept.is_dir() else []:
+    for copy in sorted(kept.iterdir()) if kept else []:
         target = directory / copy.name
-        if copy.name.startswith(".") or (target.is_file() and intact(target)):
+        if target.is_file() and target.read_bytes() == copy.read_bytes():
             continue
         _copy(copy, target)
         repaired.append(copy.name)
@@ -94,24 +121,76 @@ def set_aside_orphans(directory: str | Path) -> list[str]:
     for trial_dir in sorted(directory.glob("trial_*")):
         if trial_dir.is_dir() and trial_dir.name.removeprefix("trial_") not in known:
             (directory / ABANDONED_DIR).mkdir(exist_ok=True)
-            trial_dir.rename(directory / ABANDONED_DIR / trial_dir.name)
+            target = directory / ABANDONED_DIR / trial_dir.name
+            if target.exists():  # set aside by an earlier resume as well
+                shutil.rmtree(target)
+            trial_dir.rename(target)
             moved.append(trial_dir.name)
     return moved
 
 
-class SnapshotKeeper(Callback):
-    """Keeps the last whole snapshot of a local experiment folder, at most every ``every_s``."""
+def stale_staging(directory: str | Path) -> Path | None:
+    """The staging folder of the driver that wrote the snapshot, if it is on this machine in
+    the Ray session this process is connected to (a restored run reuses it; Tune's trials
+    carry its timestamp). None when Ray is not initialised or no trial is in the snapshot."""
+    import cloudpickle
+    import ray
+    from ray.train.constants import _get_ray_train_session_dir
 
-    def __init__(self, directory: Path, every_s: float = 1.0):
+    blob = newest_snapshot_blob(Path(directory))
+    if not ray.is_initialized() or not blob or not blob.get("trial_data"):
+        return None
+    try:
+        trial = json.loads(blob["trial_data"][0][0])
+        storage = cloudpickle.loads(bytes.fromhex(trial["storage"]["value"]))
+        timestamp = storage._timestamp
+    except Exception:  # noqa: BLE001 - a snapshot from another Tune version: nothing to clear
+        return None
+    staging = Path(_get_ray_train_session_dir(), timestamp, Path(directory).name, "driver_artifacts")
+    return staging if staging.is_dir() else None
+
+
+def clear_stale_staging(directory: str | Path) -> list[str]:
+    """Remove, from the killed driver's staging folder, trial folders the snapshot does not
+    know; their names. Tune's restored run syncs that folder up to the experiment folder, and
+    would bring back a trial set aside by :func:`set_aside_orphans` (an empty ``result.json``
+    beside the real trials)."""
+    from search.progress import snapshot_states
+
+    staging = stale_staging(directory)
+    known = snapshot_states(Path(directory))
+    if staging is None or not known:
+        return []
+    removed = []
+    for trial_dir in sorted(staging.glob("trial_*")):
+        if trial_dir.is_dir() and trial_dir.name.removeprefix("trial_") not in known:
+            shutil.rmtree(trial_dir)
+            removed.append(trial_dir.name)
+    return removed
+
+
+class SnapshotKeeper(Callback):
+    """Keeps the last whole snapshot set of a local experiment folder: after each driver step,
+    if Tune wrote a new snapshot into its staging folder in that step, a copy of the set."""
+
+    def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self.every_s = every_s
-        self._last = 0.0
+        self._seen: int | None = None
+
+    def _staging(self, trials: list) -> Path | None:
+        return Path(trials[0].storage.experiment_driver_staging_path) if trials else None
+
+    def _keep_if_new(self, trials: list) -> None:
+        staging = self._staging(trials)
+        state = newest(staging, PATTERNS[0]) if staging and staging.is_dir() else None
+        if state is None or not self.directory.is_dir():
+            return
+        stamp = state.stat().st_mtime_ns
+        if stamp != self._seen and keep(staging, self.directory):
+            self._seen = stamp
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every_s and self.directory.is_dir():
-            self._last = now
-            keep(self.directory)
+        self._keep_if_new(trials)
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        keep(self.directory)
+        self._keep_if_new(trials)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import os
 import pickle
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.progress import snapshot_states
+from search.progress import kept_dir, snapshot_states
 from tests.cluster_fixtures import env, ray_cluster  # noqa: F401  (module-scoped fixture)
 
 pytestmark = pytest.mark.integration
@@ -100,7 +99,7 @@ def _searcher_state(experiment: Path) -> dict:
     try:
         return pickle.loads(newest.read_bytes())
     except (EOFError, pickle.UnpicklingError):
-        return pickle.loads((experiment / ".prunetune-snapshot" / newest.name).read_bytes())
+        return pickle.loads((kept_dir(experiment) / newest.name).read_bytes())
 
 
 def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_config, tmp_path):
@@ -118,19 +117,21 @@ def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_c
     assert all(ipaddress.ip_address(r["node_ip"]).is_loopback for trial in reports.values() for r in trial)
 
 
+# Enough trials that the search is still going when Tune's snapshot (taken at most every
+# second, copied in the background) first shows two of them finished.
 SEARCHERS = {
-    "random": {"trials": 5},
+    "random": {"trials": 8},
     # Two episodes per policy update; a budget only trials can measure (latency) makes the
     # Lagrange multiplier move after every update (down: the generous budget is always met).
     "rl": {
-        "trials": 6,
+        "trials": 8,
         "searcher": {"name": "rl", "seed": 0, "options": {"batch_episodes": 2, "num_epochs": 2}},
         "budgets": [{"cost": "latency", "max": 1e9, "options": {"repeats": 2, "warmup": 1}}],
     },
     # A seeded permutation of the feasible set: the restored position and generator must go
     # on where the killed driver stopped, never proposing a profile twice.
     "exhaustive": {
-        "trials": 5,
+        "trials": 8,
         "searcher": {"name": "exhaustive", "seed": 0, "options": {"mode": "sampled"}},
         "space": {"levels": [0.5, 0.75, 1.0]},
     },
@@ -147,6 +148,7 @@ def test_a_killed_driver_is_resumed_with_exactly_the_configured_trials(ray_clust
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
+    assert len(_done(experiment)) < config["trials"], "the search was over before the driver was killed: give it more trials"
     # Finished as the snapshot that resume reads records them (a trial finishing in the last
     # instant before the crash is not in it yet and redoes its last checkpoint interval).
     # Trials write checkpoints straight to storage; the driver's result.json copies may lag.
@@ -202,26 +204,35 @@ def test_a_killed_taper_run_resumes_from_its_last_level_and_tracks_each_point_on
     experiment = Path(config["storage_path"]) / "taper-resumed"
     driver = _driver("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=tmp_path)
 
-    def first_level():
+    def registered() -> int:
+        """How many levels' checkpoints Tune's newest snapshot (what resume reads) holds."""
+        return sum(_snapshot_has_checkpoint(experiment, f"checkpoint_{i:06d}") for i in range(len(levels)))
+
+    def mid_run():
+        # Killed after Tune's snapshot registered a level but before the last one: resume
+        # must go on from the last registered level (a level hardened after that snapshot is
+        # done again, which the snapshot period allows: at most a second's work).
         reports = next(iter(_reports(experiment).values()), [])
-        if len(reports) == 1 and not reports[0]["done"]:
-            return _snapshot_has_checkpoint(experiment, "checkpoint_000000") and next(experiment.glob("trial_*")).name
+        if reports and not reports[-1]["done"] and 0 < (kept := registered()) < len(levels):
+            return next(experiment.glob("trial_*")).name, kept
         return None
 
     try:
-        trial = _wait_until(first_level, driver, "the taper run's first level in Tune's snapshot")
+        trial, kept = _wait_until(mid_run, driver, "a taper level in Tune's snapshot")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    first = _checkpoints(experiment / trial)[0]
+    kept_checkpoints = _checkpoints(experiment / trial)[:kept]
 
     out = _cli("resume", str(experiment), cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     reports = _reports(experiment)[trial]
-    # The restored run went on from its first level: every level reported once, none redone.
-    assert [r["level"] for r in reports] == levels and reports[-1]["done"]
-    assert _checkpoints(experiment / trial)[0] == first
-    assert reports[1]["iterations_since_restore"] == 1  # the second level came after the restart
+    # The restored run went on from its last registered level: every level reported, in order,
+    # and those the snapshot held were not hardened again.
+    assert list(dict.fromkeys(r["level"] for r in reports)) == levels and reports[-1]["done"]
+    assert _checkpoints(experiment / trial)[:kept] == kept_checkpoints
+    restart = next(i for i, r in enumerate(reports) if i and r["iterations_since_restore"] == 1)
+    assert reports[restart]["level"] == levels[kept]  # the first level after the restart
 
     import mlflow
 
@@ -246,8 +257,7 @@ def test_a_lost_worker_node_s_trial_completes_elsewhere_from_its_checkpoint(ray_
 
     try:
         trial, node_id = _wait_until(running_trial, driver, "a trial to checkpoint on a worker node")
-        lost = ray_cluster.worker(node_id)
-        os.kill(lost.raylet_pid(), signal.SIGKILL)
+        ray_cluster.worker(node_id).kill()  # the machine is gone: raylet, agents, trial workers
         out, _ = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -48,18 +49,68 @@ def test_an_existing_folder_without_search_state_is_refused_not_resumed(tiny_con
         prepare(parse_config(tiny_config), show_progress=False)
 
 
-def test_a_broken_snapshot_is_put_back_from_its_last_whole_copy(tmp_path):
-    from search.snapshots import KEEP_DIR, keep, repair
+def _snapshot_set(directory: Path, trials: list[str], counter: int, session: str = "2026-01-01_00-00-00") -> Path:
+    """A Tune snapshot set in its on-disk formats: experiment state, generator, searcher."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = directory / f"experiment_state-{session}.json"
+    data = [[json.dumps({"trial_id": t, "status": "TERMINATED"}), "{}"] for t in trials]
+    state.write_text(json.dumps({"trial_data": data, "runner_data": {}}))
+    (directory / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": counter}))
+    (directory / f"searcher-state-{session}.pkl").write_bytes(pickle.dumps({"completed": counter}))
+    return state
 
-    state = tmp_path / "experiment_state-2026-01-01_00-00-00.json"
-    state.write_text(json.dumps({"trial_data": [], "runner_data": {}}))
-    (tmp_path / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(b"\x80\x04K\x01.")  # pickle of 1
-    (tmp_path / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"\x80\x04K\x02.")
-    assert keep(tmp_path) and (tmp_path / KEEP_DIR / state.name).is_file()
+
+def test_a_cut_snapshot_is_put_back_from_the_last_whole_set(tmp_path):
+    from search.progress import snapshot_states
+    from search.snapshots import keep, repair
+
+    staging, experiment = tmp_path / "staging", tmp_path / "experiment"
+    _snapshot_set(staging, ["aaaa"], 1)
+    state = _snapshot_set(experiment, ["aaaa"], 1)
+    assert keep(staging, experiment)
     state.write_text("")  # the driver died while Tune was copying it
-    assert not keep(tmp_path)  # a broken set is never kept over a whole one
-    assert repair(tmp_path) == [state.name]
-    assert json.loads(state.read_text())["trial_data"] == []
+    assert snapshot_states(experiment) == {"aaaa": "TERMINATED"}  # status reads the kept set
+    assert repair(experiment) == [state.name]
+    assert json.loads(state.read_text())["trial_data"][0][0] == json.dumps({"trial_id": "aaaa", "status": "TERMINATED"})
+    assert repair(experiment) == []  # nothing left to put back
+
+
+def test_a_snapshot_copied_half_way_is_made_one_moment_again(tmp_path):
+    from search.snapshots import keep, repair
+
+    staging, experiment = tmp_path / "staging", tmp_path / "experiment"
+    _snapshot_set(staging, ["aaaa", "bbbb"], 2)
+    experiment.mkdir()
+    assert keep(staging, experiment)
+    # Tune's copy got the old experiment state but the new searcher files: every file whole,
+    # yet the searcher would count a trial the restored search does not have.
+    _snapshot_set(experiment, ["aaaa"], 1)
+    (experiment / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(pickle.dumps({"counter": 2}))
+    assert repair(experiment) == ["experiment_state-2026-01-01_00-00-00.json", "searcher-state-2026-01-01_00-00-00.pkl"]
+    state = json.loads((experiment / "experiment_state-2026-01-01_00-00-00.json").read_text())
+    assert len(state["trial_data"]) == 2
+    assert pickle.loads((experiment / "searcher-state-2026-01-01_00-00-00.pkl").read_bytes()) == {"completed": 2}
+
+
+def test_a_broken_set_never_replaces_a_whole_one(tmp_path):
+    from search.progress import kept_dir
+    from search.snapshots import keep
+
+    staging, experiment = tmp_path / "staging", tmp_path / "experiment"
+    _snapshot_set(staging, ["aaaa"], 1)
+    experiment.mkdir()
+    assert keep(staging, experiment)
+    first = kept_dir(experiment)
+    (staging / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"\x80\x04")  # cut pickle
+    assert not keep(staging, experiment)
+    assert kept_dir(experiment) == first and (first / "searcher-state-2026-01-01_00-00-00.pkl").read_bytes()
+    _snapshot_set(staging, ["aaaa", "bbbb"], 2, session="2026-01-02_00-00-00")  # a resumed session
+    assert keep(staging, experiment)
+    kept = kept_dir(experiment)
+    assert kept != first and not first.exists()  # one generation kept, the newest
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        f"{stem}-2026-01-02_00-00-00.{ext}" for stem, ext in
+        (("experiment_state", "json"), ("search_gen_state", "json"), ("searcher-state", "pkl")))
 
 
 def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):
