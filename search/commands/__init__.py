@@ -24,3 +24,14 @@ def local_ray_env(address: str | None) -> None:
 def add_config_args(parser) -> None:
     parser.add_argument("config", nargs="?", help="YAML search config (omit for the embedded defaults)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable), e.g. --set trials=8")
+
+
+def print_results(errors: dict, directory, files: dict, label: str) -> None:
+    """The end of a command's output: errored trials with their reasons, the results folder,
+    and every file written (``label`` names them: "frontier", "report")."""
+    for name, reason in errors.items():
+        print(f"  errored {name}: {reason}")
+    print()
+    print(f"results:  {directory}")
+    for kind, path in files.items():
+        print(f"{label} {kind}: {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import local_ray_env
+from search.commands import local_ray_env, print_results
 
 
 def register(sub) -> None:
@@ -34,10 +34,5 @@ def run(args: argparse.Namespace) -> int:
     outcome = apply_profiles(config, profiles)
     print()
     print(format_applied(outcome.rows, config.data.name))
-    for name, reason in outcome.errors.items():
-        print(f"  errored {name}: {reason}")
-    print()
-    print(f"results:  {outcome.experiment_dir}")
-    for kind, path in outcome.files.items():
-        print(f"report {kind}: {path}")
+    print_results(outcome.errors, outcome.experiment_dir, outcome.files, "report")
     return 0 if not outcome.errors else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import add_config_args, local_ray_env
+from search.commands import add_config_args, local_ray_env, print_results
 
 
 def register(sub) -> None:
@@ -46,12 +46,7 @@ def print_outcome(prepared, outcome) -> None:
         f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
     )
     print(format_table(outcome.frontier, cost))
-    for trial_id, reason in outcome.errors.items():
-        print(f"  errored {trial_id}: {reason}")
-    print()
-    print(f"results:  {prepared.experiment_dir}")
-    for kind, path in outcome.files.items():
-        print(f"frontier {kind}: {path}")
+    print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:
         uri = tracking_uri(prepared.config, prepared.storage)
         print(f"MLflow:   {uri}  (browse: prunetune ui {prepared.storage})" if uri.startswith("sqlite:") else f"MLflow:   {uri}")
