@@ -59,8 +59,9 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def keep(source: Path, directory: Path) -> bool:
-    """Copy the newest snapshot set in ``source`` (Tune's staging folder, or the experiment
-    folder itself) into ``directory``'s keep folder as one unit, if every file of it is whole.
+    """Copy the newest snapshot set in ``source`` (Tune's staging folder, which Tune writes on
+    the driver's thread, so nothing rewrites it while a callback copies it) into
+    ``directory``'s keep folder as one unit, if every file of it is whole.
 
     The set goes into a new generation folder; ``CURRENT`` then names it (an atomic rename),
     so a reader sees the previous set or this one, never a mix."""
@@ -74,9 +75,6 @@ def keep(source: Path, directory: Path) -> bool:
     partial.mkdir()
     for path in files:
         shutil.copyfile(path, partial / path.name)
-    if not all(intact(partial / path.name) for path in files):  # rewritten while we copied
-        shutil.rmtree(partial, ignore_errors=True)
-        return False
     partial.rename(generation)
     pointer = keep_root / f".{CURRENT}.tmp"
     pointer.write_text(generation.name)
@@ -114,19 +112,23 @@ def set_aside_orphans(directory: str | Path) -> list[str]:
     from search.progress import snapshot_states
 
     directory = Path(directory)
-    known = snapshot_states(directory)
+    moved = []
+    for trial_dir in _unknown_trials(directory, snapshot_states(directory)):
+        (directory / ABANDONED_DIR).mkdir(exist_ok=True)
+        target = directory / ABANDONED_DIR / trial_dir.name
+        if target.exists():  # set aside by an earlier resume as well
+            shutil.rmtree(target)
+        trial_dir.rename(target)
+        moved.append(trial_dir.name)
+    return moved
+
+
+def _unknown_trials(folder: Path, known: dict[str, str]) -> list[Path]:
+    """Trial folders in ``folder`` the snapshot (``known``: its trial ids) has no place for;
+    none when there is no snapshot to judge by."""
     if not known:
         return []
-    moved = []
-    for trial_dir in sorted(directory.glob("trial_*")):
-        if trial_dir.is_dir() and trial_dir.name.removeprefix("trial_") not in known:
-            (directory / ABANDONED_DIR).mkdir(exist_ok=True)
-            target = directory / ABANDONED_DIR / trial_dir.name
-            if target.exists():  # set aside by an earlier resume as well
-                shutil.rmtree(target)
-            trial_dir.rename(target)
-            moved.append(trial_dir.name)
-    return moved
+    return [d for d in sorted(folder.glob("trial_*")) if d.is_dir() and d.name.removeprefix("trial_") not in known]
 
 
 def stale_staging(directory: str | Path) -> Path | None:
@@ -158,15 +160,12 @@ def clear_stale_staging(directory: str | Path) -> list[str]:
     from search.progress import snapshot_states
 
     staging = stale_staging(directory)
-    known = snapshot_states(Path(directory))
-    if staging is None or not known:
+    if staging is None:
         return []
-    removed = []
-    for trial_dir in sorted(staging.glob("trial_*")):
-        if trial_dir.is_dir() and trial_dir.name.removeprefix("trial_") not in known:
-            shutil.rmtree(trial_dir)
-            removed.append(trial_dir.name)
-    return removed
+    removed = _unknown_trials(staging, snapshot_states(Path(directory)))
+    for trial_dir in removed:
+        shutil.rmtree(trial_dir)
+    return [d.name for d in removed]
 
 
 class SnapshotKeeper(Callback):
@@ -177,11 +176,8 @@ class SnapshotKeeper(Callback):
         self.directory = Path(directory)
         self._seen: int | None = None
 
-    def _staging(self, trials: list) -> Path | None:
-        return Path(trials[0].storage.experiment_driver_staging_path) if trials else None
-
     def _keep_if_new(self, trials: list) -> None:
-        staging = self._staging(trials)
+        staging = Path(trials[0].storage.experiment_driver_staging_path) if trials else None
         state = newest(staging, PATTERNS[0]) if staging and staging.is_dir() else None
         if state is None or not self.directory.is_dir():
             return

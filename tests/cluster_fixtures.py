@@ -106,11 +106,6 @@ class Node:
     def remember(self) -> None:
         self.pids |= set(self.processes())
 
-    def raylet_pid(self) -> int:
-        pids = [pid for pid, name in self.processes().items() if name == "raylet"]
-        assert pids, f"no raylet running for node {self.name}"
-        return pids[0]
-
     def kill(self) -> None:
         for pid in self.processes():
             try:
