@@ -34,7 +34,7 @@ OPTIONS = {"fidelity": [[0, 0]]}
 
 def search_config(args, storage: Path):
     """The searcher-quality problem as a search config for the RL searcher at 0 fine-tune steps."""
-    from search.config import parse_config
+    from prunetune.search.config import parse_config
 
     space, setup, free = searcher_quality.problem(args)
     fixed = {name: {"levels": [1.0]} for name in space.names if name not in free}
@@ -47,8 +47,8 @@ def search_config(args, storage: Path):
 
 def through_tune(prepared) -> float:
     """Wall time of ``Tuner.fit`` for the whole search."""
-    from search.experiment import write_manifest
-    from search.runner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
+    from prunetune.search.store.manifest import write_manifest
+    from prunetune.search.run.runner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
 
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S  # what run_search sets
     init_ray(None, num_cpus=prepared.config.concurrency)
@@ -65,9 +65,9 @@ def in_process(prepared, episodes: int) -> tuple[float, float]:
     """Seconds per episode spent in the searcher, and in a trial's prune + evaluate."""
     import torch
 
-    from search.searchers import get_searcher
-    from trainables import Profile, evaluate
-    from trainables.trial import _data_on, pruned_model
+    from prunetune.search.searchers import get_searcher
+    from prunetune.trainables import Profile, evaluate
+    from prunetune.trainables.trial import _data_on, pruned_model
 
     torch.set_num_threads(1)  # a 1-CPU trial's thread count
     setup, space = prepared.setup, prepared.space
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args.finetune_steps = 0
     import ray
 
-    from search.runner import prepare
+    from prunetune.search.run.runner import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare(search_config(args, Path(tmp)), show_progress=False)

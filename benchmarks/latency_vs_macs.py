@@ -27,8 +27,8 @@ import statistics
 import torch
 from scipy import stats
 
-from budgets import get_cost
-from trainables import PruneSettings, Profile, apply_profile, build_model, find_groups
+from prunetune.budgets import get_cost
+from prunetune.trainables import PruneSettings, Profile, apply_profile, build_model, find_groups
 
 ARCHITECTURES = [  # (model, input size, batch size, label)
     ("resnet20", 32, 16, "resnet20 (CIFAR, 32 px, batch 16)"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables import PruneSettings, Profile, PruningStructure, build_model
+from prunetune.trainables import PruneSettings, Profile, PruningStructure, build_model
 
 MODELS = (  # name, width, input size, label
     ("resnet20", 1.0, 32, "resnet20 (CIFAR, 32 px)"),

@@ -9,7 +9,7 @@ each found, its rank in the exhaustive table (1 = the best profile), and the sha
 proposals that break the budget.
 
 Profiles are evaluated in-process (not through Tune, to keep this fast) with the trainable's own
-code path: ``trainables.trial.pruned_model`` (load the base, prune with torch-pruning), then
+code path: ``prunetune.trainables.trial.pruned_model`` (load the base, prune with torch-pruning), then
 ``--finetune-steps`` steps of ``train_steps`` and ``evaluate`` on the validation split, seeded
 like a trial, so a profile's accuracy is the same whichever searcher proposes it (computed once
 and cached). Costs come from the exact analytic cost model. Searchers are driven sequentially
@@ -36,7 +36,7 @@ BUDGET = 0.5
 
 
 def _config(args, overrides: dict | None = None, checkpoint: str | None = None):
-    from search.config import parse_config
+    from prunetune.search.config import parse_config
 
     return parse_config({
         "name": "searcher-quality",
@@ -52,8 +52,8 @@ def _config(args, overrides: dict | None = None, checkpoint: str | None = None):
 
 def problem(args):
     """The search space (largest-share groups free, the rest fixed at 1.0) and trial setup."""
-    from search.runner import build_space, specs, trial_setup
-    from trainables import ensure_base_checkpoint
+    from prunetune.search.run.runner import build_space, specs, trial_setup
+    from prunetune.trainables import ensure_base_checkpoint
 
     model, data, recipe = specs(_config(args))
     checkpoint = ensure_base_checkpoint(model, data, recipe, Path(args.storage) / "base", show_progress=False)
@@ -71,9 +71,9 @@ def evaluate_profile(setup, profile: dict[str, float]) -> float:
     """What a trial does for ``profile`` (prune, fine-tune, evaluate), without Tune."""
     import torch
 
-    from trainables import Profile, evaluate, train_steps
-    from trainables.train import make_optimizer
-    from trainables.trial import _data_on, pruned_model
+    from prunetune.trainables import Profile, evaluate, train_steps
+    from prunetune.trainables.train import make_optimizer
+    from prunetune.trainables.trial import _data_on, pruned_model
 
     torch.set_num_threads(1)
     torch.manual_seed(setup.seed)
@@ -90,7 +90,7 @@ def exhaustive_table(space, setup, workers: int) -> dict[tuple, float]:
     """Every feasible profile, as the exhaustive searcher proposes them, with its accuracy."""
     from ray.tune.search import Searcher
 
-    from search.searchers import get_searcher
+    from prunetune.search.searchers import get_searcher
 
     searcher = get_searcher("exhaustive")(space, seed=0)
     profiles = []
@@ -117,7 +117,7 @@ class Run:
 
 def run_searcher(name: str, seed: int, trials: int, space, setup, table: dict, cache: dict, options: dict) -> Run:
     """Drive searcher ``name`` for ``trials`` trials, one at a time, with trial-like results."""
-    from search.searchers import get_searcher
+    from prunetune.search.searchers import get_searcher
 
     started = time.perf_counter()
     searcher = get_searcher(name)(space, seed=seed, **options)

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables import DataSpec, ModelSpec, Profile, PruneSettings, Recipe, TrialSetup, ensure_base_checkpoint
-from trainables.profiles import kept_channels
-from trainables.structure import extract_cost_model
-from trainables.taper import TaperSettings
-from trainables.taper_trial import run_taper
-from trainables.train import evaluate, train_steps
-from trainables.trial import _data_on, example_input, pruned_model
+from prunetune.trainables import DataSpec, ModelSpec, Profile, PruneSettings, Recipe, TrialSetup, ensure_base_checkpoint
+from prunetune.trainables.profiles import kept_channels
+from prunetune.trainables.structure import extract_cost_model
+from prunetune.trainables.taper import TaperSettings
+from prunetune.trainables.taper_trial import run_taper
+from prunetune.trainables.train import evaluate, train_steps
+from prunetune.trainables.trial import _data_on, example_input, pruned_model
 
 LEVELS = (0.7, 0.5, 0.3)
 FINETUNE = 40

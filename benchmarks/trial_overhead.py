@@ -24,8 +24,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 def _setup(steps: int, directory: Path):
     from dataclasses import replace
 
-    from search.config import parse_config
-    from search.runner import prepare
+    from prunetune.search.config import parse_config
+    from prunetune.search.run.runner import prepare
 
     config = parse_config({
         "name": "overhead", "storage_path": str(directory),
@@ -42,9 +42,9 @@ def plain_loop(setup, profile: dict, trials: int) -> float:
     """What one trial does, without Tune: prune, fine-tune, evaluate, measure."""
     import torch
 
-    from budgets import measure_costs
-    from trainables import Profile, Recipe, evaluate, train_steps
-    from trainables.trial import _data_on, example_input, pruned_model
+    from prunetune.budgets import measure_costs
+    from prunetune.trainables import Profile, Recipe, evaluate, train_steps
+    from prunetune.trainables.trial import _data_on, example_input, pruned_model
 
     started = time.perf_counter()
     for _ in range(trials):
@@ -65,7 +65,7 @@ def in_tune(setup, profile: dict, trials: int, storage: Path) -> tuple[float, fl
     import ray
     from ray import tune
 
-    from trainables import prune_and_finetune
+    from prunetune.trainables import prune_and_finetune
 
     class ResultTimes(tune.Callback):  # when each trial's report reaches the driver
         def __init__(self):

@@ -7,9 +7,9 @@ registers every built-in cost: ``macs``, ``params``, ``model_size``, ``latency``
 
 from __future__ import annotations
 
-from budgets._measured import Latency, PeakMemory
-from budgets.analytic import ANALYTIC_COSTS, AnalyticCostModel, Term, channels_kept
-from budgets.costs import (
+from prunetune.budgets._measured import Latency, PeakMemory
+from prunetune.budgets.analytic import ANALYTIC_COSTS, AnalyticCostModel, Term, channels_kept
+from prunetune.budgets.costs import (
     CallableCost,
     CostFunction,
     Macs,
@@ -19,8 +19,8 @@ from budgets.costs import (
     get_cost,
     register_cost,
 )
-from budgets.errors import BudgetError, ConfigError, PrunetuneError
-from budgets.spec import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
+from prunetune.budgets.errors import BudgetError, ConfigError, PrunetuneError
+from prunetune.budgets.spec import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
 
 __all__ = [
     "ANALYTIC_COSTS",

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from budgets.costs import CostFunction, first_item, register_cost
-from budgets.errors import BudgetError
+from prunetune.budgets.costs import CostFunction, first_item, register_cost
+from prunetune.budgets.errors import BudgetError
 
 
 @register_cost("latency")

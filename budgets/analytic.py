@@ -10,7 +10,7 @@ the kept channels of the groups it names. :meth:`AnalyticCostModel.evaluate` sum
 microseconds, in plain integers, so the result equals counting the pruned model exactly.
 
 The terms are extracted once from the dense torch model by
-:func:`trainables.structure.extract_cost_model`; this module needs no torch, so searchers can
+:func:`prunetune.trainables.structure.extract_cost_model`; this module needs no torch, so searchers can
 screen profiles anywhere. :func:`channels_kept` is the one rule that turns a keep ratio into a
 channel count, shared by the pruner and the cost model so both see the same model.
 """
@@ -34,7 +34,7 @@ def channels_kept(channels: int, ratio: float, round_to: int = 1, min_channels: 
 
     Round ``ratio * channels`` to the nearest multiple of ``round_to`` (at least one
     multiple), then clamp to ``[min_channels, channels]``. Callers validate the ratio first
-    (:func:`trainables.profiles.kept_channels` raises for a ratio that keeps no channel).
+    (:func:`prunetune.trainables.profiles.kept_channels` raises for a ratio that keeps no channel).
     """
     units = max(1, round(ratio * channels / round_to))
     return int(min(channels, max(min_channels, units * round_to)))
@@ -63,7 +63,7 @@ class AnalyticCostModel:
     """MACs and parameters of a model as exact functions of each group's kept channels.
 
     ``channels`` is every prunable group's dense channel count, in the model's group order;
-    ``terms`` the per-layer monomials. Built by ``trainables.structure.extract_cost_model`` or
+    ``terms`` the per-layer monomials. Built by ``prunetune.trainables.structure.extract_cost_model`` or
     by hand (tests build small synthetic ones). Immutable and picklable: searchers carry it.
     """
 

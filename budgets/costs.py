@@ -1,7 +1,7 @@
 """Cost functions: what a (pruned) model costs, and the registry that names them.
 
 A cost function maps ``(model, example_input)`` to one float. Trials call it on the dense
-model once and on every pruned model; a :class:`~budgets.spec.Budget` compares the two. Costs
+model once and on every pruned model; a :class:`~prunetune.budgets.spec.Budget` compares the two. Costs
 are looked up by name (``macs``, ``params``, ``latency``, ``peak_memory``, ``model_size``) so
 YAML configs and the CLI can say ``cost: latency``; a name of the form ``module:function`` is
 a user's function, imported on demand.
@@ -9,7 +9,7 @@ a user's function, imported on demand.
 ``example_input`` is always a batch ``(N, ...)`` with ``N >= 1``; costs that count one forward
 pass use its first item, so a cost never depends on the data loader's batch size.
 
-The measured costs (latency, peak memory) live in :mod:`budgets._measured`; importing the
+The measured costs (latency, peak memory) live in :mod:`prunetune.budgets._measured`; importing the
 ``budgets`` package registers them too.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
-from budgets.errors import BudgetError
+from prunetune.budgets.errors import BudgetError
 
 __all__ = [
     "CallableCost",

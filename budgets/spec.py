@@ -16,8 +16,8 @@ from typing import Any
 import pydantic
 import torch
 
-from budgets.costs import CostFunction, get_cost
-from budgets.errors import BudgetError
+from prunetune.budgets.costs import CostFunction, get_cost
+from prunetune.budgets.errors import BudgetError
 
 __all__ = ["DEFAULT_COSTS", "Budget", "check_budgets", "cost_functions", "measure_costs"]
 

@@ -19,18 +19,18 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import search.commands as commands
+    import prunetune.search.commands as commands
 
     parser = argparse.ArgumentParser(prog="prunetune", description="Search channel-pruning profiles on Ray Tune.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
-            importlib.import_module(f"search.commands.{info.name}").register(sub)
+            importlib.import_module(f"prunetune.search.commands.{info.name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from budgets.errors import PrunetuneError
+    from prunetune.budgets.errors import PrunetuneError
 
     args = build_parser().parse_args(argv)
     try:

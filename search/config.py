@@ -14,8 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from budgets import Budget
-from budgets.errors import ConfigError
+from prunetune.budgets import Budget
+from prunetune.budgets.errors import ConfigError
 
 
 class _Section(BaseModel):

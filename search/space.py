@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from budgets.analytic import AnalyticCostModel, channels_kept
-from budgets.errors import ConfigError
+from prunetune.budgets.analytic import AnalyticCostModel, channels_kept
+from prunetune.budgets.errors import ConfigError
 
 RATIO_DECIMALS = 4
 

@@ -27,9 +27,9 @@ TINY = {
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A dense resnet20 (width 0.25, 8 px) trained briefly on digits, saved once per session."""
-    from search.config import parse_config
-    from search.runner import specs
-    from trainables import ensure_base_checkpoint
+    from prunetune.search.config import parse_config
+    from prunetune.search.run.runner import specs
+    from prunetune.trainables import ensure_base_checkpoint
 
     model, data, recipe = specs(parse_config(TINY))
     directory = tmp_path_factory.mktemp("base")

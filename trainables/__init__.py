@@ -1,16 +1,16 @@
 """What one trial does: models, data, groups and profiles, pruning, fine-tuning, the trainable."""
 
-from trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
-from trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
-from trainables.export import PrunedArchitecture, load_pruned, save_pruned
-from trainables.groups import CRITERIA, GroupInfo, PruneSettings, PruningStructure, apply_profile, find_groups, target_channels
-from trainables.models import build_model, model_names, register_model
-from trainables.profiles import Profile, ProfileError, kept_channels
-from trainables.structure import CostModelError, extract_cost_model
-from trainables.taper import TaperSettings
-from trainables.taper_trial import run_taper, taper_run
-from trainables.train import DivergedError, Recipe, evaluate, train_steps
-from trainables.trial import (
+from prunetune.trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
+from prunetune.trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
+from prunetune.trainables.export import PrunedArchitecture, load_pruned, save_pruned
+from prunetune.trainables.groups import CRITERIA, GroupInfo, PruneSettings, PruningStructure, apply_profile, find_groups, target_channels
+from prunetune.trainables.models import build_model, model_names, register_model
+from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
+from prunetune.trainables.structure import CostModelError, extract_cost_model
+from prunetune.trainables.taper import TaperSettings
+from prunetune.trainables.taper_trial import run_taper, taper_run
+from prunetune.trainables.train import DivergedError, Recipe, evaluate, train_steps
+from prunetune.trainables.trial import (
     TrialSetup,
     example_input,
     prune_and_finetune,

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from budgets.errors import ConfigError
-from trainables.data import DataSplits, load_dataset
-from trainables.models import build_model
-from trainables.train import Recipe, evaluate, train_base
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables.data import DataSplits, load_dataset
+from prunetune.trainables.models import build_model
+from prunetune.trainables.train import Recipe, evaluate, train_base
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from budgets.errors import ConfigError
+from prunetune.budgets.errors import ConfigError
 
 
 @dataclass(frozen=True)

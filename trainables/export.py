@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from budgets.errors import PrunetuneError
-from trainables.groups import PruneSettings, apply_profile
-from trainables.models import build_model
-from trainables.profiles import Profile
-from trainables.trial import PROFILE_FILE, WEIGHTS_FILE
+from prunetune.budgets.errors import PrunetuneError
+from prunetune.trainables.groups import PruneSettings, apply_profile
+from prunetune.trainables.models import build_model
+from prunetune.trainables.profiles import Profile
+from prunetune.trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
 EXPORT_FILE = "export.json"
 FORMAT = "prunetune.pruned_state_dict"

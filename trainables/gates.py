@@ -1,6 +1,6 @@
 """Trainable channel gates, one vector per coupled group, and the differentiable cost they imply.
 
-The taper method (:mod:`trainables.taper`) prunes by learning a gate ``g = sigmoid(theta)`` for
+The taper method (:mod:`prunetune.trainables.taper`) prunes by learning a gate ``g = sigmoid(theta)`` for
 every channel of every prunable group. A group's gate multiplies that group's channels wherever
 they are produced: after the BatchNorm that follows a producing conv, or after the conv (or
 linear layer) itself when no BatchNorm follows. Every producer of a coupled group sees the same
@@ -24,8 +24,8 @@ from math import prod
 import torch
 from torch import nn
 
-from budgets.analytic import AnalyticCostModel
-from trainables.groups import PRUNABLE_TYPES, GroupInfo, ProfileError, build_graph
+from prunetune.budgets.analytic import AnalyticCostModel
+from prunetune.trainables.groups import PRUNABLE_TYPES, GroupInfo, ProfileError, build_graph
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -153,7 +153,7 @@ class GroupGates(nn.Module):
 class SoftCost:
     """One cost of the analytic model as a differentiable function of soft channel counts.
 
-    ``cost_model`` comes from :func:`trainables.structure.extract_cost_model`; each of its terms
+    ``cost_model`` comes from :func:`prunetune.trainables.structure.extract_cost_model`; each of its terms
     is ``coef * prod(kept[g])``. Calling with soft counts (tensors, the sums of gates) returns a
     tensor; at integer counts it equals ``cost_model.evaluate`` and thus the counted cost.
     """

@@ -17,7 +17,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from trainables.profiles import Profile, ProfileError, kept_channels
+from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 

@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from budgets.errors import ConfigError
+from prunetune.budgets.errors import ConfigError
 
 TORCHVISION_PREFIX = "tv:"
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from budgets.analytic import channels_kept
-from budgets.errors import PrunetuneError
+from prunetune.budgets.analytic import channels_kept
+from prunetune.budgets.errors import PrunetuneError
 
 
 class ProfileError(PrunetuneError):

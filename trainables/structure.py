@@ -5,7 +5,7 @@ whose factors are integers read off the layer and its input/output tensors (kern
 channels, output elements, ...), exactly as that counter's hooks compute them; every parameter
 contributes the product of its shape. Each factor is either fixed or proportional to the kept
 channels of one group. Which group, and in what proportion, is read by *probing*: the model is
-pruned (with :func:`trainables.groups.apply_profile`, the pruner trials use) to a few probe
+pruned (with :func:`prunetune.trainables.groups.apply_profile`, the pruner trials use) to a few probe
 profiles in which every group keeps a distinct fraction of its channels, and each factor's
 change names its group. Probing sees through everything the dependency graph couples, including
 what the graph does not list as a module (ReLU and pooling layers, ``flatten`` before a
@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from torch_pruning.utils import op_counter
 
-from budgets.analytic import AnalyticCostModel, Term
-from budgets.costs import Macs, Params
-from trainables.groups import PruneSettings, apply_profile, find_groups
-from trainables.profiles import Profile, ProfileError
+from prunetune.budgets.analytic import AnalyticCostModel, Term
+from prunetune.budgets.costs import Macs, Params
+from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
+from prunetune.trainables.profiles import Profile, ProfileError
 
 __all__ = ["CostModelError", "extract_cost_model"]
 

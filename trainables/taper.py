@@ -5,7 +5,7 @@ leaves a real pruned model at every requested budget level on the way down: the 
 The paper publishes the idea but not the details; the choices below are ours (docs/taper.md):
 
 - **Gates.** One gate ``g = sigmoid(theta)`` per channel of every coupled group
-  (:mod:`trainables.gates`), trained by their own optimiser (SGD with momentum by default; Adam
+  (:mod:`prunetune.trainables.gates`), trained by their own optimiser (SGD with momentum by default; Adam
   moves every gate at the same speed and drops whole layers at once), apart from the weights'
   SGD. The forward pass uses the hard gate ``theta > 0`` (straight-through gradient), so the
   network that trains is always a pruned network and hardening it loses little.
@@ -39,13 +39,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from budgets import Budget
-from budgets.analytic import AnalyticCostModel
-from trainables.gates import GroupGates, SoftCost, gate_points
-from trainables.groups import PruneSettings, apply_profile, find_groups
-from trainables.profiles import Profile, ProfileError
-from trainables.structure import extract_cost_model
-from trainables.train import DivergedError, Recipe, batch_indices, evaluate, to_device, train_steps
+from prunetune.budgets import Budget
+from prunetune.budgets.analytic import AnalyticCostModel
+from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
+from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
+from prunetune.trainables.profiles import Profile, ProfileError
+from prunetune.trainables.structure import extract_cost_model
+from prunetune.trainables.train import DivergedError, Recipe, batch_indices, evaluate, to_device, train_steps
 
 TAPER_STATE = "taper.json"
 TAPER_TENSORS = "taper.pt"

@@ -1,7 +1,7 @@
 """The taper method as a Ray Tune function trainable: one run, one report per frontier point.
 
 :func:`taper_run` reads its options from ``config["taper"]`` (a sweep varies them per trial) and
-everything fixed for the search from the :class:`~trainables.trial.TrialSetup`. Each time the
+everything fixed for the search from the :class:`~prunetune.trainables.trial.TrialSetup`. Each time the
 tapering target crosses a level it reports the hardened, fine-tuned model with the same metrics
 as a searched trial (``accuracy``, ``loss``, ``cost/<key>``, ``rel/<key>``, ``meets/<key>``,
 ``feasible``, ``finetune_steps``) plus ``level``, ``gated_<cost>`` (the analytic cost at the hard
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from trainables.base import load_base
-from trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
-from trainables.train import Recipe, to_device
-from trainables.trial import (
+from prunetune.trainables.base import load_base
+from prunetune.trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
+from prunetune.trainables.train import Recipe, to_device
+from prunetune.trainables.trial import (
     TrialSetup,
     _data_on,
     _metrics,

@@ -2,7 +2,7 @@
 
 Split like torchvision's reference script: :func:`train_steps` (the loop), :func:`evaluate`,
 :func:`train_base` (the dense model, with a progress bar). Data sets here are small tensors
-already in memory (see ``trainables.data``), so batches are index slices: no per-epoch decoding
+already in memory (see ``prunetune.trainables.data``), so batches are index slices: no per-epoch decoding
 and no DataLoader worker start-up in short trials. On CUDA the step runs in bfloat16 autocast
 with channels-last memory, which needs no loss scaler.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from budgets.errors import PrunetuneError
+from prunetune.budgets.errors import PrunetuneError
 
 
 class DivergedError(RuntimeError):

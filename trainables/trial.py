@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
-from trainables.base import DataSpec, ModelSpec, build, load_base
-from trainables.groups import PruneSettings, PruningStructure, apply_profile
-from trainables.profiles import Profile
-from trainables.train import Recipe, evaluate, make_optimizer, to_device, train_steps
+from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
+from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
+from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
+from prunetune.trainables.profiles import Profile
+from prunetune.trainables.train import Recipe, evaluate, make_optimizer, to_device, train_steps
 
 PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "model.pt"

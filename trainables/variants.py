@@ -2,7 +2,7 @@
 
 The seed experiments (``prunetune experiment criteria``/``transfer``) evaluate the same
 profiles several ways in one Tune run. :func:`prune_and_finetune_variant` is the ordinary
-:func:`~trainables.trial.prune_and_finetune` with per-trial overrides read from the trial's
+:func:`~prunetune.trainables.trial.prune_and_finetune` with per-trial overrides read from the trial's
 config, so every variant prunes, fine-tunes, measures and checkpoints exactly like a search
 trial:
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from trainables.trial import TrialSetup, prune_and_finetune
+from prunetune.trainables.trial import TrialSetup, prune_and_finetune
 
 
 def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialSetup] | None = None) -> TrialSetup:

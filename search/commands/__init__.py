@@ -1,6 +1,6 @@
 """CLI subcommands: one module each, exposing ``register(subparsers)``.
 
-A module here sets ``func`` on its subparser; ``search.cli`` discovers every public module of
+A module here sets ``func`` on its subparser; ``prunetune.search.cli`` discovers every public module of
 this package, so adding a command is adding a file.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import local_ray_env, print_results
+from prunetune.search.commands import local_ray_env, print_results
 
 
 def register(sub) -> None:
@@ -22,13 +22,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.config import load_config
+    from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set)
     config = config.model_copy(update={"name": args.name or f"{config.name}-apply"})
     local_ray_env(config.address)
-    from search.apply import apply_profiles, format_applied
-    from search.library import load_profile
+    from prunetune.search.artifacts.apply import apply_profiles, format_applied
+    from prunetune.search.artifacts.library import load_profile
 
     profiles = [load_profile(path) for path in args.profile]
     outcome = apply_profiles(config, profiles)

@@ -23,8 +23,8 @@ def default_uri() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from budgets.errors import ConfigError
-    from search.compare import compare
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.tracking.compare import compare
 
     uri = args.tracking_uri or default_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():

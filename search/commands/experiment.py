@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import add_config_args, local_ray_env
+from prunetune.search.commands import add_config_args, local_ray_env
 
 
 def register(sub) -> None:
@@ -32,7 +32,7 @@ def _common(parser, profiles: int) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from search.config import load_config
+    from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set)
     config = config.model_copy(update={"name": args.name or f"{config.name}-{args.experiment}"})
@@ -48,9 +48,9 @@ def _print_files(outcome) -> None:
 
 def run_criteria(args: argparse.Namespace) -> int:
     config = _config(args)
-    from search.reproduce import CriteriaSettings, run_criteria as run
-    from search.reproduce.common import pm
-    from search.reproduce.criteria import verdict
+    from prunetune.search.reproduce import CriteriaSettings, run_criteria as run
+    from prunetune.search.reproduce.common import pm
+    from prunetune.search.reproduce.criteria import verdict
 
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     outcome = run(config, CriteriaSettings(criteria, args.seeds, args.profiles, tuple(args.profile)))
@@ -66,7 +66,7 @@ def run_criteria(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
-    from search.reproduce import TransferSettings, run_transfer as run
+    from prunetune.search.reproduce import TransferSettings, run_transfer as run
 
     settings = TransferSettings(args.other, args.profiles, args.top, not args.no_uniform, tuple(args.profile))
     outcome = run(config, settings)

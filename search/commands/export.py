@@ -38,8 +38,8 @@ def register(sub) -> None:
 
 
 def choose_trial(args: argparse.Namespace, experiment):
-    from budgets.errors import ConfigError
-    from search.results import best_trial, find_trial, parse_budget_filter, read_trials
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.store.trials import best_trial, find_trial, parse_budget_filter, read_trials
 
     trials = read_trials(experiment)
     if args.budget and not args.best:
@@ -50,8 +50,8 @@ def choose_trial(args: argparse.Namespace, experiment):
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.experiment import read_manifest
-    from search.export import export_trial
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.artifacts.export import export_trial
 
     manifest = read_manifest(args.results)
     trial = choose_trial(args, manifest.directory)
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace, manifest, result) -> None:
-    from search.model_registry import default_tracking_uri, register_export
-    from search.tracking import experiment_name
+    from prunetune.search.artifacts.model_registry import default_tracking_uri, register_export
+    from prunetune.search.tracking.tracker import experiment_name
 
     setup = manifest.setup()
     example = setup.data.load(setup.model.input_size).val_x[:2].float().numpy()

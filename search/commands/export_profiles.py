@@ -20,7 +20,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.library import export_profiles, load_profile
+    from prunetune.search.artifacts.library import export_profiles, load_profile
 
     for path in export_profiles(args.results, args.top, args.out, frontier=args.frontier):
         profile = load_profile(path)

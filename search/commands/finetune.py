@@ -24,9 +24,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.experiment import read_manifest
-    from search.finetune import finetune_trial
-    from search.results import find_trial, read_trials
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.artifacts.finetune import finetune_trial
+    from prunetune.search.store.trials import find_trial, read_trials
 
     manifest = read_manifest(args.results)
     trial = find_trial(read_trials(manifest.directory), args.trial)

@@ -19,8 +19,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from budgets import get_cost
-    from trainables import build_model, find_groups
+    from prunetune.budgets import get_cost
+    from prunetune.trainables import build_model, find_groups
 
     model = build_model(args.model, num_classes=args.num_classes, input_size=args.input_size, width=args.width)
     example = torch.randn(1, 3, args.input_size, args.input_size)

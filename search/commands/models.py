@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainables import model_names
+    from prunetune.trainables import model_names
 
     print("\n".join(model_names(args.pattern)))
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import local_ray_env
+from prunetune.search.commands import local_ray_env
 
 
 def register(sub) -> None:
@@ -20,16 +20,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from budgets.errors import ConfigError
-    from search.experiment import read_manifest
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.store.manifest import read_manifest
 
     manifest = read_manifest(args.results)
     address = args.address or manifest.config.address
     local_ray_env(address)
     from ray.tune import Tuner
 
-    from search.commands.search import print_outcome
-    from search.runner import from_manifest, run_search
+    from prunetune.search.commands.search import print_outcome
+    from prunetune.search.run.runner import from_manifest, run_search
 
     prepared = from_manifest(manifest, address=address)
     if not Tuner.can_restore(prepared.experiment_uri):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands import add_config_args, local_ray_env, print_results
+from prunetune.search.commands import add_config_args, local_ray_env, print_results
 
 
 def register(sub) -> None:
@@ -15,18 +15,18 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.config import load_config
+    from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
     local_ray_env(config.address)
-    from search.runner import prepare, run_search
+    from prunetune.search.run.runner import prepare, run_search
 
     prepared = prepare(config)
     if prepared.resume:
         print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
     how = f"{config.trials} trials with the {config.searcher.name} searcher"
     if config.method == "taper":
-        from search.tapering import taper_trial_count
+        from prunetune.search.run.taper import taper_trial_count
 
         how = f"{taper_trial_count(config)} taper run(s) through levels {config.taper.levels}"
     print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_outcome(prepared, outcome) -> None:
-    from search.frontier import format_table
-    from search.tracking import tracking_uri
+    from prunetune.search.store.frontier import format_table
+    from prunetune.search.tracking.tracker import tracking_uri
 
     cost = prepared.frontier_cost
     print()

@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.progress import read_progress
+    from prunetune.search.store.progress import read_progress
 
     progress = read_progress(args.results)
     done, errored = progress.having("done"), progress.having("errored")

@@ -13,7 +13,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.sync import sync
+    from prunetune.search.tracking.sync import sync
 
     result = sync(args.results, args.tracking_uri)
     points = f" and {_count(result.points, 'taper point')}" if result.points else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.commands import add_config_args
+from prunetune.search.commands import add_config_args
 
 
 def register(sub) -> None:
@@ -15,9 +15,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.config import load_config
-    from search.runner import specs
-    from trainables import ensure_base_checkpoint
+    from prunetune.search.config import load_config
+    from prunetune.search.run.runner import specs
+    from prunetune.trainables import ensure_base_checkpoint
 
     config = load_config(args.config, args.set)
     model, data, recipe = specs(config)

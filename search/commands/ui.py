@@ -20,8 +20,8 @@ def register(sub) -> None:
 
 def store(results: str) -> tuple[str, Path]:
     """The backend store URI and artifact folder for a results folder (or a URI as given)."""
-    from budgets.errors import ConfigError
-    from search.experiment import MANIFEST
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.store.manifest import MANIFEST
 
     if "://" in results:
         return results, Path("mlartifacts").resolve()
@@ -37,7 +37,7 @@ def ray_dashboard(address: str) -> str:
     """The dashboard URL of the Ray cluster at ``address``, or why there is none."""
     if address.startswith("http"):
         return address
-    from search.commands import local_ray_env
+    from prunetune.search.commands import local_ray_env
 
     local_ray_env(address)
     import ray

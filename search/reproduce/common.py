@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from budgets.errors import ConfigError
-from search.library import load_profile, model_groups
-from search.space import ProfileSpace
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.artifacts.library import load_profile, model_groups
+from prunetune.search.space import ProfileSpace
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"

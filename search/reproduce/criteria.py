@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from budgets.errors import ConfigError
-from search.config import SearchConfig
-from search.grid import check_new, finished, log_report, profile_key, run_grid
-from search.reproduce.common import REPORT_JSON, REPORT_MD, draw_profiles, library_profiles, mean_std, pm, pyplot, write_json
-from trainables import CRITERIA
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import SearchConfig
+from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
+from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, draw_profiles, library_profiles, mean_std, pm, pyplot, write_json
+from prunetune.trainables import CRITERIA
 
 METRICS = ("accuracy_pruned", "accuracy")
 
@@ -55,7 +55,7 @@ class CriteriaOutcome:
 
 
 def run_criteria(config: SearchConfig, settings: CriteriaSettings) -> CriteriaOutcome:
-    from search.runner import prepare
+    from prunetune.search.run.runner import prepare
 
     check_new(config)
     files = library_profiles(settings.files, config) if settings.files else None

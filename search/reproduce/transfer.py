@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from budgets.errors import ConfigError
-from search.config import SearchConfig
-from search.grid import check_new, finished, log_report, profile_key, run_grid
-from search.reproduce.common import REPORT_JSON, REPORT_MD, library_profiles, pyplot, write_json
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import SearchConfig
+from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
+from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, library_profiles, pyplot, write_json
 
 DEFAULT_LEVELS = (0.25, 0.5, 0.75, 1.0)
 
@@ -61,7 +61,7 @@ class TransferOutcome:
 
 def sampled_profiles(space, count: int, seed: int) -> list[dict[str, float]]:
     """``count`` profiles from the exhaustive searcher's sampled mode (fewer if the space is smaller)."""
-    from search.searchers import ExhaustiveSearcher
+    from prunetune.search.searchers import ExhaustiveSearcher
 
     searcher = ExhaustiveSearcher(space, seed=seed, mode="sampled")
     profiles = []
@@ -80,7 +80,7 @@ def uniform_profiles(space, levels: Sequence[float]) -> list[dict[str, float]]:
 
 
 def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOutcome:
-    from search.runner import prepare
+    from prunetune.search.run.runner import prepare
 
     first, second = config.data.name, settings.second(config.data.name)
     levels = tuple(config.space.levels or DEFAULT_LEVELS)

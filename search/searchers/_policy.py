@@ -117,7 +117,7 @@ def build_engine(settings, dims: tuple[int, int], seed: int, learner_state: dict
     """A local PPO-Lagrangian learner group (no Ray actors) and a synced sampling module.
 
     ``dims`` are the observation and action sizes; ``settings`` an
-    :class:`~search.searchers.rl.RLSettings`. Initial weights come from ``seed`` without
+    :class:`~prunetune.search.searchers.rl.RLSettings`. Initial weights come from ``seed`` without
     touching the global torch RNG; ``learner_state`` (from ``LearnerGroup.get_state``) is
     loaded into the freshly built group (``Learner.set_state`` may skip weights on a used one).
     Returns ``(learner_group, module, action_distribution_class)``.

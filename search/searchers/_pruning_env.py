@@ -1,7 +1,7 @@
 """The pruning "environment" the RL searcher's policy acts in: observations, the mapping from a
 raw policy action to a keep ratio, and AMC-style clipping to analytic budgets.
 
-Plain numpy over a :class:`~search.space.ProfileSpace`; no RLlib, no torch. An episode walks the
+Plain numpy over a :class:`~prunetune.search.space.ProfileSpace`; no RLlib, no torch. An episode walks the
 groups in the space's order (seed 1: one step per group), or decides every group at once
 (one-step mode); both go through :meth:`PruningEnv.decide`, so both are feasible by construction.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from search.space import RATIO_DECIMALS, GroupSpace, ProfileSpace
+from prunetune.search.space import RATIO_DECIMALS, GroupSpace, ProfileSpace
 
 GROUP_FEATURES = 8
 """Per-step observation: index, out channels, in channels, MACs share, mean of previous ratios,

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from budgets.errors import BudgetError, ConfigError
-from search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.budgets.errors import BudgetError, ConfigError
+from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
 
 
 @register_searcher("random")

@@ -1,6 +1,6 @@
 """The base class every prunetune searcher extends, and the searcher registry.
 
-A :class:`ProfileSearcher` is a Ray Tune ``Searcher`` over a :class:`~search.space.ProfileSpace`.
+A :class:`ProfileSearcher` is a Ray Tune ``Searcher`` over a :class:`~prunetune.search.space.ProfileSpace`.
 Subclasses implement :meth:`propose` (the next profile, ``None`` to wait, or ``FINISHED``) and
 optionally :meth:`observe` (learn from a finished trial). The base class keeps the bookkeeping
 (which trial got which profile) and persists ``get_state()`` atomically through Tune's
@@ -17,8 +17,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from budgets.errors import ConfigError
-from search.space import ProfileSpace
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.space import ProfileSpace
 
 _REGISTRY: dict[str, type[ProfileSearcher]] = {}
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from budgets.analytic import channels_kept
-from budgets.errors import ConfigError
-from search.searchers.base import ProfileSearcher, register_searcher, reject_options
-from search.space import ProfileSpace
+from prunetune.budgets.analytic import channels_kept
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.search.space import ProfileSpace
 
 ENUMERATION_LIMIT = 2_000_000
 """Largest product of levels enumerated exactly (about a second of vectorised evaluation)."""

@@ -8,7 +8,7 @@ Formulation (seed 1's, with our choices named):
 - **Observation** (per step): normalised group index, the group's channels, the previous
   group's kept channels (0 at the first group), the group's share of dense MACs from the
   analytic cost model (0 without one), the running mean of previous ratios, the group's lowest
-  ratio, its feasibility cap and the budget target. See :mod:`search.searchers._pruning_env`.
+  ratio, its feasibility cap and the budget target. See :mod:`prunetune.search.searchers._pruning_env`.
 - **Action.** A raw Gaussian sample over ``Box(-1, 1)``; the raw value is kept for the
   log-probability, we clip and map it onto the group's ratio range ourselves. The policy
   starts at the middle of every range with a standard deviation of ``init_std`` (default 0.3)
@@ -26,7 +26,7 @@ Formulation (seed 1's, with our choices named):
   batch's mean cost is above 0 and falls while below, after every policy update.
 - **Update.** RLlib PPO on the new API stack with a local learner (no Ray actors, no CPU taken
   from trials, ``torch.set_num_threads(1)`` during updates), and a custom module with a
-  separate cost value head (:mod:`search.searchers._policy`): policy advantage
+  separate cost value head (:mod:`prunetune.search.searchers._policy`): policy advantage
   ``(A_r - nu * A_c) / (1 + nu)``. One update every ``batch_episodes`` finished episodes.
   Without any black-box budget ``nu`` plays no part (plain PPO on the reward).
 - **Fidelity.** ``fidelity: [[0, 0], [0.33, 32], [0.66, 128]]`` gives each suggestion
@@ -47,10 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from budgets.errors import ConfigError
-from search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
-from search.searchers.base import ProfileSearcher, register_searcher, reject_options
-from search.space import ProfileSpace
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
+from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.search.space import ProfileSpace
 
 EPISODES = ("per_group", "one_step")
 REWARDS = ("accuracy", "target")
@@ -273,7 +273,7 @@ class RLSearcher(ProfileSearcher):
         import torch
         from ray.rllib.core import DEFAULT_MODULE_ID
 
-        from search.searchers._policy import to_episode
+        from prunetune.search.searchers._policy import to_episode
 
         learner_group, module, _ = self._policy()
         batch, self.ready = self.ready, []
@@ -320,7 +320,7 @@ class RLSearcher(ProfileSearcher):
     def _policy(self) -> tuple:
         """The learner group and sampling module, built on first use (and after unpickling)."""
         if self._engine is None:
-            from search.searchers._policy import build_engine
+            from prunetune.search.searchers._policy import build_engine
 
             one_step = self.settings.episode == "one_step"
             dims = (ONE_STEP_FEATURES, len(self.space)) if one_step else (GROUP_FEATURES, 1)

@@ -14,9 +14,9 @@ import random
 import pytest
 import torch
 
-from budgets import AnalyticCostModel, Term, channels_kept, get_cost
-from trainables import PruneSettings, Profile, apply_profile, build_model, extract_cost_model, target_channels
-from trainables.profiles import kept_channels
+from prunetune.budgets import AnalyticCostModel, Term, channels_kept, get_cost
+from prunetune.trainables import PruneSettings, Profile, apply_profile, build_model, extract_cost_model, target_channels
+from prunetune.trainables.profiles import kept_channels
 
 # (model, input size, width)
 FAMILIES = [

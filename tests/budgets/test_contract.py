@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from budgets import CostFunction, cost_names, get_cost
+from prunetune.budgets import CostFunction, cost_names, get_cost
 from tests.budgets.nets import tiny_cnn
 
 USER_FUNCTION = "tests.budgets.userfuncs:bias_count"

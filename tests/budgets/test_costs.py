@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from budgets import (
+from prunetune.budgets import (
     BudgetError,
     CallableCost,
     CostFunction,
@@ -16,7 +16,7 @@ from budgets import (
     get_cost,
     register_cost,
 )
-from budgets import costs as costs_module
+from prunetune.budgets import costs as costs_module
 
 
 def hand_net(*, inplace: bool = False) -> nn.Sequential:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from budgets import (
+from prunetune.budgets import (
     DEFAULT_COSTS,
     Budget,
     BudgetError,

@@ -77,7 +77,7 @@ def test_the_kuberay_job_runs_the_pinned_ray_and_project_image_on_gpu_workers():
 
 
 def test_the_kuberay_search_config_is_a_valid_prunetune_config_on_shared_storage():
-    from search.config import parse_config
+    from prunetune.search.config import parse_config
 
     config_map = next(d for d in _kuberay() if d["kind"] == "ConfigMap")
     config = parse_config(yaml.safe_load(config_map["data"]["search.yaml"]))

@@ -18,7 +18,7 @@ STUDY = "study-a"
 
 
 def prunetune(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

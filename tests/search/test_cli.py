@@ -10,7 +10,7 @@ import yaml
 
 
 def prunetune(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_inspect_resnet20_json_lists_groups_and_costs():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from search.compare import ComparedSearch, ComparedTrial, best_at, frontier_points, write_compare
+from prunetune.search.tracking.compare import ComparedSearch, ComparedTrial, best_at, frontier_points, write_compare
 
 
 def trial(name: str, accuracy: float, relative: float, order: int) -> ComparedTrial:

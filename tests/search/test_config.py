@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from budgets.errors import ConfigError, PrunetuneError
-from search.config import load_config, parse_config
+from prunetune.budgets.errors import ConfigError, PrunetuneError
+from prunetune.search.config import load_config, parse_config
 
 
 def test_defaults_make_a_complete_config():

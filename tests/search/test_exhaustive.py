@@ -7,11 +7,11 @@ import pickle
 
 import pytest
 
-from budgets import AnalyticCostModel, Term
-from budgets.errors import ConfigError
-from search.searchers import exhaustive
-from search.searchers.exhaustive import ExhaustiveSearcher
-from search.space import ProfileSpace
+from prunetune.budgets import AnalyticCostModel, Term
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.searchers import exhaustive
+from prunetune.search.searchers.exhaustive import ExhaustiveSearcher
+from prunetune.search.space import ProfileSpace
 
 CHANNELS = {"a": 8, "b": 16, "c": 8}
 LEVELS = (0.25, 0.5, 1.0)

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from search.config import parse_config
-from search.experiment import read_manifest, write_manifest
-from search.export import ExportError, StateDictFormat, export_trial, register_format
-from search.results import find_trial, read_trials
-from search.runner import prepare
-from trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
-from trainables.trial import _metrics, pruned_model
+from prunetune.search.config import parse_config
+from prunetune.search.store.manifest import read_manifest, write_manifest
+from prunetune.search.artifacts.export import ExportError, StateDictFormat, export_trial, register_format
+from prunetune.search.store.trials import find_trial, read_trials
+from prunetune.search.run.runner import prepare
+from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
+from prunetune.trainables.trial import _metrics, pruned_model
 
 REPO = Path(__file__).resolve().parents[2]
 # keep ratio per trial id; with the 60% MACs budget below, "half" and "small" are feasible
@@ -197,7 +197,7 @@ def test_an_artifact_whose_outputs_differ_is_an_error_and_is_removed(cifar_exp, 
 
 
 def prunetune(*args: str, cwd: Path | None = None, pre: str = "") -> subprocess.CompletedProcess:
-    code = f"import sys; {pre}from search.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = f"import sys; {pre}from prunetune.search.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # mlflow.set_tracking_uri sets it
     env["PYTHONWARNINGS"] = "ignore"
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
@@ -211,7 +211,7 @@ def best_feasible(experiment: Path, max_rel_macs: float = 1.0) -> str:
 
 
 def test_best_is_the_most_accurate_feasible_trial_then_the_cheapest(tmp_path):
-    from search.results import TrialInfo, best_trial, parse_budget_filter
+    from prunetune.search.store.trials import TrialInfo, best_trial, parse_budget_filter
 
     def trial(trial_id, accuracy, macs, feasible=1.0, source=None):
         metrics = {"accuracy": accuracy, "feasible": feasible, "cost/macs": macs, "rel/macs": macs / 100}

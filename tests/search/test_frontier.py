@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 import json
 
-from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
+from prunetune.search.store.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
 
 
 def _rec(tid, acc, macs, feasible=True):

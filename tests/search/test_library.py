@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from budgets.errors import ConfigError
-from search.library import FORMAT, VERSION, LibraryProfile, load_profile
-from trainables import ProfileError
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.artifacts.library import FORMAT, VERSION, LibraryProfile, load_profile
+from prunetune.trainables import ProfileError
 
 GROUPS = {"stem.0": 8, "layer1.0.conv1": 8, "layer2.0.conv1": 16}
 

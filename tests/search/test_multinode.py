@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.progress import kept_dir, snapshot_states
+from prunetune.search.store.progress import kept_dir, snapshot_states
 from tests.cluster_fixtures import env, ray_cluster  # noqa: F401  (module-scoped fixture)
 
 pytestmark = pytest.mark.integration
@@ -47,12 +47,12 @@ def _write(config: dict, tmp_path: Path) -> str:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env())
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env())
 
 
 def _driver(*args: str, cwd: Path) -> subprocess.Popen:
     log = open(cwd / "driver.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env())
+    return subprocess.Popen([sys.executable, "-m", "prunetune", *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env())
 
 
 def _reports(experiment: Path) -> dict[str, list[dict]]:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from budgets import BudgetError
-from search.config import parse_config
-from search.runner import prepare
+from prunetune.budgets import BudgetError
+from prunetune.search.config import parse_config
+from prunetune.search.run.runner import prepare
 
 
 def test_latency_budget_below_the_smallest_model_is_refused_before_anything_is_written(tiny_config, tmp_path):

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from search.reproduce.criteria import summarise, verdict
-from search.reproduce.transfer import TransferSettings, analyse
-from budgets.errors import ConfigError
-from trainables.trial import TrialSetup
-from trainables import DataSpec, ModelSpec, PruneSettings
-from trainables.variants import variant_setup
+from prunetune.search.reproduce.criteria import summarise, verdict
+from prunetune.search.reproduce.transfer import TransferSettings, analyse
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables.trial import TrialSetup
+from prunetune.trainables import DataSpec, ModelSpec, PruneSettings
+from prunetune.trainables.variants import variant_setup
 
 
 def entry(name: str, macs: float, a: float, b: float) -> dict:

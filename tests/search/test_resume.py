@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from budgets.errors import ConfigError
-from search.config import parse_config
-from search.runner import config_differences, local_storage, prepare
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import parse_config
+from prunetune.search.run.runner import config_differences, local_storage, prepare
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=dict(os.environ))
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=dict(os.environ))
 
 
 def test_config_differences_name_each_changed_key_but_not_the_address():
@@ -61,8 +61,8 @@ def _snapshot_set(directory: Path, trials: list[str], counter: int, session: str
 
 
 def test_a_cut_snapshot_is_put_back_from_the_last_whole_set(tmp_path):
-    from search.progress import snapshot_states
-    from search.snapshots import keep, repair
+    from prunetune.search.store.progress import snapshot_states
+    from prunetune.search.run.snapshots import keep, repair
 
     staging, experiment = tmp_path / "staging", tmp_path / "experiment"
     _snapshot_set(staging, ["aaaa"], 1)
@@ -76,7 +76,7 @@ def test_a_cut_snapshot_is_put_back_from_the_last_whole_set(tmp_path):
 
 
 def test_a_snapshot_copied_half_way_is_made_one_moment_again(tmp_path):
-    from search.snapshots import keep, repair
+    from prunetune.search.run.snapshots import keep, repair
 
     staging, experiment = tmp_path / "staging", tmp_path / "experiment"
     _snapshot_set(staging, ["aaaa", "bbbb"], 2)
@@ -93,8 +93,8 @@ def test_a_snapshot_copied_half_way_is_made_one_moment_again(tmp_path):
 
 
 def test_a_broken_set_never_replaces_a_whole_one(tmp_path):
-    from search.progress import kept_dir
-    from search.snapshots import keep
+    from prunetune.search.store.progress import kept_dir
+    from prunetune.search.run.snapshots import keep
 
     staging, experiment = tmp_path / "staging", tmp_path / "experiment"
     _snapshot_set(staging, ["aaaa"], 1)
@@ -114,7 +114,7 @@ def test_a_broken_set_never_replaces_a_whole_one(tmp_path):
 
 
 def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):
-    from search.snapshots import ABANDONED_DIR, set_aside_orphans
+    from prunetune.search.run.snapshots import ABANDONED_DIR, set_aside_orphans
 
     trial = json.dumps({"trial_id": "aaaa", "status": "TERMINATED"})
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": [[trial, "{}"]]}))

@@ -11,10 +11,10 @@ import pickle
 import numpy as np
 import pytest
 
-from budgets.analytic import AnalyticCostModel, Term
-from budgets.errors import ConfigError
-from search.searchers import RLSearcher, get_searcher
-from search.space import ProfileSpace
+from prunetune.budgets.analytic import AnalyticCostModel, Term
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.searchers import RLSearcher, get_searcher
+from prunetune.search.space import ProfileSpace
 
 FIDELITY = [[0, 0], [0.33, 32], [0.66, 128]]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from budgets.errors import BudgetError
-from search.config import parse_config
-from search.runner import prepare
+from prunetune.budgets.errors import BudgetError
+from prunetune.search.config import parse_config
+from prunetune.search.run.runner import prepare
 from tests.conftest import TINY
 
 

@@ -20,7 +20,7 @@ def _search(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(
-        [sys.executable, "-m", "search.cli", "search", str(path), *extra],
+        [sys.executable, "-m", "prunetune", "search", str(path), *extra],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},  # user cost functions live in tests/
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from budgets import AnalyticCostModel, Term
-from budgets.errors import ConfigError
-from search.searchers import get_searcher, searcher_names
-from search.space import ProfileSpace
+from prunetune.budgets import AnalyticCostModel, Term
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.searchers import get_searcher, searcher_names
+from prunetune.search.space import ProfileSpace
 
 # Options that make a searcher's proposals depend on its seed (exhaustive's default order is
 # fixed), so the determinism test can tell seeds apart.

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from budgets.errors import ConfigError
-from search.space import GroupSpace, ProfileSpace
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.space import GroupSpace, ProfileSpace
 
 
 def test_samples_stay_in_range_and_keep_a_channel():

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from budgets.errors import ConfigError
-from search.config import parse_config
-from search.tapering import taper_param_space, taper_trial_count
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import parse_config
+from prunetune.search.run.taper import taper_param_space, taper_trial_count
 
 
 def test_a_taper_sweep_becomes_one_grid_trial_per_combination():
@@ -41,11 +41,11 @@ def test_taper_config_mistakes_are_one_line_errors(taper, message):
 
 @pytest.mark.integration
 def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tmp_path):
-    from search.experiment import read_manifest
-    from search.results import read_trials
-    from budgets import get_cost
-    from trainables import rebuild_from_checkpoint
-    from trainables.trial import example_input
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.trials import read_trials
+    from prunetune.budgets import get_cost
+    from prunetune.trainables import rebuild_from_checkpoint
+    from prunetune.trainables.trial import example_input
 
     config = {
         **tiny_config,
@@ -56,7 +56,7 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
     path = tmp_path / "taper.yaml"
     path.write_text(yaml.safe_dump(config))
     out = subprocess.run(
-        [sys.executable, "-m", "search.cli", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [sys.executable, "-m", "prunetune", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "1 taper run(s) through levels [0.7, 0.5]" in out.stdout
@@ -77,14 +77,14 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
     searched = {**tiny_config, "name": "searched", "trials": 2, "tracking": {"experiment": "taper"}}
     path.write_text(yaml.safe_dump(searched))
     out = subprocess.run(
-        [sys.executable, "-m", "search.cli", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [sys.executable, "-m", "prunetune", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path, points)
     # Backfilled from disk into another store, the taper run brings the same points.
     other = f"sqlite:///{tmp_path / 'other.db'}"
     out = subprocess.run(
-        [sys.executable, "-m", "search.cli", "sync", str(experiment), "--tracking-uri", other],
+        [sys.executable, "-m", "prunetune", "sync", str(experiment), "--tracking-uri", other],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )
     assert out.returncode == 0 and f"synced 1 trial and {len(points)} taper points" in out.stdout, out.stderr[-2000:]
@@ -98,7 +98,7 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
 def _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path: Path, points: dict) -> None:
     import mlflow
 
-    from search.compare import load_searches
+    from prunetune.search.tracking.compare import load_searches
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("taper")

@@ -79,9 +79,9 @@ def test_frontier_artifacts_are_on_the_parent_run(mlflow_server, tracked_search,
 
 
 def test_restored_callback_resume_and_sync_reattach_without_duplicates(mlflow_server, tracked_search):
-    from search.experiment import read_manifest
-    from search.runner import from_manifest
-    from search.tracking_callback import tracking_callback
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.run.runner import from_manifest
+    from prunetune.search.tracking.callback import tracking_callback
 
     before_parent, before_children = runs_of(mlflow_server, "s1")
     # Tune pickles callbacks into its experiment state and unpickles them on Tuner.restore.
@@ -151,7 +151,7 @@ def test_ui_serves_an_embedded_store_with_its_artifacts(outage_search, tmp_path)
     port = free_port()
     log = tmp_path / "ui.log"
     with log.open("w") as sink:
-        ui = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", str(store), "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT)
+        ui = subprocess.Popen([sys.executable, "-m", "prunetune", "ui", str(store), "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, ui, log)

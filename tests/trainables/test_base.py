@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from budgets.errors import ConfigError
-from search.config import parse_config
-from search.runner import specs
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import parse_config
+from prunetune.search.run.runner import specs
 from tests.conftest import TINY
-from trainables import ensure_base_checkpoint, load_base
+from prunetune.trainables import ensure_base_checkpoint, load_base
 
 
 def test_base_checkpoint_is_trained_once_and_loads_weights_only(tiny_base):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from budgets.errors import ConfigError
-from trainables import data
-from trainables.data import DataSplits, dataset_names, load_dataset
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables import data
+from prunetune.trainables.data import DataSplits, dataset_names, load_dataset
 
 
 def _pixels(splits: DataSplits, x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from budgets import get_cost
-from trainables import CRITERIA, Profile, ProfileError, PruneSettings, apply_profile, build_model, find_groups
+from prunetune.budgets import get_cost
+from prunetune.trainables import CRITERIA, Profile, ProfileError, PruneSettings, apply_profile, build_model, find_groups
 
 X = torch.randn(1, 3, 16, 16)
 

@@ -8,9 +8,9 @@ import torch_pruning as tp
 import torchvision
 from torch import nn
 
-from budgets.errors import ConfigError
-from trainables import models
-from trainables.models import build_model, is_cifar_model, model_names, register_model
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables import models
+from prunetune.trainables.models import build_model, is_cifar_model, model_names, register_model
 
 CIFAR_MODELS = ["resnet20", "resnet32", "resnet56", "vgg11", "vgg16"]
 

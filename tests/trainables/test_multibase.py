@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from search.config import parse_config
-from search.runner import ensure_extra_bases, trial_setup, with_extra_bases
+from prunetune.search.config import parse_config
+from prunetune.search.run.runner import ensure_extra_bases, trial_setup, with_extra_bases
 from tests.conftest import TINY
-from trainables import Profile, Recipe
-from trainables.trial import accuracy_on, mean_over_bases
+from prunetune.trainables import Profile, Recipe
+from prunetune.trainables.trial import accuracy_on, mean_over_bases
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def two_bases(tmp_path_factory, tiny_base):
 
 
 def _profile(setup) -> Profile:
-    from trainables import find_groups
-    from trainables.trial import example_input, pruned_model
+    from prunetune.trainables import find_groups
+    from prunetune.trainables.trial import example_input, pruned_model
 
     model = pruned_model(setup, Profile({}), 10)
     return Profile({g.name: 0.8 for g in find_groups(model, example_input(setup))})
@@ -55,8 +55,8 @@ def test_the_reported_accuracy_is_the_mean_over_the_base_models(two_bases):
     ([{"data": {"name": "digitz"}}], "unknown data set 'digitz' in bases[0].data"),
 ])
 def test_base_list_mistakes_are_one_line_errors(bases, message, tmp_path):
-    from budgets.errors import ConfigError
-    from search.runner import prepare
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.run.runner import prepare
 
     with pytest.raises(ConfigError) as error:
         prepare(parse_config({**TINY, "bases": bases, "storage_path": str(tmp_path)}), show_progress=False)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainables import Profile, ProfileError, kept_channels
+from prunetune.trainables import Profile, ProfileError, kept_channels
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ import copy
 import pytest
 import torch
 
-from trainables import CRITERIA, Profile, PruneSettings, apply_profile, build_model, evaluate, load_base, train_steps
-from trainables.base import DataSpec, ModelSpec
-from trainables.groups import PruningStructure
-from trainables.train import Recipe
-from trainables.trial import TrialSetup, _data_on, base_structure, example_input, pruned_model
+from prunetune.trainables import CRITERIA, Profile, PruneSettings, apply_profile, build_model, evaluate, load_base, train_steps
+from prunetune.trainables.base import DataSpec, ModelSpec
+from prunetune.trainables.groups import PruningStructure
+from prunetune.trainables.train import Recipe
+from prunetune.trainables.trial import TrialSetup, _data_on, base_structure, example_input, pruned_model
 
 MODEL = ModelSpec("resnet20", 0.25, 8)
 HALF = {"stem.0": 0.5, "layer2.0.conv1": 0.5, "layer3.0.conv1": 0.25}
@@ -101,14 +101,14 @@ def test_zero_step_trials_in_one_reused_worker_report_what_their_checkpoint_hold
 
     import yaml
 
-    from search.experiment import read_manifest
-    from search.results import read_trials
-    from trainables import rebuild_from_checkpoint
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.trials import read_trials
+    from prunetune.trainables import rebuild_from_checkpoint
 
     config = {**tiny_config, "name": "zero", "trials": 2, "concurrency": 1, "finetune": {"steps": 0},
               "searcher": {"name": "random", "seed": 4}, "tracking": {"enabled": False}}
     (tmp_path / "zero.yaml").write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "search.cli", "search", str(tmp_path / "zero.yaml")],
+    out = subprocess.run([sys.executable, "-m", "prunetune", "search", str(tmp_path / "zero.yaml")],
                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     experiment = tmp_path / "results" / "zero"

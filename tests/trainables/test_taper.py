@@ -8,12 +8,12 @@ import copy
 import pytest
 import torch
 
-from budgets import get_cost
-from trainables import PruneSettings, Recipe, apply_profile, build_model, find_groups
-from trainables.gates import GroupGates, SoftCost, gate_points
-from trainables.profiles import Profile
-from trainables.structure import extract_cost_model
-from trainables.taper import Multiplier, TaperController, TaperRun, TaperSettings, hard_mask
+from prunetune.budgets import get_cost
+from prunetune.trainables import PruneSettings, Recipe, apply_profile, build_model, find_groups
+from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
+from prunetune.trainables.profiles import Profile
+from prunetune.trainables.structure import extract_cost_model
+from prunetune.trainables.taper import Multiplier, TaperController, TaperRun, TaperSettings, hard_mask
 
 SIZE = 8
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables import DivergedError, Recipe, evaluate, train_steps
-from trainables.train import make_optimizer
+from prunetune.trainables import DivergedError, Recipe, evaluate, train_steps
+from prunetune.trainables.train import make_optimizer
 
 
 def _problem():

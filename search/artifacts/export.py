@@ -29,10 +29,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from budgets import get_cost
-from budgets.errors import ConfigError, PrunetuneError
-from trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
-from trainables.trial import PROFILE_FILE
+from prunetune.budgets import get_cost
+from prunetune.budgets.errors import ConfigError, PrunetuneError
+from prunetune.trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
+from prunetune.trainables.trial import PROFILE_FILE
 
 VERIFY_BATCH = 64
 RELATIVE_TOLERANCE = 1e-4  # of the logits' largest magnitude: float reorderings, BN folding

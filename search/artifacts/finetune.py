@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from budgets.errors import ConfigError
-from search.results import FINETUNED_DIR, RESULT_FILE, TrialInfo
-from trainables import Profile, evaluate, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
-from trainables.train import to_device
-from trainables.trial import PROFILE_FILE
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.trials import FINETUNED_DIR, RESULT_FILE, TrialInfo
+from prunetune.trainables import Profile, evaluate, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
+from prunetune.trainables.train import to_device
+from prunetune.trainables.trial import PROFILE_FILE
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Interactive frontier plots (plotly, self-contained HTML that works offline) and the
 overlay of several searches' frontiers that ``prunetune compare`` draws.
 
-The static one-search plot lives in :mod:`search.frontier`; these add hover text (trial id,
+The static one-search plot lives in :mod:`prunetune.search.store.frontier`; these add hover text (trial id,
 profile) and several costs or searches in one file.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from search.frontier import TrialRecord, pareto
+from prunetune.search.store.frontier import TrialRecord, pareto
 
 
 def _hover(record: TrialRecord, cost: str) -> str:

@@ -14,10 +14,10 @@ from dataclasses import replace
 
 import torch
 
-from budgets import Budget, BudgetError
-from search.space import ProfileSpace
-from trainables import Profile, PruneSettings
-from trainables.trial import TrialSetup, example_input, pruned_model
+from prunetune.budgets import Budget, BudgetError
+from prunetune.search.space import ProfileSpace
+from prunetune.trainables import Profile, PruneSettings
+from prunetune.trainables.trial import TrialSetup, example_input, pruned_model
 
 # Latency is not monotone in principle (kernel tile effects) but the smallest model being too
 # slow means the budget is out of reach in practice; refuse it like a monotone cost.

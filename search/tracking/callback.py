@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.config import SearchConfig
-from search.tapering import trial_points
-from search.tracking import LocalState, SearchTracker, TrialSummary
+from prunetune.search.config import SearchConfig
+from prunetune.search.run.taper import trial_points
+from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class TrackingCallback(Callback):
 
 def tracking_callback(prepared) -> TrackingCallback:
     """The callback ``build_tuner`` adds for a prepared search (tracking enabled)."""
-    from search.tracking import experiment_name, fail_fast_http, tracking_uri
+    from prunetune.search.tracking.tracker import experiment_name, fail_fast_http, tracking_uri
 
     fail_fast_http()
     config = prepared.config

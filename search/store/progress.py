@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from search.experiment import read_manifest
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.manifest import read_manifest
 
 _RUNNING = {"RUNNING", "PAUSED"}
-# The last whole snapshot set (written by search.snapshots, which imports Ray): generation
+# The last whole snapshot set (written by prunetune.search.run.snapshots, which imports Ray): generation
 # folders under KEEP_DIR, the current one named in KEEP_DIR/CURRENT.
 KEEP_DIR = ".prunetune-snapshot"
 CURRENT = "CURRENT"
@@ -84,7 +84,7 @@ def kept_dir(directory: Path) -> Path | None:
 def newest_snapshot_blob(directory: Path) -> dict | None:
     """Tune's newest experiment snapshot, parsed (None before the first).
 
-    A snapshot cut short by a crash is read from its last whole copy (``search.snapshots``)."""
+    A snapshot cut short by a crash is read from its last whole copy (``prunetune.search.run.snapshots``)."""
     snapshots = sorted(directory.glob("experiment_state-*.json"))  # session timestamps sort
     if not snapshots:
         return None

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from budgets.errors import ConfigError
-from search.frontier import TrialRecord, pareto
-from search.results import TrialInfo, read_trials
-from trainables import Profile, ProfileError
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.frontier import TrialRecord, pareto
+from prunetune.search.store.trials import TrialInfo, read_trials
+from prunetune.trainables import Profile, ProfileError
 
 FORMAT = "prunetune-profile"
 VERSION = 1
@@ -139,8 +139,8 @@ def load_profile(path: str | Path) -> LibraryProfile:
 def model_groups(config) -> list[str]:
     """Group names of ``config``'s architecture (untrained: names do not depend on weights or
     the class count), so a profile is checked before any base model is trained."""
-    from search.runner import trial_setup
-    from trainables import build_model, example_input, find_groups
+    from prunetune.search.run.runner import trial_setup
+    from prunetune.trainables import build_model, example_input, find_groups
 
     model = config.model
     architecture = build_model(model.name, num_classes=10, input_size=model.input_size, width=model.width)
@@ -197,7 +197,7 @@ def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: s
 def export_profiles(experiment: str | Path, top: int, out: str | Path | None = None, *, frontier: bool = False) -> list[Path]:
     """Write the chosen trials of a finished search as library profiles into ``out``
     (default ``<experiment>/profiles/``); returns the files, best first."""
-    from search.experiment import read_manifest
+    from prunetune.search.store.manifest import read_manifest
 
     if top < 1:
         raise ConfigError(f"--top {top} must be at least 1")

@@ -12,10 +12,10 @@ import itertools
 import json
 from pathlib import Path
 
-from search.config import SearchConfig
-from search.frontier import TrialRecord
-from search.tracking import TrialSummary
-from trainables.trial import PROFILE_FILE
+from prunetune.search.config import SearchConfig
+from prunetune.search.store.frontier import TrialRecord
+from prunetune.search.tracking.tracker import TrialSummary
+from prunetune.trainables.trial import PROFILE_FILE
 
 
 def taper_param_space(config: SearchConfig) -> dict:

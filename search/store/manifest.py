@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from search.config import SearchConfig, parse_config
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import SearchConfig, parse_config
 
 MANIFEST = "prunetune.json"
 VERSION = 1
@@ -34,7 +34,7 @@ class Manifest:
         """The :class:`~trainables.TrialSetup` every trial of this search used."""
         from dataclasses import replace
 
-        from search.runner import trial_setup, with_extra_bases
+        from prunetune.search.run.runner import trial_setup, with_extra_bases
 
         setup = replace(trial_setup(self.config), base_checkpoint=self.base_checkpoint)
         return with_extra_bases(self.config, setup, self.extra_bases)

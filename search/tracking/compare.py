@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from search.tracking import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.tracking.tracker import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
@@ -139,7 +139,7 @@ def format_compare(table: dict[str, list[LevelBest]], cost: str) -> str:
 
 def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[str, Path]:
     """compare.png, compare.html (overlaid frontiers) and compare.csv/.json (the table)."""
-    from search.plots import compare_html, compare_png
+    from prunetune.search.store.plots import compare_html, compare_png
 
     out.mkdir(parents=True, exist_ok=True)
     curves = {s.label: frontier_points(s.trials) for s in searches}
@@ -195,7 +195,7 @@ def compare(uri: str, names: list[str], out: Path, cost: str | None = None) -> C
     """Load the searches ``names`` stand for, write the overlay and table, log a compare run."""
     from mlflow.tracking import MlflowClient
 
-    from search.tracking import fail_fast_http
+    from prunetune.search.tracking.tracker import fail_fast_http
 
     fail_fast_http()
     client = MlflowClient(tracking_uri=uri)

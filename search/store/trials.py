@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from trainables.trial import PROFILE_FILE, WEIGHTS_FILE
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
 RESULT_FILE = "result.json"
 FINETUNED_DIR = "finetuned"

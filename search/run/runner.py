@@ -14,18 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
-from budgets.errors import BudgetError, ConfigError
-from search.config import DataConfig, SearchConfig
-from search.experiment import write_manifest
-from search.reachable import check_measured_budgets
-from search.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
-from search.plots import frontier_html
-from search.searchers import get_searcher
-from search.space import ProfileSpace
-from search.tapering import is_taper_result, taper_param_space, taper_records
-from search.tracking import frontier_costs
-from trainables import (
+from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
+from prunetune.budgets.errors import BudgetError, ConfigError
+from prunetune.search.config import DataConfig, SearchConfig
+from prunetune.search.store.manifest import write_manifest
+from prunetune.search.run.reachable import check_measured_budgets
+from prunetune.search.store.frontier import TrialRecord, format_table, pareto, plot_frontier, write_frontier
+from prunetune.search.store.plots import frontier_html
+from prunetune.search.searchers import get_searcher
+from prunetune.search.space import ProfileSpace
+from prunetune.search.run.taper import is_taper_result, taper_param_space, taper_records
+from prunetune.search.tracking.tracker import frontier_costs
+from prunetune.trainables import (
     DataSpec,
     ModelSpec,
     PruneSettings,
@@ -223,7 +223,7 @@ def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
     """The search to resume when ``config``'s experiment already exists (same config), else None."""
     from ray.tune import Tuner
 
-    from search.experiment import MANIFEST, read_manifest
+    from prunetune.search.store.manifest import MANIFEST, read_manifest
 
     directory = storage / config.name
     if not directory.exists():
@@ -352,11 +352,11 @@ def build_callbacks(prepared: Prepared) -> list:
     """The Tune callbacks of a search, built anew for fresh and restored runs alike."""
     callbacks = []
     if not is_uri(prepared.config.storage_path):
-        from search.snapshots import SnapshotKeeper
+        from prunetune.search.run.snapshots import SnapshotKeeper
 
         callbacks.append(SnapshotKeeper(prepared.experiment_dir))
     if prepared.config.tracking.enabled:
-        from search.tracking_callback import tracking_callback
+        from prunetune.search.tracking.callback import tracking_callback
 
         callbacks.append(tracking_callback(prepared))
     return callbacks
@@ -368,7 +368,7 @@ def restore_tuner(prepared: Prepared):
     from ray import tune
 
     if not is_uri(prepared.config.storage_path):
-        from search.snapshots import ABANDONED_DIR, clear_stale_staging, repair, set_aside_orphans
+        from prunetune.search.run.snapshots import ABANDONED_DIR, clear_stale_staging, repair, set_aside_orphans
 
         repaired = repair(prepared.experiment_dir)
         if repaired:

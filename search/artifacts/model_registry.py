@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from budgets.errors import ConfigError
+from prunetune.budgets.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _log_model(result, name: str, example: np.ndarray):
     import mlflow
     from mlflow.models import infer_signature
 
-    from search.export import get_format
+    from prunetune.search.artifacts.export import get_format
 
     runner, loaded = get_format(result.format).load(result.path)
     output = runner(torch.from_numpy(example)).detach().numpy()
@@ -89,7 +89,7 @@ def _log_model(result, name: str, example: np.ndarray):
 
 
 def register_export(result, name: str, tracking_uri: str, experiment: str, example: np.ndarray) -> RegisteredExport:
-    """Log ``result`` (an :class:`~search.export.ExportResult`) and register it as ``name``.
+    """Log ``result`` (an :class:`~prunetune.search.artifacts.export.ExportResult`) and register it as ``name``.
 
     Sets this process's MLflow tracking URI to ``tracking_uri`` (MLflow's model logging reads
     the global one). ``example`` is a small input batch for the model's signature.
@@ -131,6 +131,6 @@ def _experiment_id(client, tracking_uri: str, experiment: str) -> str:
 
 def default_tracking_uri(manifest) -> str:
     """The search's own MLflow store (its experiment folder lies in the storage path)."""
-    from search.tracking import tracking_uri
+    from prunetune.search.tracking.tracker import tracking_uri
 
     return tracking_uri(manifest.config, manifest.directory.parent)

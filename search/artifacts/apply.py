@@ -2,7 +2,7 @@
 
 ``prunetune apply --profile FILE ... --config CONFIG`` trains (or loads) the config's base model
 exactly as ``prunetune search`` would, checks every profile fits its groups, then runs one Tune
-trial per profile (:func:`search.grid.run_grid`): prune with the config's criterion, fine-tune
+trial per profile (:func:`prunetune.search.run.grid.run_grid`): prune with the config's criterion, fine-tune
 with its recipe, measure accuracy and costs. The outcome is printed as a table and written to
 ``<experiment>/applied.json`` and ``applied.md``; trials are tracked in MLflow like a search's.
 """
@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from search.config import SearchConfig
-from search.grid import check_new, finished, log_report, profile_key, run_grid
-from search.library import LibraryProfile, model_groups
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.config import SearchConfig
+from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
+from prunetune.search.artifacts.library import LibraryProfile, model_groups
 
 APPLIED_JSON = "applied.json"
 APPLIED_MD = "applied.md"
@@ -56,7 +56,7 @@ def _names_unique(profiles: Sequence[LibraryProfile]) -> None:
 
 def apply_profiles(config: SearchConfig, profiles: Sequence[LibraryProfile]) -> ApplyOutcome:
     """Prune, fine-tune and measure each profile on ``config``'s base model (trained if needed)."""
-    from search.runner import prepare
+    from prunetune.search.run.runner import prepare
 
     if not profiles:
         raise ConfigError("no profile given; pass --profile FILE (repeatable)")

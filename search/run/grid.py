@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from budgets.errors import ConfigError
-from search.runner import SNAPSHOT_PERIOD_S, Prepared, build_callbacks, init_ray
-from search.experiment import write_manifest
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.run.runner import SNAPSHOT_PERIOD_S, Prepared, build_callbacks, init_ray
+from prunetune.search.store.manifest import write_manifest
 
 
 def profile_key(ratios: Mapping[str, float]) -> str:
@@ -28,7 +28,7 @@ def profile_key(ratios: Mapping[str, float]) -> str:
 def check_new(config) -> None:
     """A fixed run never resumes: an existing experiment of the same name is an error
     (checked before ``prepare``, which would otherwise offer to resume it)."""
-    from search.runner import local_storage
+    from prunetune.search.run.runner import local_storage
 
     directory = local_storage(config) / config.name
     if directory.exists():
@@ -38,11 +38,11 @@ def check_new(config) -> None:
 def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Mapping[str, Any] | None = None,
              bases: Mapping[str, Any] | None = None) -> list:
     """One Tune trial per combination of ``grid``'s values (``profile`` among them), run with
-    :func:`~trainables.variants.prune_and_finetune_variant` on ``prepared``'s setup (``bases``:
+    :func:`~prunetune.trainables.variants.prune_and_finetune_variant` on ``prepared``'s setup (``bases``:
     other setups a trial's ``base`` key selects). Returns Tune's results, errored ones included."""
     from ray import tune
 
-    from trainables.variants import prune_and_finetune_variant
+    from prunetune.trainables.variants import prune_and_finetune_variant
 
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     config = prepared.config
@@ -92,7 +92,7 @@ def log_report(prepared: Prepared, files: Sequence[Path]) -> str | None:
     returns the run id, or None when tracking is off or MLflow is unreachable (a warning)."""
     if not prepared.config.tracking.enabled:
         return None
-    from search.tracking import LocalState, TrackingUnavailable, tracking_uri
+    from prunetune.search.tracking.tracker import LocalState, TrackingUnavailable, tracking_uri
 
     uri = tracking_uri(prepared.config, prepared.storage)
     run_id = LocalState.load(prepared.experiment_dir).parent_runs.get(uri)

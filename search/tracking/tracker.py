@@ -3,7 +3,7 @@
 Where runs go: ``tracking.tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else the
 embedded SQLite store ``<storage>/mlflow.db`` (artifacts in ``<storage>/mlartifacts``), so a
 first search needs no server. Only the driver talks to MLflow (through
-:class:`~search.tracking_callback.TrackingCallback` during a search, or :func:`search.sync.sync`
+:class:`~prunetune.search.tracking.callback.TrackingCallback` during a search, or :func:`prunetune.search.tracking.sync.sync`
 afterwards): trials on remote workers need no tracking access.
 
 :class:`SearchTracker` is idempotent, so a resumed search or a repeated ``prunetune sync``
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.config import SearchConfig
-from search.frontier import TrialRecord, pareto, plot_frontier, write_frontier
+from prunetune.search.config import SearchConfig
+from prunetune.search.store.frontier import TrialRecord, pareto, plot_frontier, write_frontier
 
 log = logging.getLogger("prunetune.tracking")
 
@@ -394,7 +394,7 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
 def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str) -> dict[str, Path]:
     """frontier.csv/.json (first cost), frontier.png (first cost), frontier-<cost>.png for the
     other costs, and one interactive frontier.html with a plot per cost."""
-    from search.plots import frontier_html
+    from prunetune.search.store.plots import frontier_html
 
     directory.mkdir(parents=True, exist_ok=True)
     files = write_frontier(pareto(records, costs[0]), costs[0], directory)

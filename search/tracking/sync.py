@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from budgets.errors import ConfigError
-from search.experiment import read_manifest
-from search.tapering import point_summaries
-from search.tracking import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
-from search.results import taper_points
+from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.manifest import read_manifest
+from prunetune.search.run.taper import point_summaries
+from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
+from prunetune.search.store.trials import taper_points
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from search.progress import CURRENT, KEEP_DIR, kept_dir, newest_snapshot_blob
+from prunetune.search.store.progress import CURRENT, KEEP_DIR, kept_dir, newest_snapshot_blob
 
 ABANDONED_DIR = ".prunetune-abandoned"
 PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
@@ -109,7 +109,7 @@ def set_aside_orphans(directory: str | Path) -> list[str]:
     A trial started after the last snapshot that reached storage is unknown to the restored
     search (and to its searcher): its work is redone by a new trial, and its folder would
     otherwise sit beside the real ones, half finished, for ever."""
-    from search.progress import snapshot_states
+    from prunetune.search.store.progress import snapshot_states
 
     directory = Path(directory)
     moved = []
@@ -157,7 +157,7 @@ def clear_stale_staging(directory: str | Path) -> list[str]:
     know; their names. Tune's restored run syncs that folder up to the experiment folder, and
     would bring back a trial set aside by :func:`set_aside_orphans` (an empty ``result.json``
     beside the real trials)."""
-    from search.progress import snapshot_states
+    from prunetune.search.store.progress import snapshot_states
 
     staging = stale_staging(directory)
     if staging is None:
