@@ -24,6 +24,13 @@ RESULT_FILE = "result.json"
 FINETUNED_DIR = "finetuned"
 
 
+def last_line(text: object, default: str = "failed (no reason given)") -> str:
+    """The last non-blank line of an error (its text, or an exception): the one-line reason a
+    trial ended with, as the CLI, ``status``, MLflow and the reports show it."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else default
+
+
 @dataclass(frozen=True)
 class TrialInfo:
     """One trial's last report, its profile and the checkpoint that report carried."""

@@ -1,0 +1,76 @@
+"""The few places prunetune reaches past Ray Tune's public API, in one adapter.
+
+Ray 2.60 has no public way to do these four things, and each is needed:
+
+- give a restored Tuner fresh callbacks (``Tuner.restore`` takes no ``run_config``; Tune
+  unpickles the callbacks as they were when the search started): :func:`replace_callbacks`;
+- find the staging folder a killed driver's snapshot came from (a restored run on the same
+  Ray session reuses it): :func:`snapshot_staging_dir`;
+- find the staging folder the running driver writes its snapshots to:
+  :func:`driver_staging_dir`;
+- read every report with a checkpoint that a running trial has made so far (a taper run's
+  frontier points, before the trial ends): :func:`reported_checkpoints`.
+
+Each function fails loudly, with :class:`RayInternalsChanged` naming what moved, instead of
+misbehaving quietly, and ``tests/search/test_ray_compat.py`` exercises every one against the
+installed Ray, so an upgrade that breaks one fails there first. Ray is imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class RayInternalsChanged(RuntimeError):
+    """An internal of Ray Tune that prunetune relies on is gone or changed shape."""
+
+    def __init__(self, what: str, err: Exception | None = None):
+        import ray
+
+        detail = f": {type(err).__name__}: {err}" if err else ""
+        super().__init__(f"Ray {ray.__version__} changed {what}{detail}; prunetune supports Ray 2.60 (see search/ray_compat.py)")
+
+
+def replace_callbacks(tuner, callbacks: list) -> None:
+    """Make a restored ``tuner`` run with ``callbacks`` instead of the unpickled ones."""
+    try:
+        tuner._local_tuner.get_run_config().callbacks = callbacks
+    except AttributeError as err:
+        raise RayInternalsChanged("Tuner._local_tuner.get_run_config()", err) from err
+
+
+def driver_staging_dir(trial) -> Path:
+    """The driver-side staging folder Tune writes its experiment snapshots to."""
+    try:
+        return Path(trial.storage.experiment_driver_staging_path)
+    except AttributeError as err:
+        raise RayInternalsChanged("Trial.storage.experiment_driver_staging_path", err) from err
+
+
+def snapshot_staging_dir(trial_data: list) -> Path | None:
+    """The staging folder of the driver that wrote an experiment snapshot, on this machine in
+    the Ray session this process is connected to; ``trial_data`` is the snapshot's
+    ``trial_data`` list. None when Ray is not initialised or the snapshot holds no trial."""
+    import cloudpickle
+    import ray
+
+    if not ray.is_initialized() or not trial_data:
+        return None
+    try:
+        trial = json.loads(trial_data[0][0])
+        storage = cloudpickle.loads(bytes.fromhex(trial["storage"]["value"]))
+        return Path(storage.experiment_driver_staging_path)
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as err:
+        raise RayInternalsChanged("the experiment snapshot's trial storage", err) from err
+
+
+def reported_checkpoints(trial) -> list[tuple[dict[str, Any], Any]]:
+    """``(metrics, checkpoint)`` for every report with a checkpoint that ``trial`` has made so
+    far (Tune keeps all of them unless ``CheckpointConfig.num_to_keep`` is set), oldest first."""
+    try:
+        results = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+        return [(r.metrics, r.checkpoint) for r in results]
+    except AttributeError as err:
+        raise RayInternalsChanged("Trial.run_metadata.checkpoint_manager.best_checkpoint_results", err) from err
