@@ -48,7 +48,7 @@ def search_config(args, storage: Path):
 def through_tune(prepared) -> float:
     """Wall time of ``Tuner.fit`` for the whole search."""
     from prunetune.search.store.manifest import write_manifest
-    from prunetune.search.run.runner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
+    from prunetune.search.run.tuner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
 
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S  # what run_search sets
     init_ray(None, num_cpus=prepared.config.concurrency)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     args.finetune_steps = 0
     import ray
 
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = prepare(search_config(args, Path(tmp)), show_progress=False)

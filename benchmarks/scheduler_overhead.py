@@ -4,10 +4,10 @@ Both sides run the same no-op trial function (it reports one trial-shaped result
 ``--trials`` times, with 1 CPU per trial, ``--concurrency`` trials at a time and reused actors.
 
 - *bare*: ``tune.Tuner`` with the no-op trainable, basic variant generation, Tune's defaults.
-- *prunetune*: the Tuner that ``prunetune.search.run.runner.build_tuner`` assembles for a real search (the
+- *prunetune*: the Tuner that ``prunetune.search.run.tuner.build_tuner`` assembles for a real search (the
   random searcher behind a ConcurrencyLimiter, the snapshot keeper callback, the CLI reporter,
   trial naming) with only the trial function swapped through its ``trainable`` argument, and
-  the experiment snapshot period ``run_search`` sets (``prunetune.search.run.runner.SNAPSHOT_PERIOD_S``). Run once
+  the experiment snapshot period ``run_search`` sets (``prunetune.search.run.tuner.SNAPSHOT_PERIOD_S``). Run once
   with MLflow tracking off and once with it on (the default: one MLflow run per trial, SQLite).
 
 All sides share one Ray session (start-up excluded) and alternate order over ``--repeats``;
@@ -58,7 +58,8 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
 
     from prunetune.search.config import parse_config
     from prunetune.search.store.manifest import write_manifest
-    from prunetune.search.run.runner import SNAPSHOT_PERIOD_S, build_tuner, prepare
+    from prunetune.search.run.prepare import prepare
+    from prunetune.search.run.tuner import SNAPSHOT_PERIOD_S, build_tuner
 
     config = parse_config({
         "name": name, "storage_path": str(storage), "trials": trials, "concurrency": concurrency,

@@ -52,7 +52,8 @@ def _config(args, overrides: dict | None = None, checkpoint: str | None = None):
 
 def problem(args):
     """The search space (largest-share groups free, the rest fixed at 1.0) and trial setup."""
-    from prunetune.search.run.runner import build_space, specs, trial_setup
+    from prunetune.search.run.prepare import build_space
+    from prunetune.search.setup import specs, trial_setup
     from prunetune.trainables import ensure_base_checkpoint
 
     model, data, recipe = specs(_config(args))

@@ -25,7 +25,7 @@ def _setup(steps: int, directory: Path):
     from dataclasses import replace
 
     from prunetune.search.config import parse_config
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     config = parse_config({
         "name": "overhead", "storage_path": str(directory),

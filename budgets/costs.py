@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from prunetune.budgets.errors import BudgetError
+from prunetune.budgets.registry import Registry
 
 __all__ = [
     "CallableCost",
@@ -78,7 +79,9 @@ class CostFunction(abc.ABC):
 
 
 _C = TypeVar("_C", bound=type[CostFunction])
-_REGISTRY: dict[str, type[CostFunction]] = {}
+COSTS: Registry[type[CostFunction]] = Registry(
+    "cost", error=BudgetError, hint=", or a user function given as 'module:function'"
+)
 
 
 def register_cost(name: str) -> Callable[[_C], _C]:
@@ -91,18 +94,24 @@ def register_cost(name: str) -> Callable[[_C], _C]:
         raise ValueError(f"cost name {name!r} must be non-empty and contain no ':'")
 
     def decorate(cls: _C) -> _C:
-        if name in _REGISTRY:
-            raise ValueError(f"cost {name!r} is already registered by {_REGISTRY[name]!r}")
         cls.name = name
-        _REGISTRY[name] = cls
+        COSTS.add(name, cls)
         return cls
 
     return decorate
 
 
+def _builtins() -> Registry[type[CostFunction]]:
+    """The cost registry with every built-in cost in it (the measured ones, which need the
+    timing code, register when their module is first imported)."""
+    import prunetune.budgets._measured  # noqa: F401  (registers latency, peak_memory)
+
+    return COSTS
+
+
 def cost_names() -> list[str]:
     """The registered cost names, sorted."""
-    return sorted(_REGISTRY)
+    return _builtins().names()
 
 
 def get_cost(name: str, **options: Any) -> CostFunction:
@@ -114,12 +123,7 @@ def get_cost(name: str, **options: Any) -> CostFunction:
     """
     if ":" in name:
         return CallableCost(path=name, options=options)
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise BudgetError(
-            f"unknown cost {name!r}; valid costs: {', '.join(cost_names())}, "
-            "or a user function given as 'module:function'"
-        )
+    cls = _builtins().get(name)
     _check_options(cls, options)
     return cls(**options)
 

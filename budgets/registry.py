@@ -4,8 +4,8 @@ criteria, export formats and search methods.
 A :class:`Registry` maps names to objects (classes, factories, loaders). ``register(name)`` is a
 decorator; ``get(name)`` raises the registry's project error naming the valid choices (and the
 closest ones, for a typo); ``names(pattern)`` lists them, optionally filtered by an fnmatch
-pattern. One duplicate rule everywhere: a name is registered once; registering another object
-under a taken name is an error, so two plug-ins cannot silently replace each other.
+pattern. One duplicate rule everywhere: a name is registered once; registering it again is a
+:class:`DuplicateName` error, so two plug-ins cannot silently replace each other.
 
 It lives in ``budgets`` because that package imports nothing of ours, so every package can use
 it; it imports nothing heavy.
@@ -21,6 +21,10 @@ from typing import Generic, TypeVar
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 
 T = TypeVar("T")
+
+
+class DuplicateName(ConfigError, ValueError):
+    """A name registered twice: a plug-in's mistake, reported like a user's (one line)."""
 
 
 class Registry(Generic[T]):
@@ -46,12 +50,11 @@ class Registry(Generic[T]):
         return decorate
 
     def add(self, name: str, obj: T) -> None:
-        """Register ``obj`` as ``name``; a name taken by another object is a ConfigError."""
+        """Register ``obj`` as ``name``; a name already taken is a :class:`DuplicateName`."""
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{self.kind} name {name!r} is invalid: give a non-empty string")
-        existing = self._items.get(name)
-        if existing is not None and existing is not obj:
-            raise ConfigError(f"{self.kind} {name!r} is already registered ({existing!r}); pick another name")
+        if name in self._items:
+            raise DuplicateName(f"{self.kind} {name!r} is already registered ({self._items[name]!r}); pick another name")
         self._items[name] = obj
 
     def get(self, name: str) -> T:

@@ -56,7 +56,7 @@ def _names_unique(profiles: Sequence[LibraryProfile]) -> None:
 
 def apply_profiles(config: SearchConfig, profiles: Sequence[LibraryProfile]) -> ApplyOutcome:
     """Prune, fine-tune and measure each profile on ``config``'s base model (trained if needed)."""
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     if not profiles:
         raise ConfigError("no profile given; pass --profile FILE (repeatable)")

@@ -139,7 +139,7 @@ def load_profile(path: str | Path) -> LibraryProfile:
 def model_groups(config) -> list[str]:
     """Group names of ``config``'s architecture (untrained: names do not depend on weights or
     the class count), so a profile is checked before any base model is trained."""
-    from prunetune.search.run.runner import trial_setup
+    from prunetune.search.setup import trial_setup
     from prunetune.trainables import build_model, example_input, find_groups
 
     model = config.model

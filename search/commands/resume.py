@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from ray.tune import Tuner
 
     from prunetune.search.commands.search import print_outcome
-    from prunetune.search.run.runner import from_manifest, run_search
+    from prunetune.search.run.prepare import from_manifest
+    from prunetune.search.run.tuner import run_search
 
     prepared = from_manifest(manifest, address=address)
     if not Tuner.can_restore(prepared.experiment_uri):

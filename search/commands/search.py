@@ -19,16 +19,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
     local_ray_env(config.address)
-    from prunetune.search.run.runner import prepare, run_search
+    from prunetune.search.run import prepare, run_search
 
     prepared = prepare(config)
     if prepared.resume:
         print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
-    how = f"{config.trials} trials with the {config.searcher.name} searcher"
-    if config.method == "taper":
-        from prunetune.search.run.taper import taper_trial_count
-
-        how = f"{taper_trial_count(config)} taper run(s) through levels {config.taper.levels}"
+    how = prepared.method.describe(config)
     print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
     outcome = run_search(prepared)
     print_outcome(prepared, outcome)

@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prunetune.search.config import load_config
-    from prunetune.search.run.runner import specs
+    from prunetune.search.setup import specs
     from prunetune.trainables import ensure_base_checkpoint
 
     config = load_config(args.config, args.set)

@@ -55,7 +55,7 @@ class CriteriaOutcome:
 
 
 def run_criteria(config: SearchConfig, settings: CriteriaSettings) -> CriteriaOutcome:
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     check_new(config)
     files = library_profiles(settings.files, config) if settings.files else None

@@ -80,7 +80,7 @@ def uniform_profiles(space, levels: Sequence[float]) -> list[dict[str, float]]:
 
 
 def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOutcome:
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     first, second = config.data.name, settings.second(config.data.name)
     levels = tuple(config.space.levels or DEFAULT_LEVELS)

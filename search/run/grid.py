@@ -2,21 +2,21 @@
 
 ``prunetune apply`` and the seed experiments evaluate profiles chosen up front, possibly under
 several variants (criteria, seeds, base models). :func:`run_grid` gives Tune that list as a
-grid ``param_space`` and reuses the search's pieces (trainable, resources, MLflow tracking
-callback, manifest), so each profile is an ordinary trial with the usual checkpoint, child run
+grid ``param_space`` and reuses the search's pieces (the Tuner assembly, trainable resources, MLflow
+tracking callback, manifest), so each profile is an ordinary trial with the usual checkpoint, child run
 and report. :func:`log_report` attaches a report's files to the run's MLflow parent run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.search.run.runner import SNAPSHOT_PERIOD_S, Prepared, build_callbacks, init_ray
+from prunetune.search.run.prepare import Prepared, local_storage
+from prunetune.search.run.tuner import make_tuner, split_results, start, with_resources
 from prunetune.search.store.manifest import write_manifest
 
 
@@ -28,8 +28,6 @@ def profile_key(ratios: Mapping[str, float]) -> str:
 def check_new(config) -> None:
     """A fixed run never resumes: an existing experiment of the same name is an error
     (checked before ``prepare``, which would otherwise offer to resume it)."""
-    from prunetune.search.run.runner import local_storage
-
     directory = local_storage(config) / config.name
     if directory.exists():
         raise ConfigError(f"results {directory} already exist; choose another --name or remove that folder")
@@ -44,46 +42,26 @@ def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Ma
 
     from prunetune.trainables.variants import prune_and_finetune_variant
 
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     config = prepared.config
-    init_ray(config.address)
+    start(prepared)
     write_manifest(prepared)
-    trainable = tune.with_resources(
-        tune.with_parameters(prune_and_finetune_variant, setup=prepared.setup, bases=dict(bases or {})),
-        {"cpu": config.resources.cpu, "gpu": config.resources.gpu},
-    )
+    trainable = with_resources(prepared, prune_and_finetune_variant, bases=dict(bases or {}))
     space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion, **dict(fixed or {})}
     if "base" in grid:  # the data set is the base's: which one is in the trial's ``base``
         space.pop("data")
     space.update({key: tune.grid_search(list(values)) for key, values in grid.items()})
-    name = lambda trial: f"trial_{trial.trial_id}"  # noqa: E731 - the search's folder names
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(
-            metric="accuracy", mode="max", reuse_actors=True, max_concurrent_trials=config.concurrency,
-            trial_name_creator=name, trial_dirname_creator=name,
-        ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            storage_path=prepared.storage_uri,
-            callbacks=build_callbacks(prepared),
-            failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            verbose=1,
-        ),
-    )
+    tuner = make_tuner(prepared, trainable, space, {"max_concurrent_trials": config.concurrency})
     return list(tuner.fit())
 
 
 def finished(results: Sequence) -> tuple[list[dict], dict[str, str]]:
     """The last report (with its ``config``) of every finished trial, and errored trials' reasons."""
-    rows, errors = [], {}
-    for result in results:
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        if result.error is not None:
-            errors[trial_id] = str(result.error).strip().splitlines()[-1]
-        elif result.metrics and "feasible" in result.metrics:
-            rows.append({**result.metrics, "config": result.config, "checkpoint": result.checkpoint.path if result.checkpoint else None})
+    done, errors = split_results(results)
+    rows = [
+        {**result.metrics, "config": result.config, "checkpoint": result.checkpoint.path if result.checkpoint else None}
+        for result in done
+        if result.metrics and "feasible" in result.metrics
+    ]
     return rows, errors
 
 

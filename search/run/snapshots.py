@@ -27,6 +27,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from prunetune.search import ray_compat
+
 from prunetune.search.store.progress import CURRENT, KEEP_DIR, kept_dir, newest_snapshot_blob
 
 ABANDONED_DIR = ".prunetune-abandoned"
@@ -133,23 +135,11 @@ def _unknown_trials(folder: Path, known: dict[str, str]) -> list[Path]:
 
 def stale_staging(directory: str | Path) -> Path | None:
     """The staging folder of the driver that wrote the snapshot, if it is on this machine in
-    the Ray session this process is connected to (a restored run reuses it; Tune's trials
-    carry its timestamp). None when Ray is not initialised or no trial is in the snapshot."""
-    import cloudpickle
-    import ray
-    from ray.train.constants import _get_ray_train_session_dir
-
+    the Ray session this process is connected to (a restored run reuses it). None when Ray is
+    not initialised or no trial is in the snapshot."""
     blob = newest_snapshot_blob(Path(directory))
-    if not ray.is_initialized() or not blob or not blob.get("trial_data"):
-        return None
-    try:
-        trial = json.loads(blob["trial_data"][0][0])
-        storage = cloudpickle.loads(bytes.fromhex(trial["storage"]["value"]))
-        timestamp = storage._timestamp
-    except Exception:  # noqa: BLE001 - a snapshot from another Tune version: nothing to clear
-        return None
-    staging = Path(_get_ray_train_session_dir(), timestamp, Path(directory).name, "driver_artifacts")
-    return staging if staging.is_dir() else None
+    staging = ray_compat.snapshot_staging_dir((blob or {}).get("trial_data") or [])
+    return staging if staging is not None and staging.is_dir() else None
 
 
 def clear_stale_staging(directory: str | Path) -> list[str]:
@@ -177,7 +167,7 @@ class SnapshotKeeper(Callback):
         self._seen: int | None = None
 
     def _keep_if_new(self, trials: list) -> None:
-        staging = Path(trials[0].storage.experiment_driver_staging_path) if trials else None
+        staging = ray_compat.driver_staging_dir(trials[0]) if trials else None
         state = newest(staging, PATTERNS[0]) if staging and staging.is_dir() else None
         if state is None or not self.directory.is_dir():
             return

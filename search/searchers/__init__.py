@@ -1,10 +1,23 @@
 """Searchers by name: ``get_searcher("random")``, ``"exhaustive"``, ``"rl"``; importing this package
-registers them."""
+registers them. Importing it loads neither torch nor Ray (the RL searcher loads RLlib when its
+policy is first used); ``prunetune.search.run.tune_searcher`` hands a searcher to Tune."""
 
-from prunetune.search.searchers import _random  # noqa: F401  (registers "random")
-from prunetune.search.searchers._random import RandomSearcher
-from prunetune.search.searchers.exhaustive import ExhaustiveSearcher  # registers "exhaustive"
-from prunetune.search.searchers.rl import RLSearcher  # registers "rl"
-from prunetune.search.searchers.base import ProfileSearcher, get_searcher, register_searcher, searcher_names
+from prunetune.search.searchers._random import RandomOptions, RandomSearcher  # registers "random"
+from prunetune.search.searchers.base import SEARCHERS, ProfileSearcher, SearcherOptions, get_searcher, register_searcher, searcher_names
+from prunetune.search.searchers.exhaustive import ExhaustiveOptions, ExhaustiveSearcher  # registers "exhaustive"
+from prunetune.search.searchers.rl import RLSearcher, RLSettings  # registers "rl"
 
-__all__ = ["ExhaustiveSearcher", "ProfileSearcher", "RLSearcher", "RandomSearcher", "get_searcher", "register_searcher", "searcher_names"]
+__all__ = [
+    "SEARCHERS",
+    "ExhaustiveOptions",
+    "ExhaustiveSearcher",
+    "ProfileSearcher",
+    "RLSearcher",
+    "RLSettings",
+    "RandomOptions",
+    "RandomSearcher",
+    "SearcherOptions",
+    "get_searcher",
+    "register_searcher",
+    "searcher_names",
+]

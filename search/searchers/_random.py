@@ -5,9 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from prunetune.budgets.errors import BudgetError, ConfigError
-from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.budgets.errors import BudgetError
+from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
+
+
+class RandomOptions(SearcherOptions):
+    """``searcher.options`` of ``random``."""
+
+    max_attempts: int = Field(1000, ge=1, strict=True)  # rejected draws in a row before giving up
 
 
 @register_searcher("random")
@@ -24,13 +31,11 @@ class RandomSearcher(ProfileSearcher):
     profiles an uninterrupted one would have drawn next.
     """
 
-    def __init__(self, space, *, seed: int = 0, metric: str = "accuracy", mode: str = "max",
-                 max_attempts: int = 1000, **options):
-        reject_options("random", options, ("max_attempts",))
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"searcher option max_attempts={max_attempts!r} must be a whole number >= 1")
-        super().__init__(space, seed=seed, metric=metric, mode=mode)
-        self.max_attempts = max_attempts
+    Options = RandomOptions
+
+    def __init__(self, space, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+        super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
+        self.max_attempts = self.options.max_attempts
         self.rng = np.random.default_rng(seed)
         self.rejected = 0  # draws rejected by the analytic limits, over the whole search
 

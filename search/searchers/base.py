@@ -1,9 +1,13 @@
 """The base class every prunetune searcher extends, and the searcher registry.
 
-A :class:`ProfileSearcher` is a Ray Tune ``Searcher`` over a :class:`~prunetune.search.space.ProfileSpace`.
-Subclasses implement :meth:`propose` (the next profile, ``None`` to wait, or ``FINISHED``) and
-optionally :meth:`observe` (learn from a finished trial). The base class keeps the bookkeeping
-(which trial got which profile) and persists ``get_state()`` atomically through Tune's
+A :class:`ProfileSearcher` proposes profiles over a :class:`~prunetune.search.space.ProfileSpace`
+with the shape of Ray Tune's ``Searcher`` contract (``suggest``, ``on_trial_complete``,
+``save``/``restore``, ``set_search_properties``) but imports neither Ray nor torch, so searchers
+test in milliseconds; :class:`~prunetune.search.run.tune_searcher.TuneSearcher` hands one to
+Tune. Subclasses implement :meth:`propose` (the next profile, ``None`` to wait, or
+``FINISHED``) and optionally :meth:`observe` (learn from a finished trial), and declare their
+``searcher.options`` as a pydantic model, :attr:`ProfileSearcher.Options`. The base class keeps
+the bookkeeping (which trial got which profile) and persists ``get_state()`` atomically through
 ``save``/``restore``, so a restored search continues warm instead of starting cold.
 """
 
@@ -12,20 +16,23 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, get_args
 
-from ray.tune.search import Searcher
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.registry import Registry
 from prunetune.search.space import ProfileSpace
 
-_REGISTRY: dict[str, type[ProfileSearcher]] = {}
+SEARCHERS: Registry[type[ProfileSearcher]] = Registry("searcher", hint=" (config key `searcher.name`)")
 
 
 def register_searcher(name: str) -> Callable[[type[ProfileSearcher]], type[ProfileSearcher]]:
+    """Class decorator: make a :class:`ProfileSearcher` subclass available as ``name``."""
+
     def decorate(cls: type[ProfileSearcher]) -> type[ProfileSearcher]:
-        _REGISTRY[name] = cls
+        SEARCHERS.add(name, cls)
         cls.registry_name = name
         return cls
 
@@ -33,41 +40,75 @@ def register_searcher(name: str) -> Callable[[type[ProfileSearcher]], type[Profi
 
 
 def searcher_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return SEARCHERS.names()
 
 
 def get_searcher(name: str) -> type[ProfileSearcher]:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown searcher {name!r}; choose one of {', '.join(searcher_names())}")
-    return _REGISTRY[name]
+    """The searcher class registered as ``name``; an unknown name is a ConfigError."""
+    return SEARCHERS.get(name)
 
 
-def reject_options(name: str, options: dict[str, Any], accepted: tuple[str, ...]) -> None:
-    """A ConfigError naming options searcher ``name`` does not take (``searcher.options``)."""
-    if options:
-        raise ConfigError(
-            f"searcher {name!r} got unknown option(s) {', '.join(sorted(options))} in searcher.options; "
-            f"it accepts: {', '.join(accepted) or 'none'}"
-        )
+class SearcherOptions(BaseModel):
+    """Base of a searcher's ``searcher.options``: unknown keys are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ProfileSearcher(Searcher):
+_CONSTRAINTS = {"greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
+                "less_than_equal": "must be <= {le}", "less_than": "must be < {lt}",
+                "int_type": "must be a whole number", "float_type": "must be a number"}
+
+
+def describe_options_error(name: str, options_cls: type[BaseModel], err: ValidationError) -> str:
+    """One line for the first problem in searcher ``name``'s options: the option, the bad
+    value and what is allowed."""
+    error = err.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        accepted = ", ".join(options_cls.model_fields) or "none"
+        return f"searcher {name!r} got unknown option {key!r} in searcher.options; it accepts: {accepted}"
+    field = options_cls.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+    if error["type"] == "literal_error" and field is not None:
+        choices = ", ".join(str(c) for c in get_args(field.annotation))
+        return f"searcher {name!r} option {key}={error.get('input')!r} is not one of {choices}"
+    template = _CONSTRAINTS.get(error["type"])
+    message = template.format(**error.get("ctx", {})) if template else error["msg"].removeprefix("Value error, ")
+    return f"searcher {name!r} option {key}={error.get('input')!r}: {message}"
+
+
+class ProfileSearcher:
     """Base of all profile searchers: bookkeeping plus warm save/restore."""
 
     registry_name = "base"
     unique_proposals = False  # True: never proposes one profile twice (the contract suite checks)
+    FINISHED: ClassVar[str] = "FINISHED"  # Ray Tune's Searcher.FINISHED: the search is over
+    Options: ClassVar[type[SearcherOptions]] = SearcherOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max"):
-        super().__init__(metric=metric, mode=mode)
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = "accuracy", mode: str | None = "max",
+                 options: Mapping[str, Any] | None = None):
+        self.options = self.parse_options(options or {})
+        self.metric = metric
+        self.mode = mode
         self.space = space
         self.seed = seed
         self.pending: dict[str, dict[str, float]] = {}
         self.completed = 0
 
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any]) -> SearcherOptions:
+        """``searcher.options`` validated by :attr:`Options`; a bad one is a one-line ConfigError
+        (run before anything of a search is written)."""
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"searcher.options must be a mapping of option names to values, got {options!r}")
+        try:
+            return cls.Options.model_validate(dict(options))
+        except ValidationError as err:
+            raise ConfigError(describe_options_error(cls.registry_name, cls.Options, err)) from None
+
     # -- what subclasses implement -------------------------------------------------------
     def propose(self, trial_id: str) -> dict[str, Any] | None | str:
         """The next trial's config additions (at least ``{"profile": {...}}``), ``None`` to
-        wait for running trials, or ``Searcher.FINISHED``."""
+        wait for running trials, or :attr:`FINISHED`."""
         raise NotImplementedError
 
     def observe(self, trial_id: str, config: dict[str, Any], result: dict | None, error: bool) -> None:
@@ -80,9 +121,19 @@ class ProfileSearcher(Searcher):
         pass
 
     # -- the Tune Searcher contract ----------------------------------------------------
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        """Tune passes the run's metric and mode (and ``num_samples`` in ``spec``); a searcher
+        given its own keeps them. Returns True: the properties were taken."""
+        self.metric = self.metric or metric
+        self.mode = self.mode or mode
+        return True
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """An intermediate report; profile searchers learn from final results only."""
+
     def suggest(self, trial_id: str) -> dict | None | str:
         config = self.propose(trial_id)
-        if config is None or config == Searcher.FINISHED:
+        if config is None or config == self.FINISHED:
             return config
         self.pending[trial_id] = config
         return config

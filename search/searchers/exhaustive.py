@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from prunetune.budgets.analytic import channels_kept
 from prunetune.budgets.errors import ConfigError
-from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import ProfileSpace
 
 ENUMERATION_LIMIT = 2_000_000
@@ -48,7 +49,14 @@ ENUMERATION_LIMIT = 2_000_000
 _CHUNK = 1 << 16
 _ESTIMATE_DRAWS = 20_000
 _MAX_REJECTIONS = 100_000  # sampled search of a huge product: draws without a new profile
-MODES = ("full", "sampled")
+
+
+class ExhaustiveOptions(SearcherOptions):
+    """``searcher.options`` of ``exhaustive``: ``mode`` full (enumeration order) or sampled
+    (a seeded permutation), and the most feasible profiles a full search may have."""
+
+    mode: Literal["full", "sampled"] = "full"
+    max_profiles: int = Field(10_000, ge=1, strict=True)
 
 
 @register_searcher("exhaustive")
@@ -56,20 +64,15 @@ class ExhaustiveSearcher(ProfileSearcher):
     """Proposes each feasible profile of a discrete space once; see the module docstring."""
 
     unique_proposals = True
+    Options = ExhaustiveOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, mode: str = "full", max_profiles: int = 10_000,
-                 metric: str = "accuracy", **options: Any):
-        # ``mode`` is the option of the config (full | sampled); the searcher always maximises
-        # ``metric``, and Tune may still set its direction through set_search_properties.
-        reject_options("exhaustive", options, ("mode", "max_profiles"))
-        if mode not in MODES:
-            raise ConfigError(f"exhaustive searcher option mode={mode!r}; choose one of {', '.join(MODES)}")
-        if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
-            raise ConfigError(f"exhaustive searcher option max_profiles={max_profiles!r} must be a whole number >= 1")
-        super().__init__(space, seed=seed, metric=metric, mode="max")
-        search_mode = mode
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", **options: Any):
+        # ``mode`` among the options is the search order (full | sampled); the searcher always
+        # maximises ``metric``.
+        super().__init__(space, seed=seed, metric=metric, mode="max", options=options)
+        search_mode = self.options.mode
         self.search_mode = search_mode
-        self.max_profiles = max_profiles
+        self.max_profiles = self.options.max_profiles
         self.levels = _levels(space)
         self.radices = tuple(len(levels) for levels in self.levels)
         self.product = math.prod(self.radices)

@@ -42,79 +42,47 @@ learner group. Errored trials keep their pending entry so ``resume_errored`` can
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
-from prunetune.search.searchers.base import ProfileSearcher, register_searcher, reject_options
+from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import ProfileSpace
 
-EPISODES = ("per_group", "one_step")
-REWARDS = ("accuracy", "target")
-
-
-@dataclass(frozen=True)
-class RLSettings:
+class RLSettings(SearcherOptions):
     """The RL searcher's options (``searcher.options`` in a search config)."""
 
-    episode: str = "per_group"
-    batch_episodes: int = 8
-    num_epochs: int = 10
-    minibatch_size: int | None = None  # None: the whole batch
-    lr: float = 1e-3
+    episode: Literal["per_group", "one_step"] = "per_group"
+    batch_episodes: int = Field(8, ge=1, strict=True)
+    num_epochs: int = Field(10, ge=1, strict=True)
+    minibatch_size: int | None = Field(None, ge=1, strict=True)  # None: the whole batch
+    lr: float = Field(1e-3, gt=0)
     hidden: tuple[int, ...] = (32, 32)
-    init_std: float = 0.3  # of the ratio range
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    dual_lr: float = 0.1
-    init_multiplier: float = 1.0
-    reward: str = "accuracy"
+    init_std: float = Field(0.3, gt=0)  # of the ratio range
+    gamma: float = Field(0.99, ge=0, le=1)
+    gae_lambda: float = Field(0.95, ge=0, le=1)
+    clip: float = Field(0.2, gt=0)
+    dual_lr: float = Field(0.1, gt=0)
+    init_multiplier: float = Field(1.0, gt=0)
+    reward: Literal["accuracy", "target"] = "accuracy"
     target: float = 0.5
-    beta: float = 1.0
+    beta: float = Field(1.0, gt=0)
     target_cost: str = "macs"
     fidelity: tuple[tuple[float, int], ...] = ()
-    max_trials: int | None = None
+    max_trials: int | None = Field(None, ge=1, strict=True)
 
-    def __post_init__(self) -> None:
-        _choice("episode", self.episode, EPISODES)
-        _choice("reward", self.reward, REWARDS)
-        for name in ("batch_episodes", "num_epochs"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ConfigError(f"searcher option {name}={getattr(self, name)!r} must be an integer >= 1")
-        for name in ("lr", "init_std", "dual_lr", "init_multiplier", "beta", "clip"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"searcher option {name}={getattr(self, name)!r} must be a number > 0")
-        if self.fidelity and (self.fidelity[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(self.fidelity, self.fidelity[1:]))):
-            raise ConfigError(
-                f"searcher option fidelity={[list(f) for f in self.fidelity]} must list [fraction, steps] pairs "
-                "with increasing fractions starting at 0, e.g. [[0, 0], [0.33, 32], [0.66, 128]]"
-            )
-
+    @field_validator("fidelity")
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> RLSettings:
-        valid = tuple(f.name for f in fields(cls))
-        reject_options("rl", {k: v for k, v in options.items() if k not in valid}, valid)
-        values = dict(options)
-        try:
-            if "hidden" in values:
-                values["hidden"] = tuple(int(h) for h in values["hidden"])
-            if values.get("fidelity"):
-                values["fidelity"] = tuple((float(start), int(steps)) for start, steps in values["fidelity"])
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"searcher options hidden={options.get('hidden')!r} / fidelity={options.get('fidelity')!r}: "
-                "hidden is a list of layer sizes, fidelity a list of [fraction, steps] pairs"
-            ) from None
-        return cls(**values)
-
-
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"searcher option {name}={value!r} is not one of {', '.join(allowed)}")
+    def _increasing(cls, fidelity: tuple[tuple[float, int], ...]) -> tuple[tuple[float, int], ...]:
+        if fidelity and (fidelity[0][0] != 0 or any(a[0] >= b[0] for a, b in zip(fidelity, fidelity[1:]))):
+            raise ValueError(
+                f"fidelity={[list(f) for f in fidelity]} must list [fraction, steps] pairs with increasing "
+                "fractions starting at 0, e.g. [[0, 0], [0.33, 32], [0.66, 128]]"
+            )
+        return fidelity
 
 
 def _softplus(x: float) -> float:
@@ -132,9 +100,11 @@ class RLSearcher(ProfileSearcher):
     ``updates`` counts policy updates, ``multiplier`` is the current Lagrange multiplier.
     """
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options):
-        super().__init__(space, seed=seed, metric=metric, mode=mode)
-        self.settings = RLSettings.from_options(options)
+    Options = RLSettings
+
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+        super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
+        self.settings: RLSettings = self.options
         target = self.settings.target if self.settings.reward == "target" else None
         self.env = PruningEnv(space, target=target)
         self.rng = np.random.default_rng(seed)

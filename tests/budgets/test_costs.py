@@ -124,7 +124,7 @@ def test_unknown_cost_lists_valid_names_and_import_paths() -> None:
 
 
 def test_register_cost_adds_a_name_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(costs_module, "_REGISTRY", dict(costs_module._REGISTRY))
+    monkeypatch.setattr(costs_module.COSTS, "_items", dict(costs_module.COSTS._items))
 
     @register_cost("depth")
     class Depth(CostFunction):

@@ -4,7 +4,7 @@ import pytest
 
 from prunetune.budgets import BudgetError
 from prunetune.search.config import parse_config
-from prunetune.search.run.runner import prepare
+from prunetune.search.run.prepare import prepare
 
 
 def test_latency_budget_below_the_smallest_model_is_refused_before_anything_is_written(tiny_config, tmp_path):

@@ -16,7 +16,7 @@ import yaml
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
-from prunetune.search.run.runner import config_differences, local_storage, prepare
+from prunetune.search.run.prepare import config_differences, local_storage, prepare
 
 REPO = Path(__file__).resolve().parents[2]
 

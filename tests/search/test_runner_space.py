@@ -7,7 +7,7 @@ import pytest
 
 from prunetune.budgets.errors import BudgetError
 from prunetune.search.config import parse_config
-from prunetune.search.run.runner import prepare
+from prunetune.search.run.prepare import prepare
 from tests.conftest import TINY
 
 

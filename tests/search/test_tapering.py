@@ -12,16 +12,17 @@ import yaml
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
-from prunetune.search.run.taper import taper_param_space, taper_trial_count
+from prunetune.search.run.methods import get_method
 
 
 def test_a_taper_sweep_becomes_one_grid_trial_per_combination():
     config = parse_config({"method": "taper", "taper": {"sweep": {"rate": [0.001, 0.003], "tolerance": [0.0, 0.01]}}})
-    space = taper_param_space(config)
+    taper = get_method("taper")
+    space = taper.param_space(config)
     assert space["method"] == "taper"
     assert space["taper"]["rate"] == {"grid_search": [0.001, 0.003]}
     assert space["taper"]["levels"] == [0.75, 0.5, 0.3]
-    assert taper_trial_count(config) == 4
+    assert taper.trial_count(config) == 4
 
 
 @pytest.mark.parametrize(

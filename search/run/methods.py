@@ -1,0 +1,149 @@
+"""Search methods by name (``method:`` in a config): how a search's trials are made and read.
+
+- ``search`` (the default): a profile searcher (``searcher:``) proposes one profile per trial;
+  each trial prunes the base model to it, fine-tunes briefly and reports once at the end.
+- ``taper``: one trial per combination of the taper sweep (``taper.sweep``); each walks down the
+  budget levels and every report, with its own checkpoint, is a frontier point (docs/taper.md).
+
+A :class:`Method` says what each trial runs, how Tune makes the trials, how many there are and
+which frontier points a finished trial gives; the Tuner assembly
+(:func:`~prunetune.search.run.tuner.make_tuner`) is the same for all. A new method is a
+subclass registered with ``@METHODS.register(name)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from prunetune.budgets.registry import Registry
+from prunetune.search.config import SearchConfig
+from prunetune.search.store.frontier import TrialRecord
+
+
+class Method:
+    """How a search runs on Tune. Stateless: one instance serves any number of searches."""
+
+    name = "base"
+
+    def check(self, config: SearchConfig) -> None:
+        """Raise a project error for a setting of ``config`` this method cannot run; called
+        before anything is written."""
+
+    def trainable(self) -> Callable:
+        """The Tune function every trial of this method runs (with a ``setup`` parameter)."""
+        raise NotImplementedError
+
+    def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tune's ``param_space`` and the TuneConfig settings that make the trials."""
+        raise NotImplementedError
+
+    def trial_count(self, config: SearchConfig) -> int:
+        raise NotImplementedError
+
+    def describe(self, config: SearchConfig) -> str:
+        """What the search will run, for the line printed before it starts."""
+        raise NotImplementedError
+
+    def frontier_cost(self, config: SearchConfig) -> str:
+        """The cost key the frontier is drawn against."""
+        raise NotImplementedError
+
+    def records(self, result, trial_id: str) -> list[TrialRecord]:
+        """The frontier points of one finished Tune result (none for a trial that stopped
+        before its final report)."""
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("search method", hint=" (config key `method`)")
+
+
+def get_method(name: str) -> Method:
+    """The method registered as ``name``; an unknown name is a ConfigError listing them."""
+    return METHODS.get(name)()
+
+
+@METHODS.register("search")
+class ProfileSearch(Method):
+    """A searcher's profiles, one trial each, behind Tune's ConcurrencyLimiter."""
+
+    name = "search"
+
+    def check(self, config: SearchConfig) -> None:
+        from prunetune.search.searchers import get_searcher
+
+        get_searcher(config.searcher.name).parse_options(config.searcher.options)
+
+    def trainable(self) -> Callable:
+        from prunetune.trainables import prune_and_finetune
+
+        return prune_and_finetune
+
+    def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        from ray.tune.search import ConcurrencyLimiter
+
+        from prunetune.search.run.tune_searcher import TuneSearcher
+        from prunetune.search.searchers import get_searcher
+
+        config = prepared.config
+        searcher = get_searcher(config.searcher.name)(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+        space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion}
+        limited = ConcurrencyLimiter(TuneSearcher(searcher), max_concurrent=config.concurrency)
+        return space, {"search_alg": limited, "num_samples": config.trials}
+
+    def trial_count(self, config: SearchConfig) -> int:
+        return config.trials
+
+    def describe(self, config: SearchConfig) -> str:
+        return f"{config.trials} trials with the {config.searcher.name} searcher"
+
+    def frontier_cost(self, config: SearchConfig) -> str:
+        return config.budgets[0].key if config.budgets else "macs"
+
+    def records(self, result, trial_id: str) -> list[TrialRecord]:
+        if not result.metrics or "feasible" not in result.metrics:
+            return []
+        checkpoint = result.checkpoint.path if result.checkpoint else None
+        return [TrialRecord.from_metrics(trial_id, result.metrics, result.config["profile"], checkpoint)]
+
+
+@METHODS.register("taper")
+class TaperSweep(Method):
+    """One tapering run per combination of ``taper.sweep``; every level it reports is a point."""
+
+    name = "taper"
+
+    def trainable(self) -> Callable:
+        from prunetune.trainables import taper_run
+
+        return taper_run
+
+    def param_space(self, config: SearchConfig) -> dict[str, Any]:
+        """``{"taper": options}`` with every swept option a ``tune.grid_search``: one trial
+        per combination of the sweep's values."""
+        from ray import tune
+
+        options = config.taper.settings()
+        options.update({name: tune.grid_search(list(values)) for name, values in config.taper.sweep.items()})
+        return {"model": config.model.name, "data": config.data.name, "method": self.name, "taper": options}
+
+    def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.param_space(prepared.config), {"num_samples": 1, "max_concurrent_trials": prepared.config.concurrency}
+
+    def trial_count(self, config: SearchConfig) -> int:
+        return len(list(itertools.product(*config.taper.sweep.values()))) if config.taper.sweep else 1
+
+    def describe(self, config: SearchConfig) -> str:
+        return f"{self.trial_count(config)} taper run(s) through levels {config.taper.levels}"
+
+    def frontier_cost(self, config: SearchConfig) -> str:
+        return config.taper.cost
+
+    def records(self, result, trial_id: str) -> list[TrialRecord]:
+        """One record per level, named ``<trial id>@<level>``, with that report's profile and
+        checkpoint."""
+        from prunetune.search.tracking.points import point_summaries, read_profile
+
+        reports = [(m, read_profile(c), c.path) for c, m in result.best_checkpoints or [] if "level" in m]
+        return [point.record() for point in point_summaries(trial_id, reports)]

@@ -1,0 +1,243 @@
+"""Everything that can fail because of the user's config, before a file is written or Ray runs.
+
+:func:`prepare` checks names and options, loads the data, derives the profile space with its
+exact cost model (refusing budgets no profile can meet), trains or loads the base model and
+measures the dense model's costs: a :class:`Prepared` search. An experiment of the same name
+and config is prepared for resuming instead (``Prepared.resume``);
+:func:`~prunetune.search.run.tuner.run_search` then runs it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
+from prunetune.budgets.errors import BudgetError, ConfigError
+from prunetune.search.config import SearchConfig
+from prunetune.search.run.methods import Method, get_method
+from prunetune.search.run.reachable import check_measured_budgets
+from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
+from prunetune.search.space import ProfileSpace
+from prunetune.search.store.manifest import MANIFEST, read_manifest
+from prunetune.trainables import (
+    CostModelError,
+    TrialSetup,
+    build_model,
+    dataset_names,
+    ensure_base_checkpoint,
+    example_input,
+    extract_cost_model,
+    find_groups,
+    load_base,
+)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated search, ready to run."""
+
+    config: SearchConfig
+    setup: TrialSetup
+    space: ProfileSpace
+    dense_costs: dict[str, float]
+    storage: Path
+    num_classes: int
+    resume: bool = False  # the experiment exists: run_search continues it via Tuner.restore
+
+    @property
+    def experiment_dir(self) -> Path:
+        return self.storage / self.config.name
+
+    @property
+    def storage_uri(self) -> str:
+        """Where Tune writes trials: the configured ``s3://``/``gs://`` URI or local folder."""
+        return self.config.storage_path if is_uri(self.config.storage_path) else str(self.storage)
+
+    @property
+    def experiment_uri(self) -> str:
+        return experiment_uri(self.config, self.storage)
+
+    @property
+    def method(self) -> Method:
+        return get_method(self.config.method)
+
+    @property
+    def frontier_cost(self) -> str:
+        return self.method.frontier_cost(self.config)
+
+
+def _check_names(config: SearchConfig) -> None:
+    method = get_method(config.method)
+    method.check(config)  # e.g. the searcher's name and options, before anything is written
+    for where, data in [("data", config.data)] + [(f"bases[{i}].data", b.data) for i, b in enumerate(config.bases) if b.data]:
+        if data.name not in dataset_names():
+            raise ConfigError(f"unknown data set {data.name!r} in {where}; choose one of {', '.join(dataset_names())}")
+    for index, extra in enumerate(config.bases):
+        if extra.checkpoint and not Path(extra.checkpoint).is_file():
+            raise ConfigError(f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one")
+    # Building raises the registry's error (with close matches) for a bad name or width.
+    build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
+
+
+def analytic_limits(budgets: Sequence[Budget], cost_model: AnalyticCostModel) -> dict[str, float]:
+    """Absolute limits of the budgets the cost model computes exactly (``macs``, ``params``),
+    keyed by cost key; a relative budget's limit is ``max`` times the dense model's cost."""
+    dense = cost_model.dense()
+    return {b.key: b.limit(dense[b.cost]) for b in budgets if b.cost in ANALYTIC_COSTS and not b.options}
+
+
+def check_reachable(space: ProfileSpace, budgets: Sequence[Budget]) -> None:
+    """A BudgetError for an analytic budget that no profile of ``space`` can meet."""
+    smallest = space.min_costs()
+    dense = space.cost_model.dense() if space.cost_model else {}
+    for budget in budgets:
+        limit = space.limits.get(budget.key)
+        if limit is None or smallest[budget.key] <= limit * (1 + 1e-9):
+            continue
+        reach = smallest[budget.key] / dense[budget.key]
+        raise BudgetError(
+            f"budget {budget.label} cannot be met: with every group at its smallest ratio the model "
+            f"still has {smallest[budget.key]:,.0f} {budget.key} ({reach:.1%} of dense), above the limit "
+            f"{limit:,.0f}; raise the budget's max to at least {reach:.4g} (relative) or "
+            f"{smallest[budget.key]:,.0f} (absolute), or lower space.low (or the smallest space.levels)"
+        )
+
+
+def build_space(config: SearchConfig, num_classes: int) -> ProfileSpace:
+    """The profile space of ``config``'s model, with its exact analytic cost model and the
+    analytic budgets' limits; a budget below the smallest reachable cost is a BudgetError.
+
+    Needs only the architecture (costs do not depend on weights), so it runs before the base
+    model is trained and before any file is written. A model the cost model cannot represent
+    exactly gets a space without one (a warning): its budgets are then checked by trials only.
+    """
+    spec, _, _ = specs(config)
+    sample = example_input(trial_setup(config))
+    architecture = build_model(spec.name, num_classes=num_classes, input_size=spec.input_size, width=spec.width)
+    channels = {g.name: g.channels for g in find_groups(architecture, sample)}
+    try:
+        cost_model = extract_cost_model(architecture, sample)
+    except CostModelError as err:
+        warnings.warn(f"no exact cost model for {spec.name} ({err}); profiles are not screened", stacklevel=2)
+        cost_model = None
+    space = ProfileSpace.build(
+        channels,
+        low=config.space.low,
+        high=config.space.high,
+        levels=config.space.levels,
+        overrides=config.space.overrides,
+        round_to=config.prune.round_to,
+        min_channels=config.prune.min_channels,
+        cost_model=cost_model,
+        limits=analytic_limits(config.budgets, cost_model) if cost_model else {},
+    )
+    check_reachable(space, config.budgets)
+    return space
+
+
+def is_uri(path: str) -> bool:
+    """``s3://...``, ``gs://...`` (any pyarrow filesystem URI) rather than a local path."""
+    return "://" in path
+
+
+def local_storage(config: SearchConfig) -> Path:
+    """The local results folder: ``storage_path``, or ``local_dir`` when that is a URI (base
+    checkpoints, MLflow's SQLite file, the manifest and the frontier stay on this machine)."""
+    if is_uri(config.storage_path):
+        return Path(config.local_dir or "results").resolve()
+    return Path(config.storage_path).resolve()
+
+
+def experiment_uri(config: SearchConfig, storage: Path) -> str:
+    """Tune's experiment folder: under the ``storage_path`` URI, or the local results folder."""
+    root = config.storage_path if is_uri(config.storage_path) else str(storage)
+    return f"{root.rstrip('/')}/{config.name}"
+
+
+def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
+    """``key: old -> new`` for every setting that differs (``address`` may change freely)."""
+
+    def flat(blob: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in blob.items():
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(old.model_dump(mode="json")), flat(new.model_dump(mode="json"))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k != "address" and a.get(k) != b.get(k)]
+
+
+def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
+    """The search to resume when ``config``'s experiment already exists (same config), else None."""
+    from ray.tune import Tuner
+
+    directory = storage / config.name
+    if not directory.exists():
+        return None
+    if not (directory / MANIFEST).is_file() or not Tuner.can_restore(experiment_uri(config, storage)):
+        raise ConfigError(
+            f"experiment {config.name!r} already exists in {storage} but has no search state to resume; "
+            f"choose a new name (--set name=...) or remove {directory}"
+        )
+    manifest = read_manifest(directory)
+    differences = config_differences(manifest.config, config)
+    if differences:
+        raise ConfigError(
+            f"experiment {config.name!r} in {storage} was started with a different config "
+            f"({'; '.join(differences)}); resume it unchanged or choose a new name (--set name=...)"
+        )
+    return from_manifest(manifest, address=config.address)
+
+
+def ensure_extra_bases(config: SearchConfig, storage: Path, *, show_progress: bool = True) -> list[str]:
+    """A trained checkpoint for each of ``config.bases``: the given one, else trained once and
+    cached under ``<storage>/base`` beside the search's own base."""
+    model, _, recipe = specs(config)
+    paths = []
+    for extra in config.bases:
+        if extra.checkpoint:
+            paths.append(str(Path(extra.checkpoint).resolve()))
+            continue
+        seed = config.seed if extra.seed is None else extra.seed
+        data = data_spec(extra.data or config.data)
+        paths.append(str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=seed, show_progress=show_progress)))
+    return paths
+
+
+def from_manifest(manifest, *, address: str | None = None) -> Prepared:
+    """The prepared search an experiment manifest describes, marked for resuming."""
+    config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
+    space = build_space(config, manifest.num_classes)
+    storage = manifest.directory.parent
+    return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
+
+
+def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
+    """Validate, load data, train or load the base model and derive the profile space.
+
+    An experiment of the same name that Tune can restore, started with the same config, is
+    prepared for resuming instead (``Prepared.resume``); a different config is an error.
+    """
+    _check_names(config)
+    storage = local_storage(config)
+    existing = _existing(config, storage)
+    if existing is not None:
+        return existing
+    model, data, recipe = specs(config)
+    splits = data.load(model.input_size)  # a missing data set fails here, before any write
+    space = build_space(config, splits.num_classes)  # so does an unreachable budget
+    checkpoint = config.base.checkpoint
+    if checkpoint is None:
+        checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
+    setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
+    setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
+    dense = load_base(model, splits.num_classes, setup.base_checkpoint)
+    dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+    check_measured_budgets(space, setup, splits.num_classes, dense_costs)
+    return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

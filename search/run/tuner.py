@@ -1,0 +1,226 @@
+"""Running a prepared search on Ray Tune, and reading what it found.
+
+:func:`run_search` starts (or joins) Ray, writes the manifest, assembles the Tuner (or restores
+an interrupted one) and writes the frontier. :func:`make_tuner` is the one Tuner assembly:
+searched, taper and fixed-grid runs (``run.grid``) differ only in their trainable, parameter
+space and how trials are made, which their :class:`~prunetune.search.run.methods.Method` says.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prunetune.budgets.errors import ConfigError
+from prunetune.search import ray_compat
+from prunetune.search.run.prepare import Prepared, is_uri
+from prunetune.search.store.frontier import TrialRecord, pareto, plot_frontier, write_frontier
+from prunetune.search.store.manifest import write_manifest
+from prunetune.search.store.plots import frontier_html
+from prunetune.search.store.trials import last_line
+from prunetune.search.tracking.tracker import frontier_costs
+
+
+@dataclass
+class SearchOutcome:
+    records: list[TrialRecord]
+    errors: dict[str, str]
+    frontier: list[TrialRecord]
+    files: dict[str, Path] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+SNAPSHOT_PERIOD_S = "1"  # Tune's experiment snapshot period that searches set (see run_search)
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join ``address``, or start a private local Ray on the loopback interface."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+
+
+def check_shared_storage(prepared: Prepared) -> None:
+    """Trials on other nodes write checkpoints to ``storage_path``: on a multi-node cluster it
+    must be object storage or a folder every node mounts (asserted by ``shared_storage``)."""
+    import ray
+
+    config = prepared.config
+    if not config.address or is_uri(config.storage_path) or config.shared_storage:
+        return
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) > 1:
+        raise ConfigError(
+            f"storage_path {config.storage_path!r} is a local folder but the cluster at {config.address} "
+            f"has {len(nodes)} nodes; use shared storage (s3://..., gs://...) or, if every node mounts "
+            f"this folder (NFS), set shared_storage: true"
+        )
+
+
+def trial_name(trial) -> str:
+    """Trial and folder name: ``trial_<id>`` (``status``, ``export`` and ``sync`` read these)."""
+    return f"trial_{trial.trial_id}"
+
+
+def with_resources(prepared: Prepared, function, **parameters):
+    """``function`` as a Tune trainable of ``prepared``'s search: its setup (and
+    ``parameters``) shipped once through Ray's object store, each trial with the configured
+    CPUs and GPUs."""
+    from ray import tune
+
+    resources = prepared.config.resources
+    return tune.with_resources(
+        tune.with_parameters(function, setup=prepared.setup, **parameters),
+        {"cpu": resources.cpu, "gpu": resources.gpu},
+    )
+
+
+def build_trainable(prepared: Prepared):
+    """The Tune trainable of a search; fresh and restored runs must use the same one."""
+    return with_resources(prepared, prepared.method.trainable())
+
+
+def build_callbacks(prepared: Prepared) -> list:
+    """The Tune callbacks of a search, built anew for fresh and restored runs alike."""
+    callbacks = []
+    if not is_uri(prepared.config.storage_path):
+        from prunetune.search.run.snapshots import SnapshotKeeper
+
+        callbacks.append(SnapshotKeeper(prepared.experiment_dir))
+    if prepared.config.tracking.enabled:
+        from prunetune.search.tracking.callback import tracking_callback
+
+        callbacks.append(tracking_callback(prepared))
+    return callbacks
+
+
+def start(prepared: Prepared) -> None:
+    """Before any Tuner of a search is built: Tune's snapshot period, Ray, shared storage.
+
+    Tune snapshots the experiment (trial states, searcher) at most every ``SNAPSHOT_PERIOD_S``.
+    Every second (Tune's "auto" waits 10 s or more) a killed driver redoes at most the last
+    second's finished trials on resume; "0" (after every event) would redo none, but each
+    snapshot writes every trial, so over thousands of short trials the driver's work grows
+    quadratically (BENCHMARKS.md). Set e.g. 10 for object storage; the user's setting wins.
+    """
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
+    init_ray(prepared.config.address)
+    check_shared_storage(prepared)
+
+
+def make_tuner(prepared: Prepared, trainable, param_space: Mapping[str, Any], tune_config: Mapping[str, Any], *,
+               reporter=None):
+    """The one Tuner assembly of every run: ``trainable`` over ``param_space``, trials made as
+    ``tune_config`` says (a search algorithm, a sample count, a concurrency limit), maximising
+    ``accuracy``, reused actors, ``trial_<id>`` folders, the run's callbacks and retries."""
+    from ray import tune
+
+    config = prepared.config
+    return tune.Tuner(
+        trainable,
+        param_space=dict(param_space),
+        tune_config=tune.TuneConfig(
+            metric="accuracy",
+            mode="max",
+            reuse_actors=True,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+            **tune_config,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=prepared.storage_uri,
+            callbacks=build_callbacks(prepared),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            progress_reporter=reporter,
+            verbose=1,
+        ),
+    )
+
+
+def build_tuner(prepared: Prepared, trainable=None):
+    """The search's Tuner: trials as its method makes them, and a compact reporter.
+
+    ``trainable`` replaces the search's own trial function (``benchmarks/scheduler_overhead``
+    times this assembly around a no-op trial); None, the default, runs the real trials.
+    """
+    from ray import tune
+
+    param_space, trials = prepared.method.trials(prepared)
+    reporter = tune.CLIReporter(
+        metric_columns={"accuracy": "acc", f"rel/{prepared.frontier_cost}": "cost", "feasible": "ok"},
+        parameter_columns=[],
+        max_report_frequency=15,
+    )
+    return make_tuner(prepared, trainable or build_trainable(prepared), param_space, trials, reporter=reporter)
+
+
+def restore_tuner(prepared: Prepared):
+    """The interrupted search's Tuner: finished trials kept, unfinished and errored ones
+    resumed from their last checkpoint, the searcher restored from its own saved state."""
+    from ray import tune
+
+    if not is_uri(prepared.config.storage_path):
+        from prunetune.search.run.snapshots import ABANDONED_DIR, clear_stale_staging, repair, set_aside_orphans
+
+        repaired = repair(prepared.experiment_dir)
+        if repaired:
+            print(f"the crash cut Tune's copy of its snapshot short: resuming from the last whole one ({', '.join(repaired)})")
+        for name in set_aside_orphans(prepared.experiment_dir):
+            print(f"{name} started after the last snapshot: its work is redone; moved to {ABANDONED_DIR}/")
+        clear_stale_staging(prepared.experiment_dir)  # or the restored run would copy it back
+    tuner = tune.Tuner.restore(prepared.experiment_uri, trainable=build_trainable(prepared), resume_errored=True)
+    # Tune unpickles the callbacks as they were when the search started; fresh ones see the
+    # config as it is now (e.g. a tracking server URI) and may re-attach to their runs.
+    ray_compat.replace_callbacks(tuner, build_callbacks(prepared))
+    return tuner
+
+
+def split_results(results: Iterable) -> tuple[list, dict[str, str]]:
+    """Tune's results without an error, and errored trials' one-line reasons by trial id."""
+    finished, errors = [], {}
+    for result in results:
+        if result.error is not None:
+            errors[(result.metrics or {}).get("trial_id") or Path(result.path).name] = last_line(result.error)
+        else:
+            finished.append(result)
+    return finished, errors
+
+
+def collect(prepared: Prepared, results: Iterable) -> tuple[list[TrialRecord], dict[str, str]]:
+    """The frontier points of the finished trials (as the search's method reads them), and
+    errored trials' reasons by trial id."""
+    finished, errors = split_results(results)
+    records = []
+    for result in finished:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        records.extend(prepared.method.records(result, trial_id))
+    return records, errors
+
+
+def run_search(prepared: Prepared) -> SearchOutcome:
+    """Run every trial on Ray Tune (or the rest of them, for a resumed search), then write and
+    return the frontier."""
+    started = time.time()
+    start(prepared)
+    if prepared.resume:
+        tuner = restore_tuner(prepared)
+    else:
+        write_manifest(prepared)
+        tuner = build_tuner(prepared)
+    records, errors = collect(prepared, tuner.fit())
+    cost = prepared.frontier_cost
+    front = pareto(records, cost)
+    files = write_frontier(front, cost, prepared.experiment_dir)
+    files["png"] = plot_frontier(records, cost, prepared.experiment_dir / "frontier.png", title=prepared.config.name)
+    files["html"] = frontier_html(records, frontier_costs(prepared.config), prepared.experiment_dir / "frontier.html", title=prepared.config.name)
+    return SearchOutcome(records, errors, front, files, time.time() - started)

@@ -1,0 +1,57 @@
+"""From a validated config to what every trial of the search uses.
+
+:func:`trial_setup` turns a :class:`~prunetune.search.config.SearchConfig` into the
+:class:`~prunetune.trainables.TrialSetup` that Ray ships to every trial; :func:`specs` gives the
+model, data and base-training recipe a base model is trained from; :func:`with_extra_bases`
+adds the setups of ``bases:`` (seed 3's multi-model search). Both a new search
+(``run.prepare``) and a finished or interrupted one (``store.manifest``) build trials this way,
+so a resumed trial is the trial that was started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from prunetune.search.config import DataConfig, SearchConfig
+from prunetune.trainables import DataSpec, ModelSpec, PruneSettings, Recipe, TrialSetup
+
+
+def data_spec(data: DataConfig) -> DataSpec:
+    return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())))
+
+
+def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:
+    """The model, data set and base-model training recipe of ``config``."""
+    model = ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
+    base = config.base
+    recipe = Recipe(steps=base.steps, lr=base.lr, batch_size=base.batch_size, momentum=base.momentum, weight_decay=base.weight_decay)
+    return model, data_spec(config.data), recipe
+
+
+def trial_setup(config: SearchConfig) -> TrialSetup:
+    """The trial settings of ``config`` (``base_checkpoint`` as configured, maybe empty)."""
+    model, data, _ = specs(config)
+    ft = config.finetune
+    return TrialSetup(
+        model=model,
+        data=data,
+        base_checkpoint=config.base.checkpoint or "",
+        prune=PruneSettings(criterion=config.prune.criterion, round_to=config.prune.round_to, min_channels=config.prune.min_channels),
+        finetune=Recipe(steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size, momentum=ft.momentum, weight_decay=ft.weight_decay),
+        budgets=tuple(config.budgets),
+        seed=config.seed,
+        checkpoint_every=config.checkpoint_every,
+    )
+
+
+def with_extra_bases(config: SearchConfig, setup: TrialSetup, checkpoints: Sequence[str]) -> TrialSetup:
+    """``setup`` carrying one trial setup per extra base model (same recipe, own data and
+    checkpoint), so each trial also evaluates its profile there; unchanged without ``bases``."""
+    if not config.bases:
+        return setup
+    others = tuple(
+        replace(setup, data=data_spec(extra.data or config.data), base_checkpoint=checkpoint, label=config.base_label(extra))
+        for extra, checkpoint in zip(config.bases, checkpoints, strict=True)
+    )
+    return replace(setup, label=config.base_label(None), others=others)

@@ -1,0 +1,92 @@
+"""The Ray internals prunetune relies on (search/ray_compat.py) still work on the installed Ray.
+
+Each adapter function is exercised on a real Tune run, so a Ray upgrade that moves one of them
+fails here, with the adapter's name, rather than as a quietly broken resume or missing MLflow
+points."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def reporting(config: dict) -> None:
+    """Two reports, each with a checkpoint, as a taper trial makes them."""
+    from ray import tune
+
+    for level in (1, 2):
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, "level.txt").write_text(str(level))
+            tune.report({"level": level, "accuracy": 0.1 * level}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def make_recorder():
+    from ray.tune import Callback
+
+    from prunetune.search import ray_compat
+
+    class Recorder(Callback):
+        """Calls the adapter from inside Tune's event loop, as prunetune's callbacks do."""
+
+        def __init__(self):
+            self.staging: list[Path] = []
+            self.reports: list[list[dict]] = []
+            self.ended = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.staging.append(ray_compat.driver_staging_dir(trial))
+            self.reports.append([metrics for metrics, _ in ray_compat.reported_checkpoints(trial)])
+
+        def on_experiment_end(self, trials, **info):
+            self.ended += 1
+
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_every_adapter_works_on_a_real_tune_run(tmp_path, local_ray):
+    from ray import tune
+
+    from prunetune.search import ray_compat
+
+    recorder = make_recorder()
+    tuner = tune.Tuner(reporting, run_config=tune.RunConfig(name="compat", storage_path=str(tmp_path), callbacks=[recorder]))
+    tuner.fit()
+
+    # A running trial's reports with checkpoints, oldest first, and the driver's staging folder.
+    assert [[m["level"] for m in reports] for reports in recorder.reports] == [[1, 2]]
+    (staging,) = recorder.staging
+    assert staging.is_dir() and list(staging.glob("experiment_state-*.json"))
+
+    # The staging folder named by the snapshot is the one the driver wrote to.
+    snapshot = sorted((tmp_path / "compat").glob("experiment_state-*.json"))[-1]
+    assert ray_compat.snapshot_staging_dir(json.loads(snapshot.read_text())["trial_data"]) == staging
+
+    # A restored Tuner runs with the callbacks given to it, not the unpickled ones.
+    restored = tune.Tuner.restore(str(tmp_path / "compat"), trainable=reporting, resume_errored=True)
+    fresh = make_recorder()
+    ray_compat.replace_callbacks(restored, [fresh])
+    restored.fit()
+    assert fresh.ended == 1 and recorder.ended == 1
+
+
+def test_a_moved_internal_is_a_loud_error_naming_it():
+    from prunetune.search import ray_compat
+
+    with pytest.raises(ray_compat.RayInternalsChanged, match="Trial.run_metadata.checkpoint_manager"):
+        ray_compat.reported_checkpoints(object())
+    with pytest.raises(ray_compat.RayInternalsChanged, match="Tuner._local_tuner"):
+        ray_compat.replace_callbacks(object(), [])
