@@ -1,9 +1,10 @@
 """Where a search stands, read from its experiment folder without starting Ray.
 
 :func:`read_progress` reads Tune's latest ``experiment_state-*.json`` snapshot and every
-``trial_*/result.json``: a trial is *done* when Tune marked it terminated or its last report
-says ``done`` (a report written after the last snapshot still counts), *errored* with the last
-line of its ``error.txt``, else *running* or *pending*. ``prunetune status`` prints it; a search
+``trial_*/result.json`` (through :func:`~prunetune.search.store.trials.read_trial_folder`): a
+trial is *done* when Tune marked it terminated or its last whole report says ``done`` (a report
+written after the last snapshot still counts), *errored* with the last line of its
+``error.txt``, else *running* or *pending*. ``prunetune status`` prints it; a search
 whose driver died shows its in-flight trials as running until ``prunetune resume`` runs them.
 """
 
@@ -15,9 +16,10 @@ from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.manifest import read_manifest
+from prunetune.search.store.trials import read_trial_folder
 
 _RUNNING = {"RUNNING", "PAUSED"}
-# The last whole snapshot set (written by prunetune.search.run.snapshots, which imports Ray): generation
+# The last whole snapshot set (written by the run's snapshot keeper, which imports Ray): generation
 # folders under KEEP_DIR, the current one named in KEEP_DIR/CURRENT.
 KEEP_DIR = ".prunetune-snapshot"
 CURRENT = "CURRENT"
@@ -54,23 +56,6 @@ class Progress:
         return max(feasible, key=lambda t: t.accuracy, default=None)
 
 
-def _last_report(trial_dir: Path) -> dict:
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return {}
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    try:
-        return json.loads(lines[-1]) if lines else {}
-    except json.JSONDecodeError:  # a report cut short by a crash: use the one before it
-        return json.loads(lines[-2]) if len(lines) > 1 else {}
-
-
-def _error_reason(trial_dir: Path) -> str:
-    path = trial_dir / "error.txt"
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-    return lines[-1] if lines else "failed (no error.txt)"
-
-
 def kept_dir(directory: Path) -> Path | None:
     """The folder of the last whole snapshot set kept for ``directory``, if any."""
     try:
@@ -84,7 +69,8 @@ def kept_dir(directory: Path) -> Path | None:
 def newest_snapshot_blob(directory: Path) -> dict | None:
     """Tune's newest experiment snapshot, parsed (None before the first).
 
-    A snapshot cut short by a crash is read from its last whole copy (``prunetune.search.run.snapshots``)."""
+    A snapshot cut short by a crash is read from its last whole copy (kept by the run's
+    snapshot keeper, ``search/run/snapshots.py``)."""
     snapshots = sorted(directory.glob("experiment_state-*.json"))  # session timestamps sort
     if not snapshots:
         return None
@@ -108,12 +94,13 @@ def snapshot_states(directory: Path) -> dict[str, str]:
 
 
 def _trial_state(trial_id: str, tune_status: str, trial_dir: Path) -> TrialState:
-    report = _last_report(trial_dir)
+    folder = read_trial_folder(trial_dir)
+    report = folder.last
     if report.get("done") or tune_status == "TERMINATED":
         accuracy = report.get("accuracy")
         return TrialState(trial_id, "done", accuracy, bool(report.get("feasible")))
     if tune_status == "ERROR":
-        return TrialState(trial_id, "errored", reason=_error_reason(trial_dir))
+        return TrialState(trial_id, "errored", reason=folder.error or "failed (no error.txt)")
     return TrialState(trial_id, "running" if tune_status in _RUNNING or report else "pending")
 
 

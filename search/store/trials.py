@@ -1,11 +1,14 @@
-"""The finished trials of an experiment, read from Tune's files without starting Ray.
+"""Tune's trial folders, read without starting Ray: the one reader every command uses.
 
-Tune writes one folder per trial under the experiment directory, each with ``result.json`` (one
-JSON line per report; the last is the trial's final word) and ``checkpoint_00000N/`` folders.
-``prunetune finetune`` adds ``finetuned/<trial>-e<N>/`` in the same shape (a one-line
-``result.json`` beside the checkpoint files). :func:`read_trials` turns both into
-:class:`TrialInfo` values; :func:`find_trial` and :func:`best_trial` choose one, with errors that
-name the valid choices.
+Tune writes one folder per trial under the experiment directory: ``result.json`` (one JSON line
+per report; the last whole one is the trial's latest word), ``params.json`` (its config),
+``error.txt`` when it errored and ``checkpoint_00000N/`` folders. ``prunetune finetune`` adds
+``finetuned/<trial>-e<N>/`` in the same shape (a one-line ``result.json`` beside the checkpoint
+files). :func:`read_trial_folder` reads one folder as a :class:`TrialFolder`, with one rule for a
+report cut short by a crash (it is skipped: the previous whole report stands), so ``status``,
+``export``, ``finetune`` and ``sync`` agree on every trial. :func:`read_trials` turns an
+experiment into :class:`TrialInfo` values; :func:`find_trial` and :func:`best_trial` choose one,
+with errors that name the valid choices.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
 RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+ERROR_FILE = "error.txt"
 FINETUNED_DIR = "finetuned"
 
 
@@ -47,46 +52,114 @@ class TrialInfo:
         return "feasible" in self.metrics and "accuracy" in self.metrics
 
 
-def _last_report(path: Path) -> dict | None:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else None
+def point_id(trial_id: str, level: float) -> str:
+    """A taper point's name: its run's trial id and the level it was hardened at."""
+    return f"{trial_id}@{level:g}"
 
 
-def _checkpoint_of(directory: Path, metrics: Mapping[str, object]) -> Path | None:
-    """The checkpoint the last report carried, else the newest one holding weights."""
-    named = metrics.get("checkpoint_dir_name")
-    if named and (directory / str(named) / WEIGHTS_FILE).is_file():
-        return directory / str(named)
-    if (directory / WEIGHTS_FILE).is_file():  # a fine-tuned checkpoint is its own folder
-        return directory
-    candidates = sorted(p for p in directory.glob("checkpoint_*") if (p / WEIGHTS_FILE).is_file())
-    return candidates[-1] if candidates else None
+def read_reports(path: Path) -> tuple[dict, ...]:
+    """Every whole report in a ``result.json``, oldest first (none when the file is missing).
 
-
-def _read_trial(directory: Path) -> TrialInfo | None:
-    metrics = _last_report(directory / RESULT_FILE)
-    if metrics is None:
-        return None
-    trial_id = str(metrics.get("trial_id") or directory.name.removeprefix("trial_"))
-    profile = (metrics.get("config") or {}).get("profile") or {}
-    source = metrics.get("source_trial")
-    return TrialInfo(trial_id, metrics, profile, _checkpoint_of(directory, metrics), directory, source)
-
-
-def taper_points(directory: Path) -> list[TrialInfo]:
-    """A taper run (``method: taper``) reports one frontier point per level, each with its own
-    checkpoint: one TrialInfo per report, named ``<trial id>@<level>``."""
-    points = []
-    for line in (directory / RESULT_FILE).read_text().splitlines():
-        metrics = json.loads(line) if line.strip() else {}
-        if (metrics.get("config") or {}).get("method") != "taper" or "level" not in metrics:
+    A line that does not parse was cut short by a crash (Tune appends one line per report), so
+    it is skipped and the report before it stands; no reader raises on it."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ()
+    reports = []
+    for line in text.splitlines():
+        try:
+            report = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
             continue
-        checkpoint = directory / str(metrics.get("checkpoint_dir_name"))
-        has_profile = (checkpoint / PROFILE_FILE).is_file()
-        profile = json.loads((checkpoint / PROFILE_FILE).read_text()) if has_profile else {}
-        trial_id = f"{metrics.get('trial_id') or directory.name.removeprefix('trial_')}@{metrics['level']:g}"
-        points.append(TrialInfo(trial_id, metrics, profile, checkpoint if has_profile else None, directory))
-    return points
+        if isinstance(report, dict):
+            reports.append(report)
+    return tuple(reports)
+
+
+@dataclass(frozen=True)
+class TrialFolder:
+    """One trial folder of Tune's (or a fine-tuned checkpoint folder) as written so far.
+
+    ``config`` is the last report's, else ``params.json``'s (a trial that errored before its
+    first report has only that); ``error`` is the last line of ``error.txt``, None when the
+    trial did not error."""
+
+    directory: Path
+    reports: tuple[dict, ...]
+    config: Mapping[str, object]
+    error: str | None
+
+    @property
+    def last(self) -> dict:
+        """The last whole report, empty before the first."""
+        return self.reports[-1] if self.reports else {}
+
+    @property
+    def trial_id(self) -> str:
+        return str(self.last.get("trial_id") or self.directory.name.removeprefix("trial_"))
+
+    @property
+    def profile(self) -> dict[str, float]:
+        return dict(self.config.get("profile") or {})
+
+    @property
+    def is_taper(self) -> bool:
+        return self.config.get("method") == "taper"
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The checkpoint the last report carried, else the newest one holding weights."""
+        named = self.last.get("checkpoint_dir_name")
+        if named and (self.directory / str(named) / WEIGHTS_FILE).is_file():
+            return self.directory / str(named)
+        if (self.directory / WEIGHTS_FILE).is_file():  # a fine-tuned checkpoint is its own folder
+            return self.directory
+        found = sorted(p for p in self.directory.glob("checkpoint_*") if (p / WEIGHTS_FILE).is_file())
+        return found[-1] if found else None
+
+    def info(self) -> TrialInfo | None:
+        """The trial judged by its last report; None before its first."""
+        if not self.reports:
+            return None
+        source = self.last.get("source_trial")
+        return TrialInfo(self.trial_id, self.last, self.profile, self.checkpoint, self.directory, source)
+
+    def taper_points(self) -> list[TrialInfo]:
+        """A taper run (``method: taper``) reports one frontier point per level, each with its
+        own checkpoint: one TrialInfo per such report, named ``<trial id>@<level>``."""
+        if not self.is_taper:
+            return []
+        points = []
+        for metrics in self.reports:
+            if "level" not in metrics:
+                continue
+            checkpoint = self.directory / str(metrics.get("checkpoint_dir_name"))
+            has_profile = (checkpoint / PROFILE_FILE).is_file()
+            profile = json.loads((checkpoint / PROFILE_FILE).read_text()) if has_profile else {}
+            trial_id = point_id(str(metrics.get("trial_id") or self.trial_id), metrics["level"])
+            points.append(TrialInfo(trial_id, metrics, profile, checkpoint if has_profile else None, self.directory))
+        return points
+
+
+def _read_json(path: Path) -> dict | None:
+    """A whole JSON object file, or None when it is missing or was cut short."""
+    try:
+        blob = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return blob if isinstance(blob, dict) else None
+
+
+def read_trial_folder(directory: Path) -> TrialFolder:
+    """Read one trial folder (any of its files may be missing)."""
+    reports = read_reports(directory / RESULT_FILE)
+    config = reports[-1].get("config") if reports else None
+    if not config:
+        config = _read_json(directory / PARAMS_FILE)
+    error = directory / ERROR_FILE
+    reason = last_line(error.read_text()) if error.is_file() else None
+    return TrialFolder(directory, reports, config or {}, reason)
 
 
 def read_trials(experiment: str | Path) -> dict[str, TrialInfo]:
@@ -96,8 +169,8 @@ def read_trials(experiment: str | Path) -> dict[str, TrialInfo]:
     folders = sorted(p.parent for p in experiment.glob(f"*/{RESULT_FILE}"))
     folders += sorted(p.parent for p in (experiment / FINETUNED_DIR).glob(f"*/{RESULT_FILE}"))
     trials = {}
-    for folder in folders:
-        for info in taper_points(folder) or [_read_trial(folder)]:
+    for folder in map(read_trial_folder, folders):
+        for info in folder.taper_points() or [folder.info()]:
             if info is not None:
                 trials[info.trial_id] = info
     return trials
@@ -108,7 +181,7 @@ def find_trial(trials: Mapping[str, TrialInfo], trial_id: str) -> TrialInfo:
     folder at that path, with a checkpoint."""
     info = trials.get(trial_id) or trials.get(trial_id.removeprefix("trial_"))
     if info is None and (Path(trial_id) / RESULT_FILE).is_file():
-        info = _read_trial(Path(trial_id).absolute())
+        info = read_trial_folder(Path(trial_id).absolute()).info()
     if info is None:
         shown = ", ".join(list(trials)[:6]) or "none: the search has no finished trial yet"
         more = f" (and {len(trials) - 6} more)" if len(trials) > 6 else ""

@@ -15,7 +15,8 @@ from pathlib import Path
 from ray.tune import Callback
 
 from prunetune.search.config import SearchConfig
-from prunetune.search.run.taper import trial_points
+from prunetune.search.store.trials import last_line
+from prunetune.search.tracking.points import trial_points
 from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary
 
 
@@ -35,7 +36,7 @@ def summarize(trial, result: dict | None = None, status: str | None = None) -> T
     checkpoint = trial.checkpoint.path if trial.checkpoint is not None else None
     error = None
     if status == "FAILED" and trial.error_file and Path(trial.error_file).is_file():
-        error = Path(trial.error_file).read_text().strip().splitlines()[-1]
+        error = last_line(Path(trial.error_file).read_text())
     return TrialSummary(
         trial_id=trial.trial_id,
         profile=dict(trial.config.get("profile") or {}),

@@ -9,15 +9,14 @@ uses, so running it twice, or after a partly tracked search, creates no duplicat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.manifest import read_manifest
-from prunetune.search.run.taper import point_summaries
+from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_folder
+from prunetune.search.tracking.points import point_summaries
 from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
-from prunetune.search.store.trials import taper_points
 
 
 @dataclass(frozen=True)
@@ -29,63 +28,55 @@ class SyncResult:
     points: int = 0  # taper points, each a run of its own
 
 
-def _last_result(path: Path) -> dict:
-    last = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                last = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut short by a crash: the previous one stands
-    return last
-
-
-def read_points(directory: Path, trial_id: str) -> list[TrialSummary]:
+def read_points(folder: TrialFolder) -> list[TrialSummary]:
     """A taper trial folder's frontier points, one per level it reported."""
-    reports = [(p.metrics, p.profile, p.checkpoint) for p in taper_points(directory) if p.checkpoint is not None]
-    return point_summaries(trial_id, reports)
+    reports = [(p.metrics, p.profile, p.checkpoint) for p in folder.taper_points() if p.checkpoint is not None]
+    return point_summaries(folder.trial_id, reports)
 
 
-def read_trial(directory: Path) -> TrialSummary | None:
-    """A trial folder of Tune's as a summary; None when it never reported."""
-    result_file = directory / "result.json"
-    result = _last_result(result_file) if result_file.is_file() else {}
-    error_file = directory / "error.txt"
-    if not result and not error_file.is_file():
+def summarize_folder(folder: TrialFolder) -> TrialSummary | None:
+    """A trial folder of Tune's as a summary, judged by its last whole report; None when it
+    neither reported nor errored."""
+    result = folder.last
+    if not result and folder.error is None:
         return None
-    params_file = directory / "params.json"
-    config = result.get("config") or (json.loads(params_file.read_text()) if params_file.is_file() else {})
-    checkpoints = sorted(directory.glob("checkpoint_*"))
-    if error_file.is_file():
+    if folder.error is not None:
         status = "FAILED"
     else:
         status = "FINISHED" if result.get("done") else "KILLED"  # killed: the search stopped mid-trial
-    error = error_file.read_text().strip().splitlines()[-1] if error_file.is_file() else None
+    checkpoint = folder.checkpoint
     return TrialSummary(
-        trial_id=str(result.get("trial_id") or directory.name.removeprefix("trial_")),
-        profile=dict(config.get("profile") or {}),
+        trial_id=folder.trial_id,
+        profile=folder.profile,
         metrics={k: v for k, v in result.items() if k != "config"},
         status=status,
-        checkpoint=str(checkpoints[-1]) if checkpoints else None,
-        error=error,
+        checkpoint=None if checkpoint is None else str(checkpoint),
+        error=folder.error,
         ended=result.get("timestamp"),
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
-        role="taper" if config.get("method") == "taper" else "trial",
+        role="taper" if folder.is_taper else "trial",
     )
 
 
+def read_trial(directory: Path) -> TrialSummary | None:
+    """The trial folder at ``directory`` as a summary (see :func:`summarize_folder`)."""
+    return summarize_folder(read_trial_folder(directory))
+
+
 def read_trials(directory: Path) -> list[TrialSummary]:
-    """Every trial of an experiment folder that reported or errored, in folder order."""
+    """Every trial of an experiment folder that reported or errored, in folder order, each
+    taper trial followed by its points."""
     summaries = []
     for path in sorted(directory.iterdir()):
-        if not (path.is_dir() and (path / "params.json").exists()):
+        if not (path.is_dir() and (path / PARAMS_FILE).exists()):
             continue
-        trial = read_trial(path)
+        folder = read_trial_folder(path)
+        trial = summarize_folder(folder)
         if trial is not None:
             summaries.append(trial)
             if trial.role == "taper":
-                summaries.extend(read_points(path, trial.trial_id))
+                summaries.extend(read_points(folder))
     return summaries
 
 
