@@ -9,9 +9,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,17 +51,21 @@ class TrialRecord:
         )
 
 
+def pareto_front(items: Iterable[T], *, cost: Callable[[T], float], accuracy: Callable[[T], float]) -> list[T]:
+    """The items no other item dominates in (lower ``cost``, higher ``accuracy``), cheapest
+    first; of items at one cost only the most accurate (the first of equals) is kept. Works on
+    anything: trial records, compared trials, plain ``(cost, accuracy)`` pairs."""
+    front: list[T] = []
+    for item in sorted(items, key=lambda i: (cost(i), -accuracy(i))):
+        if not front or accuracy(item) > accuracy(front[-1]):
+            front.append(item)
+    return front
+
+
 def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
     """Feasible records not dominated in (lower ``cost``, higher accuracy), cheapest first."""
-    candidates = sorted(
-        (r for r in records if r.feasible and cost in r.costs),
-        key=lambda r: (r.costs[cost], -r.accuracy),
-    )
-    front: list[TrialRecord] = []
-    for record in candidates:
-        if not front or record.accuracy > front[-1].accuracy:
-            front.append(record)
-    return front
+    feasible = (r for r in records if r.feasible and cost in r.costs)
+    return pareto_front(feasible, cost=lambda r: r.costs[cost], accuracy=lambda r: r.accuracy)
 
 
 def format_table(front: Sequence[TrialRecord], cost: str) -> str:

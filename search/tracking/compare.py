@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.frontier import pareto_front
 from prunetune.search.tracking.tracker import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -115,11 +116,8 @@ def best_at(trials: tuple[ComparedTrial, ...], level: float) -> LevelBest:
 
 def frontier_points(trials: tuple[ComparedTrial, ...]) -> list[tuple[float, float, str]]:
     """Pareto points (relative cost, accuracy, trial id), cheapest first."""
-    points: list[tuple[float, float, str]] = []
-    for trial in sorted(trials, key=lambda t: (t.relative, -t.accuracy)):
-        if not points or trial.accuracy > points[-1][1]:
-            points.append((trial.relative, trial.accuracy, trial.trial_id))
-    return points
+    front = pareto_front(trials, cost=lambda t: t.relative, accuracy=lambda t: t.accuracy)
+    return [(t.relative, t.accuracy, t.trial_id) for t in front]
 
 
 def format_compare(table: dict[str, list[LevelBest]], cost: str) -> str:

@@ -30,3 +30,11 @@ def test_frontier_files_and_table(tmp_path):
 
 def test_empty_frontier_says_what_to_do():
     assert "no feasible trial" in format_table([], "macs")
+
+
+def test_pareto_front_works_on_plain_cost_accuracy_pairs():
+    from prunetune.search.store.frontier import pareto_front
+
+    pairs = [(50, 0.90), (30, 0.80), (60, 0.85), (30, 0.75), (20, 0.70), (40, 0.80)]
+    front = pareto_front(pairs, cost=lambda p: p[0], accuracy=lambda p: p[1])
+    assert front == [(20, 0.70), (30, 0.80), (50, 0.90)]  # at one cost the most accurate; ties on accuracy lose
