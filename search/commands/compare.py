@@ -19,15 +19,19 @@ def register(sub) -> None:
 def default_uri() -> str:
     import os
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('results').resolve() / 'mlflow.db'}"
+    from prunetune.search.tracking.tracker import embedded_uri
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(Path("results"))
 
 
 def run(args: argparse.Namespace) -> int:
     from prunetune.budgets.errors import ConfigError
     from prunetune.search.tracking.compare import compare
+    from prunetune.search.tracking.tracker import embedded_database
 
     uri = args.tracking_uri or default_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+    database = embedded_database(uri)
+    if database is not None and not database.is_file():
         raise ConfigError(f"no MLflow store at {uri}; pass --tracking-uri (the URI `prunetune search` printed as 'MLflow:')")
     out = args.out or Path(f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     result = compare(uri, args.names, out, args.cost)

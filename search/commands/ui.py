@@ -19,18 +19,21 @@ def register(sub) -> None:
 
 
 def store(results: str) -> tuple[str, Path]:
-    """The backend store URI and artifact folder for a results folder (or a URI as given)."""
+    """The backend store URI and artifact folder for a results folder (or a URI as given):
+    a SQLite store's artifacts lie beside it, where searches put them."""
     from prunetune.budgets.errors import ConfigError
     from prunetune.search.store.manifest import MANIFEST
+    from prunetune.search.tracking.tracker import ARTIFACTS_DIR, artifact_root, embedded_database, embedded_uri
 
     if "://" in results:
-        return results, Path("mlartifacts").resolve()
+        return results, artifact_root(results) or Path(ARTIFACTS_DIR).resolve()
     folder = Path(results).resolve()
     if (folder / MANIFEST).is_file():  # an experiment folder: its store is one level up
         folder = folder.parent
-    if not (folder / "mlflow.db").is_file():
-        raise ConfigError(f"no MLflow store at {folder / 'mlflow.db'}; pass the storage_path of a search (default: results)")
-    return f"sqlite:///{folder / 'mlflow.db'}", folder / "mlartifacts"
+    uri = embedded_uri(folder)
+    if not embedded_database(uri).is_file():
+        raise ConfigError(f"no MLflow store at {embedded_database(uri)}; pass the storage_path of a search (default: results)")
+    return uri, artifact_root(uri)
 
 
 def ray_dashboard(address: str) -> str:

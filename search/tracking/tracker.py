@@ -34,6 +34,9 @@ from prunetune.search.store.frontier import TrialRecord, pareto, plot_frontier, 
 log = logging.getLogger("prunetune.tracking")
 
 TRACKING_FILE = "tracking.json"
+EMBEDDED_DB = "mlflow.db"  # the embedded store of a storage folder, and its artifacts beside it
+ARTIFACTS_DIR = "mlartifacts"
+_SQLITE = "sqlite:///"
 PARENT_ID = "mlflow.parentRunId"
 TAG_ROLE = "prunetune.role"
 TAG_SEARCH_ID = "prunetune.search_id"
@@ -46,11 +49,50 @@ _TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_s
 _METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/")
 
 
+def embedded_uri(storage: Path) -> str:
+    """The URI of the embedded SQLite store of a storage folder: ``sqlite:///<storage>/mlflow.db``."""
+    return f"sqlite:///{Path(storage).resolve() / EMBEDDED_DB}"
+
+
+def embedded_database(uri: str) -> Path | None:
+    """The database file of an embedded SQLite store's URI; None for any other store."""
+    return Path(uri.removeprefix(_SQLITE)) if uri.startswith(_SQLITE) else None
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Where runs of the embedded SQLite store at ``uri`` keep their artifacts: ``mlartifacts``
+    beside the database (MLflow's default is ``./mlruns`` in whatever folder the process
+    started in). None for a server, which decides for itself."""
+    database = embedded_database(uri)
+    return None if database is None else (database.parent / ARTIFACTS_DIR).resolve()
+
+
+def ensure_experiment(client, uri: str, name: str) -> str:
+    """The id of the MLflow experiment ``name`` in the store at ``uri`` (``client``'s), created
+    if missing, with its artifacts under :func:`artifact_root` for an embedded store, and
+    restored if deleted. Another process creating it at the same moment is fine.
+
+    Used by every writer of a study: the search's tracker, ``prunetune sync`` and the model
+    registry."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    root = artifact_root(uri)
+    try:
+        return client.create_experiment(name, artifact_location=None if root is None else (root / name).as_uri())
+    except MlflowException:  # created meanwhile by a search beside this one
+        return client.get_experiment_by_name(name).experiment_id
+
+
 def tracking_uri(config: SearchConfig, storage: Path) -> str:
     """The config's URI, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<storage>/mlflow.db``."""
     if config.tracking.tracking_uri:
         return config.tracking.tracking_uri
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{storage.resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(storage)
 
 
 def experiment_name(config: SearchConfig) -> str:
@@ -164,14 +206,6 @@ def trial_metrics(summary: TrialSummary, config: SearchConfig) -> dict[str, floa
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-def _artifact_location(uri: str, experiment: str) -> str | None:
-    """For the embedded SQLite store, artifacts beside it (MLflow's default is ``./mlruns``
-    in whatever folder the driver started in); a server decides for itself."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment).resolve().as_uri()
-
-
 class TrackingUnavailable(Exception):
     """Raised inside :class:`SearchTracker` once MLflow has failed; callers never see it."""
 
@@ -236,7 +270,7 @@ class SearchTracker:
 
     def _open(self, cluster: dict[str, float] | None) -> bool:
         state = LocalState.load(self.directory)
-        self.experiment_id = self._experiment_id()
+        self.experiment_id = ensure_experiment(self.client, self.uri, self.experiment)
         run = self._find_parent(state)
         if run is None:
             run = self._create_parent(state, cluster)
@@ -247,19 +281,6 @@ class SearchTracker:
         state.save(self.directory)
         self._children = self._load_children()
         return True
-
-    def _experiment_id(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        found = self.client.get_experiment_by_name(self.experiment)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(self.experiment, _artifact_location(self.uri, self.experiment))
-        except MlflowException:  # created meanwhile by a search beside this one
-            return self.client.get_experiment_by_name(self.experiment).experiment_id
 
     def _find_parent(self, state: LocalState):
         from mlflow.exceptions import MlflowException
