@@ -6,9 +6,11 @@ it from disk and compares its outputs with the trial's model on validation input
 and a single input, so a fixed batch size would show). Only a verified artifact reaches ``out``;
 any mismatch removes the partial output and raises :class:`ExportError`.
 
-Formats are small classes in a registry (:func:`register_format`, :func:`get_format`,
-:func:`format_names`): ``state_dict`` (a folder :func:`trainables.load_pruned` rebuilds),
-``torchscript`` and ``onnx`` (checked in ONNX Runtime).
+Formats are small classes in the registry :data:`FORMATS` (:func:`register_format`,
+:func:`get_format`, :func:`format_names`): ``state_dict`` (a folder
+:func:`trainables.load_pruned` rebuilds), ``torchscript`` and ``onnx`` (checked in ONNX
+Runtime). Each format also says how it is logged as an MLflow model (:meth:`ExportFormat.log_model`,
+used by ``prunetune export --register``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,6 +34,7 @@ from torch import nn
 
 from prunetune.budgets import get_cost
 from prunetune.budgets.errors import ConfigError, PrunetuneError
+from prunetune.budgets.registry import Registry
 from prunetune.trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
 from prunetune.trainables.trial import PROFILE_FILE
 
@@ -51,11 +55,13 @@ class ExportFormat(abc.ABC):
 
     ``requires`` maps import names to the pip package that provides them; a missing one is a
     user error naming the package. ``write`` gets the verified reference model in eval mode.
+    ``log_model`` logs the verified artifact as an MLflow model (``prunetune export --register``).
     """
 
     name: ClassVar[str]
     requires: ClassVar[dict[str, str]] = {}
     is_directory: ClassVar[bool] = False
+    mlflow_serialization: ClassVar[str] = "pt2"  # how the default log_model has mlflow.pytorch save it
 
     def check_available(self) -> None:
         missing = [pkg for module, pkg in self.requires.items() if not _importable(module)]
@@ -76,6 +82,18 @@ class ExportFormat(abc.ABC):
     def check_structure(self, loaded: object, reference: nn.Module, example: torch.Tensor) -> None:
         """Raise :class:`ExportError` where the artifact's layers are not the reference's."""
 
+    def log_model(self, loaded: object, path: Path, registered_name: str, signature, example):
+        """Log the artifact at ``path`` (``loaded`` is what :meth:`load` returned for it) as the
+        model of the active MLflow run, registered as ``registered_name``; returns MLflow's
+        ``ModelInfo``. Called by the model registry only. The default logs ``loaded`` through
+        ``mlflow.pytorch`` as :attr:`mlflow_serialization`, for a format that loads as a module."""
+        import mlflow.pytorch
+
+        return mlflow.pytorch.log_model(
+            loaded, name="model", registered_model_name=registered_name, signature=signature, input_example=example,
+            pip_requirements=requirements("torch"), serialization_format=self.mlflow_serialization,
+        )
+
 
 def _importable(module: str) -> bool:
     try:
@@ -85,26 +103,32 @@ def _importable(module: str) -> bool:
     return True
 
 
-_FORMATS: dict[str, type[ExportFormat]] = {}
+def requirements(*packages: str) -> list[str]:
+    """Pinned pip requirements of a logged model: the installed versions of ``packages``."""
+    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
+
+
+FORMATS: Registry[type[ExportFormat]] = Registry("export format")
 
 
 def register_format(name: str):
+    """Class decorator: register an :class:`ExportFormat` subclass as ``name`` (its ``name``)."""
+
     def decorate(cls: type[ExportFormat]) -> type[ExportFormat]:
         cls.name = name
-        _FORMATS[name] = cls
-        return cls
+        return FORMATS.register(name)(cls)
 
     return decorate
 
 
 def format_names() -> list[str]:
-    return sorted(_FORMATS)
+    return FORMATS.names()
 
 
 def get_format(name: str) -> ExportFormat:
-    if name not in _FORMATS:
-        raise ConfigError(f"unknown export format {name!r}; choose one of {', '.join(format_names())}")
-    return _FORMATS[name]()
+    """A new instance of the format registered as ``name``; an unknown name is a ConfigError
+    listing the valid ones."""
+    return FORMATS.get(name)()
 
 
 def _counted(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
@@ -131,6 +155,15 @@ class StateDictFormat(ExportFormat):
         if counted != expected:
             raise ExportError(f"the reloaded model counts {counted}, the trial's model {expected}")
 
+    def log_model(self, loaded, path, registered_name, signature, example):
+        """The rebuilt module in MLflow's ``pt2`` (``torch.export``) format, so loading it
+        unpickles nothing, with the export folder beside it as artifacts."""
+        import mlflow
+
+        info = super().log_model(loaded, path, registered_name, signature, example)
+        mlflow.log_artifacts(str(path), artifact_path="prunetune_export")
+        return info
+
 
 @register_format("torchscript")
 class TorchScriptFormat(ExportFormat):
@@ -150,6 +183,8 @@ class TorchScriptFormat(ExportFormat):
             module = torch.jit.load(str(path), map_location="cpu")
         module.eval()
         return module, module
+
+    mlflow_serialization = "pickle"  # mlflow.pytorch saves a ScriptModule with torch.jit.save
 
     def check_structure(self, loaded, reference, example):
         _same_tensors(loaded, reference)
@@ -200,6 +235,15 @@ class OnnxFormat(ExportFormat):
         if found != expected:
             raise ExportError(f"ONNX graph kernels {found} differ from the trial's model {expected}")
 
+    def log_model(self, loaded, path, registered_name, signature, example):
+        """The ONNX proto through ``mlflow.onnx`` (served by ONNX Runtime), weights inline."""
+        import mlflow.onnx
+
+        return mlflow.onnx.log_model(
+            loaded, name="model", registered_model_name=registered_name, signature=signature,
+            pip_requirements=requirements("onnx", "onnxruntime"), save_as_external_data=False,
+        )
+
 
 def _onnx_kernel_shapes(proto) -> list[tuple[int, ...]]:
     shapes = {init.name: tuple(init.dims) for init in proto.graph.initializer}
@@ -245,8 +289,6 @@ class ExportResult:
 
 def export_info(manifest, trial) -> dict:
     """What every artifact records about itself: architecture, profile, the trial's numbers."""
-    from importlib.metadata import version
-
     config, metrics = manifest.config, trial.metrics
     arch = PrunedArchitecture(
         model=config.model.name,

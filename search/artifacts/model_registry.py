@@ -7,23 +7,25 @@ accuracy, costs and source trial as tags, so ``models:/NAME/VERSION`` can be fet
 needs a database-backed store: the search's default ``sqlite:///<storage>/mlflow.db`` or a
 tracking server.
 
-How each format is logged (our choice): ``state_dict`` as the rebuilt ``nn.Module`` in MLflow's
-``pt2`` (``torch.export``) format, so loading it unpickles nothing, with the export folder
-beside it as artifacts; ``torchscript`` through ``mlflow.pytorch`` (which saves a ScriptModule
-with ``torch.jit.save``); ``onnx`` through ``mlflow.onnx``.
+How each format is logged is the format's own choice (``ExportFormat.log_model`` in
+:mod:`prunetune.search.artifacts.export`): ``state_dict`` as the rebuilt ``nn.Module`` in
+MLflow's ``pt2`` (``torch.export``) format, so loading it unpickles nothing, with the export
+folder beside it as artifacts; ``torchscript`` through ``mlflow.pytorch`` (which saves a
+ScriptModule with ``torch.jit.save``); ``onnx`` through ``mlflow.onnx``. The study is found or
+created like a search's (:func:`~prunetune.search.tracking.tracker.ensure_experiment`), so with a
+SQLite store its artifacts go beside the database.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib.metadata import version
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.search.tracking import tracker
 
 
 @dataclass(frozen=True)
@@ -56,36 +58,16 @@ def version_tags(result) -> dict[str, str]:
     return tags
 
 
-def _requirements(*packages: str) -> list[str]:
-    return [f"{name}=={version(name).split('+')[0]}" for name in packages]
-
-
 def _log_model(result, name: str, example: np.ndarray):
-    import mlflow
+    """Log ``result``'s artifact the way its format says (:meth:`ExportFormat.log_model`)."""
     from mlflow.models import infer_signature
 
     from prunetune.search.artifacts.export import get_format
 
-    runner, loaded = get_format(result.format).load(result.path)
+    fmt = get_format(result.format)
+    runner, loaded = fmt.load(result.path)
     output = runner(torch.from_numpy(example)).detach().numpy()
-    signature = infer_signature(example, output)
-    if result.format == "onnx":
-        import mlflow.onnx
-
-        return mlflow.onnx.log_model(
-            loaded, name="model", registered_model_name=name, signature=signature,
-            pip_requirements=_requirements("onnx", "onnxruntime"), save_as_external_data=False,
-        )
-    import mlflow.pytorch
-
-    info = mlflow.pytorch.log_model(
-        loaded, name="model", registered_model_name=name, signature=signature, input_example=example,
-        pip_requirements=_requirements("torch"),
-        serialization_format="pickle" if result.format == "torchscript" else "pt2",
-    )
-    if result.path.is_dir():
-        mlflow.log_artifacts(str(result.path), artifact_path="prunetune_export")
-    return info
+    return fmt.log_model(loaded, result.path, name, infer_signature(example, output), example)
 
 
 def register_export(result, name: str, tracking_uri: str, experiment: str, example: np.ndarray) -> RegisteredExport:
@@ -103,7 +85,7 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
     client = mlflow.MlflowClient(tracking_uri)
     tags = version_tags(result)
     try:
-        experiment_id = _experiment_id(client, tracking_uri, experiment)
+        experiment_id = tracker.ensure_experiment(client, tracking_uri, experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{result.trial_id}") as run:
             mlflow.set_tags({"prunetune.export": result.format, **tags})
             mlflow.log_metrics({"accuracy": float(result.info["accuracy"]), **{f"cost/{k}": v for k, v in result.costs.items()}})
@@ -116,21 +98,6 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
     return RegisteredExport(name, model_version, run.info.run_id, tracking_uri)
 
 
-def _experiment_id(client, tracking_uri: str, experiment: str) -> str:
-    """The experiment's id, creating it if needed; with a SQLite store its artifacts go beside
-    the database (``mlartifacts/<experiment>``), not MLflow's default ``./mlruns`` of the cwd."""
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    location = None
-    if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        location = (database.parent / "mlartifacts" / experiment).resolve().as_uri()
-    return client.create_experiment(experiment, artifact_location=location)
-
-
 def default_tracking_uri(manifest) -> str:
     """The search's own MLflow store (its experiment folder lies in the storage path)."""
-    from prunetune.search.tracking.tracker import tracking_uri
-
-    return tracking_uri(manifest.config, manifest.directory.parent)
+    return tracker.tracking_uri(manifest.config, manifest.directory.parent)

@@ -94,7 +94,7 @@ def reference(experiment: Path, trial_id: str):
 
 
 LOADERS = {
-    "state_dict": "from trainables import load_pruned; m = load_pruned(path); y = m(x).detach()",
+    "state_dict": "from prunetune.trainables import load_pruned; m = load_pruned(path); y = m(x).detach()",
     "torchscript": "m = torch.jit.load(path); m.eval(); y = m(x).detach()",
     "onnx": (
         "import onnxruntime as ort; s = ort.InferenceSession(path, providers=['CPUExecutionProvider']); "
