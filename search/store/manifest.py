@@ -34,7 +34,7 @@ class Manifest:
         """The :class:`~trainables.TrialSetup` every trial of this search used."""
         from dataclasses import replace
 
-        from prunetune.search.run.runner import trial_setup, with_extra_bases
+        from prunetune.search.setup import trial_setup, with_extra_bases
 
         setup = replace(trial_setup(self.config), base_checkpoint=self.base_checkpoint)
         return with_extra_bases(self.config, setup, self.extra_bases)
