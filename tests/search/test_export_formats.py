@@ -72,3 +72,11 @@ def test_built_in_formats_choose_their_own_mlflow_flavour():
     assert OnnxFormat.log_model is not ExportFormat.log_model  # mlflow.onnx
     assert StateDictFormat.log_model is not ExportFormat.log_model  # pt2, plus the export folder
     assert (StateDictFormat.mlflow_serialization, TorchScriptFormat.mlflow_serialization) == ("pt2", "pickle")
+
+
+def test_the_cli_offers_exactly_the_built_in_formats():
+    from prunetune.search.commands import export as command
+
+    # The CLI lists them statically so `prunetune --help` imports no torch; they must not drift.
+    built_in = {name for name in format_names() if FORMATS.get(name).__module__ == ExportFormat.__module__}
+    assert set(command.FORMATS) == built_in == {"state_dict", "torchscript", "onnx"}
