@@ -24,8 +24,8 @@ _WHERE = {
     "Macs": "costs",
     "ModelSize": "costs",
     "Params": "costs",
-    "cost_names": "costs",
-    "get_cost": "costs",
+    "cost_names": "names",
+    "get_cost": "names",
     "register_cost": "costs",
     "BudgetError": "errors",
     "ConfigError": "errors",
@@ -45,8 +45,6 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if module in ("costs", "spec", "_measured"):
-        importlib.import_module(f"{__name__}._measured")  # registers latency and peak_memory
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

@@ -9,8 +9,8 @@ a user's function, imported on demand.
 ``example_input`` is always a batch ``(N, ...)`` with ``N >= 1``; costs that count one forward
 pass use its first item, so a cost never depends on the data loader's batch size.
 
-The measured costs (latency, peak memory) live in :mod:`prunetune.budgets._measured`; importing the
-``budgets`` package registers them too.
+The measured costs (latency, peak memory) live in :mod:`prunetune.budgets._measured`;
+:mod:`prunetune.budgets.names` (``get_cost``, ``cost_names``) registers them with the rest.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ __all__ = [
     "Macs",
     "ModelSize",
     "Params",
-    "cost_names",
-    "get_cost",
+    "COSTS",
     "register_cost",
 ]
 
@@ -100,32 +99,6 @@ def register_cost(name: str) -> Callable[[_C], _C]:
 
     return decorate
 
-
-def _builtins() -> Registry[type[CostFunction]]:
-    """The cost registry with every built-in cost in it (the measured ones, which need the
-    timing code, register when their module is first imported)."""
-    import prunetune.budgets._measured  # noqa: F401  (registers latency, peak_memory)
-
-    return COSTS
-
-
-def cost_names() -> list[str]:
-    """The registered cost names, sorted."""
-    return _builtins().names()
-
-
-def get_cost(name: str, **options: Any) -> CostFunction:
-    """A new cost function for a registered name or a ``module:function`` path.
-
-    Raises:
-        BudgetError: unknown name, an option the cost does not take or a bad option value,
-            or a ``module:function`` path that does not import or is not callable.
-    """
-    if ":" in name:
-        return CallableCost(path=name, options=options)
-    cls = _builtins().get(name)
-    _check_options(cls, options)
-    return cls(**options)
 
 
 def _check_options(cls: type[CostFunction], options: dict[str, Any]) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import pydantic
 import torch
 
-from prunetune.budgets.costs import CostFunction, get_cost
+from prunetune.budgets.costs import CostFunction
+from prunetune.budgets.names import get_cost
 from prunetune.budgets.errors import BudgetError
 
 __all__ = ["DEFAULT_COSTS", "Budget", "check_budgets", "cost_functions", "measure_costs"]

@@ -1,0 +1,53 @@
+"""What to try next, and the run around it.
+
+Rooms, lowest first (each imports only from its own rank or lower; tests/test_layout.py):
+
+- ``config``, ``space``, ``ray_compat``: the validated YAML config; the profile space a
+  searcher sees (group names, allowed ratios, the exact cost model); the Ray internals we use.
+- ``searchers/``, ``setup``: the searchers by name (no torch, no Ray); config -> TrialSetup.
+- ``store/``: an experiment folder read and written: manifest, Tune's trial folders,
+  progress, the frontier and its plots.
+- ``tracking/``: MLflow: the tracker, the live Tune callback, ``sync`` and ``compare``.
+- ``run/``: checks before any write (``prepare``), the Tuner assembly, methods by name
+  (``search``, ``taper``), fixed grids, snapshots and resume.
+- ``artifacts/``: what a search leaves for users: export, the model registry, the profile
+  library, ``apply`` and the long ``finetune``.
+- ``reproduce/``: the seed-3 experiments. ``commands/`` and ``cli``: the ``prunetune`` verbs.
+
+The names below load on first use, so ``import prunetune.search`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "SearchConfig": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "ProfileSpace": "space",
+    "get_searcher": "searchers",
+    "searcher_names": "searchers",
+    "register_searcher": "searchers",
+    "Prepared": "run",
+    "SearchOutcome": "run",
+    "get_method": "run",
+    "prepare": "run",
+    "run_search": "run",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+__all__ = ["add_config_args", "local_ray_env", "print_results"]
+
 
 def local_ray_env(address: str | None) -> None:
     """Environment for a private local Ray; must run before Ray is imported.

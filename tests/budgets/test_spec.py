@@ -84,7 +84,7 @@ class TestValidation:
             Budget.parse({"cost": "macs", "max": bad_max})
 
     def test_unknown_cost_lists_valid_names(self) -> None:
-        with pytest.raises(BudgetError, match="unknown cost 'flops'; valid costs: latency, macs"):
+        with pytest.raises(BudgetError, match="unknown cost 'flops'; choose one of: latency, macs"):
             Budget.parse({"cost": "flops", "max": 1})
 
     def test_bad_import_path(self) -> None:
