@@ -24,8 +24,10 @@ test: $(STAMP)
 	.ci/ensure-chromium
 	PRUNETUNE_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
+# The fast subset: no Ray cluster, MLflow server or browser. It lists its slowest tests, so a
+# new slow one is noticed in the change that adds it.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration" --durations=15
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
