@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -72,25 +73,18 @@ class DatasetLoader(Protocol):
     ) -> RawSplits: ...
 
 
-_LOADERS: dict[str, DatasetLoader] = {}
+_DATASETS: Registry[DatasetLoader] = Registry("dataset")
 _STANDARD_ARGS = frozenset({"input_size", "root", "seed"})
 
 
 def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Register a loader under ``name``; registering a name twice is an error."""
-
-    def decorator(loader: DatasetLoader) -> DatasetLoader:
-        if name in _LOADERS:
-            raise ConfigError(f"dataset {name!r} is already registered; pick another name")
-        _LOADERS[name] = loader
-        return loader
-
-    return decorator
+    """Register a loader under ``name`` (``data.name`` in a config); a name is registered once."""
+    return _DATASETS.register(name)
 
 
-def dataset_names() -> list[str]:
-    """Every registered data-set name, sorted."""
-    return sorted(_LOADERS)
+def dataset_names(pattern: str | None = None) -> list[str]:
+    """Every registered data-set name, sorted; only those matching ``pattern`` (fnmatch) if given."""
+    return _DATASETS.names(pattern)
 
 
 def load_dataset(
@@ -106,13 +100,12 @@ def load_dataset(
     ``seed`` fixes every random choice (split, subset, generated images). ``options`` are the
     loader's own settings (``val_fraction``, ``verify``, ...); unknown ones are a ConfigError.
     """
-    if name not in _LOADERS:
-        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(dataset_names())}")
+    loader = _DATASETS.get(name)  # an unknown name: a ConfigError listing the valid ones
     _positive_int("input_size", input_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} is invalid: it must be a non-negative integer")
     options = dict(options or {})
-    _check_options(name, options)
+    _check_options(name, loader, options)
     key = tuple(sorted(options.items()))
     try:
         hash(key)
@@ -122,8 +115,8 @@ def load_dataset(
     return _load_cached(name, input_size, resolved, seed, key)
 
 
-def _check_options(name: str, options: Mapping[str, Any]) -> None:
-    parameters = inspect.signature(_LOADERS[name]).parameters
+def _check_options(name: str, loader: DatasetLoader, options: Mapping[str, Any]) -> None:
+    parameters = inspect.signature(loader).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     allowed = sorted(set(parameters) - _STANDARD_ARGS)
@@ -137,8 +130,8 @@ def _check_options(name: str, options: Mapping[str, Any]) -> None:
 def _load_cached(
     name: str, input_size: int, root: str | None, seed: int, options: tuple[tuple[str, Any], ...]
 ) -> DataSplits:
-    raw = _LOADERS[name](input_size=input_size, root=Path(root) if root else None, seed=seed,
-                         **dict(options))
+    loader = _DATASETS.get(name)
+    raw = loader(input_size=input_size, root=Path(root) if root else None, seed=seed, **dict(options))
     return _standardise(name, raw, input_size)
 
 

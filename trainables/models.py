@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.registry import Registry
 
 TORCHVISION_PREFIX = "tv:"
 
@@ -41,28 +42,22 @@ class ModelFactory(Protocol):
     ) -> nn.Module: ...
 
 
-_FACTORIES: dict[str, ModelFactory] = {}
+_MODELS: Registry[ModelFactory] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     """Register a factory under ``name``, like timm's ``@register_model``.
 
     A registered name wins over a torchvision model of the same name (``tv:`` still reaches
-    that one). Registering a name twice is an error, so two plug-ins cannot silently swap models.
+    that one). A name is registered once (the project's one duplicate rule, see
+    :class:`~prunetune.budgets.registry.Registry`), so two plug-ins cannot silently swap models.
     """
-    if not name or name.startswith(TORCHVISION_PREFIX):
+    if not isinstance(name, str) or not name or name.startswith(TORCHVISION_PREFIX):
         raise ConfigError(
             f"model name {name!r} is invalid: it must be non-empty and not start with "
             f"{TORCHVISION_PREFIX!r}, which means torchvision"
         )
-
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        if name in _FACTORIES:
-            raise ConfigError(f"model {name!r} is already registered; pick another name")
-        _FACTORIES[name] = factory
-        return factory
-
-    return decorator
+    return _MODELS.register(name)
 
 
 @functools.cache
@@ -77,17 +72,15 @@ def model_names(pattern: str | None = None) -> list[str]:
 
     Torchvision models shadowed by a registered name are listed with the ``tv:`` prefix.
     """
-    names = set(_FACTORIES)
+    names = set(_MODELS.names())
     for name in _torchvision_names():
-        names.add(TORCHVISION_PREFIX + name if name in _FACTORIES else name)
-    if pattern is not None:
-        names = set(fnmatch.filter(names, pattern))
-    return sorted(names)
+        names.add(TORCHVISION_PREFIX + name if name in _MODELS else name)
+    return sorted(fnmatch.filter(names, pattern) if pattern is not None else names)
 
 
 def is_cifar_model(name: str) -> bool:
     """True when ``name`` builds one of our registered (CIFAR-style or user) models."""
-    return name in _FACTORIES
+    return name in _MODELS
 
 
 def build_model(
@@ -109,9 +102,9 @@ def build_model(
     """
     _check_positive(num_classes=num_classes, input_size=input_size, width=width,
                     in_channels=in_channels)
-    if name in _FACTORIES:
-        model = _FACTORIES[name](num_classes=num_classes, input_size=input_size, width=width,
-                                 in_channels=in_channels)
+    if name in _MODELS:
+        model = _MODELS.get(name)(num_classes=num_classes, input_size=input_size, width=width,
+                                  in_channels=in_channels)
     else:
         model = _build_torchvision(_torchvision_name(name), num_classes, input_size, width,
                                    in_channels)
@@ -132,10 +125,10 @@ def _torchvision_name(name: str) -> str:
     if bare in _torchvision_names():
         return bare
     close = difflib.get_close_matches(name, model_names(), n=5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    guess = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
     raise ConfigError(
-        f"unknown model {name!r}.{hint} Run `prunetune inspect` or call "
-        "trainables.model_names() to list every model name."
+        f"unknown model {name!r}{guess}; run `prunetune models` (or call "
+        "prunetune.trainables.model_names()) to list every model name"
     )
 
 
@@ -183,7 +176,7 @@ def _torchvision_state_dict(name: str, weights: str) -> Mapping[str, torch.Tenso
     """Read torchvision weights from the torch hub cache: we have no network, so no download."""
     import torchvision
 
-    if name in _FACTORIES:
+    if name in _MODELS:
         raise ConfigError(f"torchvision weights {weights!r} do not fit our model {name!r}; "
                           f"use tv:{name} or pass a state-dict path")
     try:

@@ -84,7 +84,7 @@ def test_torchvision_models_reject_width_and_in_channels(kwargs: dict[str, float
 def test_unknown_model_suggests_close_names_and_how_to_list_them() -> None:
     with pytest.raises(ConfigError, match="'resnet2'") as error:
         build_model("resnet2", num_classes=10)
-    assert "resnet20" in str(error.value) and "prunetune inspect" in str(error.value)
+    assert "resnet20" in str(error.value) and "`prunetune models`" in str(error.value)
 
 
 def test_model_names_filter_like_timm_and_cover_torchvision() -> None:
@@ -95,7 +95,7 @@ def test_model_names_filter_like_timm_and_cover_torchvision() -> None:
 
 
 def test_registered_factory_is_buildable_and_names_are_unique(monkeypatch) -> None:
-    monkeypatch.setattr(models, "_FACTORIES", dict(models._FACTORIES))
+    monkeypatch.setattr(models._MODELS, "_items", dict(models._MODELS._items))  # this test only
 
     @register_model("tiny_mlp")
     def tiny_mlp(*, num_classes: int, input_size: int, width: float, in_channels: int) -> nn.Module:
@@ -104,8 +104,10 @@ def test_registered_factory_is_buildable_and_names_are_unique(monkeypatch) -> No
     model = build_model("tiny_mlp", num_classes=4, input_size=8)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 4)
     assert "tiny_mlp" in model_names("tiny*")
-    with pytest.raises(ConfigError, match="already registered"):
-        register_model("tiny_mlp")(tiny_mlp)
+    with pytest.raises(ConfigError, match="'tiny_mlp' is already registered"):
+        register_model("tiny_mlp")(lambda **kwargs: tiny_mlp(**kwargs))
+    with pytest.raises(ConfigError, match="torchvision"):
+        register_model("tv:tiny")
 
 
 def test_weights_from_a_state_dict_file_round_trip(tmp_path) -> None:
