@@ -25,7 +25,7 @@ from prunetune.search.config import parse_config
 from prunetune.search.store.manifest import read_manifest, write_manifest
 from prunetune.search.artifacts.export import ExportError, StateDictFormat, export_trial, register_format
 from prunetune.search.store.trials import find_trial, read_trials
-from prunetune.search.run.runner import prepare
+from prunetune.search.run.prepare import prepare
 from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
 from prunetune.trainables.trial import _metrics, pruned_model
 
