@@ -3,6 +3,10 @@
 ``load_config(path, overrides)`` reads YAML, applies ``--set key=value`` overrides (dotted keys,
 values parsed as YAML) and validates. Every mistake becomes a :class:`ConfigError` naming the
 key, the bad value and what is allowed; the CLI prints it on one line and exits with code 2.
+
+The sections a trial reads are the trainables' own option types (``Recipe``, ``PruneSettings``,
+``TaperSettings``), subclassed here only where the config changes a default or adds a key, so
+each option, its default and its constraint are defined once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from prunetune.budgets import Budget
 from prunetune.budgets.errors import ConfigError
+from prunetune.trainables.groups import PruneSettings
+from prunetune.trainables.taper import TaperSettings
+from prunetune.trainables.train import BatchSize, LearningRate, Recipe, Steps
 
 
 class _Section(BaseModel):
@@ -36,21 +43,17 @@ class DataConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class BaseConfig(_Section):
+class BaseConfig(Recipe):
     """The dense model: a checkpoint to load, or the recipe to train one."""
 
+    steps: Steps = 400
+    lr: LearningRate = 0.05
+    batch_size: BatchSize = 128
     checkpoint: str | None = None
-    steps: int = Field(400, ge=0)
-    lr: float = Field(0.05, gt=0)
-    batch_size: int = Field(128, ge=1)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
 
 
-class PruneConfig(_Section):
-    criterion: Literal["l1", "l2", "random", "bn_scale", "taylor"] = "l1"
-    round_to: int = Field(1, ge=1)
-    min_channels: int = Field(1, ge=1)
+# ``criterion`` is checked against the registered criteria (trainables.groups.CRITERIA).
+PruneConfig = PruneSettings
 
 
 class SpaceConfig(_Section):
@@ -60,12 +63,10 @@ class SpaceConfig(_Section):
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class FinetuneConfig(_Section):
-    steps: int = Field(50, ge=0)
-    lr: float = Field(0.01, gt=0)
-    batch_size: int = Field(64, ge=1)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
+class FinetuneConfig(Recipe):
+    """Every trial's fine-tune: the trainables' recipe, 50 steps by default."""
+
+    steps: Steps = 50
 
 
 class SearcherConfig(_Section):
@@ -74,43 +75,17 @@ class SearcherConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class TaperConfig(_Section):
+class TaperConfig(TaperSettings):
     """``method: taper`` (docs/taper.md): one run tapers the cost and hardens a pruned model
     at every level. ``sweep`` maps option names to lists of values: one Tune trial each
     (grid over all of them), e.g. ``{rate: [0.001, 0.003]}``. ``lr`` and ``finetune_steps``
     default to the ``finetune`` section's."""
 
-    cost: Literal["macs", "params"] = "macs"
-    levels: list[float] = Field(default_factory=lambda: [0.75, 0.5, 0.3], min_length=1)
-    rate: float = Field(0.002, gt=0, lt=1)
-    min_rate: float = Field(0.0002, gt=0, lt=1)
-    max_rate: float = Field(0.02, gt=0, lt=1)
-    control_every: int = Field(20, ge=1)
-    tolerance: float = Field(0.002, ge=0)
-    slow_factor: float = Field(0.5, gt=0, le=1)
-    speed_factor: float = Field(1.25, ge=1)
-    ema: float = Field(0.5, ge=0, lt=1)
-    holdout: int = Field(256, ge=1)
-    gate_optimizer: Literal["sgd", "adam"] = "sgd"
-    gate_lr: float = Field(5.0, gt=0)
-    gate_init: float = Field(3.0, gt=0)
-    dual_lr: float = Field(0.2, ge=0)
-    penalty: float = Field(20.0, ge=0)
-    lr: float | None = Field(None, gt=0)
-    finetune_steps: int | None = Field(None, ge=0)
-    max_steps: int = Field(5000, ge=1)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
-
-    @field_validator("levels")
-    @classmethod
-    def _fractions(cls, levels: list[float]) -> list[float]:
-        if not all(0 < v < 1 for v in levels):
-            raise ValueError("levels are fractions of the dense cost in (0, 1), e.g. [0.75, 0.5, 0.3]")
-        return sorted(set(levels), reverse=True)
 
     @model_validator(mode="after")
     def _valid_sweep(self) -> TaperConfig:
-        options = [name for name in type(self).model_fields if name != "sweep"]
+        options = list(TaperSettings.model_fields)
         for name, values in self.sweep.items():
             if name not in options:
                 raise ValueError(f"taper.sweep names unknown option {name!r}; sweepable: {', '.join(options)}")
@@ -118,14 +93,15 @@ class TaperConfig(_Section):
                 raise ValueError(f"taper.sweep.{name} is empty; give a list of values")
             for value in values:
                 try:
-                    type(self).model_validate({name: value})
+                    TaperSettings.model_validate({name: value})
                 except ValidationError as err:
                     raise ValueError(f"taper.sweep.{name} value {value!r}: {err.errors()[0]['msg']}") from None
         return self
 
     def settings(self) -> dict[str, Any]:
-        """The options a taper trial reads (without ``sweep``)."""
-        return self.model_dump(exclude={"sweep"})
+        """The options a taper trial reads (without ``sweep``), as plain JSON values for Tune's
+        config; ``TaperSettings(**settings)`` rebuilds them."""
+        return self.model_dump(mode="json", exclude={"sweep"})
 
 
 class ResourcesConfig(_Section):

@@ -3,13 +3,22 @@
 from prunetune.trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
 from prunetune.trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
 from prunetune.trainables.export import PrunedArchitecture, load_pruned, save_pruned
-from prunetune.trainables.groups import CRITERIA, GroupInfo, PruneSettings, PruningStructure, apply_profile, find_groups, target_channels
+from prunetune.trainables.groups import (
+    CRITERIA,
+    GroupInfo,
+    PruneSettings,
+    PruningStructure,
+    apply_profile,
+    find_groups,
+    register_criterion,
+    target_channels,
+)
 from prunetune.trainables.models import build_model, model_names, register_model
 from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 from prunetune.trainables.structure import CostModelError, extract_cost_model
 from prunetune.trainables.taper import TaperSettings
 from prunetune.trainables.taper_trial import run_taper, taper_run
-from prunetune.trainables.train import DivergedError, Recipe, evaluate, train_steps
+from prunetune.trainables.train import DivergedError, Recipe, Settings, evaluate, train_steps
 from prunetune.trainables.trial import (
     TrialSetup,
     example_input,
@@ -32,6 +41,7 @@ __all__ = [
     "PruneSettings",
     "PruningStructure",
     "Recipe",
+    "Settings",
     "TaperSettings",
     "TrialSetup",
     "apply_profile",
@@ -49,6 +59,7 @@ __all__ = [
     "model_names",
     "prune_and_finetune",
     "rebuild_from_checkpoint",
+    "register_criterion",
     "register_dataset",
     "register_model",
     "save_pruned",

@@ -57,7 +57,7 @@ def build(spec: ModelSpec, num_classes: int) -> nn.Module:
 
 def base_key(model: ModelSpec, data: DataSpec, recipe: Recipe, seed: int) -> str:
     """A short stable name for the base checkpoint trained from these settings."""
-    blob = json.dumps([asdict(model), asdict(data), asdict(recipe), seed], sort_keys=True, default=str)
+    blob = json.dumps([asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed], sort_keys=True, default=str)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f"{model.name}-w{model.width:g}-{data.name}-{model.input_size}px-{digest}"
 

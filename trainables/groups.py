@@ -5,6 +5,9 @@ BatchNorm and every consumer's inputs, or all convs feeding one residual sum. to
 ``DependencyGraph`` finds them; we name each group after its root module (the first module
 torch-pruning meets in it) so profiles are keyed by group, never by conv: ratios given to single
 convs inside one coupled group would conflict silently.
+
+Which channels of a group go is the criterion's choice: :data:`CRITERIA` holds them by name
+(``l1``, ``l2``, ``random``, ``bn_scale``, ``taylor``); :func:`register_criterion` adds one.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch_pruning as tp
+from pydantic import Field, field_validator
 from torch import nn
 
+from prunetune.budgets.registry import Registry
 from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
+from prunetune.trainables.train import Settings
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -102,39 +109,76 @@ def find_groups(model: nn.Module, example_input: torch.Tensor) -> tuple[GroupInf
     return tuple(infos)
 
 
-def _importance(criterion: str) -> tp.importance.Importance:
-    factories: dict[str, Callable[[], tp.importance.Importance]] = {
-        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-        "random": tp.importance.RandomImportance,
-        "bn_scale": tp.importance.BNScaleImportance,
-        "taylor": tp.importance.GroupTaylorImportance,
-    }
-    if criterion not in factories:
-        raise ProfileError(
-            f"unknown criterion {criterion!r}; choose one of {', '.join(sorted(factories))}"
-        )
-    return factories[criterion]()
+Batch = tuple[torch.Tensor, torch.Tensor]
+CriterionFactory = Callable[[nn.Module, Batch | None], tp.importance.Importance]
+
+CRITERIA: Registry[CriterionFactory] = Registry("criterion")
+"""The channel criteria by name (``prune.criterion``); ``names()`` lists them, ``in`` checks one."""
 
 
-CRITERIA = ("l1", "l2", "random", "bn_scale", "taylor")
+def register_criterion(name: str) -> Callable[[CriterionFactory], CriterionFactory]:
+    """Register a channel criterion as ``name``, so ``prune.criterion: name`` selects it.
+
+    The factory is called once per prune, before any channel is scored, with the model about to
+    be pruned and the calibration batch (``(inputs, labels)`` or None). It returns a torch-pruning
+    ``Importance``: called on each group, one score per channel, the highest kept (None for a
+    group falls back to ``l1``). It may compute gradients on the model; the pruner clears them.
+    """
+    return CRITERIA.register(name)
 
 
-def _taylor_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-    if batch is None:
+@register_criterion("l1")
+def _l1(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+    """L1 norm of each channel's weights over its whole group (every coupled layer)."""
+    return tp.importance.GroupMagnitudeImportance(p=1)
+
+
+@register_criterion("l2")
+def _l2(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+    """L2 norm of each channel's weights over its whole group (every coupled layer)."""
+    return tp.importance.GroupMagnitudeImportance(p=2)
+
+
+@register_criterion("random")
+def _random(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+    """Uniform random scores (torch's global generator): the baseline every criterion must beat."""
+    return tp.importance.RandomImportance()
+
+
+@register_criterion("bn_scale")
+def _bn_scale(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+    """The BatchNorm scale of each channel (Network Slimming)."""
+    return tp.importance.BNScaleImportance()
+
+
+@register_criterion("taylor")
+def _taylor(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+    """First-order Taylor: weight times loss gradient on the calibration batch (needs one)."""
+    if calibration is None:
         raise ProfileError("criterion 'taylor' needs a calibration batch (inputs, labels)")
     model.zero_grad()
-    inputs, labels = batch
+    inputs, labels = calibration
     nn.functional.cross_entropy(model(inputs), labels).backward()
+    return tp.importance.GroupTaylorImportance()
 
 
-@dataclass(frozen=True)
-class PruneSettings:
-    """How a profile becomes channels: the criterion and the channel-count rule."""
+class PruneSettings(Settings):
+    """How a profile becomes channels: the criterion and the channel-count rule.
 
+    The search config's ``prune`` section is this class; ``criterion`` must be registered.
+    """
+
+    label: ClassVar[str] = "prune settings"
     criterion: str = "l1"
-    round_to: int = 1
-    min_channels: int = 1
+    round_to: int = Field(1, ge=1)
+    min_channels: int = Field(1, ge=1)
+
+    @field_validator("criterion")
+    @classmethod
+    def _registered(cls, criterion: str) -> str:
+        if criterion not in CRITERIA:
+            raise ValueError(CRITERIA.unknown(criterion))
+        return criterion
 
 
 def target_channels(
@@ -229,18 +273,16 @@ class PruningStructure:
         assert not self._spent, "a structure is pruned once; prune a copy() instead"
         self._spent = True
         scores = dict(scores or {})
-        importance = _importance(settings.criterion)
         channels, model, graph = self.channels, self.model, self.graph
         kept = target_channels(channels, profile, settings)
-        if settings.criterion == "taylor":
-            _taylor_gradients(model, calibration)
+        importance = CRITERIA.get(settings.criterion)(model, calibration)
         for name, keep in kept.items():
             if keep >= channels[name]:
                 continue
             full = _out_group(graph, self.roots[name])
             ranks = scores[name].detach().flatten().cpu() if name in scores else importance(full)
             if ranks is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-                ranks = _importance("l1")(full)
+                ranks = CRITERIA.get("l1")(model, calibration)(full)
             if len(ranks) != channels[name]:
                 raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels[name]} channels")
             drop = torch.argsort(ranks, stable=True)[: channels[name] - keep].tolist()

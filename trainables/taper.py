@@ -33,10 +33,12 @@ import copy
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field, field_validator
 from torch import nn
 
 from prunetune.budgets import Budget
@@ -45,49 +47,44 @@ from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
 from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
 from prunetune.trainables.profiles import Profile, ProfileError
 from prunetune.trainables.structure import extract_cost_model
-from prunetune.trainables.train import DivergedError, Recipe, batch_indices, evaluate, to_device, train_steps
+from prunetune.trainables.train import DivergedError, Recipe, Settings, batch_indices, evaluate, to_device, train_steps
 
 TAPER_STATE = "taper.json"
 TAPER_TENSORS = "taper.pt"
 
 
-@dataclass(frozen=True)
-class TaperSettings:
-    """The taper method's options (the ``taper`` section of a search config)."""
+class TaperSettings(Settings):
+    """The taper method's options: the search config's ``taper`` section is a subclass (adding
+    ``sweep``). ``lr`` and ``finetune_steps`` None: the fine-tune recipe's. ``levels`` are kept
+    distinct and in descending order."""
 
-    cost: str = "macs"
+    label: ClassVar[str] = "taper settings"
+    cost: Literal["macs", "params"] = "macs"
     levels: tuple[float, ...] = (0.75, 0.5, 0.3)
-    rate: float = 0.002
-    min_rate: float = 0.0002
-    max_rate: float = 0.02
-    control_every: int = 20
-    tolerance: float = 0.002
-    slow_factor: float = 0.5
-    speed_factor: float = 1.25
-    ema: float = 0.5
-    holdout: int = 256
-    gate_optimizer: str = "sgd"
-    gate_lr: float = 5.0
-    gate_init: float = 3.0
-    dual_lr: float = 0.2
-    penalty: float = 20.0
-    lr: float | None = None
-    finetune_steps: int | None = None
-    max_steps: int = 5000
+    rate: float = Field(0.002, gt=0, lt=1)
+    min_rate: float = Field(0.0002, gt=0, lt=1)
+    max_rate: float = Field(0.02, gt=0, lt=1)
+    control_every: int = Field(20, ge=1)
+    tolerance: float = Field(0.002, ge=0)
+    slow_factor: float = Field(0.5, gt=0, le=1)
+    speed_factor: float = Field(1.25, ge=1)
+    ema: float = Field(0.5, ge=0, lt=1)
+    holdout: int = Field(256, ge=1)
+    gate_optimizer: Literal["sgd", "adam"] = "sgd"
+    gate_lr: float = Field(5.0, gt=0)
+    gate_init: float = Field(3.0, gt=0)
+    dual_lr: float = Field(0.2, ge=0)
+    penalty: float = Field(20.0, ge=0)
+    lr: float | None = Field(None, gt=0)
+    finetune_steps: int | None = Field(None, ge=0)
+    max_steps: int = Field(5000, ge=1)
 
-    def __post_init__(self) -> None:
-        levels = tuple(sorted({float(v) for v in self.levels}, reverse=True))
-        if not levels or not all(0.0 < v < 1.0 for v in levels):
-            raise ProfileError(f"taper levels {list(self.levels)} must be fractions of the dense cost in (0, 1)")
-        object.__setattr__(self, "levels", levels)
-
+    @field_validator("levels")
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object]) -> TaperSettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ProfileError(f"unknown taper option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if k == "levels" else v for k, v in values.items()})
+    def _fractions(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        if not levels or not all(0 < v < 1 for v in levels):
+            raise ValueError("levels are fractions of the dense cost in (0, 1), e.g. [0.75, 0.5, 0.3]")
+        return tuple(sorted(set(levels), reverse=True))
 
 
 @dataclass

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from prunetune.trainables.base import load_base
 from prunetune.trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
-from prunetune.trainables.train import Recipe, to_device
+from prunetune.trainables.train import to_device
 from prunetune.trainables.trial import (
     TrialSetup,
     _data_on,
@@ -50,7 +50,7 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
     if resume is not None:
         taper.load(resume)
     steps = setup.finetune.steps if settings.finetune_steps is None else settings.finetune_steps
-    recipe = Recipe(**{**asdict(setup.finetune), "steps": steps})
+    recipe = setup.finetune.replace(steps=steps)
     for hardened in taper.points():
         point_setup = replace(setup, budgets=level_budgets(setup.budgets, settings.cost, hardened.level))
 
@@ -73,7 +73,7 @@ def taper_run(config: dict, setup: TrialSetup) -> None:
     """Ray Tune function trainable for ``method: taper`` (``config["taper"]``: its options)."""
     from ray import tune
 
-    settings = TaperSettings.from_mapping(config.get("taper", {}))
+    settings = TaperSettings(**config.get("taper", {}))
 
     def report(metrics: dict, directory: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))

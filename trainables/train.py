@@ -5,6 +5,10 @@ Split like torchvision's reference script: :func:`train_steps` (the loop), :func
 already in memory (see ``prunetune.trainables.data``), so batches are index slices: no per-epoch decoding
 and no DataLoader worker start-up in short trials. On CUDA the step runs in bfloat16 autocast
 with channels-last memory, which needs no loss scaler.
+
+:class:`Settings` is the base of every option set a trial reads (:class:`Recipe` here,
+``PruneSettings``, ``TaperSettings``): frozen pydantic models that the search config subclasses,
+so each option, its default and its constraint are defined once.
 """
 
 from __future__ import annotations
@@ -13,33 +17,87 @@ import contextlib
 import math
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Self
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from prunetune.budgets.errors import PrunetuneError
+from prunetune.budgets.errors import ConfigError
 
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite; the trial ends with this reason."""
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """An SGD recipe: ``steps`` optimiser steps with a cosine learning-rate decay."""
+class Settings(BaseModel):
+    """Frozen, validated options (hashable and picklable: they travel to Ray workers).
 
-    steps: int = 100
-    lr: float = 0.01
-    batch_size: int = 64
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    Built in Python, ``Settings(...)`` takes the fields by keyword or in declaration order and
+    raises a one-line :class:`ConfigError` for a bad value. Validated from a mapping (a search
+    config section, ``model_validate``) it raises pydantic's ``ValidationError``, which keeps
+    the key's location for the config's own message. ``label`` names the set in messages.
+    """
 
-    def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise PrunetuneError(
-                f"training recipe needs steps >= 0, batch_size >= 1 and lr > 0; got {self}"
-            )
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    label: ClassVar[str] = "settings"
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        names = list(type(self).model_fields)
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional arguments, got {len(args)}")
+        for name, value in zip(names, args):
+            if name in values:
+                raise TypeError(f"{type(self).__name__} got two values for {name!r}")
+            values[name] = value
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise ConfigError(self._one_line(err)) from None
+
+    # Tell pydantic this __init__ only maps arguments (as RootModel's does): validating nested
+    # data (a config section) then skips it and reports errors with their location.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @classmethod
+    def _one_line(cls, err: ValidationError) -> str:
+        error = err.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            return f"{cls.label} has no option {key!r}; valid options: {', '.join(cls.model_fields)}"
+        message = error["msg"].removeprefix("Value error, ")
+        if not key:
+            return f"{cls.label}: {message}"
+        return f"{cls.label} option {key!r}: {message} (got {error.get('input')!r})"
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated again (pydantic's ``model_copy`` does not validate)."""
+        return type(self)(**{**self.model_dump(), **changes})
+
+
+# Constraints shared by the trainables' recipe and the config sections that change its defaults.
+Steps = Annotated[int, Field(ge=0)]
+LearningRate = Annotated[float, Field(gt=0)]
+BatchSize = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class Recipe(Settings):
+    """An SGD recipe: ``steps`` optimiser steps with a cosine learning-rate decay.
+
+    The search config's ``finetune`` and ``base`` sections are subclasses with their own defaults.
+    """
+
+    label: ClassVar[str] = "training recipe"
+    steps: Steps = 100
+    lr: LearningRate = 0.01
+    batch_size: BatchSize = 64
+    momentum: NonNegative = 0.9
+    weight_decay: NonNegative = 5e-4
+
+    def as_recipe(self) -> Recipe:
+        """Just the recipe (a subclass's extra fields dropped): what names a trained base."""
+        return Recipe(**{name: getattr(self, name) for name in Recipe.model_fields})
 
 
 def _autocast(device: torch.device):
@@ -64,7 +122,9 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
             yield order[start : start + batch_size]
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, object]:
+def make_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD over ``model``'s parameters (Nesterov when there is momentum) and its cosine decay
+    over ``recipe.steps`` steps: the pair :func:`train_steps` steps and a trial checkpoints."""
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,

@@ -13,7 +13,7 @@ import functools
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -113,7 +113,7 @@ def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classe
     directory = Path(directory)
     profile = Profile.from_json((directory / PROFILE_FILE).read_text())
     model = build(setup.model, num_classes)
-    structural = PruneSettings("l1", setup.prune.round_to, setup.prune.min_channels)
+    structural = setup.prune.replace(criterion="l1")
     apply_profile(model, profile, example_input(setup), structural)
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return model
@@ -147,7 +147,7 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
 
     profile = Profile(config["profile"])
     steps = int(config.get("finetune_steps", setup.finetune.steps))
-    recipe = Recipe(**{**asdict(setup.finetune), "steps": steps})
+    recipe = setup.finetune.replace(steps=steps)
     device = trial_device()
     torch.manual_seed(setup.seed)
     splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))

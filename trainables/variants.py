@@ -7,7 +7,7 @@ config, so every variant prunes, fine-tunes, measures and checkpoints exactly li
 trial:
 
 - ``base``: the key of one of the ``bases`` setups (another data set or base model);
-- ``criterion``: the channel criterion (``l1``, ``l2``, ``random``, ``bn_scale``, ``taylor``);
+- ``criterion``: the channel criterion (any registered one, e.g. ``l1`` or ``taylor``);
 - ``seed``: the trial's seed (random channel choice, fine-tune batch order).
 """
 
@@ -24,7 +24,7 @@ def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialS
     if "base" in config:
         setup = (bases or {})[config["base"]]
     if "criterion" in config:
-        setup = replace(setup, prune=replace(setup.prune, criterion=str(config["criterion"])))
+        setup = replace(setup, prune=setup.prune.replace(criterion=str(config["criterion"])))
     if "seed" in config:
         setup = replace(setup, seed=int(config["seed"]))
     return setup

@@ -44,3 +44,37 @@ def test_missing_file_and_bad_override_are_clear(tmp_path):
         load_config(tmp_path / "none.yaml")
     with pytest.raises(ConfigError, match="not KEY=VALUE"):
         load_config(None, ["trials"])
+
+
+def test_trial_sections_are_the_trainables_types_with_the_configs_defaults():
+    from prunetune.trainables import PruneSettings, Recipe, TaperSettings
+
+    config = parse_config({"taper": {"levels": [0.3, 0.7], "sweep": {"rate": [0.001, 0.003]}}})
+    assert isinstance(config.finetune, Recipe) and isinstance(config.base, Recipe)
+    assert (config.finetune.steps, config.base.steps, Recipe().steps) == (50, 400, 100)
+    assert type(config.prune) is PruneSettings
+    assert config.base.as_recipe() == Recipe(400, 0.05, 128)  # what names a trained base: no checkpoint
+    # What a taper trial receives through Tune's config rebuilds the same settings.
+    settings = TaperSettings(**config.taper.settings())
+    assert settings.levels == (0.7, 0.3) and settings == TaperSettings(levels=[0.7, 0.3])
+
+
+def test_unknown_criterion_lists_the_registered_ones_at_parse_time():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"prune": {"criterion": "taylr"}})
+    message = str(err.value)
+    assert message.startswith("config key 'prune.criterion': unknown criterion 'taylr' (did you mean 'taylor'?)")
+    assert "choose one of: bn_scale, l1, l2, random, taylor" in message and "\n" not in message
+
+
+def test_trial_setup_parts_hash_and_pickle_as_values(tiny_base):
+    import pickle
+
+    from prunetune.trainables import DataSpec, ModelSpec, TrialSetup
+
+    config = parse_config({"prune": {"criterion": "taylor", "round_to": 4}, "finetune": {"steps": 7}})
+    setup = TrialSetup(ModelSpec(), DataSpec(), str(tiny_base), prune=config.prune, finetune=config.finetune)
+    again = TrialSetup(ModelSpec(), DataSpec(), str(tiny_base), prune=parse_config({"prune": {"criterion": "taylor", "round_to": 4}}).prune, finetune=config.finetune)
+    assert hash(setup) == hash(again) and setup == again  # usable as an lru_cache key
+    shipped = pickle.loads(pickle.dumps(setup))  # what Ray does to reach a worker
+    assert shipped == setup and shipped.prune.round_to == 4 and shipped.finetune.steps == 7

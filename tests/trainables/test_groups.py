@@ -6,7 +6,17 @@ import pytest
 import torch
 
 from prunetune.budgets import get_cost
-from prunetune.trainables import CRITERIA, Profile, ProfileError, PruneSettings, apply_profile, build_model, find_groups
+from prunetune.budgets.errors import ConfigError
+from prunetune.trainables import (
+    CRITERIA,
+    Profile,
+    ProfileError,
+    PruneSettings,
+    apply_profile,
+    build_model,
+    find_groups,
+    register_criterion,
+)
 
 X = torch.randn(1, 3, 16, 16)
 
@@ -35,7 +45,7 @@ def test_apply_profile_gives_requested_channels_and_keeps_classes(resnet):
     assert get_cost("macs")(model, X) < get_cost("macs")(resnet, X)
 
 
-@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("criterion", CRITERIA.names())
 def test_every_criterion_prunes_to_the_same_shape(resnet, criterion):
     model = copy.deepcopy(resnet)
     calibration = (torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,)))
@@ -65,8 +75,26 @@ def test_round_to_applies_to_every_group(resnet):
 def test_unknown_group_and_unknown_criterion_are_clear_errors(resnet):
     with pytest.raises(ProfileError, match="unknown group"):
         apply_profile(copy.deepcopy(resnet), Profile({"layer9.conv": 0.5}), X)
-    with pytest.raises(ProfileError, match="unknown criterion 'l3'"):
-        apply_profile(copy.deepcopy(resnet), Profile({}), X, PruneSettings(criterion="l3"))
+    with pytest.raises(ConfigError, match=r"unknown criterion 'l3'; choose one of: bn_scale, l1, l2, random, taylor"):
+        PruneSettings(criterion="l3")
+
+
+def test_a_registered_criterion_chooses_the_channels(resnet, monkeypatch):
+    monkeypatch.setattr(CRITERIA, "_items", dict(CRITERIA._items))  # registered for this test only
+    calls = []
+
+    @register_criterion("last_first")
+    def last_first(model, calibration):
+        calls.append(calibration)
+        return lambda group: torch.arange(len(group[0].idxs), dtype=torch.float)  # later channels rank higher
+
+    model = copy.deepcopy(resnet)
+    before = model.layer3[0].conv1.weight.detach().clone()
+    apply_profile(model, Profile({"layer3.0.conv1": 0.5}), X, PruneSettings("last_first"), calibration=None)
+    assert calls == [None] and "last_first" in CRITERIA.names("last*")
+    assert torch.equal(model.layer3[0].conv1.weight, before[16:])
+    with pytest.raises(ConfigError, match="already registered"):
+        register_criterion("l1")(last_first)
 
 
 def test_torchvision_resnet_groups_are_keyed_by_group():

@@ -36,7 +36,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("criterion", CRITERIA.names())
 def test_cached_structure_prunes_exactly_like_tracing_from_scratch(tiny_base, criterion):
     setup = _setup(tiny_base, criterion)
     splits, _, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")

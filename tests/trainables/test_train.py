@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from prunetune.budgets.errors import ConfigError
 from prunetune.trainables import DivergedError, Recipe, evaluate, train_steps
 from prunetune.trainables.train import make_optimizer
 
@@ -47,6 +48,17 @@ def test_diverging_loss_raises_with_the_step():
         train_steps(_model(), x * 1e30, y, Recipe(steps=10, lr=1e10, batch_size=32))
 
 
-def test_recipe_rejects_nonsense():
-    with pytest.raises(Exception, match="lr > 0"):
+def test_recipe_rejects_nonsense_in_one_line():
+    with pytest.raises(ConfigError, match=r"training recipe option 'lr': Input should be greater than 0 \(got 0\)"):
         Recipe(lr=0)
+    with pytest.raises(ConfigError, match="has no option 'epochs'; valid options: steps, lr"):
+        Recipe(epochs=3)
+
+
+def test_recipe_builds_by_position_or_keyword_and_replace_validates():
+    assert Recipe(300, 0.05, 64) == Recipe(steps=300, lr=0.05, batch_size=64)
+    assert Recipe(steps=3).replace(lr=0.5) == Recipe(3, 0.5)
+    with pytest.raises(ConfigError, match="'batch_size'"):
+        Recipe().replace(batch_size=0)
+    with pytest.raises(TypeError, match="two values for 'steps'"):
+        Recipe(3, steps=4)
