@@ -24,6 +24,8 @@ from prunetune.trainables.trial import (
     example_input,
     prune_and_finetune,
     rebuild_from_checkpoint,
+    resume_finetune,
+    run_trial,
     save_trial_checkpoint,
 )
 
@@ -62,10 +64,12 @@ __all__ = [
     "register_criterion",
     "register_dataset",
     "register_model",
+    "resume_finetune",
     "save_pruned",
     "save_trial_checkpoint",
     "target_channels",
     "run_taper",
+    "run_trial",
     "taper_run",
     "train_steps",
 ]

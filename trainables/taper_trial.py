@@ -13,7 +13,6 @@ state (taper.json, taper.pt), from which a restored Tuner continues.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from prunetune.trainables.base import load_base
 from prunetune.trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
 from prunetune.trainables.train import to_device
 from prunetune.trainables.trial import (
+    Report,
     TrialSetup,
     _data_on,
     _metrics,
@@ -30,8 +30,6 @@ from prunetune.trainables.trial import (
     save_trial_checkpoint,
     trial_device,
 )
-
-Report = Callable[[dict, Path], None]
 
 
 def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume: Path | None = None) -> None:

@@ -4,7 +4,8 @@
 searcher chose (``profile``, optionally ``finetune_steps``); everything fixed for the search
 travels once in a :class:`TrialSetup` through ``tune.with_parameters`` (Ray's object store), not
 in every trial's config. It reports accuracy, loss, every cost, which budgets are met, and a
-checkpoint (profile + pruned weights) from which the trial resumes or the model is exported.
+checkpoint (profile, pruned weights, optimiser and LR-scheduler state) from which a retried
+trial continues its fine-tune exactly, or the model is exported.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,9 @@ from prunetune.trainables.train import Recipe, evaluate, make_optimizer, to_devi
 PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "model.pt"
 STATE_FILE = "state.json"
+OPTIM_FILE = "optim.pt"
+
+OptimizerPair = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
 
 
 @dataclass(frozen=True)
@@ -133,46 +138,76 @@ def _dense_costs(setup: TrialSetup, num_classes: int) -> dict[str, float]:
     return _DENSE[key]
 
 
-def save_trial_checkpoint(directory: Path, model: nn.Module, profile: Profile, state: dict) -> None:
+def save_trial_checkpoint(
+    directory: Path, model: nn.Module, profile: Profile, state: dict, optimizer: OptimizerPair | None = None
+) -> None:
     """Write a trial checkpoint (profile.json, model.pt, state.json) into ``directory``; the
-    layout :func:`rebuild_from_checkpoint` reads (``prunetune finetune`` writes it too)."""
+    layout :func:`rebuild_from_checkpoint` reads (``prunetune finetune`` writes it too).
+
+    ``optimizer`` (the pair :func:`~prunetune.trainables.train.make_optimizer` returns) adds
+    optim.pt: the optimiser's and the LR scheduler's ``state_dict``, so a retried trial
+    continues its fine-tune exactly (:func:`resume_finetune`).
+    """
     (directory / PROFILE_FILE).write_text(profile.to_json())
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     (directory / STATE_FILE).write_text(json.dumps(state))
+    if optimizer is not None:
+        sgd, scheduler = optimizer
+        torch.save({"optimizer": sgd.state_dict(), "lr_scheduler": scheduler.state_dict()}, directory / OPTIM_FILE)
 
 
-def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
-    """Ray Tune function trainable: one profile, pruned, fine-tuned and measured."""
-    from ray import tune
+def resume_finetune(
+    model: nn.Module, recipe: Recipe, device: torch.device, checkpoint: Path | None = None
+) -> tuple[nn.Module, OptimizerPair, dict]:
+    """The pruned ``model`` on ``device``, its optimiser pair and the trial's state, ready to
+    fine-tune: fresh (state ``{}``), or as a trial checkpoint left them (weights, optimiser
+    and scheduler state, ``state["step"]`` steps done), so the continued fine-tune is the one
+    an uninterrupted trial runs. ``model`` must have the checkpoint's structure (same profile).
+    """
+    state: dict = {}
+    if checkpoint is not None:
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        model.load_state_dict(torch.load(checkpoint / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    model = to_device(model, device)
+    optimizer = make_optimizer(model, recipe)
+    if checkpoint is None:
+        return model, optimizer, state
+    if (checkpoint / OPTIM_FILE).is_file():
+        saved = torch.load(checkpoint / OPTIM_FILE, map_location="cpu", weights_only=True)
+        optimizer[0].load_state_dict(saved["optimizer"])
+        optimizer[1].load_state_dict(saved["lr_scheduler"])
+    else:  # written before optim.pt existed: no momentum to restore, only the schedule's step
+        for _ in range(state["step"]):
+            optimizer[1].step()
+    return model, optimizer, state
 
-    profile = Profile(config["profile"])
-    steps = int(config.get("finetune_steps", setup.finetune.steps))
-    recipe = setup.finetune.replace(steps=steps)
+
+Report = Callable[[dict, Path], None]
+
+
+def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int | None = None, resume: Path | None = None) -> None:
+    """Prune ``setup``'s base model to ``profile``, fine-tune it for ``steps`` (None: the
+    recipe's) and measure it, calling ``report(metrics, checkpoint_dir)`` every
+    ``setup.checkpoint_every`` steps and at the end (``metrics["done"]``).
+
+    ``checkpoint_dir`` is a temporary trial checkpoint, deleted after ``report`` returns;
+    ``resume`` is such a folder from an earlier report, from which the fine-tune continues.
+    Works without Ray; :func:`prune_and_finetune` wraps it for Tune.
+    """
+    recipe = setup.finetune if steps is None else setup.finetune.replace(steps=steps)
     device = trial_device()
     torch.manual_seed(setup.seed)
     splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
-    calibration = (splits.train_x[:64], splits.train_y[:64])
-    model = pruned_model(setup, profile, splits.num_classes, calibration)
-    start, state = 0, {}
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retried trial resumes its fine-tune
-        with checkpoint.as_directory() as directory:
-            state = json.loads((Path(directory) / STATE_FILE).read_text())
-            model.load_state_dict(torch.load(Path(directory) / WEIGHTS_FILE, weights_only=True))
-        start = state["step"]
-    model = to_device(model, device)
+    model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
+    model, optimizer, state = resume_finetune(model, recipe, device, resume)
     pruned_eval = None  # a 0-step trial reports it as its final accuracy: evaluated once
     if not state:
         pruned_eval = evaluate(model, val_x, val_y)
-        state["accuracy_pruned"] = pruned_eval[0]
-    optimizer = make_optimizer(model, recipe)
-    for _ in range(start):
-        optimizer[1].step()
-    chunk = setup.checkpoint_every or max(steps, 1)
-    for stop in [*range(start + chunk, steps, chunk), steps]:
+        state = {"step": 0, "accuracy_pruned": pruned_eval[0]}
+    start, chunk = state["step"], setup.checkpoint_every or max(recipe.steps, 1)
+    for stop in [*range(start + chunk, recipe.steps, chunk), recipe.steps]:
         train_steps(model, train_x, train_y, recipe, seed=setup.seed, start=start, stop=stop, optimizer=optimizer)
-        start = stop
-        done = stop >= steps
+        start, done = stop, stop >= recipe.steps
         known = pruned_eval if stop == 0 else None
         metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done, known)
         if done and setup.others:
@@ -180,11 +215,31 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
         state["step"] = stop
         metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
         with tempfile.TemporaryDirectory() as directory:
-            save_trial_checkpoint(Path(directory), model, profile, state)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+            save_trial_checkpoint(Path(directory), model, profile, state, optimizer)
+            report(metrics, Path(directory))
         if done:
             return
         model = to_device(model, device)
+
+
+def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
+    """Ray Tune function trainable: one profile (``config["profile"]``, optionally
+    ``config["finetune_steps"]``), pruned, fine-tuned and measured by :func:`run_trial`; a
+    retried or restored trial continues from its latest checkpoint."""
+    from ray import tune
+
+    profile = Profile(config["profile"])
+    steps = int(config.get("finetune_steps", setup.finetune.steps))
+
+    def report(metrics: dict, directory: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_trial(setup, profile, report, steps=steps)
+        return
+    with checkpoint.as_directory() as directory:
+        run_trial(setup, profile, report, steps=steps, resume=Path(directory))
 
 
 def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: torch.device) -> float:
