@@ -19,8 +19,7 @@ The names below load on first use, so ``import prunetune.search`` stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from prunetune.budgets.lazy import lazy_exports
 
 _WHERE = {
     "SearchConfig": "config",
@@ -40,14 +39,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
