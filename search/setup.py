@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from prunetune.search.config import DataConfig, SearchConfig
-from prunetune.trainables import DataSpec, ModelSpec, PruneSettings, Recipe, TrialSetup
+from prunetune.trainables import DataSpec, ModelSpec, Recipe, TrialSetup
 
 
 def data_spec(data: DataConfig) -> DataSpec:
@@ -24,21 +24,18 @@ def data_spec(data: DataConfig) -> DataSpec:
 def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:
     """The model, data set and base-model training recipe of ``config``."""
     model = ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
-    base = config.base
-    recipe = Recipe(steps=base.steps, lr=base.lr, batch_size=base.batch_size, momentum=base.momentum, weight_decay=base.weight_decay)
-    return model, data_spec(config.data), recipe
+    return model, data_spec(config.data), config.base.as_recipe()
 
 
 def trial_setup(config: SearchConfig) -> TrialSetup:
     """The trial settings of ``config`` (``base_checkpoint`` as configured, maybe empty)."""
     model, data, _ = specs(config)
-    ft = config.finetune
     return TrialSetup(
         model=model,
         data=data,
         base_checkpoint=config.base.checkpoint or "",
-        prune=PruneSettings(criterion=config.prune.criterion, round_to=config.prune.round_to, min_channels=config.prune.min_channels),
-        finetune=Recipe(steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size, momentum=ft.momentum, weight_decay=ft.weight_decay),
+        prune=config.prune,
+        finetune=config.finetune.as_recipe(),
         budgets=tuple(config.budgets),
         seed=config.seed,
         checkpoint_every=config.checkpoint_every,

@@ -28,7 +28,7 @@ TINY = {
 def tiny_base(tmp_path_factory) -> Path:
     """A dense resnet20 (width 0.25, 8 px) trained briefly on digits, saved once per session."""
     from prunetune.search.config import parse_config
-    from prunetune.search.run.runner import specs
+    from prunetune.search.setup import specs
     from prunetune.trainables import ensure_base_checkpoint
 
     model, data, recipe = specs(parse_config(TINY))

@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,7 +63,7 @@ def finetune_trial(
         raise ConfigError(f"output {out} already exists; choose another --out or pass --force to replace it")
     setup = manifest.setup()
     splits = setup.data.load(setup.model.input_size)
-    recipe = replace(setup.finetune, steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
+    recipe = setup.finetune.replace(steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
     device = _device()
     model = to_device(rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes), device)
     torch.manual_seed(setup.seed)
@@ -94,7 +94,7 @@ def _write(result: FinetuneResult, model, trial: TrialInfo, recipe) -> None:
         "search_accuracy": result.estimate,
         "epochs": result.epochs,
         "finetune_steps": result.steps,
-        "recipe": asdict(recipe),
+        "recipe": recipe.model_dump(),
         "feasible": trial.metrics.get("feasible"),
         **kept,  # pruning fixed the structure: costs are the trial's (export recounts them)
         "config": {"profile": dict(profile.ratios)},

@@ -135,7 +135,7 @@ class TaperSweep(Method):
         return len(list(itertools.product(*config.taper.sweep.values()))) if config.taper.sweep else 1
 
     def describe(self, config: SearchConfig) -> str:
-        return f"{self.trial_count(config)} taper run(s) through levels {config.taper.levels}"
+        return f"{self.trial_count(config)} taper run(s) through levels {list(config.taper.levels)}"
 
     def frontier_cost(self, config: SearchConfig) -> str:
         return config.taper.cost

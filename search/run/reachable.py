@@ -16,7 +16,7 @@ import torch
 
 from prunetune.budgets import Budget, BudgetError
 from prunetune.search.space import ProfileSpace
-from prunetune.trainables import Profile, PruneSettings
+from prunetune.trainables import Profile
 from prunetune.trainables.trial import TrialSetup, example_input, pruned_model
 
 # Latency is not monotone in principle (kernel tile effects) but the smallest model being too
@@ -42,7 +42,7 @@ def check_measured_budgets(space: ProfileSpace, setup: TrialSetup, num_classes: 
     ]
     if not budgets:
         return
-    structural = replace(setup, prune=PruneSettings("l1", setup.prune.round_to, setup.prune.min_channels))
+    structural = replace(setup, prune=setup.prune.replace(criterion="l1"))
     model = pruned_model(structural, smallest_profile(space), num_classes)
     for budget in budgets:
         cost = budget.cost_fn()

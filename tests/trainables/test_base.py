@@ -5,7 +5,7 @@ import torch
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
-from prunetune.search.run.runner import specs
+from prunetune.search.setup import specs
 from tests.conftest import TINY
 from prunetune.trainables import ensure_base_checkpoint, load_base
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from prunetune.search.config import parse_config
-from prunetune.search.run.runner import ensure_extra_bases, trial_setup, with_extra_bases
+from prunetune.search.run.prepare import ensure_extra_bases
+from prunetune.search.setup import trial_setup, with_extra_bases
 from tests.conftest import TINY
 from prunetune.trainables import Profile, Recipe
 from prunetune.trainables.trial import accuracy_on, mean_over_bases
@@ -56,7 +57,7 @@ def test_the_reported_accuracy_is_the_mean_over_the_base_models(two_bases):
 ])
 def test_base_list_mistakes_are_one_line_errors(bases, message, tmp_path):
     from prunetune.budgets.errors import ConfigError
-    from prunetune.search.run.runner import prepare
+    from prunetune.search.run.prepare import prepare
 
     with pytest.raises(ConfigError) as error:
         prepare(parse_config({**TINY, "bases": bases, "storage_path": str(tmp_path)}), show_progress=False)
