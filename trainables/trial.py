@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,6 +123,31 @@ def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classe
     apply_profile(model, profile, example_input(setup), structural)
     model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     return model
+
+
+def finetune_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: int, epochs: int, *,
+                        label: str = "", show_progress: bool = True) -> tuple[nn.Module, Recipe, float, float]:
+    """Continue the pruned model of a trial checkpoint for ``epochs`` whole epochs of the
+    training set with the search's fine-tune recipe (one cosine decay over the whole run), on
+    the GPU when there is one, with a progress bar; returns the model (on the CPU), the recipe
+    it ran, and its validation accuracy and loss."""
+    from tqdm.auto import tqdm
+
+    splits = setup.data.load(setup.model.input_size)
+    recipe = setup.finetune.replace(steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = to_device(rebuild_from_checkpoint(setup, directory, num_classes), device)
+    torch.manual_seed(setup.seed)
+    interval = 0.1 if sys.stderr.isatty() else 2.0  # a log file gets a line every 2 s
+    with tqdm(total=recipe.steps, desc=f"fine-tuning {label}".strip(), disable=not show_progress, mininterval=interval) as bar:
+        train_steps(model, splits.train_x.to(device), splits.train_y.to(device), recipe, seed=setup.seed, progress=bar)
+    accuracy, loss = evaluate(model, splits.val_x.to(device), splits.val_y.to(device))
+    return model.cpu(), recipe, accuracy, loss
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Optimiser steps that see each training example once (the last partial batch dropped)."""
+    return max(1, train_size // min(batch_size, train_size))
 
 
 _DENSE: dict[tuple, dict[str, float]] = {}

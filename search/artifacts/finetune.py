@@ -15,17 +15,13 @@ import json
 import math
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.trials import FINETUNED_DIR, RESULT_FILE, TrialInfo
-from prunetune.trainables import Profile, evaluate, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
-from prunetune.trainables.train import to_device
-from prunetune.trainables.trial import PROFILE_FILE
+from prunetune.trainables import Profile, save_trial_checkpoint
+from prunetune.trainables.trial import PROFILE_FILE, finetune_checkpoint
 
 
 @dataclass(frozen=True)
@@ -40,39 +36,21 @@ class FinetuneResult:
     estimate: float  # the search's accuracy for this trial
 
 
-def steps_per_epoch(train_size: int, batch_size: int) -> int:
-    """Optimiser steps that see each training example once (the last partial batch dropped)."""
-    return max(1, train_size // min(batch_size, train_size))
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def finetune_trial(
     manifest, trial: TrialInfo, epochs: int, *, out: str | Path | None = None, force: bool = False, show_progress: bool = True
 ) -> FinetuneResult:
     """Continue ``trial``'s checkpoint for ``epochs`` epochs; write and return the result."""
-    from tqdm.auto import tqdm
-
     if epochs < 1:
         raise ConfigError(f"--epochs {epochs} must be at least 1")
     new_id = f"{trial.trial_id}-e{epochs}"
     out = Path(out).absolute() if out else manifest.directory / FINETUNED_DIR / new_id
     if out.exists() and not force:
         raise ConfigError(f"output {out} already exists; choose another --out or pass --force to replace it")
-    setup = manifest.setup()
-    splits = setup.data.load(setup.model.input_size)
-    recipe = setup.finetune.replace(steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
-    device = _device()
-    model = to_device(rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes), device)
-    torch.manual_seed(setup.seed)
-    interval = 0.1 if sys.stderr.isatty() else 2.0
-    with tqdm(total=recipe.steps, desc=f"fine-tuning {trial.trial_id}", disable=not show_progress, mininterval=interval) as bar:
-        train_steps(model, splits.train_x.to(device), splits.train_y.to(device), recipe, seed=setup.seed, progress=bar)
-    accuracy, loss = evaluate(model, splits.val_x.to(device), splits.val_y.to(device))
+    model, recipe, accuracy, loss = finetune_checkpoint(
+        manifest.setup(), trial.checkpoint, manifest.num_classes, epochs, label=trial.trial_id, show_progress=show_progress
+    )
     result = FinetuneResult(new_id, trial.trial_id, out, epochs, recipe.steps, accuracy, loss, float(trial.metrics["accuracy"]))
-    _write(result, model.cpu(), trial, recipe)
+    _write(result, model, trial, recipe)
     return result
 
 

@@ -17,12 +17,16 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
 def _pin(package: str) -> str:
-    """The version pyproject pins for ``package`` (e.g. '2.60' for 'ray[...]==2.60.*')."""
-    for requirement in PYPROJECT["dependencies"]:
-        match = re.fullmatch(rf"{re.escape(package)}(\[[^\]]*\])?==([\d.]+?)(\.\*)?", requirement)
-        if match:
-            return match.group(2)
-    raise AssertionError(f"{package} is not pinned in pyproject.toml")
+    """The exact version constraints.txt pins for ``package`` (what CI and the image install),
+    checked to fall in the range pyproject declares."""
+    from packaging.requirements import Requirement
+
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().split() if "==" in line)
+    declared = {Requirement(r).name: Requirement(r).specifier for r in PYPROJECT["dependencies"]}
+    if package not in pins:
+        raise AssertionError(f"{package} is not pinned in constraints.txt")
+    assert pins[package] in declared[package], f"{package}=={pins[package]} is outside pyproject's {declared[package]}"
+    return pins[package]
 
 
 def _launcher_config() -> dict:

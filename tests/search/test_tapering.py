@@ -121,3 +121,12 @@ def _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path: Path, points: 
     searches = {s.label.split("/")[1]: s for s in load_searches(client, ["taper"], "macs")}
     assert sorted(t.trial_id for t in searches["taper"].trials) == sorted(points)
     assert len(searches["searched"].trials) == 2
+
+
+def test_the_config_accepts_exactly_the_registered_methods():
+    from typing import get_args
+
+    from prunetune.search.config import SearchConfig
+    from prunetune.search.run.methods import METHODS
+
+    assert set(get_args(SearchConfig.model_fields["method"].annotation)) == set(METHODS.names())
