@@ -64,9 +64,9 @@ except SystemExit as exit:
 
 
 @pytest.mark.parametrize("action", [HELP, "import prunetune.search.searchers"], ids=["help", "import-searchers"])
-def test_help_and_searchers_load_no_torch_ray_or_mlflow(action):
+def test_help_and_searchers_load_no_torch_ray_or_mlflow(action, tmp_path):
     out = subprocess.run([sys.executable, "-c", LOADED_HEAVY.format(action=action, heavy=HEAVY)],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "loaded:"  # names torch, ray or mlflow if any was imported
 
