@@ -85,8 +85,10 @@ class ProfileSearcher:
     Options: ClassVar[type[SearcherOptions]] = SearcherOptions
 
     def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = "accuracy", mode: str | None = "max",
-                 options: Mapping[str, Any] | None = None):
-        self.options = self.parse_options(options or {})
+                 options: Mapping[str, Any] | None = None, **more: Any):
+        """``searcher.options`` come as keywords (``**more``), or as one mapping from a subclass
+        whose own option names collide with ``mode`` or ``metric`` (``exhaustive``'s ``mode``)."""
+        self.options = self.parse_options({**(options or {}), **more})
         self.metric = metric
         self.mode = mode
         self.space = space
