@@ -3,19 +3,18 @@ search/model_registry.py, their CLI commands, and trainables/export.py.
 
 A finished "experiment" is built without Ray: prepare() trains a tiny base and writes the
 manifest, then each trial folder gets a checkpoint and a result.json written the way the
-trainable writes them (same checkpoint helper, same metric keys).
+trainable writes them (same checkpoint helper, same metric keys). The CLI is called in this
+process through ``cli.main`` (what the console script runs); the exported artifacts are reloaded
+together in one fresh Python process.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -103,32 +102,80 @@ LOADERS = {
 }
 
 
-def outputs_in_fresh_process(fmt: str, path: Path, inputs: torch.Tensor, tmp_path: Path) -> torch.Tensor:
-    """Load the artifact in a new Python process (nothing of this one shared) and run it."""
-    torch.save(inputs, tmp_path / "x.pt")
-    code = (
-        "import sys, torch, warnings; warnings.simplefilter('ignore'); path = sys.argv[1]; "
-        "x = torch.load(sys.argv[2]); " + LOADERS[fmt] + "; torch.save(y, sys.argv[3])"
-    )
-    args = [sys.executable, "-c", code, str(path), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")]
-    done = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+OUT_NAMES = {"state_dict": "model", "torchscript": "model.pt", "onnx": "model.onnx"}
+CASES = [(which, fmt) for which in ("cifar", "torchvision") for fmt in ("state_dict", "torchscript", "onnx")]
+# Run by a new Python process: loads each artifact listed in the JSON file argv[1], runs it on
+# its inputs and saves the outputs (or the traceback, beside them as <y>.error). TorchScript and
+# ONNX load first, before the state_dict cases import prunetune into that process.
+RELOAD = """
+import json, sys, traceback, warnings
+import torch
+warnings.simplefilter("ignore")
+with open(sys.argv[1]) as f:
+    cases = json.load(f)
+for case in sorted(cases, key=lambda c: c["fmt"] == "state_dict"):
+    try:
+        scope = {"torch": torch, "path": case["path"], "x": torch.load(case["x"])}
+        exec(case["loader"], scope)
+        torch.save(scope["y"], case["y"])
+    except Exception:
+        with open(case["y"] + ".error", "w") as f:
+            f.write(traceback.format_exc())
+"""
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    trial: object
+    out: Path
+    result: object  # export_trial's answer, or the exception it raised
+    listing: list[str]  # the export's folder right after export_trial
+    expected: torch.Tensor
+    outputs: Path  # the fresh process's outputs (<outputs>.error instead if it failed)
+
+
+@pytest.fixture(scope="module")
+def round_trips(cifar_exp, tv_exp, tmp_path_factory) -> dict[tuple[str, str], RoundTrip]:
+    """Every format of both models exported, each to its own folder; then all six artifacts
+    reloaded and run in ONE new Python process (nothing of this one shared)."""
+    experiments = {"cifar": cifar_exp, "torchvision": tv_exp}
+    io = tmp_path_factory.mktemp("reload")
+    cases, spec = {}, []
+    for which, fmt in CASES:
+        folder = tmp_path_factory.mktemp(f"{which}-{fmt}")
+        manifest, trial, _, inputs, expected = reference(experiments[which], "half0002")
+        out = folder / OUT_NAMES[fmt]
+        try:
+            result = export_trial(manifest, trial, fmt, out)
+        except Exception as err:  # noqa: BLE001 - raised again by this case's own test
+            result = err
+        listing = sorted(p.name for p in folder.iterdir())
+        x, y = io / f"{which}-{fmt}-x.pt", io / f"{which}-{fmt}-y.pt"
+        if not isinstance(result, Exception):
+            torch.save(inputs, x)
+            spec.append({"fmt": fmt, "loader": LOADERS[fmt], "path": str(out), "x": str(x), "y": str(y)})
+        cases[which, fmt] = RoundTrip(trial, out, result, listing, expected, y)
+    (io / "cases.json").write_text(json.dumps(spec))
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(io / "cases.json")], capture_output=True, text=True,
+                          cwd=io, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return torch.load(tmp_path / "y.pt")
+    return cases
 
 
-@pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "onnx"])
-@pytest.mark.parametrize("which", ["cifar", "torchvision"])
-def test_round_trip_reloads_in_a_fresh_process_with_the_trials_outputs(fmt, which, cifar_exp, tv_exp, tmp_path):
-    experiment = cifar_exp if which == "cifar" else tv_exp
-    manifest, trial, _, inputs, expected = reference(experiment, "half0002")
-    out = tmp_path / {"state_dict": "model", "torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
-
-    result = export_trial(manifest, trial, fmt, out)
+@pytest.mark.parametrize(("which", "fmt"), CASES)
+def test_round_trip_reloads_in_a_fresh_process_with_the_trials_outputs(which, fmt, round_trips):
+    case = round_trips[which, fmt]
+    trial, out, result, expected = case.trial, case.out, case.result, case.expected
+    if isinstance(result, Exception):
+        raise result
 
     assert result.path == out and out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temp file left beside it
+    assert case.listing == [out.name]  # no temp file left beside it
     assert result.costs == {"macs": trial.metrics["cost/macs"], "params": trial.metrics["cost/params"]}
-    got = outputs_in_fresh_process(fmt, out, inputs, tmp_path)
+    error = case.outputs.with_name(case.outputs.name + ".error")
+    if error.exists():
+        pytest.fail(f"reloading the {fmt} export in a fresh process failed:\n{error.read_text()[-2000:]}")
+    got = torch.load(case.outputs)
     scale = expected.abs().max().item()
     assert got.shape == expected.shape  # batch of 5: the exported batch size was 2
     assert torch.allclose(got, expected, atol=1e-4 * max(1.0, scale), rtol=0)
@@ -151,13 +198,14 @@ def test_state_dict_folder_rebuilds_without_pickles_and_records_its_source(cifar
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
-def test_onnx_carries_a_dynamic_batch_and_the_export_info(cifar_exp, tmp_path):
+def test_onnx_carries_a_dynamic_batch_and_the_export_info(round_trips):
     import onnx
 
-    manifest, trial, *_ = reference(cifar_exp, "half0002")
-    export_trial(manifest, trial, "onnx", tmp_path / "m.onnx")
+    exported = round_trips["cifar", "onnx"]  # half0002 exported to ONNX (an ONNX export takes seconds)
+    if isinstance(exported.result, Exception):
+        raise exported.result
 
-    proto = onnx.load(str(tmp_path / "m.onnx"))
+    proto = onnx.load(str(exported.out))
     batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value
     props = {p.key: p.value for p in proto.metadata_props}
@@ -196,12 +244,31 @@ def test_an_artifact_whose_outputs_differ_is_an_error_and_is_removed(cifar_exp, 
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def prunetune(*args: str, cwd: Path | None = None, pre: str = "") -> subprocess.CompletedProcess:
-    code = f"import sys; {pre}from prunetune.search.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # mlflow.set_tracking_uri sets it
-    env["PYTHONWARNINGS"] = "ignore"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=300, env=env)
+@dataclass(frozen=True)
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def prunetune(capsys, monkeypatch):
+    """``prunetune ARGS`` through the console script's ``main``, in this process: its exit code
+    (argparse's, which it raises as SystemExit, included), stdout and stderr."""
+    from prunetune.search.cli import main
+
+    def run(*args, cwd: Path | None = None) -> Done:
+        monkeypatch.chdir(cwd or REPO)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri sets it
+        capsys.readouterr()  # only this call's output
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+
+    return run
 
 
 def best_feasible(experiment: Path, max_rel_macs: float = 1.0) -> str:
@@ -226,7 +293,7 @@ def test_best_is_the_most_accurate_feasible_trial_then_the_cheapest(tmp_path):
     assert best_trial(trials, parse_budget_filter("macs<=40")).trial_id == "c"
 
 
-def test_cli_exports_the_best_feasible_trial_under_a_budget(cifar_exp, tmp_path):
+def test_cli_exports_the_best_feasible_trial_under_a_budget(cifar_exp, tmp_path, prunetune):
     rel = {t: read_trials(cifar_exp)[t].metrics["rel/macs"] for t in TRIALS}
     cap = (rel["half0002"] + rel["small003"]) / 2  # between the two feasible trials: only the small one
     done = prunetune("export", cifar_exp, "--best", "--budget", f"macs<={cap * 100:.4f}%", "--format", "torchscript",
@@ -249,7 +316,7 @@ def test_cli_exports_the_best_feasible_trial_under_a_budget(cifar_exp, tmp_path)
         (["--best", "--budget", "latency<=3"], "trials report no cost 'latency'"),
     ],
 )
-def test_cli_refuses_a_bad_choice_of_trial_with_one_line(args, message, cifar_exp, tmp_path):
+def test_cli_refuses_a_bad_choice_of_trial_with_one_line(args, message, cifar_exp, tmp_path, prunetune):
     done = prunetune("export", cifar_exp, *args, "--format", "state_dict", "--out", tmp_path / "m")
 
     assert done.returncode == 2
@@ -260,7 +327,7 @@ def test_cli_refuses_a_bad_choice_of_trial_with_one_line(args, message, cifar_ex
         assert all(t in done.stderr for t in TRIALS)
 
 
-def test_cli_refuses_an_existing_output_unless_forced(cifar_exp, tmp_path):
+def test_cli_refuses_an_existing_output_unless_forced(cifar_exp, tmp_path, prunetune):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "old.txt").write_text("keep me")
     args = ["export", cifar_exp, "--trial", "half0002", "--format", "state_dict", "--out", tmp_path / "m"]
@@ -273,22 +340,24 @@ def test_cli_refuses_an_existing_output_unless_forced(cifar_exp, tmp_path):
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "profile.json"]
 
 
-def test_cli_names_the_package_a_format_is_missing(cifar_exp, tmp_path):
-    done = prunetune("export", cifar_exp, "--trial", "half0002", "--format", "onnx", "--out", tmp_path / "m.onnx",
-                     pre="sys.modules['onnxruntime'] = None; ")
+def test_cli_names_the_package_a_format_is_missing(cifar_exp, tmp_path, prunetune, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, as when it is not installed
+    done = prunetune("export", cifar_exp, "--trial", "half0002", "--format", "onnx", "--out", tmp_path / "m.onnx")
 
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "pip install onnxruntime" in done.stderr
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cli_refuses_a_folder_that_is_not_an_experiment(tmp_path):
+def test_cli_refuses_a_folder_that_is_not_an_experiment(tmp_path, prunetune):
     done = prunetune("export", tmp_path, "--best", "--format", "onnx", "--out", tmp_path / "m.onnx")
 
     assert done.returncode == 2 and "is not a prunetune experiment" in done.stderr
 
 
-def test_finetune_continues_a_trial_and_export_takes_the_result(cifar_exp, tmp_path):
+def test_finetune_continues_a_trial_and_export_takes_the_result(cifar_exp, tmp_path, prunetune):
+    # on a copy: it writes finetuned/small003-e1 into the experiment, which the other tests share
+    cifar_exp = shutil.copytree(cifar_exp, tmp_path / cifar_exp.name)
     done = prunetune("finetune", cifar_exp, "--trial", "small003", "--epochs", "1")
 
     assert done.returncode == 0, done.stderr
@@ -312,45 +381,7 @@ def test_finetune_continues_a_trial_and_export_takes_the_result(cifar_exp, tmp_p
     assert json.loads((tmp_path / "ft" / "export.json").read_text())["accuracy"] == report["accuracy"]
 
 
-# --- MLflow registry ----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def registry_server(tmp_path_factory):
-    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend; stopped by its PID."""
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
-    log = open(root / "server.log", "w")  # noqa: SIM115 - closed in the finalizer
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server did not answer: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.25)  # polling a starting server, not waiting for a result
-    yield uri
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+# --- MLflow registry: the session's mlflow_server (tests/search/conftest.py) ----------------------
 
 
 @pytest.fixture
@@ -363,19 +394,19 @@ def restore_tracking_uri():
 
 @pytest.mark.integration
 @pytest.mark.usefixtures("restore_tracking_uri")
-def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, registry_server, tmp_path):
+def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, mlflow_server, tmp_path, prunetune):
     import mlflow
 
     best = best_feasible(cifar_exp)
     for version, (fmt, out) in enumerate([("state_dict", "m"), ("onnx", "m.onnx")], start=1):
         done = prunetune("export", cifar_exp, "--best", "--budget", "macs<=60%", "--format", fmt, "--out", tmp_path / out,
-                         "--register", "pruned-resnet20", "--tracking-uri", registry_server)
+                         "--register", "pruned-resnet20", "--tracking-uri", mlflow_server)
         assert done.returncode == 0, done.stderr
         assert f"registered: pruned-resnet20 version {version} (models:/pruned-resnet20/{version})" in done.stdout
 
     _, _, _, inputs, expected = reference(cifar_exp, best)
-    mlflow.set_tracking_uri(registry_server)
-    client = mlflow.MlflowClient(registry_server)
+    mlflow.set_tracking_uri(mlflow_server)
+    client = mlflow.MlflowClient(mlflow_server)
     for version in ("1", "2"):
         model = mlflow.pyfunc.load_model(f"models:/pruned-resnet20/{version}")
         got = model.predict(inputs.numpy())
@@ -392,7 +423,7 @@ def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, r
 
 @pytest.mark.integration
 @pytest.mark.usefixtures("restore_tracking_uri")
-def test_register_defaults_to_the_searchs_own_sqlite_store(cifar_exp, tmp_path):
+def test_register_defaults_to_the_searchs_own_sqlite_store(cifar_exp, tmp_path, prunetune):
     import mlflow.pytorch
 
     done = prunetune("export", cifar_exp, "--trial", "half0002", "--format", "torchscript", "--out", tmp_path / "m.pt",
