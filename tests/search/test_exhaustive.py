@@ -126,10 +126,13 @@ def test_per_group_levels_and_rounding_are_respected():
 
 @pytest.mark.integration
 def test_tune_ends_the_search_when_the_searcher_finishes(tmp_path):
-    """``trials`` above the feasible set: Tune runs each feasible profile once and stops."""
+    """``trials`` above the feasible set: Tune runs each feasible profile once and stops (the
+    searcher's FINISHED reaches Tune through the TuneSearcher adapter)."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
+
+    from prunetune.search.run.tune_searcher import TuneSearcher
 
     space = make_space()
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
@@ -137,7 +140,7 @@ def test_tune_ends_the_search_when_the_searcher_finishes(tmp_path):
         tuner = tune.Tuner(
             lambda config: {"accuracy": sum(config["profile"].values())},
             tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(ExhaustiveSearcher(space), max_concurrent=2),
+                search_alg=ConcurrencyLimiter(TuneSearcher(ExhaustiveSearcher(space)), max_concurrent=2),
                 num_samples=50, metric="accuracy", mode="max",
             ),
             run_config=tune.RunConfig(storage_path=str(tmp_path), name="exhaustive", verbose=0),
