@@ -150,14 +150,28 @@ def measure_costs(
     """Evaluate every cost on ``model``, keyed like ``costs``.
 
     The model's train/eval flags are restored on every module afterwards, whatever a cost
-    did; cost functions must not change its weights (the built-ins work on copies).
+    did; cost functions must not change its weights (the built-ins work on copies). A cost
+    that is not a finite number >= 0 is a BudgetError naming it (a frontier of negative
+    costs would be silently wrong).
     """
     modes = {module: module.training for module in model.modules()}
     try:
-        return {key: cost(model, example_input) for key, cost in costs.items()}
+        return {key: _valid_cost(key, cost(model, example_input)) for key, cost in costs.items()}
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def _valid_cost(key: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number >= 0):
+        raise BudgetError(
+            f"cost {key!r} measured {value!r}; a cost must be a finite number >= 0: fix the cost function"
+        )
+    return number
 
 
 def check_budgets(

@@ -1,8 +1,10 @@
 """``prunetune resume RESULTS_DIR``: continue an interrupted search where it stopped.
 
-Everything comes from the experiment folder (the manifest and Tune's own state), never from a
-possibly edited YAML: finished trials stay finished, unfinished ones restart from their last
-checkpoint, and the searcher continues from its saved state.
+Everything comes from the experiment folder given (the manifest and Tune's own state), never
+from a possibly edited YAML nor the name the manifest recorded: a renamed or moved folder
+resumes in place. Finished trials stay finished, unfinished ones restart from their last
+checkpoint, and the searcher continues from its saved state. The folder's lock is held
+throughout (a driver that died holding it is taken over).
 """
 
 from __future__ import annotations
@@ -31,15 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from prunetune.search.commands.search import print_outcome
     from prunetune.search.run.prepare import from_manifest
     from prunetune.search.run.tuner import run_search
+    from prunetune.search.store.lock import ExperimentLock
 
-    prepared = from_manifest(manifest, address=address)
-    if not Tuner.can_restore(prepared.experiment_uri):
-        raise ConfigError(
-            f"{prepared.experiment_uri} has no Tune state to resume (the search stopped before its "
-            f"first snapshot); start it again with `prunetune search` under a new name"
-        )
-    config = prepared.config
-    print(f"resuming {config.name}: {config.trials} trials with the {config.searcher.name} searcher")
-    outcome = run_search(prepared)
+    with ExperimentLock(manifest.directory, "prunetune resume"):
+        prepared = from_manifest(manifest, address=address)
+        if not Tuner.can_restore(prepared.experiment_uri):
+            raise ConfigError(
+                f"{prepared.experiment_uri} has no Tune state to resume (the search stopped before its "
+                f"first snapshot); start it again with `prunetune search` under a new name"
+            )
+        config = prepared.config
+        print(f"resuming {config.name}: {config.trials} trials with the {config.searcher.name} searcher")
+        outcome = run_search(prepared)
     print_outcome(prepared, outcome)
     return 0

@@ -20,13 +20,18 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
     local_ray_env(config.address)
     from prunetune.search.run import prepare, run_search
+    from prunetune.search.run.prepare import writable_storage
+    from prunetune.search.store.lock import ExperimentLock
 
-    prepared = prepare(config)
-    if prepared.resume:
-        print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
-    how = prepared.method.describe(config)
-    print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
-    outcome = run_search(prepared)
+    # Held from before the first check that may write (the base model) to the last file: a
+    # second driver of this name is refused instead of merging its trials into this one.
+    with ExperimentLock(writable_storage(config) / config.name, "prunetune search"):
+        prepared = prepare(config)
+        if prepared.resume:
+            print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
+        how = prepared.method.describe(config)
+        print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
+        outcome = run_search(prepared)
     print_outcome(prepared, outcome)
     return 0
 

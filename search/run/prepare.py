@@ -9,12 +9,13 @@ and config is prepared for resuming instead (``Prepared.resume``);
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, measure_costs
+from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, cost_functions, measure_costs
 from prunetune.budgets.errors import BudgetError, ConfigError
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.methods import Method, get_method
@@ -78,6 +79,7 @@ def _check_names(config: SearchConfig) -> None:
     for index, extra in enumerate(config.bases):
         if extra.checkpoint and not Path(extra.checkpoint).is_file():
             raise ConfigError(f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one")
+    cost_functions(config.budgets)  # two budgets on one cost (absolute and relative, say)
     # Building raises the registry's error (with close matches) for a bad name or width.
     build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
 
@@ -151,6 +153,19 @@ def local_storage(config: SearchConfig) -> Path:
     return Path(config.storage_path).resolve()
 
 
+def writable_storage(config: SearchConfig) -> Path:
+    """The local results folder (:func:`local_storage`), refused unless it is, or can be made,
+    a folder this user may write: the first check of a run, before its lock or any file."""
+    storage = local_storage(config)
+    key = "local_dir" if is_uri(config.storage_path) else "storage_path"
+    existing = next(p for p in (storage, *storage.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key} {str(storage)!r} cannot hold results: {existing} is a file; choose a folder (--set {key}=...)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key} {str(storage)!r} cannot hold results: {existing} is not writable for this user; choose another folder (--set {key}=...)")
+    return storage
+
+
 def experiment_uri(config: SearchConfig, storage: Path) -> str:
     """Tune's experiment folder: under the ``storage_path`` URI, or the local results folder."""
     root = config.storage_path if is_uri(config.storage_path) else str(storage)
@@ -211,8 +226,14 @@ def ensure_extra_bases(config: SearchConfig, storage: Path, *, show_progress: bo
 
 
 def from_manifest(manifest, *, address: str | None = None) -> Prepared:
-    """The prepared search an experiment manifest describes, marked for resuming."""
+    """The prepared search an experiment manifest describes, marked for resuming: in the
+    manifest's folder (a renamed one included), never under the name it was started with."""
     config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
+    if manifest.directory.name != config.name:  # read_manifest renames all but object storage's
+        raise ConfigError(
+            f"{manifest.directory} was renamed, but its trials are in {experiment_uri(config, manifest.directory.parent)}; "
+            f"rename the folder back to {config.name!r} to resume it"
+        )
     space = build_space(config, manifest.num_classes)
     storage = manifest.directory.parent
     return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
@@ -232,6 +253,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     model, data, recipe = specs(config)
     splits = data.load(model.input_size)  # a missing data set fails here, before any write
     space = build_space(config, splits.num_classes)  # so does an unreachable budget
+    check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
     checkpoint = config.base.checkpoint
     if checkpoint is None:
         checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
@@ -239,5 +261,4 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
     dense = load_base(model, splits.num_classes, setup.base_checkpoint)
     dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
-    check_measured_budgets(space, setup, splits.num_classes, dense_costs)
     return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

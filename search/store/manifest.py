@@ -4,6 +4,11 @@
 checkpoint, class count, dense costs and group sizes. Commands that work on finished or
 interrupted searches (export, resume, status, compare) rebuild everything from it and Tune's
 own files, never from the user's possibly edited YAML.
+
+An experiment is its folder: a manifest read from a renamed or moved folder describes the
+search under the folder's name (its MLflow study stays the one it was logged to), so
+``resume`` continues the folder it is given and never writes to another experiment that now
+holds the old name.
 """
 
 from __future__ import annotations
@@ -69,13 +74,30 @@ def read_manifest(directory: str | Path) -> Manifest:
             f"{directory} is not a prunetune experiment (no {MANIFEST}); pass the folder "
             f"`prunetune search` printed as 'results:', e.g. results/demo"
         )
-    blob = json.loads(path.read_text())
-    return Manifest(
-        config=parse_config(blob["config"]),
-        base_checkpoint=blob["base_checkpoint"],
-        num_classes=blob["num_classes"],
-        dense_costs=blob["dense_costs"],
-        groups=blob["groups"],
-        directory=directory,
-        extra_bases=tuple(blob.get("extra_bases", ())),
-    )
+    try:
+        blob = json.loads(path.read_text())
+        config = parse_config(blob["config"])
+        manifest = Manifest(
+            config=in_folder(config, directory),
+            base_checkpoint=str(blob["base_checkpoint"]),
+            num_classes=int(blob["num_classes"]),
+            dense_costs=dict(blob["dense_costs"]),
+            groups=dict(blob["groups"]),
+            directory=directory,
+            extra_bases=tuple(blob.get("extra_bases", ())),
+        )
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError, ConfigError) as err:
+        detail = f"missing key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"{path} is damaged ({detail}); restore it from a copy, or start the search again under a new name"
+        ) from None
+    return manifest
+
+
+def in_folder(config: SearchConfig, directory: Path) -> SearchConfig:
+    """``config`` as the search in ``directory``: named after the folder (a renamed one keeps
+    logging to its old MLflow study). Trials on object storage stay under the recorded name."""
+    if directory.name == config.name or "://" in config.storage_path:
+        return config
+    tracking = config.tracking.model_copy(update={"experiment": config.tracking.experiment or config.name})
+    return config.model_copy(update={"name": directory.name, "tracking": tracking})
