@@ -18,7 +18,7 @@ from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 from prunetune.trainables.structure import CostModelError, extract_cost_model
 from prunetune.trainables.taper import TaperSettings
 from prunetune.trainables.taper_trial import run_taper, taper_run
-from prunetune.trainables.train import DivergedError, Recipe, Settings, evaluate, train_steps
+from prunetune.trainables.train import DivergedError, EvalSettings, Recipe, Settings, evaluate, recalibrate_bn, train_steps
 from prunetune.trainables.trial import (
     TrialSetup,
     example_input,
@@ -35,6 +35,7 @@ __all__ = [
     "DataSpec",
     "DataSplits",
     "DivergedError",
+    "EvalSettings",
     "GroupInfo",
     "ModelSpec",
     "Profile",
@@ -61,6 +62,7 @@ __all__ = [
     "model_names",
     "prune_and_finetune",
     "rebuild_from_checkpoint",
+    "recalibrate_bn",
     "register_criterion",
     "register_dataset",
     "register_model",

@@ -24,6 +24,9 @@ from prunetune.trainables.models import build_model
 from prunetune.trainables.train import Recipe, evaluate, train_base
 
 
+SPLITS_VERSION = 2  # bumped when a data set's train/val/test split changes
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which architecture to build: a registry name, width multiplier and input size."""
@@ -57,7 +60,8 @@ def build(spec: ModelSpec, num_classes: int) -> nn.Module:
 
 def base_key(model: ModelSpec, data: DataSpec, recipe: Recipe, seed: int) -> str:
     """A short stable name for the base checkpoint trained from these settings."""
-    blob = json.dumps([asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed], sort_keys=True, default=str)
+    # SPLITS_VERSION: a base trained before the test split existed saw today's test images.
+    blob = json.dumps([asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed, SPLITS_VERSION], sort_keys=True, default=str)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f"{model.name}-w{model.width:g}-{data.name}-{model.input_size}px-{digest}"
 

@@ -11,6 +11,7 @@ for every set. Nothing is ever downloaded: sets that need files say where to put
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -31,8 +32,10 @@ from prunetune.budgets.registry import Registry
 class DataSplits:
     """A data set ready for training, shared by every trial in a process: do not modify it.
 
-    ``train_x``/``val_x`` are float32 (N, 3, H, W) normalised with the train split's per-channel
-    ``mean`` and ``std`` (pixel values in [0, 1] are ``x * std + mean``); labels are int64.
+    ``train_x``/``val_x``/``test_x`` are float32 (N, 3, H, W) normalised with the train split's
+    per-channel ``mean`` and ``std`` (pixel values in [0, 1] are ``x * std + mean``); labels are
+    int64. Searches choose profiles on ``val`` and report confirmed results on ``test``, which
+    nothing is selected on (selecting and reporting on one split flatters the result).
     """
 
     train_x: torch.Tensor
@@ -43,6 +46,12 @@ class DataSplits:
     name: str
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of split ``name``: ``"train"``, ``"val"`` or ``"test"``."""
+        return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -56,6 +65,8 @@ class RawSplits:
     """What a loader returns: (N, C, H, W) images, C 1 or 3, uint8 or float in [0, 1].
 
     Images may have any size; :func:`load_dataset` resizes those not yet ``input_size``.
+    A loader without its own test split leaves ``test_*`` None: :func:`load_dataset` then
+    holds out a seeded half of the validation split as the test split.
     """
 
     train_images: torch.Tensor
@@ -63,6 +74,8 @@ class RawSplits:
     val_images: torch.Tensor
     val_labels: torch.Tensor
     num_classes: int
+    test_images: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
 
 
 class DatasetLoader(Protocol):
@@ -132,22 +145,34 @@ def _load_cached(
 ) -> DataSplits:
     loader = _DATASETS.get(name)
     raw = loader(input_size=input_size, root=Path(root) if root else None, seed=seed, **dict(options))
-    return _standardise(name, raw, input_size)
+    return _standardise(name, _with_test(raw, seed), input_size)
+
+
+def _with_test(raw: RawSplits, seed: int) -> RawSplits:
+    """``raw`` with a test split: its own, or a seeded half of the validation split."""
+    if raw.test_images is not None:
+        return raw
+    if len(raw.val_labels) < 2:
+        raise ConfigError("a data set without its own test split needs at least 2 validation images to hold half out")
+    order = torch.randperm(len(raw.val_labels), generator=torch.Generator().manual_seed(seed))
+    val, test = order[: len(order) // 2].sort().values, order[len(order) // 2 :].sort().values
+    return dataclasses.replace(raw, val_images=raw.val_images[val], val_labels=raw.val_labels[val],
+                               test_images=raw.val_images[test], test_labels=raw.val_labels[test])
 
 
 def _standardise(name: str, raw: RawSplits, input_size: int) -> DataSplits:
     """Resize, replicate gray to 3 channels and normalise with the train split's statistics."""
     train_x = _as_rgb(name, raw.train_images, input_size)
     val_x = _as_rgb(name, raw.val_images, input_size)
+    test_x = _as_rgb(name, raw.test_images, input_size)
     mean = train_x.mean(dim=(0, 2, 3))
     # A constant channel would divide by zero; leave its scale alone instead.
     std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    for images in (train_x, val_x):
+    for images in (train_x, val_x, test_x):
         images.sub_(mean[:, None, None]).div_(std[:, None, None])
-    train_y = _as_labels(name, raw.train_labels, raw.num_classes)
-    val_y = _as_labels(name, raw.val_labels, raw.num_classes)
-    return DataSplits(train_x, train_y, val_x, val_y, raw.num_classes, name,
-                      tuple(mean.tolist()), tuple(std.tolist()))
+    labels = [_as_labels(name, y, raw.num_classes) for y in (raw.train_labels, raw.val_labels, raw.test_labels)]
+    return DataSplits(train_x, labels[0], val_x, labels[1], raw.num_classes, name,
+                      tuple(mean.tolist()), tuple(std.tolist()), test_x, labels[2])
 
 
 def _as_rgb(name: str, images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
@@ -200,20 +225,28 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, option: str, limit: int 
 
 
 @register_dataset("digits")
-def _digits(*, input_size: int, root: Path | None, seed: int, val_fraction: float = 0.2
-            ) -> RawSplits:
-    """1797 real 8x8 gray digits shipped with scikit-learn; a stratified seeded split."""
+def _digits(*, input_size: int, root: Path | None, seed: int, val_fraction: float = 0.2,
+            test_fraction: float = 0.2) -> RawSplits:
+    """1797 real 8x8 gray digits shipped with scikit-learn; stratified seeded train, val and
+    test splits (by default 60/20/20)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"option val_fraction={val_fraction!r} is invalid: it must be in (0, 1)")
+    for option, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(f"option {option}={fraction!r} is invalid: it must be in (0, 1)")
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigError(f"options val_fraction + test_fraction = {val_fraction + test_fraction:g} "
+                          "leave no training images; keep their sum below 1")
     bunch = load_digits()
     images = torch.from_numpy(bunch.images / 16.0).float().unsqueeze(1)
     labels = torch.from_numpy(bunch.target)
-    train, val = train_test_split(np.arange(len(labels)), test_size=val_fraction,
+    rest, test = train_test_split(np.arange(len(labels)), test_size=test_fraction,
                                   stratify=bunch.target, random_state=seed)
-    return RawSplits(images[train], labels[train], images[val], labels[val], num_classes=10)
+    train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction),
+                                  stratify=bunch.target[rest], random_state=seed)
+    return RawSplits(images[train], labels[train], images[val], labels[val], num_classes=10,
+                     test_images=images[test], test_labels=labels[test])
 
 
 # --- shapes: ten procedural classes, generated from the seed ---------------------------------
@@ -247,14 +280,17 @@ SHAPE_CLASSES: tuple[str, ...] = tuple(name for name, _ in _SHAPES)
 
 @register_dataset("shapes")
 def _shapes(*, input_size: int, root: Path | None, seed: int, n_train: int = 2000,
-            n_val: int = 500) -> RawSplits:
+            n_val: int = 500, n_test: int = 500) -> RawSplits:
     """Ten balanced classes of shapes and textures with random place, size, colours and noise.
 
-    Train and val draw from separate streams of ``seed``, so ``n_train`` never changes val.
+    Train, val and test draw from separate streams of ``seed``, so ``n_train`` never changes
+    val or test.
     """
     train_x, train_y = _draw_shapes(_positive_int("n_train", n_train), input_size, seed, 0)
     val_x, val_y = _draw_shapes(_positive_int("n_val", n_val), input_size, seed, 1)
-    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(_SHAPES))
+    test_x, test_y = _draw_shapes(_positive_int("n_test", n_test), input_size, seed, 2)
+    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(_SHAPES),
+                     test_images=test_x, test_labels=test_y)
 
 
 def _draw_shapes(count: int, size: int, seed: int, stream: int
@@ -287,25 +323,31 @@ def _draw_shapes(count: int, size: int, seed: int, stream: int
 
 
 @register_dataset("cifar10")
-def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = True,
-             limit_train: int | None = None, limit_val: int | None = None) -> RawSplits:
-    """CIFAR-10's python version under ``<root>/cifar-10-batches-py``; never downloaded."""
+def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = True, val_size: int = 5000,
+             limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None
+             ) -> RawSplits:
+    """CIFAR-10's python version under ``<root>/cifar-10-batches-py``; never downloaded.
+
+    Validation is ``val_size`` seeded images held out of the training files; test is the
+    official test batch."""
     from torchvision.datasets import CIFAR10
 
-    return _read_cifar("cifar10", CIFAR10, root, seed, verify, (limit_train, limit_val))
+    return _read_cifar("cifar10", CIFAR10, root, seed, verify, val_size, (limit_train, limit_val, limit_test))
 
 
 @register_dataset("cifar100")
-def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = True,
-              limit_train: int | None = None, limit_val: int | None = None) -> RawSplits:
-    """CIFAR-100's python version under ``<root>/cifar-100-python``; never downloaded."""
+def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = True, val_size: int = 5000,
+             limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None
+             ) -> RawSplits:
+    """CIFAR-100's python version under ``<root>/cifar-100-python``; never downloaded (splits as
+    for cifar10)."""
     from torchvision.datasets import CIFAR100
 
-    return _read_cifar("cifar100", CIFAR100, root, seed, verify, (limit_train, limit_val))
+    return _read_cifar("cifar100", CIFAR100, root, seed, verify, val_size, (limit_train, limit_val, limit_test))
 
 
-def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool,
-                limits: tuple[int | None, int | None]) -> RawSplits:
+def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool, val_size: int,
+                limits: tuple[int | None, int | None, int | None]) -> RawSplits:
     _check_cifar_files(name, cls, root)
     reader = cls if verify else _unverified(cls)
     try:
@@ -313,11 +355,19 @@ def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool
     except RuntimeError as error:
         raise ConfigError(f"{name} files in {root / cls.base_folder} fail torchvision's md5 "
                           "check; for a re-packed copy set option verify: false") from error
-    splits = []
-    for data, option, limit in zip((train, val), ("limit_train", "limit_val"), limits):
-        images = torch.from_numpy(data.data).permute(0, 3, 1, 2)
-        splits += _subset(images, torch.tensor(data.targets), option, limit, seed)
-    return RawSplits(*splits, num_classes=len(train.classes))
+    images = torch.from_numpy(train.data).permute(0, 3, 1, 2)
+    labels = torch.tensor(train.targets)
+    if not 0 < _positive_int("val_size", val_size) < len(labels):
+        raise ConfigError(f"option val_size={val_size} is invalid: it must be below the {len(labels)} training images")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:val_size].sort().values, order[val_size:].sort().values
+    parts = [(images[kept], labels[kept]), (images[held], labels[held]),
+             (torch.from_numpy(val.data).permute(0, 3, 1, 2), torch.tensor(val.targets))]
+    splits = [_subset(x, y, option, limit, seed)
+              for (x, y), option, limit in zip(parts, ("limit_train", "limit_val", "limit_test"), limits)]
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits
+    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(train.classes),
+                     test_images=test_x, test_labels=test_y)
 
 
 def _check_cifar_files(name: str, cls: type, root: Path | None) -> None:
@@ -343,7 +393,8 @@ def _unverified(cls: type) -> type:
 
 @register_dataset("imagefolder")
 def _imagefolder(*, input_size: int, root: Path | None, seed: int) -> RawSplits:
-    """``root/train/<class>/*.png`` and ``root/val/<class>/*``; classes named by train's folders."""
+    """``root/train/<class>/*.png``, ``root/val/<class>/*`` and optionally ``root/test/<class>/*``
+    (without it, half of val is held out as test); classes named by train's folders."""
     from torchvision import transforms
 
     if root is None:
@@ -360,7 +411,15 @@ def _imagefolder(*, input_size: int, root: Path | None, seed: int) -> RawSplits:
                           f"{', '.join(unknown)}")
     # ImageFolder numbers each folder's classes alphabetically; map val's onto train's numbers.
     to_train = torch.tensor([classes.index(c) for c in val_classes], dtype=torch.int64)
-    return RawSplits(train_x, train_y, val_x, to_train[val_names], num_classes=len(classes))
+    test = {}
+    if (root / "test").is_dir():
+        test_x, test_names, test_classes = _read_folder(root / "test", transform)
+        unknown = sorted(set(test_classes) - set(classes))
+        if unknown:
+            raise ConfigError(f"{root / 'test'} has classes missing from {root / 'train'}: {', '.join(unknown)}")
+        to_train_test = torch.tensor([classes.index(c) for c in test_classes], dtype=torch.int64)
+        test = {"test_images": test_x, "test_labels": to_train_test[test_names]}
+    return RawSplits(train_x, train_y, val_x, to_train[val_names], num_classes=len(classes), **test)
 
 
 def _read_folder(folder: Path, transform: Callable[[Any], torch.Tensor]

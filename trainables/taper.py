@@ -47,7 +47,17 @@ from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
 from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
 from prunetune.trainables.profiles import Profile, ProfileError
 from prunetune.trainables.structure import extract_cost_model
-from prunetune.trainables.train import DivergedError, Recipe, Settings, batch_indices, evaluate, to_device, train_steps
+from prunetune.trainables.train import (
+    DivergedError,
+    EvalSettings,
+    Recipe,
+    Settings,
+    batch_indices,
+    evaluate,
+    recalibrate_bn,
+    to_device,
+    train_steps,
+)
 
 TAPER_STATE = "taper.json"
 TAPER_TENSORS = "taper.pt"
@@ -349,11 +359,15 @@ def finetune_point(
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     measure: Callable[[nn.Module], dict],
     seed: int = 0,
+    calibration: EvalSettings | None = None,
 ) -> tuple[nn.Module, dict]:
     """Fine-tune a hardened model for ``recipe.steps`` and measure it; the metrics a searched
-    trial reports (via ``measure``) plus the taper's own: level, both costs, the run's state."""
+    trial reports (via ``measure``) plus the taper's own: level, both costs, the run's state.
+    ``calibration`` re-estimates BatchNorm statistics first, as a searched trial does."""
     train_x, train_y, val_x, val_y = data
     model = to_device(hardened.model, train_x.device)
+    if calibration is not None:
+        recalibrate_bn(model, train_x, calibration, seed=seed)
     accuracy_pruned, _ = evaluate(model, val_x, val_y)
     train_steps(model, train_x, train_y, recipe, seed=seed)
     model = model.cpu()

@@ -25,7 +25,7 @@ from prunetune.trainables.trial import (
     Report,
     TrialSetup,
     _data_on,
-    _metrics,
+    measure_point,
     example_input,
     save_trial_checkpoint,
     trial_device,
@@ -53,9 +53,9 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
         point_setup = replace(setup, budgets=level_budgets(setup.budgets, settings.cost, hardened.level))
 
         def measure(pruned, point_setup=point_setup):
-            return _metrics(point_setup, pruned, splits.num_classes, val_x, val_y, device, True)
+            return measure_point(point_setup, pruned, splits.num_classes, val_x, val_y, device)
 
-        pruned, metrics = finetune_point(hardened, recipe, data, measure, seed=setup.seed)
+        pruned, metrics = finetune_point(hardened, recipe, data, measure, seed=setup.seed, calibration=setup.evaluate)
         metrics[f"gated_{settings.cost}"] = metrics.pop("gated_cost")
         metrics[f"counted_{settings.cost}"] = metrics[f"cost/{settings.cost}"]
         # Tune ends a trial at a report with ``done``: only the last level's report says so.

@@ -100,6 +100,49 @@ class Recipe(Settings):
         return Recipe(**{name: getattr(self, name) for name in Recipe.model_fields})
 
 
+class EvalSettings(Settings):
+    """How a pruned model is evaluated (the search config's ``evaluate`` section).
+
+    ``recalibrate_bn``: batches of training images run through the pruned model in train mode,
+    without gradients, after BatchNorm's running statistics are reset (EagleEye's adaptive-BN
+    evaluation, ECCV 2020); 0 turns it off. Removing channels shifts every later layer's
+    activation statistics, so the dense model's running means and variances no longer fit;
+    re-estimating them is a few forward passes. ``batch_size`` is the size of those batches.
+    """
+
+    label: ClassVar[str] = "evaluate"
+    recalibrate_bn: Steps = 20
+    batch_size: BatchSize = 64
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, settings: EvalSettings, *, seed: int = 0) -> int:
+    """Re-estimate every BatchNorm layer's running statistics of ``model`` from
+    ``settings.recalibrate_bn`` seeded batches of ``x`` (on the model's device); returns the
+    number of batches run (0: nothing changed, e.g. no BatchNorm or the setting is 0).
+
+    The statistics are the plain average over the batches (``momentum=None``), not an
+    exponential one, so a few batches give a stable estimate. Leaves the model in eval mode.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or settings.recalibrate_bn == 0:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    generator = torch.Generator().manual_seed(seed)
+    batches = batch_indices(len(x), min(settings.batch_size, len(x)), generator)
+    model.train()
+    for _ in range(settings.recalibrate_bn):
+        with _autocast(x.device):
+            model(x[next(batches).to(x.device)])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
+    return settings.recalibrate_bn
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -26,7 +26,7 @@ from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functio
 from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
 from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
 from prunetune.trainables.profiles import Profile
-from prunetune.trainables.train import Recipe, evaluate, make_optimizer, to_device, train_steps
+from prunetune.trainables.train import EvalSettings, Recipe, evaluate, make_optimizer, recalibrate_bn, to_device, train_steps
 
 PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "model.pt"
@@ -49,6 +49,10 @@ class TrialSetup:
     seed: int = 0
     checkpoint_every: int = 0
     extra_costs: tuple[str, ...] = field(default=DEFAULT_COSTS)
+    evaluate: EvalSettings = EvalSettings()
+    # Report (with a checkpoint) every this many fine-tune steps, so a scheduler such as ASHA
+    # can compare and stop trials at its rungs; 0: report at checkpoint_every and the end only.
+    report_every: int = 0
     # Several base models of one architecture (seed 3's multi-model search): each trial also
     # prunes, fine-tunes and evaluates its profile on every one of ``others`` and reports the
     # mean accuracy; ``label`` names a base's ``accuracy/<label>`` metric.
@@ -211,61 +215,100 @@ def resume_finetune(
 Report = Callable[[dict, Path], None]
 
 
-def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int | None = None, resume: Path | None = None) -> None:
-    """Prune ``setup``'s base model to ``profile``, fine-tune it for ``steps`` (None: the
-    recipe's) and measure it, calling ``report(metrics, checkpoint_dir)`` every
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation trial: a profile found by the search, fine-tuned again from the base at
+    full length with training seed ``seed`` and evaluated on the test split as well.
+    ``source`` is the search trial that found the profile."""
+
+    source: str
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Confirmation | None:
+        return cls(str(config["source"]), int(config.get("seed", 0))) if config else None
+
+
+def report_points(steps: int, start: int, *every: int) -> list[int]:
+    """The fine-tune steps after ``start`` at which a trial of ``steps`` steps reports: every
+    multiple of each non-zero period in ``every``, and the last step (0 for a 0-step trial)."""
+    points = {steps}
+    for period in every:
+        if period:
+            points.update(range(period, steps, period))
+    return sorted(p for p in points if p > start or p == steps)
+
+
+def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int | None = None, resume: Path | None = None,
+              confirm: Confirmation | None = None) -> None:
+    """Prune ``setup``'s base model to ``profile``, recalibrate its BatchNorm statistics
+    (``setup.evaluate``), fine-tune it for ``steps`` (None: the recipe's) and measure it,
+    calling ``report(metrics, checkpoint_dir)`` every ``setup.report_every`` and
     ``setup.checkpoint_every`` steps and at the end (``metrics["done"]``).
 
-    ``checkpoint_dir`` is a temporary trial checkpoint, deleted after ``report`` returns;
-    ``resume`` is such a folder from an earlier report, from which the fine-tune continues.
-    Works without Ray; :func:`prune_and_finetune` wraps it for Tune.
+    Every report carries the pruned model's costs and budget checks (they depend only on which
+    channels are kept), so a trial a scheduler stops early is still a measured point; search
+    trials also report ``rung_steps``, the schedulers' clock. A ``confirm`` trial trains with its
+    own seed, reports only at checkpoints and the end (no rung: schedulers never stop it) and
+    adds ``test/accuracy``. ``checkpoint_dir`` is a temporary trial checkpoint, deleted after
+    ``report`` returns; ``resume`` is such a folder from an earlier report, from which the
+    fine-tune continues. Works without Ray; :func:`prune_and_finetune` wraps it for Tune.
     """
     recipe = setup.finetune if steps is None else setup.finetune.replace(steps=steps)
+    seed = setup.seed + (confirm.seed if confirm else 0)
     device = trial_device()
-    torch.manual_seed(setup.seed)
+    torch.manual_seed(seed)
     splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
     model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
+    costs = _cost_metrics(setup, model, splits.num_classes)
     model, optimizer, state = resume_finetune(model, recipe, device, resume)
     pruned_eval = None  # a 0-step trial reports it as its final accuracy: evaluated once
     if not state:
+        recalibrate_bn(model, train_x, setup.evaluate, seed=seed)
         pruned_eval = evaluate(model, val_x, val_y)
         state = {"step": 0, "accuracy_pruned": pruned_eval[0]}
-    start, chunk = state["step"], setup.checkpoint_every or max(recipe.steps, 1)
-    for stop in [*range(start + chunk, recipe.steps, chunk), recipe.steps]:
-        train_steps(model, train_x, train_y, recipe, seed=setup.seed, start=start, stop=stop, optimizer=optimizer)
+    start = state["step"]
+    for stop in report_points(recipe.steps, start, setup.checkpoint_every, 0 if confirm else setup.report_every):
+        train_steps(model, train_x, train_y, recipe, seed=seed, start=start, stop=stop, optimizer=optimizer)
         start, done = stop, stop >= recipe.steps
-        known = pruned_eval if stop == 0 else None
-        metrics = _metrics(setup, model.cpu() if done else model, splits.num_classes, val_x, val_y, device, done, known)
+        accuracy, loss = pruned_eval if stop == 0 else evaluate(model, val_x, val_y)
+        metrics = {"accuracy": accuracy, "loss": loss, **costs}
         if done and setup.others:
-            metrics.update(mean_over_bases(setup, metrics["accuracy"], profile, recipe, device))
+            metrics.update(mean_over_bases(setup, accuracy, profile, recipe, device))
+        if done and confirm:
+            test_x, test_y = (t.to(device) for t in splits.split("test"))
+            metrics["test/accuracy"], metrics["test/loss"] = evaluate(model, test_x, test_y)
+            metrics["confirms"] = confirm.source
+        if not confirm:
+            metrics["rung_steps"] = stop
         state["step"] = stop
         metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
         with tempfile.TemporaryDirectory() as directory:
-            save_trial_checkpoint(Path(directory), model, profile, state, optimizer)
+            save_trial_checkpoint(Path(directory), model.cpu() if done else model, profile, state, optimizer)
             report(metrics, Path(directory))
         if done:
             return
-        model = to_device(model, device)
 
 
 def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
     """Ray Tune function trainable: one profile (``config["profile"]``, optionally
-    ``config["finetune_steps"]``), pruned, fine-tuned and measured by :func:`run_trial`; a
-    retried or restored trial continues from its latest checkpoint."""
+    ``config["finetune_steps"]`` and ``config["confirm"]``), pruned, fine-tuned and measured by
+    :func:`run_trial`; a retried or restored trial continues from its latest checkpoint."""
     from ray import tune
 
     profile = Profile(config["profile"])
     steps = int(config.get("finetune_steps", setup.finetune.steps))
+    confirm = Confirmation.from_config(config.get("confirm"))
 
     def report(metrics: dict, directory: Path) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        run_trial(setup, profile, report, steps=steps)
+        run_trial(setup, profile, report, steps=steps, confirm=confirm)
         return
     with checkpoint.as_directory() as directory:
-        run_trial(setup, profile, report, steps=steps, resume=Path(directory))
+        run_trial(setup, profile, report, steps=steps, resume=Path(directory), confirm=confirm)
 
 
 def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: torch.device) -> float:
@@ -275,6 +318,7 @@ def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: tor
     splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
     model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
     model = to_device(model, device)
+    recalibrate_bn(model, train_x, setup.evaluate, seed=setup.seed)
     train_steps(model, train_x, train_y, recipe, seed=setup.seed)
     return evaluate(model, val_x, val_y)[0]
 
@@ -295,16 +339,21 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def _metrics(setup, model, num_classes, val_x, val_y, device, final: bool, known: tuple[float, float] | None = None) -> dict:
-    model = to_device(model, device)
-    accuracy, loss = known if known is not None else evaluate(model, val_x, val_y)
-    metrics = {"accuracy": accuracy, "loss": loss}
-    if not final:
-        return metrics
-    model = model.cpu()
+def measure_point(setup: TrialSetup, model: nn.Module, num_classes: int, val_x: torch.Tensor, val_y: torch.Tensor,
+                  device: torch.device) -> dict[str, float]:
+    """Validation accuracy and loss of ``model`` (evaluated on ``device``) with its costs and
+    budget checks: what a trial's final report holds (the taper method's points use it)."""
+    accuracy, loss = evaluate(to_device(model, device), val_x, val_y)
+    return {"accuracy": accuracy, "loss": loss, **_cost_metrics(setup, model.cpu(), num_classes)}
+
+
+def _cost_metrics(setup: TrialSetup, model: nn.Module, num_classes: int) -> dict[str, float]:
+    """Costs of the pruned ``model`` (on the CPU, before fine-tuning: they depend only on the
+    channels kept), relative to the dense model, and which budgets they meet."""
     values = measure_costs(model, example_input(setup), setup.cost_functions())
     dense = _dense_costs(setup, num_classes)
     meets = check_budgets(values, dense, setup.budgets)
+    metrics = {}
     for key, value in values.items():
         metrics[f"cost/{key}"] = value
         metrics[f"rel/{key}"] = value / dense[key] if dense[key] else float("nan")

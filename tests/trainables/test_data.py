@@ -22,7 +22,9 @@ def _pixels(splits: DataSplits, x: torch.Tensor) -> torch.Tensor:
 
 def test_digits_split_is_stratified_resized_and_normalised() -> None:
     splits = load_dataset("digits", input_size=16)
-    assert len(splits.train_y) + len(splits.val_y) == 1797 and splits.num_classes == 10
+    assert len(splits.train_y) + len(splits.val_y) + len(splits.test_y) == 1797 and splits.num_classes == 10
+    assert len(splits.val_y) == len(splits.test_y) == 360  # 20% each: profiles chosen on val, reported on test
+    assert splits.test_x.shape[1:] == (3, 16, 16)
     assert splits.input_shape == (3, 16, 16) and splits.val_x.shape[1:] == (3, 16, 16)
     assert splits.train_x.dtype == torch.float32 and splits.train_y.dtype == torch.int64
     assert torch.allclose(splits.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
@@ -32,8 +34,10 @@ def test_digits_split_is_stratified_resized_and_normalised() -> None:
 
 
 def test_digits_val_fraction_and_seed_choose_the_split() -> None:
-    half = load_dataset("digits", input_size=8, options={"val_fraction": 0.5})
-    assert abs(len(half.val_y) - 1797 / 2) <= 1
+    half = load_dataset("digits", input_size=8, options={"val_fraction": 0.5, "test_fraction": 0.1})
+    assert abs(len(half.val_y) - 1797 / 2) <= 1 and abs(len(half.test_y) - 180) <= 1
+    with pytest.raises(ConfigError, match="leave no training images"):
+        load_dataset("digits", options={"val_fraction": 0.5, "test_fraction": 0.5})
     other_seed = load_dataset("digits", input_size=8, seed=1)
     assert not torch.equal(other_seed.val_y, load_dataset("digits", input_size=8).val_y)
     with pytest.raises(ConfigError, match="val_fraction"):
@@ -42,9 +46,10 @@ def test_digits_val_fraction_and_seed_choose_the_split() -> None:
 
 @pytest.mark.parametrize("size", [16, 32])
 def test_shapes_are_balanced_normalised_images_of_the_requested_size(size: int) -> None:
-    splits = load_dataset("shapes", input_size=size, options={"n_train": 200, "n_val": 50})
+    splits = load_dataset("shapes", input_size=size, options={"n_train": 200, "n_val": 50, "n_test": 30})
     assert splits.train_x.shape == (200, 3, size, size)
-    assert splits.val_x.shape == (50, 3, size, size)
+    assert splits.val_x.shape == (50, 3, size, size) and splits.test_x.shape == (30, 3, size, size)
+    assert not torch.equal(splits.val_x[:30], splits.test_x)  # a stream of its own
     assert splits.train_y.bincount().tolist() == [20] * 10
     assert torch.allclose(splits.train_x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     pixels = _pixels(splits, splits.val_x)
@@ -108,19 +113,24 @@ def _write_cifar(root: Path, name: str, per_file: int = 3) -> tuple[np.ndarray, 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_files_load_with_pixels_and_labels_intact(tmp_path: Path, name: str) -> None:
-    images, labels = _write_cifar(tmp_path, name)
-    splits = load_dataset(name, root=tmp_path, options={"verify": False})
+    images, labels = _write_cifar(tmp_path, name, per_file=6 if name == "cifar100" else 3)
+    splits = load_dataset(name, root=tmp_path, options={"verify": False, "val_size": 4})
     assert splits.num_classes == CIFAR_LAYOUTS[name][-1] and splits.input_shape == (3, 32, 32)
-    assert splits.train_y.tolist() == labels and len(splits.val_y) == 3
+    # Validation is held out of the training files; test is the official test batch.
+    assert len(splits.train_y) == len(labels) - 4 and len(splits.val_y) == 4 and len(splits.test_y) == (6 if name == "cifar100" else 3)
+    assert sorted(splits.train_y.tolist() + splits.val_y.tolist()) == sorted(labels)
     expected = torch.from_numpy(images).reshape(-1, 3, 32, 32) / 255.0
-    assert torch.allclose(_pixels(splits, splits.train_x), expected, atol=1e-5)
+    pixels = torch.cat([_pixels(splits, splits.train_x), _pixels(splits, splits.val_x)])
+    assert sorted(pixels.flatten().mul(255).round().tolist()) == sorted(expected.flatten().mul(255).round().tolist())
+    with pytest.raises(ConfigError, match="val_size"):
+        load_dataset(name, root=tmp_path, options={"verify": False, "val_size": len(labels)})
 
 
 def test_cifar_limits_take_a_seeded_subset(tmp_path: Path) -> None:
     images, labels = _write_cifar(tmp_path, "cifar10")
-    options = {"verify": False, "limit_train": 5, "limit_val": 2}
+    options = {"verify": False, "val_size": 4, "limit_train": 5, "limit_val": 2, "limit_test": 1}
     splits = load_dataset("cifar10", root=str(tmp_path), input_size=16, options=options)
-    assert len(splits.train_y) == 5 and len(splits.val_y) == 2
+    assert len(splits.train_y) == 5 and len(splits.val_y) == 2 and len(splits.test_y) == 1
     assert splits.train_x.shape[1:] == (3, 16, 16)
     other = load_dataset("cifar10", root=str(tmp_path), input_size=16, seed=1, options=options)
     assert set(splits.train_y.tolist()) <= set(labels)
@@ -156,12 +166,25 @@ def test_imagefolder_decodes_folders_of_pngs_once_at_the_input_size(tmp_path: Pa
     _write_png(tmp_path / "train" / "cat" / "b.png", (8, 8), "L", 90)
     _write_png(tmp_path / "train" / "dog" / "c.png", (40, 40), "RGB", 10)
     _write_png(tmp_path / "val" / "dog" / "d.png", (16, 16), "RGB", 30)
+    _write_png(tmp_path / "test" / "dog" / "e.png", (16, 16), "RGB", 40)
+    _write_png(tmp_path / "test" / "cat" / "f.png", (16, 16), "RGB", 50)
     splits = load_dataset("imagefolder", root=tmp_path, input_size=16)
     assert splits.num_classes == 2 and splits.train_y.tolist() == [0, 0, 1]
     assert splits.val_y.tolist() == [1]  # val has only "dog": still train's class number
+    assert splits.test_y.tolist() == [0, 1]
     assert splits.train_x.shape == (3, 3, 16, 16)
     gray = _pixels(splits, splits.train_x[1])
     assert torch.allclose(gray, torch.full_like(gray, 90 / 255), atol=1e-5)
+
+
+def test_a_loader_without_a_test_split_holds_out_half_of_val(tmp_path: Path) -> None:
+    for index in range(4):
+        _write_png(tmp_path / "train" / "cat" / f"t{index}.png", (8, 8), "RGB", index)
+        _write_png(tmp_path / "val" / "cat" / f"v{index}.png", (8, 8), "RGB", 100 + 10 * index)
+    splits = load_dataset("imagefolder", root=tmp_path, input_size=8)
+    assert len(splits.val_y) == len(splits.test_y) == 2
+    seen = {round(float(_pixels(splits, x)[0, 0, 0]) * 255) for x in (*splits.val_x, *splits.test_x)}
+    assert seen == {100, 110, 120, 130}  # the four val images, split without overlap
 
 
 def test_imagefolder_names_a_missing_folder(tmp_path: Path) -> None:
