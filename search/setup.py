@@ -39,6 +39,8 @@ def trial_setup(config: SearchConfig) -> TrialSetup:
         budgets=tuple(config.budgets),
         seed=config.seed,
         checkpoint_every=config.checkpoint_every,
+        evaluate=config.evaluate,
+        report_every=config.scheduler.period,
     )
 
 

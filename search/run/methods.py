@@ -71,9 +71,11 @@ class ProfileSearch(Method):
     name = "search"
 
     def check(self, config: SearchConfig) -> None:
+        from prunetune.search.run.schedulers import check_scheduler
         from prunetune.search.searchers import get_searcher
 
         get_searcher(config.searcher.name).parse_options(config.searcher.options)
+        check_scheduler(config)
 
     def trainable(self) -> Callable:
         from prunetune.trainables import prune_and_finetune
@@ -86,17 +88,35 @@ class ProfileSearch(Method):
         from prunetune.search.run.tune_searcher import TuneSearcher
         from prunetune.search.searchers import get_searcher
 
+        from prunetune.search.run.schedulers import build_scheduler
+        from prunetune.search.searchers import ConfirmingSearcher
+
         config = prepared.config
         searcher = get_searcher(config.searcher.name)(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+        if config.confirm.top:
+            confirm = config.confirm
+            searcher = ConfirmingSearcher(searcher, trials=config.trials, top=confirm.top, steps=confirm.steps,
+                                          seeds=confirm.seeds, levels=confirm.levels, cost=self.frontier_cost(config))
         space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion}
         limited = ConcurrencyLimiter(TuneSearcher(searcher), max_concurrent=config.concurrency)
-        return space, {"search_alg": limited, "num_samples": config.trials}
+        tune_config = {"search_alg": limited, "num_samples": self.trial_count(config)}
+        scheduler = build_scheduler(config)
+        if scheduler is not None:
+            tune_config["scheduler"] = scheduler
+        return space, tune_config
 
     def trial_count(self, config: SearchConfig) -> int:
-        return config.trials
+        """The most trials: the search's, then its confirmations (a searcher may end sooner)."""
+        return config.trials + config.confirm.trials
 
     def describe(self, config: SearchConfig) -> str:
-        return f"{config.trials} trials with the {config.searcher.name} searcher"
+        how = f"{config.trials} trials with the {config.searcher.name} searcher"
+        if config.scheduler.name != "fifo":
+            how += f", {config.scheduler.name} stopping weak ones from {config.scheduler.grace_steps} steps"
+        if config.confirm.top:
+            how += (f", then the top {config.confirm.top} confirmed at {config.confirm.steps} steps"
+                    f" x {config.confirm.seeds} seed(s) on the test split")
+        return how
 
     def frontier_cost(self, config: SearchConfig) -> str:
         return config.budgets[0].key if config.budgets else "macs"
@@ -113,6 +133,16 @@ class TaperSweep(Method):
     """One tapering run per combination of ``taper.sweep``; every level it reports is a point."""
 
     name = "taper"
+
+    def check(self, config: SearchConfig) -> None:
+        from prunetune.budgets.errors import ConfigError
+
+        if config.scheduler.name != "fifo":
+            raise ConfigError(f"scheduler {config.scheduler.name!r} stops searched trials at rungs; a taper run reports "
+                              "once per level: use scheduler fifo with method taper")
+        if config.confirm.top:
+            raise ConfigError("confirm re-trains a search's best profiles; with method taper set taper.finetune_steps "
+                              "to the full length instead (each level's point is hardened and fine-tuned)")
 
     def trainable(self) -> Callable:
         from prunetune.trainables import taper_run

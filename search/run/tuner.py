@@ -18,7 +18,7 @@ from typing import Any
 from prunetune.budgets.errors import ConfigError
 from prunetune.search import ray_compat
 from prunetune.search.run.prepare import Prepared, is_uri
-from prunetune.search.store.frontier import TrialRecord, pareto, plot_frontier, write_frontier
+from prunetune.search.store.frontier import TrialRecord, confirmed, pareto, plot_frontier, write_frontier
 from prunetune.search.store.manifest import write_manifest
 from prunetune.search.store.plots import frontier_html
 from prunetune.search.store.trials import last_line
@@ -197,14 +197,14 @@ def split_results(results: Iterable) -> tuple[list, dict[str, str]]:
 
 
 def collect(prepared: Prepared, results: Iterable) -> tuple[list[TrialRecord], dict[str, str]]:
-    """The frontier points of the finished trials (as the search's method reads them), and
-    errored trials' reasons by trial id."""
+    """The frontier points of the finished trials (as the search's method reads them), with
+    confirmation trials merged into confirmed records, and errored trials' reasons by trial id."""
     finished, errors = split_results(results)
     records = []
     for result in finished:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         records.extend(prepared.method.records(result, trial_id))
-    return records, errors
+    return confirmed(records), errors
 
 
 def run_search(prepared: Prepared) -> SearchOutcome:

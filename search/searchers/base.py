@@ -81,6 +81,7 @@ class ProfileSearcher:
 
     registry_name = "base"
     unique_proposals = False  # True: never proposes one profile twice (the contract suite checks)
+    seeded = True  # False: proposals do not depend on the seed (the deterministic baselines)
     FINISHED: ClassVar[str] = "FINISHED"  # Ray Tune's Searcher.FINISHED: the search is over
     Options: ClassVar[type[SearcherOptions]] = SearcherOptions
 

@@ -32,6 +32,11 @@ Formulation (seed 1's, with our choices named):
 - **Fidelity.** ``fidelity: [[0, 0], [0.33, 32], [0.66, 128]]`` gives each suggestion
   ``finetune_steps`` by the fraction of trials suggested so far; the number of trials is
   ``max_trials`` or Tune's ``num_samples`` (passed through ``set_search_properties``).
+  Rewards are compared at one fidelity: a result reached after fewer fine-tune steps than the
+  most common highest fidelity (a trial ASHA stopped at a rung, or an early part of the
+  fidelity schedule) has its accuracy shifted by the mean gap between its fidelity and the
+  highest one seen at least :data:`FIDELITY_SAMPLES` times, so a stopped trial is not punished
+  for being stopped, only for being worse than its peers at its rung.
 
 State (policy and optimiser as numpy via ``LearnerGroup.get_state``, multiplier and its Adam
 moments, trials awaiting results, finished episodes awaiting an update, counters, RNG) goes
@@ -51,6 +56,9 @@ from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import ProfileSpace
+
+FIDELITY_SAMPLES = 3  # results at a fidelity before its mean is trusted for the shift
+
 
 class RLSettings(SearcherOptions):
     """The RL searcher's options (``searcher.options`` in a search config)."""
@@ -118,6 +126,7 @@ class RLSearcher(ProfileSearcher):
         self.rollouts: dict[str, dict[str, Any]] = {}  # trial -> what the policy did
         self.ready: list[dict[str, Any]] = []  # finished episodes waiting for an update
         self._learner_state: dict | None = None
+        self.fidelities: dict[int, list[float]] = {}  # fine-tune steps -> [sum of accuracy, count]
         self._engine: tuple | None = None  # (learner group, sampling module, dist class): never pickled
 
     @property
@@ -205,10 +214,22 @@ class RLSearcher(ProfileSearcher):
 
     def _reward(self, config: dict[str, Any], result: dict) -> float:
         sign = -1.0 if self.mode == "min" else 1.0
-        reward = sign * float(result[self._metric_name])
+        reward = sign * self._at_common_fidelity(float(result[self._metric_name]), int(result.get("finetune_steps", 0)))
         if self.settings.reward == "target":
             reward -= self.settings.beta * abs(self._relative_cost(config["profile"], result) - self.settings.target)
         return reward
+
+    def _at_common_fidelity(self, value: float, steps: int) -> float:
+        """``value`` measured after ``steps`` fine-tune steps, shifted to the highest fidelity
+        seen :data:`FIDELITY_SAMPLES` times (unchanged when all results share one fidelity)."""
+        total = self.fidelities.setdefault(steps, [0.0, 0])
+        total[0] += value
+        total[1] += 1
+        trusted = [f for f, (_, count) in self.fidelities.items() if count >= FIDELITY_SAMPLES]
+        if not trusted or steps >= max(trusted) or total[1] < FIDELITY_SAMPLES:
+            return value
+        top = self.fidelities[max(trusted)]
+        return value - total[0] / total[1] + top[0] / top[1]
 
     def _relative_cost(self, profile: dict[str, float], result: dict) -> float:
         key = self.settings.target_cost
@@ -314,6 +335,7 @@ class RLSearcher(ProfileSearcher):
                 "dual_moments": self.dual_moments,
                 "rollouts": dict(self.rollouts),
                 "ready": list(self.ready),
+                "fidelities": {f: list(v) for f, v in self.fidelities.items()},
                 "learner": self._learner_snapshot(),
             }
         }
@@ -325,6 +347,7 @@ class RLSearcher(ProfileSearcher):
         for name in ("updates", "suggested", "env_steps", "max_trials", "constrained", "log_nu", "dual_moments"):
             setattr(self, name, rl[name])
         self.rollouts, self.ready = dict(rl["rollouts"]), list(rl["ready"])
+        self.fidelities = {int(f): list(v) for f, v in rl.get("fidelities", {}).items()}
         self._learner_state, self._engine = rl["learner"], None
 
     def __getstate__(self) -> dict[str, Any]:
