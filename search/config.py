@@ -12,6 +12,8 @@ each option, its default and its constraint are defined once.
 from __future__ import annotations
 
 import difflib
+import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,21 +24,30 @@ from prunetune.budgets import Budget
 from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.groups import PruneSettings
 from prunetune.trainables.taper import TaperSettings
-from prunetune.trainables.train import BatchSize, LearningRate, Recipe, Steps
+from prunetune.trainables.train import BatchSize, EvalSettings, LearningRate, Recipe, Steps
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelConfig(_Section):
+class _Named(_Section):
+    """A section whose bare name is shorthand for ``{name: ...}`` (``model: resnet20``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class ModelConfig(_Named):
     name: str = "resnet20"
     width: float = Field(1.0, gt=0)
     input_size: int = Field(32, ge=8)
     weights: str | None = None
 
 
-class DataConfig(_Section):
+class DataConfig(_Named):
     name: str = "digits"
     root: str | None = None
     seed: int = 0
@@ -59,8 +70,17 @@ PruneConfig = PruneSettings
 class SpaceConfig(_Section):
     low: float = Field(0.25, gt=0, le=1)
     high: float = Field(1.0, gt=0, le=1)
-    levels: list[float] | None = None
+    levels: list[float] | None = Field(None, min_length=1)  # null: continuous low..high
     overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _override_keys(cls, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for group, spec in overrides.items():
+            unknown = sorted(set(spec) - {"low", "high", "levels"})
+            if unknown:
+                raise ValueError(f"space.overrides.{group} has unknown key {unknown[0]!r}; a group override sets low, high or levels")
+        return overrides
 
 
 class FinetuneConfig(Recipe):
@@ -69,7 +89,7 @@ class FinetuneConfig(Recipe):
     steps: Steps = 50
 
 
-class SearcherConfig(_Section):
+class SearcherConfig(_Named):
     name: str = "random"
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
@@ -102,6 +122,58 @@ class TaperConfig(TaperSettings):
         """The options a taper trial reads (without ``sweep``), as plain JSON values for Tune's
         config; ``TaperSettings(**settings)`` rebuilds them."""
         return self.model_dump(mode="json", exclude={"sweep"})
+
+
+# ``recalibrate_bn`` batches re-estimate BatchNorm statistics after pruning (docs/searchers.md).
+EvaluateConfig = EvalSettings
+
+
+class SchedulerConfig(_Named):
+    """Multi-fidelity scheduling by Ray Tune's own schedulers (docs/searchers.md).
+
+    ``fifo`` (the default) runs every trial to the end. ``asha`` and ``hyperband`` compare
+    trials at rungs of fine-tune steps and stop the weakest: a trial reports its accuracy every
+    ``report_every`` steps (default ``grace_steps``); the first rung is at ``grace_steps``,
+    each next one ``reduction_factor`` times later, up to ``finetune.steps``.
+    """
+
+    name: Literal["fifo", "asha", "hyperband"] = "fifo"
+    grace_steps: int = Field(10, ge=1, strict=True)
+    reduction_factor: float = Field(3.0, gt=1)
+    report_every: int | None = Field(None, ge=1, strict=True)
+    brackets: int = Field(1, ge=1, strict=True)  # asha's brackets
+
+    @property
+    def period(self) -> int:
+        """Steps between a trial's reports (0: only at the end, under ``fifo``)."""
+        if self.name == "fifo":
+            return self.report_every or 0
+        return self.report_every or self.grace_steps
+
+
+class ConfirmConfig(_Section):
+    """Search, then confirm: after the search's trials, the ``top`` best feasible profiles
+    (by validation accuracy; per level when ``levels`` lists relative costs of the frontier
+    cost) are fine-tuned again from the base for ``steps`` steps with each of ``seeds``
+    training seeds, as more trials of the same experiment, and evaluated on the test split.
+    The frontier then reports their confirmed test accuracy. ``top: 0`` turns it off."""
+
+    top: int = Field(0, ge=0, strict=True)
+    steps: int = Field(300, ge=0, strict=True)
+    seeds: int = Field(1, ge=1, strict=True)
+    levels: list[float] | None = None
+
+    @field_validator("levels")
+    @classmethod
+    def _relative_levels(cls, levels: list[float] | None) -> list[float] | None:
+        if levels is not None and (not levels or any(not 0 < level <= 1 for level in levels)):
+            raise ValueError("confirm.levels must list relative costs in (0, 1], e.g. [0.3, 0.5]")
+        return levels
+
+    @property
+    def trials(self) -> int:
+        """The most confirmation trials this asks for."""
+        return self.top * self.seeds * len(self.levels or [1.0])
 
 
 class ResourcesConfig(_Section):
@@ -144,7 +216,7 @@ class ExtraBase(_Section):
 class SearchConfig(_Section):
     """A whole search. Defaults make ``prunetune search`` with an empty file work."""
 
-    name: str = Field("prunetune", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = "prunetune"  # a folder under storage_path: see _folder_name
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     base: BaseConfig = BaseConfig()
@@ -155,18 +227,34 @@ class SearchConfig(_Section):
     searcher: SearcherConfig = SearcherConfig()
     method: Literal["search", "taper"] = "search"  # taper: see TaperConfig and docs/taper.md
     taper: TaperConfig = TaperConfig()
-    trials: int = Field(16, ge=1)
-    concurrency: int = Field(2, ge=1)
+    evaluate: EvaluateConfig = EvaluateConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    confirm: ConfirmConfig = ConfirmConfig()
+    trials: int = Field(16, ge=1, strict=True)  # strict: `trials: true` is not 1 trial
+    concurrency: int = Field(2, ge=1, strict=True)
     resources: ResourcesConfig = ResourcesConfig()
     storage_path: str = "results"
     local_dir: str | None = None  # with a URI storage_path: where base/, mlflow.db, frontier go
     shared_storage: bool = False  # a local storage_path that every node mounts (NFS)
-    max_failures: int = Field(0, ge=0)
-    checkpoint_every: int = Field(0, ge=0)
+    max_failures: int = Field(0, ge=0, strict=True)
+    checkpoint_every: int = Field(0, ge=0, strict=True)
     tracking: TrackingConfig = TrackingConfig()
     address: str | None = None
     seed: int = 0
     bases: list[ExtraBase] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, name: str) -> str:
+        # The name is a folder beside others in storage_path (base/, mlflow.db, .locks/): one
+        # plain path component that cannot climb out of it or shadow what lives there.
+        reserved = {"base", "mlflow.db", "mlartifacts"}
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name) or name in reserved:
+            raise ValueError(
+                "an experiment name is one folder name: letters, digits, '_', '-' and '.', not starting "
+                f"with '.', and none of {', '.join(sorted(reserved))}; e.g. --set name=demo"
+            )
+        return name
 
     @model_validator(mode="after")
     def _distinct_bases(self) -> SearchConfig:
@@ -194,19 +282,38 @@ class SearchConfig(_Section):
         return f"{data}-s{self.seed if extra.seed is None else extra.seed}"
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config section an annotation holds: itself, or the model inside ``X | None`` or
+    ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _section_at(path: tuple) -> type[BaseModel] | None:
+    """The config section at ``path`` (list indices skipped), None inside a free mapping."""
+    section: type[BaseModel] | None = SearchConfig
+    for part in path:
+        if isinstance(part, int):
+            continue  # an item of a list: _model_in already took the item's type
+        field = section.model_fields.get(str(part)) if section else None
+        section = _model_in(field.annotation) if field else None
+        if section is None:
+            return None
+    return section
+
+
 def _describe(error: dict, data: Any) -> str:
     location = ".".join(str(p) for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        parent = error["loc"][:-1]
-        section = SearchConfig
-        for part in parent:
-            field = section.model_fields.get(str(part)) if isinstance(part, str) else None
-            section = field.annotation if field and isinstance(field.annotation, type) else None
-            if section is None or not issubclass(section, BaseModel):
-                break
-        valid = list(section.model_fields) if section and issubclass(section, BaseModel) else []
+        section = _section_at(tuple(error["loc"][:-1]))
+        valid = list(section.model_fields) if section else []
         guess = difflib.get_close_matches(str(error["loc"][-1]), valid, n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys: {', '.join(valid)}"
+        hint = f"; did you mean {guess[0]!r}?" if guess else f"; valid keys: {', '.join(valid)}" if valid else ""
         return f"unknown config key {location!r}{hint}"
     message = error["msg"].removeprefix("Value error, ")
     if not location:  # a check across keys says which ones itself
@@ -229,7 +336,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = dict(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or "" in key.split("."):
             raise ConfigError(f"--set {item!r} is not KEY=VALUE; example: --set trials=8")
         node = data
         parts = key.split(".")
@@ -237,19 +344,29 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             child = node.get(part)
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({str(err).splitlines()[0]}); quote a string, "
+                f"e.g. --set {key}='\"{raw}\"'"
+            ) from None
     return data
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchConfig:
     """Read, override and validate a YAML config (``None``: the embedded defaults)."""
-    data: dict[str, Any] = {}
+    data: Any = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a YAML search config")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`")
     return parse_config(apply_overrides(data, list(overrides)))
