@@ -68,23 +68,117 @@ def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
     return pareto_front(feasible, cost=lambda r: r.costs[cost], accuracy=lambda r: r.accuracy)
 
 
-def format_table(front: Sequence[TrialRecord], cost: str) -> str:
-    """A plain-text table of the frontier for the terminal."""
-    header = f"{'trial':<22} {'accuracy':>8} {cost:>14} {'of dense':>8}  profile"
+@dataclass(frozen=True)
+class Reference:
+    """What every figure of a search is read against: the dense model it prunes, the budgets'
+    limits, and optionally a baseline curve (e.g. the uniform profile's trials).
+
+    ``dense_costs`` and ``limits`` are absolute, keyed by cost key; ``labels`` names each
+    budget as the config writes it (``macs<=50%``). Built by :func:`reference_of`; every field
+    may be empty, and then the figure simply leaves that part out.
+    """
+
+    dense_accuracy: float | None = None
+    dense_costs: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    baseline: tuple[TrialRecord, ...] = ()
+    baseline_label: str = "uniform"
+
+    def dense_cost(self, cost: str, records: Sequence[TrialRecord] = ()) -> float | None:
+        """The dense model's ``cost``: recorded, else implied by any record's relative cost."""
+        if cost in self.dense_costs:
+            return self.dense_costs[cost]
+        for r in records:
+            if r.relative.get(cost) and cost in r.costs:
+                return r.costs[cost] / r.relative[cost]
+        return None
+
+
+def reference_of(config, dense_costs: dict[str, float], dense_accuracy: float | None = None,
+                 baseline: Sequence[TrialRecord] = ()) -> Reference:
+    """The :class:`Reference` of a search ``config`` (its budgets) over the dense model's
+    measured ``dense_costs`` and accuracy (None when the base checkpoint does not say)."""
+    limits = {b.key: b.limit(dense_costs.get(b.key)) for b in config.budgets if not b.relative or b.key in dense_costs}
+    return Reference(dense_accuracy, dict(dense_costs), limits, {b.key: b.label for b in config.budgets}, tuple(baseline))
+
+
+def broken_budgets(record: TrialRecord) -> list[str]:
+    """The budget keys ``record`` did not meet (empty for a feasible record)."""
+    return [key for key, met in record.meets.items() if not met]
+
+
+STAGE_SUMMARY_ABOVE = 4  # more varying groups than this: the profile column averages per stage
+
+
+def profile_columns(records: Sequence[TrialRecord]) -> tuple[str, Callable[[TrialRecord], str]]:
+    """The profile column's header and how to write one record in it: the groups whose ratio
+    varies across ``records``, by name, or (when more than a few vary) the mean keep ratio of
+    each stage (the group name's first part: ``stem``, ``layer1``, ...)."""
+    groups = list(dict.fromkeys(g for r in records for g in r.profile))
+    varying = [g for g in groups if len({r.profile.get(g) for r in records}) > 1]
+    if len(varying) <= STAGE_SUMMARY_ABOVE:
+        fixed = sorted({r.profile[g] for r in records for g in groups if g not in varying and g in r.profile})
+        rest = f"  (other {len(groups) - len(varying)} at {fixed[0]:.2f})" if len(fixed) == 1 and varying else ""
+        if not varying:
+            return "profile (every group)", lambda r: (f"all {fixed[0]:.2f}" if len(fixed) == 1 else _ratios(r, groups))
+        return "profile (groups that vary)", lambda r: _ratios(r, varying) + rest
+    stages = list(dict.fromkeys(g.split(".", 1)[0] for g in groups))
+    return "profile (mean keep ratio per stage)", lambda r: " ".join(f"{s} {_stage_mean(r, s):.2f}" for s in stages)
+
+
+def _ratios(record: TrialRecord, groups: Sequence[str]) -> str:
+    return " ".join(f"{g}={record.profile[g]:.2f}" for g in groups if g in record.profile)
+
+
+def _stage_mean(record: TrialRecord, stage: str) -> float:
+    values = [v for g, v in record.profile.items() if g.split(".", 1)[0] == stage]
+    return sum(values) / len(values) if values else math.nan
+
+
+def format_table(front: Sequence[TrialRecord], cost: str, reference: Reference | None = None, *, partial: bool = False) -> str:
+    """A plain-text table of the frontier for the terminal, the dense model as its first row
+    when ``reference`` knows it (accuracy and ``cost`` "of dense" columns beside the values).
+    ``partial`` marks the frontier of an interrupted search."""
+    reference = reference or Reference()
+    dense_cost = reference.dense_cost(cost, front)
+    title, profile = profile_columns(front)
+    header = f"{'trial':<22} {'accuracy':>8} {'of dense':>8} {cost:>14} {'of dense':>8}  {title}"
     lines = [header, "-" * len(header)]
-    for r in front:
-        profile = " ".join(f"{v:.2f}" for v in r.profile.values())
-        profile = profile if len(profile) <= 48 else profile[:45] + "..."
+    if reference.dense_accuracy is not None or dense_cost is not None:
+        known = lambda value: "100.0%" if value is not None else "-"  # noqa: E731
         lines.append(
-            f"{r.trial_id:<22} {r.accuracy:>8.4f} {r.costs[cost]:>14,.0f} {r.relative.get(cost, math.nan):>8.1%}  {profile}"
+            f"{'dense':<22} {_acc(reference.dense_accuracy):>8} {known(reference.dense_accuracy):>8} "
+            f"{_num(dense_cost):>14} {known(dense_cost):>8}  all 1.00"
         )
+    for r in front:
+        acc_share = r.accuracy / reference.dense_accuracy if reference.dense_accuracy else math.nan
+        rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
+        text = profile(r)
+        text = text if len(text) <= 72 else text[:69] + "..."
+        lines.append(f"{r.trial_id:<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} {r.costs[cost]:>14,.0f} {_pct(rel):>8}  {text}")
     if not front:
         lines.append("(no feasible trial: loosen the budget or run more trials)")
+    if partial:
+        lines.append("(partial: the search was interrupted before every trial finished)")
     return "\n".join(lines)
 
 
-def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path) -> dict[str, Path]:
-    """Write ``frontier.csv`` and ``frontier.json`` (and ``frontier.png``) into ``directory``."""
+def _acc(value: float | None) -> str:
+    return "?" if value is None else f"{value:.4f}"
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
+
+
+def _pct(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, partial: bool = False) -> dict[str, Path]:
+    """Write ``frontier.csv`` and ``frontier.json`` into ``directory``; ``partial`` (an
+    interrupted search) is recorded in the JSON."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"csv": directory / "frontier.csv", "json": directory / "frontier.json"}
     with paths["csv"].open("w", newline="") as f:
@@ -94,30 +188,16 @@ def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path) -> 
             writer.writerow(
                 [r.trial_id, r.accuracy, r.loss, r.costs[cost], r.relative.get(cost), r.finetune_steps, json.dumps(r.profile)]
             )
-    paths["json"].write_text(json.dumps({"cost": cost, "frontier": [asdict(r) for r in front]}, indent=2))
+    blob = {"cost": cost, "partial": partial, "frontier": [asdict(r) for r in front]}
+    paths["json"].write_text(json.dumps(blob, indent=2))
     return paths
 
 
-def plot_frontier(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "") -> Path:
-    """Scatter of every trial (infeasible ones apart, in grey) with the frontier as a line."""
-    import matplotlib
+def plot_frontier(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *,
+                  reference: Reference | None = None) -> Path:
+    """The static frontier PNG of one cost (drawn by :func:`prunetune.search.store.plots.frontier_png`):
+    accuracy against ``cost`` as a share of the dense model, the budget, the dense model and
+    ``reference``'s baseline; infeasible trials grey, by the budget they broke."""
+    from prunetune.search.store.plots import frontier_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    front = pareto(records, cost)
-    feasible = [r for r in records if r.feasible and cost in r.costs]
-    infeasible = [r for r in records if not r.feasible and cost in r.costs]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    ax.scatter([r.costs[cost] for r in infeasible], [r.accuracy for r in infeasible], c="lightgrey", label="over budget", s=18)
-    ax.scatter([r.costs[cost] for r in feasible], [r.accuracy for r in feasible], c="tab:blue", label="feasible", s=18)
-    ax.step([r.costs[cost] for r in front], [r.accuracy for r in front], where="post", c="tab:red", label="frontier")
-    ax.set_xlabel(cost)
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(title or f"accuracy vs {cost}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return frontier_png(records, cost, path, title, reference=reference)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.search.config import SearchConfig
-from prunetune.search.store.frontier import TrialRecord, pareto, plot_frontier, write_frontier
+from prunetune.search.store.frontier import TrialRecord
 
 log = logging.getLogger("prunetune.tracking")
 
@@ -244,6 +244,17 @@ class SearchTracker:
             return None
 
     @property
+    def reference(self):
+        """The dense model and budgets every frontier figure is read against (None outside an
+        experiment folder)."""
+        from prunetune.search.store.dense import experiment_reference
+        from prunetune.search.store.manifest import MANIFEST, read_manifest
+
+        if not (self.directory / MANIFEST).is_file():
+            return None
+        return experiment_reference(read_manifest(self.directory))
+
+    @property
     def client(self):
         if self._client is None:
             from mlflow.tracking import MlflowClient
@@ -375,7 +386,7 @@ class SearchTracker:
         parent = self._require_open()
         records = [r for r in (s.record() for s in summaries) if r is not None]
         with tempfile.TemporaryDirectory(prefix="prunetune-frontier-") as tmp:
-            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name)
+            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=self.reference)
             self.client.log_artifacts(parent, tmp)
 
     def _finish(self, summaries: list[TrialSummary], wall_s: float) -> None:
@@ -412,15 +423,10 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
     return totals
 
 
-def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str) -> dict[str, Path]:
-    """frontier.csv/.json (first cost), frontier.png (first cost), frontier-<cost>.png for the
-    other costs, and one interactive frontier.html with a plot per cost."""
-    from prunetune.search.store.plots import frontier_html
+def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str, *,
+                    reference=None) -> dict[str, Path]:
+    """Every frontier file (:func:`prunetune.search.store.plots.render_frontier`), plotly.js
+    inlined: the page is one MLflow artifact, opened on its own."""
+    from prunetune.search.store.plots import render_frontier as render
 
-    directory.mkdir(parents=True, exist_ok=True)
-    files = write_frontier(pareto(records, costs[0]), costs[0], directory)
-    for index, cost in enumerate(costs):
-        name = "frontier.png" if index == 0 else f"frontier-{cost}.png"
-        files["png" if index == 0 else f"png:{cost}"] = plot_frontier(records, cost, directory / name, title=title)
-    files["html"] = frontier_html(records, costs, directory / "frontier.html", title=title)
-    return files
+    return render(records, costs, directory, title, reference=reference)
