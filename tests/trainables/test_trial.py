@@ -4,6 +4,7 @@ a retried trial continues from its checkpoint and ends exactly where an uninterr
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,44 @@ def test_a_checkpoint_without_optimizer_state_still_continues_the_lr_schedule(ti
     _, (optimizer, _), state = resume_finetune(model, setup.finetune, torch.device("cpu"), checkpoint)
     assert state["step"] == 2
     assert optimizer.param_groups[0]["lr"] == saved["optimizer"]["param_groups"][0]["lr"] < setup.finetune.lr
+
+
+# --- cheap evaluation, rungs and confirmation --------------------------------------------
+
+
+def _reports(setup: TrialSetup, **kwargs) -> list[dict]:
+    reports: list[dict] = []
+    run_trial(setup, PROFILE, lambda metrics, _: reports.append(metrics), **kwargs)
+    return reports
+
+
+def test_bn_recalibration_recovers_accuracy_the_pruning_lost(tiny_base):
+    """Pruned channels shift every later layer's statistics; re-estimating them is what makes a
+    0-step accuracy worth ranking profiles by (EagleEye's adaptive BN)."""
+    from prunetune.trainables import EvalSettings
+
+    heavy = Profile({"stem.0": 0.25, "layer1.0.conv1": 0.25, "layer2.0.conv1": 0.25, "layer3.0.conv1": 0.25})
+    setup = replace(_setup(tiny_base), checkpoint_every=0)
+    raw, recalibrated = ([] for _ in range(2))
+    run_trial(replace(setup, evaluate=EvalSettings(recalibrate_bn=0)), heavy, lambda m, _: raw.append(m), steps=0)
+    run_trial(setup, heavy, lambda m, _: recalibrated.append(m), steps=0)
+    assert recalibrated[-1]["accuracy"] > raw[-1]["accuracy"] + 0.05
+    assert recalibrated[-1]["accuracy"] == recalibrated[-1]["accuracy_pruned"]  # 0 steps: the pruned model's figure
+
+
+def test_trials_report_at_every_rung_with_costs_so_a_stopped_trial_is_a_point(tiny_base):
+    setup = replace(_setup(tiny_base), checkpoint_every=0, report_every=2)
+    reports = _reports(setup)
+    assert [m["rung_steps"] for m in reports] == [2, 4, 6] and [m["done"] for m in reports] == [False, False, True]
+    assert all("cost/macs" in m and "feasible" in m for m in reports)
+    assert "test/accuracy" not in reports[-1]  # search trials never look at the test split
+
+
+def test_a_confirmation_trains_with_its_own_seed_and_reports_test_accuracy(tiny_base):
+    from prunetune.trainables.trial import Confirmation
+
+    setup = replace(_setup(tiny_base), checkpoint_every=0, report_every=2)
+    first, second = (_reports(setup, confirm=Confirmation("t1", seed)) for seed in (0, 1))
+    assert len(first) == 1 and "rung_steps" not in first[0]  # no rung: a scheduler never stops it
+    assert first[0]["confirms"] == "t1" and 0 <= first[0]["test/accuracy"] <= 1
+    assert first[0]["loss"] != second[0]["loss"]  # another seed, another fine-tune

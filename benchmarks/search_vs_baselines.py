@@ -1,0 +1,326 @@
+"""Does a search beat the baselines? Confirmed test accuracy of every method at one budget.
+
+Task: ``shapes`` (ten procedural classes, 16 px; train 2000, val 500, test 500 from separate
+streams) on two architectures, resnet20 at width 0.5 and vgg11 at width 0.25, under one MACs
+budget (``--budget``, default 30% of dense). Each method runs through the real search path
+(``prepare`` + ``run_search``: Ray Tune trials, BatchNorm recalibration, ``confirm``) except
+taper, whose run and confirmation call the trainables directly. Every method's chosen profiles
+are confirmed the same way: fine-tuned again from the base for ``--confirm-steps`` steps and
+evaluated on the test split, which no method selects on. For each seed (``--seeds``; the seed
+sets the base model's training, the trials' training and the searcher) the figure is the best
+confirmed test accuracy among the method's confirmed profiles within the budget.
+
+Methods and their compute (optimiser steps, confirmation included, printed per method):
+
+- ``uniform``: one ratio for every group by bisection on the cost model; 1 confirmation.
+- ``sensitivity``: per-group probes at 0 fine-tune steps, greedy allocation; 1 confirmation.
+- ``random``, ``rl``, ``exhaustive`` (a seeded sample of a 4-level discrete space): ``--trials``
+  trials of ``--finetune-steps``, then the top ``--top`` confirmed.
+- ``random+asha``: twice the trials under Tune's ASHA (grace 10 steps), then the top confirmed.
+- ``taper``: one tapering run down to the budget, its hardened profile confirmed.
+
+A second table measures how well cheap evaluations predict the result a user gets: for
+``--profiles`` random feasible profiles, Spearman's rank correlation between the long
+fine-tune's test accuracy and the accuracy after 0 steps without BatchNorm recalibration, 0
+steps with it, and the short fine-tune. ``--latency`` adds one run under a measured CPU latency
+budget (uniform's ratio then bisected over trials) with the latency noise stated.
+
+Goals (issue 18): the best search beats uniform by more than twice the seed spread on at least
+one task; RL at least as good as random; every reported profile within budget.
+
+Run: ``python -m benchmarks.search_vs_baselines`` (about 40-60 minutes on 2 CPU cores;
+``--quick`` for a smoke run of a few minutes). Storage under ``results/benchmarks/baselines``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+TASKS = {"resnet20": {"name": "resnet20", "width": 0.5, "input_size": 16},
+         "vgg11": {"name": "vgg11", "width": 0.25, "input_size": 16}}
+DATA = {"name": "shapes", "options": {"n_train": 2000, "n_val": 500, "n_test": 500}}
+SEARCHED = ("random", "rl", "exhaustive", "random+asha")
+
+
+@dataclass
+class Figure:
+    """One method's outcome on one task and seed."""
+
+    accuracy: float  # best confirmed test accuracy within the budget
+    steps: int  # optimiser steps spent, confirmation included
+    within_budget: bool  # every confirmed profile meets the budget
+    relative: float  # relative MACs of the best confirmed profile
+    search_accuracy: float | None = None
+
+
+@dataclass
+class Row:
+    figures: list[Figure] = field(default_factory=list)
+
+    def mean(self) -> float:
+        return statistics.fmean(f.accuracy for f in self.figures)
+
+    def spread(self) -> float:
+        return statistics.stdev([f.accuracy for f in self.figures]) if len(self.figures) > 1 else 0.0
+
+
+def base_config(args, task: str, seed: int, name: str, **changes) -> dict:
+    config = {
+        "name": name,
+        "model": TASKS[task],
+        "data": {**DATA, "seed": 0},
+        "base": {"steps": args.base_steps, "lr": 0.05, "batch_size": 64},
+        "prune": {"criterion": "l1"},
+        "space": {"low": 0.1, "high": 1.0},
+        "finetune": {"steps": args.finetune_steps, "lr": 0.01, "batch_size": 64},
+        "budgets": [{"cost": "macs", "max": args.budget, "relative": True}],
+        "searcher": {"name": "random", "seed": seed},
+        "trials": args.trials,
+        "concurrency": 2,
+        "resources": {"cpu": 1},
+        "storage_path": str(args.storage),
+        "tracking": {"enabled": False},
+        "seed": seed,
+        "confirm": {"top": args.top, "steps": args.confirm_steps, "seeds": 1},
+    }
+    for key, value in changes.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+    return config
+
+
+def method_config(args, method: str, task: str, seed: int) -> dict:
+    name = f"{task}-{method.replace('+', '-')}-s{seed}-b{args.budget:g}"
+    if method == "uniform":
+        return base_config(args, task, seed, name, searcher={"name": "uniform", "seed": seed}, trials=1, confirm={"top": 1})
+    if method == "sensitivity":
+        return base_config(args, task, seed, name, searcher={"name": "sensitivity", "seed": seed}, trials=200, confirm={"top": 1})
+    if method == "exhaustive":
+        return base_config(args, task, seed, name, searcher={"name": "exhaustive", "seed": seed, "options": {"mode": "sampled"}},
+                           space={"levels": [0.25, 0.5, 0.75, 1.0]})
+    if method == "random+asha":
+        return base_config(args, task, seed, name, trials=2 * args.trials, scheduler={"name": "asha", "grace_steps": 10})
+    return base_config(args, task, seed, name, searcher={"name": method, "seed": seed})
+
+
+def run_method(args, method: str, task: str, seed: int) -> Figure:
+    from prunetune.search.config import parse_config
+    from prunetune.search.run import prepare, run_search
+
+    config = parse_config(method_config(args, method, task, seed))
+    outcome = run_search(prepare(config, show_progress=False))
+    return figure_of(outcome.records, args.budget)
+
+
+def figure_of(records, budget: float) -> Figure:
+    chosen = [r for r in records if r.confirmed]
+    steps = sum(r.finetune_steps * max(r.seeds, 1) for r in records)
+    if not chosen:
+        return Figure(math.nan, steps, False, math.nan)
+    best = max(chosen, key=lambda r: r.accuracy if r.feasible else -1.0)
+    within = all(r.feasible and r.relative["macs"] <= budget + 1e-9 for r in chosen)
+    return Figure(best.accuracy, steps, within, best.relative["macs"], best.search_accuracy)
+
+
+def run_taper(args, task: str, seed: int) -> Figure:
+    """One taper run down to the budget, its hardened profile confirmed like the others."""
+    from prunetune.search.config import parse_config
+    from prunetune.search.run import prepare
+    from prunetune.trainables import Profile, TaperSettings, run_trial
+    from prunetune.trainables.taper_trial import run_taper as taper
+    from prunetune.trainables.trial import Confirmation
+
+    name = f"{task}-taper-s{seed}-b{args.budget:g}"
+    config = parse_config(base_config(args, task, seed, name, confirm={"top": 0}))
+    prepared = prepare(config, show_progress=False)
+    points: list[dict] = []
+    settings = TaperSettings(levels=(args.budget,), finetune_steps=args.finetune_steps)
+
+    def keep(metrics: dict, directory: Path) -> None:
+        points.append({**metrics, "profile": json.loads((directory / "profile.json").read_text())})
+
+    taper(prepared.setup, settings, keep)
+    point = points[-1]
+    final: list[dict] = []
+    run_trial(prepared.setup, Profile(point["profile"]),
+              lambda metrics, _: final.append(metrics), steps=args.confirm_steps, confirm=Confirmation("taper"))
+    steps = int(point["taper_step"]) + args.finetune_steps + args.confirm_steps
+    done = final[-1]
+    return Figure(done["test/accuracy"], steps, bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9,
+                  done["rel/macs"], point["accuracy"])
+
+
+# --- cheap vs final rank correlation ------------------------------------------------------
+
+
+def correlation(args, task: str) -> dict[str, float]:
+    """Spearman's rho between cheap accuracies and the long fine-tune's test accuracy."""
+    import numpy as np
+    import torch
+    from scipy.stats import spearmanr
+
+    from prunetune.search.config import parse_config
+    from prunetune.search.run import prepare
+    from prunetune.search.searchers import get_searcher
+    from prunetune.trainables import Profile, recalibrate_bn
+    from prunetune.trainables.train import EvalSettings, evaluate, train_steps
+    from prunetune.trainables.trial import _data_on, pruned_model
+
+    config = parse_config(base_config(args, task, 0, f"{task}-correlation-b{args.budget:g}"))
+    prepared = prepare(config, show_progress=False)
+    setup = prepared.setup
+    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
+    test_x, test_y = splits.split("test")
+    searcher = get_searcher("random")(prepared.space, seed=123)
+    columns: dict[str, list[float]] = {"0 steps, no BN recalibration": [], "0 steps, BN recalibrated": [],
+                                       f"{args.finetune_steps} steps (the search's trials)": [], "final": []}
+    for index in range(args.profiles):
+        profile = Profile(searcher.suggest(f"p{index}")["profile"])
+        torch.manual_seed(0)
+        model = pruned_model(setup, profile, splits.num_classes)
+        columns["0 steps, no BN recalibration"].append(evaluate(model, val_x, val_y)[0])
+        recalibrate_bn(model, train_x, EvalSettings())
+        columns["0 steps, BN recalibrated"].append(evaluate(model, val_x, val_y)[0])
+        train_steps(model, train_x, train_y, setup.finetune)
+        columns[f"{args.finetune_steps} steps (the search's trials)"].append(evaluate(model, val_x, val_y)[0])
+        model = pruned_model(setup, profile, splits.num_classes)
+        recalibrate_bn(model, train_x, EvalSettings())
+        train_steps(model, train_x, train_y, setup.finetune.replace(steps=args.confirm_steps))
+        columns["final"].append(evaluate(model, test_x, test_y)[0])
+    final = np.array(columns.pop("final"))
+    return {name: float(spearmanr(values, final).statistic) for name, values in columns.items()} | {
+        "final accuracy range": f"{final.min():.3f}-{final.max():.3f}"}
+
+
+# --- latency budget ---------------------------------------------------------------------------
+
+
+def latency_run(args, method: str, seed: int) -> tuple[Figure, float]:
+    """``method`` under a CPU latency budget; returns its figure and the latency noise (CV)."""
+    from prunetune.search.config import parse_config
+    from prunetune.search.run import prepare, run_search
+
+    changes = {"budgets": [{"cost": "latency", "max": args.latency, "relative": True}]}
+    config = method_config(args, method, "resnet20", seed)
+    config.update(changes, name=f"{config['name']}-latency{args.latency:g}")
+    if method == "sensitivity":
+        config["searcher"]["options"] = {"probes": 6}
+    outcome = run_search(prepare(parse_config(config), show_progress=False))
+    chosen = [r for r in outcome.records if r.confirmed]
+    steps = sum(r.finetune_steps * max(r.seeds, 1) for r in outcome.records)
+    if not chosen:
+        return Figure(math.nan, steps, False, math.nan), latency_noise(outcome.records)
+    best = max(chosen, key=lambda r: r.accuracy if r.feasible else -1.0)
+    return Figure(best.accuracy, steps, all(r.feasible for r in chosen), best.relative.get("latency", math.nan),
+                  best.search_accuracy), latency_noise(outcome.records)
+
+
+def latency_noise(records) -> float:
+    """Coefficient of variation of measured latency between trials of one profile (the
+    confirmation re-measures its source's profile)."""
+    by_profile: dict[tuple, list[float]] = {}
+    for r in records:
+        if "latency" in r.costs:
+            by_profile.setdefault(tuple(sorted(r.profile.items())), []).append(r.costs["latency"])
+    spreads = [statistics.stdev(v) / statistics.fmean(v) for v in by_profile.values() if len(v) > 1]
+    return statistics.fmean(spreads) if spreads else math.nan
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def print_table(task: str, rows: dict[str, Row], budget: float) -> None:
+    print(f"\n## {task} on shapes 16 px, MACs <= {budget:.0%} of dense: confirmed test accuracy")
+    print(f"{'method':<14} {'mean':>7} {'spread':>7} {'per seed':<26} {'steps':>7} {'MACs':>6} {'in budget':>9}")
+    for method, row in rows.items():
+        seeds = " ".join(f"{f.accuracy:.3f}" for f in row.figures)
+        steps = statistics.fmean(f.steps for f in row.figures)
+        macs = statistics.fmean(f.relative for f in row.figures)
+        within = all(f.within_budget for f in row.figures)
+        print(f"{method:<14} {row.mean():>7.4f} {row.spread():>7.4f} {seeds:<26} {steps:>7.0f} {macs:>6.1%} {str(within):>9}")
+
+
+def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
+    lines = []
+    beats_somewhere = False
+    for task, rows in results.items():
+        uniform = rows["uniform"]
+        searched = {m: r for m, r in rows.items() if m not in ("uniform",)}
+        best_name = max(searched, key=lambda m: searched[m].mean())
+        best = searched[best_name]
+        gap = best.mean() - uniform.mean()
+        spread = max(best.spread(), uniform.spread())
+        beats = gap > 2 * spread
+        beats_somewhere |= beats
+        lines.append(f"{task}: best method {best_name} {best.mean():.4f} vs uniform {uniform.mean():.4f}: "
+                     f"gap {gap:+.4f}, twice the seed spread {2 * spread:.4f} -> {'beats' if beats else 'does not beat'} uniform")
+        if "rl" in rows and "random" in rows:
+            lines.append(f"{task}: rl {rows['rl'].mean():.4f} vs random {rows['random'].mean():.4f} -> "
+                         f"{'met' if rows['rl'].mean() >= rows['random'].mean() else 'not met'} (goal: rl >= random)")
+        within = all(f.within_budget for row in rows.values() for f in row.figures)
+        lines.append(f"{task}: every confirmed profile within budget: {within} (goal: True)")
+    lines.append(f"goal 'best search beats uniform by > 2x seed spread on at least one task': {'met' if beats_somewhere else 'not met'}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=0.3)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--finetune-steps", type=int, default=40)
+    parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--confirm-steps", type=int, default=300)
+    parser.add_argument("--base-steps", type=int, default=600)
+    parser.add_argument("--profiles", type=int, default=16, help="profiles in the correlation table")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="+", default=["uniform", "sensitivity", *SEARCHED, "taper"])
+    parser.add_argument("--latency", type=float, default=0.0, help="also run under this relative CPU latency budget")
+    parser.add_argument("--storage", type=Path, default=Path("results/benchmarks/baselines").resolve())
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few trials and steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.trials, args.confirm_steps, args.profiles, args.base_steps = 1, 4, 60, 4, 200
+        args.tasks = args.tasks[:1]
+    started = time.time()
+    from prunetune.search.run import init_ray
+
+    init_ray(None)
+    results: dict[str, dict[str, Row]] = {}
+    for task in args.tasks:
+        rows = results.setdefault(task, {})
+        for seed in range(args.seeds):
+            for method in args.methods:
+                figure = run_taper(args, task, seed) if method == "taper" else run_method(args, method, task, seed)
+                rows.setdefault(method, Row()).figures.append(figure)
+                print(f"[{time.time() - started:6.0f} s] {task} {method} seed {seed}: {figure}", file=sys.stderr, flush=True)
+    for task, rows in results.items():
+        print_table(task, rows, args.budget)
+    print("\n## cheap accuracy vs the result a user gets (Spearman's rho with the long fine-tune's test accuracy)")
+    for task in args.tasks:
+        rho = correlation(args, task)
+        print(f"{task}: " + "; ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in rho.items()))
+    if args.latency:
+        print(f"\n## resnet20 under a measured CPU latency budget <= {args.latency:.0%} of dense (1 seed)")
+        for method in ("uniform", "sensitivity", "random"):
+            figure, noise = latency_run(args, method, 0)
+            print(f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  steps {figure.steps}"
+                  f"  within budget {figure.within_budget}  latency noise (CV between re-measurements) {noise:.1%}")
+    print("\n## verdict")
+    for line in verdict(results):
+        print(line)
+    print(f"\nwall time {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
