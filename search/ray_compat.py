@@ -74,3 +74,33 @@ def reported_checkpoints(trial) -> list[tuple[dict[str, Any], Any]]:
         return [(r.metrics, r.checkpoint) for r in results]
     except AttributeError as err:
         raise RayInternalsChanged("Trial.run_metadata.checkpoint_manager.best_checkpoint_results", err) from err
+
+
+def new_trials_follow_a_moved_experiment() -> None:
+    """Make a restored search create its new trials in the folder it was restored from.
+
+    Tune moves restored trials to a renamed or moved experiment folder, but the search
+    algorithm's saved state carries the old folder, so every trial it suggests after the
+    restore is written under the old name (into another experiment, if one now has that name).
+    After Tune's ``resume`` this points the search algorithm at the restored run's storage.
+    Patches ``TuneController.resume`` once for the process; ``prunetune resume`` calls it.
+    """
+    import copy
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.resume
+    if getattr(original, "_prunetune_follows_moves", False):
+        return
+
+    def resume(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        try:
+            experiment = getattr(self._search_alg, "_experiment", None)
+            if experiment is not None:  # the spec holds its own reference: trials are made from it
+                experiment.storage = experiment.spec["storage"] = copy.copy(self._storage)
+        except (AttributeError, KeyError, TypeError) as err:
+            raise RayInternalsChanged("TuneController._search_alg._experiment.spec['storage']", err) from err
+
+    resume._prunetune_follows_moves = True
+    TuneController.resume = resume

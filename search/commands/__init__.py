@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["add_config_args", "local_ray_env", "print_results"]
+__all__ = ["add_config_args", "local_ray_env", "named", "print_results"]
 
 
 def local_ray_env(address: str | None) -> None:
@@ -21,6 +21,18 @@ def local_ray_env(address: str | None) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def named(config, name: str):
+    """``config`` under the experiment name ``name`` (a command's ``--name``), checked like a
+    name in the YAML: one folder under storage_path, never a path out of it."""
+    from prunetune.budgets.errors import ConfigError
+    from prunetune.search.config import parse_config
+
+    try:
+        return parse_config({**config.model_dump(mode="json"), "name": name})
+    except ConfigError as err:
+        raise ConfigError(f"--name {name!r}: {str(err).split(': ', 1)[-1]}") from None
 
 
 def add_config_args(parser) -> None:

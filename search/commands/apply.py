@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from prunetune.search.commands import local_ray_env, print_results
+from prunetune.search.commands import local_ray_env, named, print_results
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set)
-    config = config.model_copy(update={"name": args.name or f"{config.name}-apply"})
+    config = named(config, args.name or f"{config.name}-apply")
     local_ray_env(config.address)
     from prunetune.search.artifacts.apply import apply_profiles, format_applied
     from prunetune.search.artifacts.library import load_profile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from prunetune.search.commands import add_config_args, local_ray_env
+from prunetune.search.commands import add_config_args, local_ray_env, named
 
 
 def register(sub) -> None:
@@ -35,7 +35,7 @@ def _config(args: argparse.Namespace):
     from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set)
-    config = config.model_copy(update={"name": args.name or f"{config.name}-{args.experiment}"})
+    config = named(config, args.name or f"{config.name}-{args.experiment}")
     local_ray_env(config.address)
     return config
 

@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from prunetune.search.run.tuner import run_search
     from prunetune.search.store.lock import ExperimentLock
 
+    from prunetune.search import ray_compat
+
+    ray_compat.new_trials_follow_a_moved_experiment()  # a renamed folder gets its own new trials
     with ExperimentLock(manifest.directory, "prunetune resume"):
         prepared = from_manifest(manifest, address=address)
         if not Tuner.can_restore(prepared.experiment_uri):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from prunetune.search.commands import add_config_args, local_ray_env, print_results
 
@@ -15,6 +16,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prunetune.budgets.errors import PrunetuneError
     from prunetune.search.config import load_config
 
     config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
@@ -31,9 +33,46 @@ def run(args: argparse.Namespace) -> int:
             print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
         how = prepared.method.describe(config)
         print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
-        outcome = run_search(prepared)
+        try:
+            outcome = run_search(prepared)
+        except PrunetuneError:
+            if not prepared.resume:
+                discard_unstarted(prepared)
+            raise
     print_outcome(prepared, outcome)
     return 0
+
+
+def discard_unstarted(prepared) -> None:
+    """Remove what a new search refused before its first trial wrote (its folder, its MLflow
+    parent run), so the corrected rerun is a fresh search, not a resume of nothing. The cached
+    base model stays: it is valid whatever the search's mistake."""
+    import shutil
+
+    directory = prepared.experiment_dir
+    if not directory.is_dir() or any(directory.glob("trial_*")):
+        return
+    _delete_parent_runs(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _delete_parent_runs(directory) -> None:
+    from prunetune.search.tracking.tracker import LocalState
+
+    try:
+        runs = LocalState.load(directory).parent_runs
+    except (OSError, ValueError, TypeError):
+        return
+    if not runs:
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    for uri, run_id in runs.items():
+        try:
+            MlflowClient(uri).delete_run(run_id)
+        except (MlflowException, OSError) as err:  # the server is gone: say so, do not hide the real error
+            print(f"prunetune: warning: could not delete the unstarted search's MLflow run {run_id} at {uri}: {err}", file=sys.stderr)
 
 
 def print_outcome(prepared, outcome) -> None:
@@ -43,11 +82,27 @@ def print_outcome(prepared, outcome) -> None:
     cost = prepared.frontier_cost
     print()
     print(
-        f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {len(outcome.records)} finished trials; "
+        f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {sum(not r.confirmed for r in outcome.records)} finished trials; "
         f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
     )
     print(format_table(outcome.frontier, cost))
+    print_confirmed(prepared, outcome)
     print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:
         uri = tracking_uri(prepared.config, prepared.storage)
         print(f"MLflow:   {uri}  (browse: prunetune ui {prepared.storage})" if uri.startswith("sqlite:") else f"MLflow:   {uri}")
+
+
+def print_confirmed(prepared, outcome) -> None:
+    """What the confirmation trials measured: each confirmed profile's test accuracy beside the
+    validation accuracy its short search trial reported (nothing without ``confirm``)."""
+    confirmed = sorted((r for r in outcome.records if r.confirmed), key=lambda r: -r.accuracy)
+    if not confirmed:
+        return
+    settings = prepared.config.confirm
+    print(f"Confirmed on the test split: {len(confirmed)} profile(s) fine-tuned again for {settings.steps} steps "
+          f"x {settings.seeds} seed(s); the frontier's accuracy is their test accuracy")
+    for r in confirmed:
+        searched = f"val {r.search_accuracy:.4f}" if r.search_accuracy is not None else "val ?"
+        print(f"  {r.trial_id:<12} test {r.accuracy:.4f}   search trial {r.confirms}: {searched} "
+              f"after {prepared.config.finetune.steps} steps")

@@ -25,6 +25,7 @@ from prunetune.search.space import ProfileSpace
 from prunetune.search.store.manifest import MANIFEST, read_manifest
 from prunetune.trainables import (
     CostModelError,
+    DivergedError,
     TrialSetup,
     build_model,
     dataset_names,
@@ -246,7 +247,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     prepared for resuming instead (``Prepared.resume``); a different config is an error.
     """
     _check_names(config)
-    storage = local_storage(config)
+    storage = writable_storage(config)
     existing = _existing(config, storage)
     if existing is not None:
         return existing
@@ -255,10 +256,13 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     space = build_space(config, splits.num_classes)  # so does an unreachable budget
     check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
     checkpoint = config.base.checkpoint
-    if checkpoint is None:
-        checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
-    setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
-    setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
+    try:
+        if checkpoint is None:
+            checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
+        setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
+        setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
+    except DivergedError as err:  # the recipe's fault: the config's to fix
+        raise ConfigError(f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint") from None
     dense = load_base(model, splits.num_classes, setup.base_checkpoint)
     dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
     return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

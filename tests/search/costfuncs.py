@@ -11,3 +11,13 @@ def stem_width_meter(model: torch.nn.Module, example_input: torch.Tensor) -> flo
     if width < 4:
         raise ValueError(f"meter cannot handle a stem of {width} channels")
     return float(width)
+
+
+def negative_meter(model: torch.nn.Module, example_input: torch.Tensor) -> float:
+    """A broken meter: every model costs -5."""
+    return -5.0
+
+
+def failing_meter(model: torch.nn.Module, example_input: torch.Tensor) -> float:
+    """A meter that cannot measure any model."""
+    raise RuntimeError("meter unplugged")

@@ -141,3 +141,58 @@ def test_drivers_racing_for_a_dead_lock_let_exactly_one_win(tmp_path):
     for racer in racers:
         racer.communicate("done\n", timeout=60)
     assert sorted(outcomes) == ["refused", "refused", "refused", "won"], outcomes
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def _wait_for(condition, what: str, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        assert process.poll() is None, f"the driver exited before {what}: {process.stdout.read()[-3000:]}"
+        assert time.time() < deadline, f"no {what} after {timeout_s} s"
+        time.sleep(0.2)
+
+
+@pytest.mark.integration
+def test_two_drivers_a_killed_one_and_a_renamed_folder(tiny_config, tmp_path):
+    """A second driver of the same name is refused while the first runs; the first is killed
+    holding the lock and its folder renamed; a new search of the old name takes the dead lock
+    over; resuming the renamed folder finishes it there and leaves the new experiment alone."""
+    import yaml
+
+    tiny_config.update(trials=4, concurrency=1, tracking={"enabled": False})
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    results = Path(tiny_config["storage_path"])
+    experiment = results / "tiny"
+    first = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], cwd=tmp_path, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for(lambda: holder_of(experiment) is not None, "lock", first)
+        second = _cli("search", str(path), "--set", "searcher.seed=7", cwd=tmp_path)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert f"in use by prunetune search (pid {first.pid}" in second.stderr
+        _wait_for(lambda: any(experiment.glob("experiment_state-*.json")), "Tune snapshot", first)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and the Ray it started
+        first.wait()
+    assert lock_path(experiment).is_file() and holder_of(experiment) is None  # died holding it
+    assert len(json.loads((experiment / "prunetune.json").read_text())["config"]) > 0
+    experiment.rename(results / "renamed")
+
+    # The name is free again: a new search takes the killed driver's lock over and runs.
+    other = _cli("search", str(path), "--set", "trials=1", cwd=tmp_path)
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    frontier = (experiment / "frontier.csv").read_text()
+
+    resumed = _cli("resume", str(results / "renamed"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming renamed" in resumed.stdout and "0 errored" in resumed.stdout
+    assert len(list((results / "renamed").glob("trial_*"))) == 4  # new trials too land in the folder resumed
+    assert (experiment / "frontier.csv").read_text() == frontier  # the other experiment is untouched
+    assert len(list(experiment.glob("trial_*"))) == 1
+    assert not (results / ".locks").exists()  # every lock released
+    status = _cli("status", str(results / "renamed"), cwd=tmp_path)
+    assert "done      4 of 4" in status.stdout, status.stdout

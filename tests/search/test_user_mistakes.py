@@ -1,0 +1,121 @@
+"""A user's mistake gets one line on stderr, exit code 2, and leaves nothing written: no results
+folder, no base model trained, nothing that blocks the corrected rerun. Each case is one of
+the classes of issue 15 (names, checks before the first write, silent wrong results,
+tracebacks); the commands run in-process through ``cli.main``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunetune.search.cli import main
+from tests.conftest import TINY
+
+
+def _untrained(tmp_path: Path) -> dict:
+    """The tiny config without a base checkpoint: a check that came too late would train one."""
+    return {**TINY, "storage_path": str(tmp_path / "results"), "tracking": {"enabled": False}}
+
+
+def _refused(capsys, *args: str) -> str:
+    code = main(list(args))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("prunetune: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def _search_refused(capsys, tmp_path: Path, config: dict, *extra: str) -> str:
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(config))
+    err = _refused(capsys, "search", str(path), *extra)
+    assert not (tmp_path / "results").exists(), sorted(p.name for p in (tmp_path / "results").rglob("*"))
+    return err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"name": ".."}, "an experiment name is one folder name"),
+        ({"name": "."}, "an experiment name is one folder name"),
+        ({"name": "base"}, "none of base"),
+        ({"name": "../x"}, "an experiment name is one folder name"),
+        ({"trials": True}, "'trials': Input should be a valid integer (got True)"),
+        ({"trials": 2.5}, "'trials'"),
+        ({"space": {"levels": []}}, "'space.levels': List should have at least 1 item"),
+        ({"budgets": [{"cost": "macs", "max": 0.5, "relativ": True}]}, "'budgets.0.relativ'; did you mean 'relative'?"),
+        ({"data": {"nme": "digits"}}, "'data.nme'; did you mean 'name'?"),
+    ],
+)
+def test_a_config_mistake_is_one_line_before_any_write(capsys, tmp_path, change, expected):
+    assert expected in _search_refused(capsys, tmp_path, {**_untrained(tmp_path), **change})
+
+
+@pytest.mark.parametrize(
+    ("budgets", "expected"),
+    [
+        ([{"cost": "tests.search.costfuncs:negative_meter", "max": 10}], "measured -5.0; a cost must be a finite number >= 0"),
+        ([{"cost": "tests.search.costfuncs:failing_meter", "max": 10}], "failing_meter raised RuntimeError: meter unplugged"),
+        ([{"cost": "macs", "max": 0.5, "relative": True}, {"cost": "macs", "max": 1e5}], "several budgets on the same cost"),
+        ([{"cost": "latency", "max": 1e-6, "options": {"repeats": 2, "warmup": 1}}], "cannot be met: the smallest profile"),
+    ],
+)
+def test_a_bad_budget_is_refused_before_the_base_model_is_trained(capsys, tmp_path, budgets, expected):
+    assert expected in _search_refused(capsys, tmp_path, {**_untrained(tmp_path), "budgets": budgets})
+
+
+def test_storage_that_cannot_hold_results_is_refused(capsys, tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    for storage in (blocker, blocker / "under"):
+        path = tmp_path / "search.yaml"
+        path.write_text(yaml.safe_dump({**_untrained(tmp_path), "storage_path": str(storage)}))
+        assert f"{blocker} is a file" in _refused(capsys, "search", str(path))
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"- a\n- list\n", "holds a list, not a mapping"),
+        (b"42\n", "holds a int, not a mapping"),
+        (b"name: caf\xe9\n", "is not UTF-8 text"),
+        (b"trials: [\n", "is not valid YAML"),
+    ],
+)
+def test_a_config_file_that_is_not_a_mapping_is_one_line(capsys, tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    assert expected in _refused(capsys, "search", str(path))
+
+
+def test_a_set_value_yaml_cannot_parse_is_one_line(capsys, tmp_path):
+    err = _refused(capsys, "search", "--set", f"storage_path={tmp_path / 'results'}", "--set", "trials=[")
+    assert "--set 'trials=[': the value is not valid YAML" in err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", ".."])
+def test_command_names_are_checked_like_config_names(capsys, tmp_path, name):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_untrained(tmp_path)))
+    profile = tmp_path / "p.json"
+    profile.write_text("{}")
+    err = _refused(capsys, "apply", "--config", str(path), "--profile", str(profile), "--name", name)
+    assert f"--name {name!r}: an experiment name is one folder name" in err
+    err = _refused(capsys, "experiment", "criteria", str(path), "--name", name)
+    assert f"--name {name!r}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.json"]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", json.dumps({"version": 1, "config": {}})])
+def test_a_damaged_manifest_is_one_line(capsys, tmp_path, content):
+    experiment = tmp_path / "results" / "demo"
+    experiment.mkdir(parents=True)
+    (experiment / "prunetune.json").write_text(content)
+    err = _refused(capsys, "resume", str(experiment))
+    assert "prunetune.json is damaged" in err
+    assert sorted(p.name for p in (tmp_path / "results").rglob("*")) == ["demo", "prunetune.json"]
