@@ -17,7 +17,8 @@ def register(sub) -> None:
     )
     parser.add_argument("results", metavar="RESULTS", help="experiment folder, e.g. results/demo")
     parser.add_argument("--trial", required=True, metavar="ID", help="trial id (see frontier.csv)")
-    parser.add_argument("--epochs", required=True, type=int, metavar="N")
+    parser.add_argument("--epochs", required=True, type=int, metavar="N",
+                        help="whole passes over the training set (one cosine LR decay over all of them)")
     parser.add_argument("--out", metavar="PATH", help="checkpoint folder to write (default RESULTS/finetuned/<trial>-e<N>)")
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.set_defaults(func=run)

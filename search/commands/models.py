@@ -12,7 +12,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prunetune.budgets.errors import ConfigError
     from prunetune.trainables import model_names
 
-    print("\n".join(model_names(args.pattern)))
+    names = model_names(args.pattern)
+    if not names:
+        raise ConfigError(f"no model name matches {args.pattern!r}; `prunetune models` lists all of them")
+    print("\n".join(names))
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +56,22 @@ def ray_dashboard(address: str) -> str:
     return f"http://{url}" if url else f"cluster at {address} runs without a dashboard"
 
 
+def check_port(port: int) -> None:
+    """A ConfigError when ``port`` on 127.0.0.1 is taken: the server would fail to bind, and
+    the printed URL would lead to whatever holds the port."""
+    from prunetune.budgets.errors import ConfigError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            why = "is in use" if err.errno == errno.EADDRINUSE else f"cannot be opened ({err.strerror})"
+            raise ConfigError(f"port {port} on 127.0.0.1 {why}; choose another with --port, e.g. --port {port + 1}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     uri, artifacts = store(args.results)
+    check_port(args.port)
     if args.ray_address:
         print(f"Ray dashboard: {ray_dashboard(args.ray_address)}")
     command = [

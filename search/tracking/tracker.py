@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.search.config import SearchConfig
-from prunetune.search.store.frontier import TrialRecord
+from prunetune.search.store.frontier import TrialRecord, confirmed
 
 log = logging.getLogger("prunetune.tracking")
 
@@ -44,6 +44,10 @@ TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 TAG_TAPER_TRIAL = "prunetune.taper_trial"
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" page; a study is
+# model training, so it opens on its runs and their charts.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 _TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
 # gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model.
 _METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/")
@@ -70,7 +74,8 @@ def artifact_root(uri: str) -> Path | None:
 def ensure_experiment(client, uri: str, name: str) -> str:
     """The id of the MLflow experiment ``name`` in the store at ``uri`` (``client``'s), created
     if missing, with its artifacts under :func:`artifact_root` for an embedded store, and
-    restored if deleted. Another process creating it at the same moment is fine.
+    restored if deleted, and tagged as model training (:data:`TAG_EXPERIMENT_KIND`) so MLflow's
+    UI opens it on its runs. Another process creating it at the same moment is fine.
 
     Used by every writer of a study: the search's tracker, ``prunetune sync`` and the model
     registry."""
@@ -80,10 +85,13 @@ def ensure_experiment(client, uri: str, name: str) -> str:
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        if found.tags.get(TAG_EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING)
         return found.experiment_id
     root = artifact_root(uri)
     try:
-        return client.create_experiment(name, artifact_location=None if root is None else (root / name).as_uri())
+        return client.create_experiment(name, artifact_location=None if root is None else (root / name).as_uri(),
+                                        tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING})
     except MlflowException:  # created meanwhile by a search beside this one
         return client.get_experiment_by_name(name).experiment_id
 
@@ -384,7 +392,7 @@ class SearchTracker:
 
     def _log_frontier(self, summaries: list[TrialSummary]) -> None:
         parent = self._require_open()
-        records = [r for r in (s.record() for s in summaries) if r is not None]
+        records = confirmed(r for r in (s.record() for s in summaries) if r is not None)
         with tempfile.TemporaryDirectory(prefix="prunetune-frontier-") as tmp:
             render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=self.reference)
             self.client.log_artifacts(parent, tmp)
@@ -417,9 +425,13 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
         "cpu_hours": seconds * config.resources.cpu / 3600,
         "gpu_hours": seconds * config.resources.gpu / 3600,
     }
-    feasible = [r.accuracy for r in records if r.feasible]
+    merged = confirmed(records)
+    pool = [r for r in merged if r.confirmed] or merged  # confirmed test accuracies, when there are any
+    feasible = [r.accuracy for r in pool if r.feasible]
     if feasible:
         totals["best_feasible_accuracy"] = max(feasible)
+    if any(r.confirmed for r in merged):
+        totals["confirmed_profiles"] = float(sum(r.confirmed for r in merged))
     return totals
 
 

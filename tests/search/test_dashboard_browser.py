@@ -51,9 +51,11 @@ def test_mlflow_ui_shows_the_study_with_nested_trial_runs(mlflow_server, tracked
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{mlflow_server}/#/experiments/{experiment.experiment_id}/runs")
+            # The study's own page (no view in the URL) opens on its runs, not the GenAI traces.
+            page.goto(f"{mlflow_server}/#/experiments/{experiment.experiment_id}")
             row = page.locator(f'[role=row][row-id="{parent.info.run_id}"]').filter(has_text="s1").first
             expect(row).to_be_visible(timeout=60_000)
+            assert "/traces" not in page.url
             expect(page.get_by_text(STUDY).first).to_be_visible()
             assert page.get_by_text(trial_names[0]).count() == 0  # nested: hidden until expanded
             close_assistant = page.get_by_role("button", name="Close")
@@ -71,6 +73,10 @@ def test_mlflow_ui_shows_the_study_with_nested_trial_runs(mlflow_server, tracked
             expect(image).to_be_visible(timeout=30_000)
             assert image.evaluate("img => img.naturalWidth") > 100  # the plot itself, served by MLflow
             page.screenshot(path=str(artifacts_shot))
+            # The interactive frontier: MLflow shows the HTML artifact, whose plot loads its plotly.js.
+            page.get_by_text("frontier.html", exact=True).first.click()
+            chart = page.frame_locator("iframe").first.locator(".js-plotly-plot .scatterlayer").first
+            expect(chart).to_be_visible(timeout=60_000)
         finally:
             browser.close()
     ARTIFACTS.mkdir(exist_ok=True)
