@@ -17,7 +17,9 @@ Methods and their compute (optimiser steps, confirmation included, printed per m
 - ``random``, ``rl``, ``exhaustive`` (a seeded sample of a 4-level discrete space): ``--trials``
   trials of ``--finetune-steps``, then the top ``--top`` confirmed.
 - ``random+asha``: twice the trials under Tune's ASHA (grace 10 steps), then the top confirmed.
-- ``taper``: one tapering run down to the budget, its hardened profile confirmed.
+- ``taper``: one tapering run down to the budget; its hardened, fine-tuned model continued for
+  the confirmation length (``taper``), and its profile confirmed from the base like the others'
+  (``taper-profile``).
 
 A second table measures how well cheap evaluations predict the result a user gets: for
 ``--profiles`` random feasible profiles, Spearman's rank correlation between the long
@@ -131,32 +133,51 @@ def figure_of(records, budget: float) -> Figure:
     return Figure(best.accuracy, steps, within, best.relative["macs"], best.search_accuracy)
 
 
-def run_taper(args, task: str, seed: int) -> Figure:
-    """One taper run down to the budget, its hardened profile confirmed like the others."""
+def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
+    """One taper run down to the budget. Two figures: its hardened, fine-tuned model continued
+    for ``--confirm-steps`` (the method's own output), and its profile confirmed from the base
+    like every other method's."""
+    import shutil
+    import tempfile
+
     from prunetune.search.config import parse_config
     from prunetune.search.run import prepare
-    from prunetune.trainables import Profile, TaperSettings, run_trial
+    from prunetune.trainables import Profile, TaperSettings, rebuild_from_checkpoint, run_trial
     from prunetune.trainables.taper_trial import run_taper as taper
-    from prunetune.trainables.trial import Confirmation
+    from prunetune.trainables.train import evaluate, train_steps
+    from prunetune.trainables.trial import Confirmation, _data_on
 
     name = f"{task}-taper-s{seed}-b{args.budget:g}"
     config = parse_config(base_config(args, task, seed, name, confirm={"top": 0}))
     prepared = prepare(config, show_progress=False)
-    points: list[dict] = []
+    setup, points = prepared.setup, []
+    keep = Path(tempfile.mkdtemp(prefix="taper-point-"))
     settings = TaperSettings(levels=(args.budget,), finetune_steps=args.finetune_steps)
 
-    def keep(metrics: dict, directory: Path) -> None:
+    def report(metrics: dict, directory: Path) -> None:
+        shutil.copytree(directory, keep, dirs_exist_ok=True)
         points.append({**metrics, "profile": json.loads((directory / "profile.json").read_text())})
 
-    taper(prepared.setup, settings, keep)
+    taper(setup, settings, report)
     point = points[-1]
+    taper_steps = int(point["taper_step"]) + args.finetune_steps
+    # The method's own model: its hardened point, fine-tuned further.
+    splits, train_x, train_y, _, _ = _data_on(setup.data, setup.model.input_size, "cpu")
+    test_x, test_y = splits.split("test")
+    model = rebuild_from_checkpoint(setup, keep, splits.num_classes)
+    train_steps(model, train_x, train_y, setup.finetune.replace(steps=args.confirm_steps), seed=setup.seed)
+    own = evaluate(model, test_x, test_y)[0]
+    shutil.rmtree(keep, ignore_errors=True)
+    within = bool(point["feasible"]) and point["rel/macs"] <= args.budget + 1e-9
+    continued = Figure(own, taper_steps + args.confirm_steps, within, point["rel/macs"], point["accuracy"])
+    # Its profile from the base, as every method's profiles are confirmed.
     final: list[dict] = []
-    run_trial(prepared.setup, Profile(point["profile"]),
-              lambda metrics, _: final.append(metrics), steps=args.confirm_steps, confirm=Confirmation("taper"))
-    steps = int(point["taper_step"]) + args.finetune_steps + args.confirm_steps
+    run_trial(setup, Profile(point["profile"]), lambda metrics, _: final.append(metrics), steps=args.confirm_steps,
+              confirm=Confirmation("taper"))
     done = final[-1]
-    return Figure(done["test/accuracy"], steps, bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9,
-                  done["rel/macs"], point["accuracy"])
+    from_base = Figure(done["test/accuracy"], taper_steps + args.confirm_steps,
+                       bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9, done["rel/macs"], point["accuracy"])
+    return continued, from_base
 
 
 # --- cheap vs final rank correlation ------------------------------------------------------
@@ -300,9 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = results.setdefault(task, {})
         for seed in range(args.seeds):
             for method in args.methods:
-                figure = run_taper(args, task, seed) if method == "taper" else run_method(args, method, task, seed)
-                rows.setdefault(method, Row()).figures.append(figure)
-                print(f"[{time.time() - started:6.0f} s] {task} {method} seed {seed}: {figure}", file=sys.stderr, flush=True)
+                if method == "taper":
+                    figures = dict(zip(("taper", "taper-profile"), run_taper(args, task, seed)))
+                else:
+                    figures = {method: run_method(args, method, task, seed)}
+                for label, figure in figures.items():
+                    rows.setdefault(label, Row()).figures.append(figure)
+                    print(f"[{time.time() - started:6.0f} s] {task} {label} seed {seed}: {figure}", file=sys.stderr, flush=True)
     for task, rows in results.items():
         print_table(task, rows, args.budget)
     print("\n## cheap accuracy vs the result a user gets (Spearman's rho with the long fine-tune's test accuracy)")

@@ -190,12 +190,13 @@ def test_installed_cli_searches_from_outside_the_checkout(venv, tmp_path):
                               cwd=work, env=env, timeout=120)
     assert help_out.returncode == 0 and "search" in help_out.stdout and "inspect" in help_out.stdout, help_out.stderr
 
-    overrides = ["trials=2", "base.steps=30", "finetune.steps=2", f"storage_path={tmp_path / 'results'}"]
+    overrides = ["trials=2", "base.steps=30", "finetune.steps=2", "confirm.steps=2", f"storage_path={tmp_path / 'results'}"]
     args = [str(venv.root / "bin" / "prunetune"), "search", str(REPO / "configs" / "demo.yaml")]
     out = subprocess.run([*args, *(a for o in overrides for a in ("--set", o))], capture_output=True, text=True,
                          cwd=work, env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Frontier: accuracy vs macs" in out.stdout and "of 2 finished trials" in out.stdout, out.stdout
+    assert "Confirmed on the test split: " in out.stdout, out.stdout  # the demo confirms its best profiles
     assert (tmp_path / "results" / "demo" / "frontier.csv").is_file()
 
     dumps = [json.loads(path.read_text()) for path in records.glob("*.json")]

@@ -6,12 +6,14 @@ import argparse
 import sys
 
 from prunetune.search.commands import add_config_args, local_ray_env, print_results
+from prunetune.search.commands._console import add_console_args, exit_code, print_dense, render, start_console
 
 
 def register(sub) -> None:
     parser = sub.add_parser("search", help="run a profile search from a YAML config")
     add_config_args(parser)
     parser.add_argument("--address", help="join a running Ray cluster (default: a private local Ray)")
+    add_console_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -21,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set + ([f"address={args.address}"] if args.address else []))
     local_ray_env(config.address)
+    start_console(args)
     from prunetune.search.run import prepare, run_search
     from prunetune.search.run.prepare import writable_storage
     from prunetune.search.store.lock import ExperimentLock
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
         how = prepared.method.describe(config)
         print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
+        print_dense(prepared)
         try:
             outcome = run_search(prepared)
         except PrunetuneError:
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                 discard_unstarted(prepared)
             raise
     print_outcome(prepared, outcome)
-    return 0
+    return exit_code(prepared, outcome)
 
 
 def discard_unstarted(prepared) -> None:
@@ -76,16 +80,19 @@ def _delete_parent_runs(directory) -> None:
 
 
 def print_outcome(prepared, outcome) -> None:
+    from prunetune.search.commands._console import reference
+    from prunetune.search.run.console import was_interrupted
     from prunetune.search.store.frontier import format_table
     from prunetune.search.tracking.tracker import tracking_uri
 
+    outcome.files = render(prepared, outcome)  # drawn against the dense model, a PNG per cost
     cost = prepared.frontier_cost
     print()
     print(
         f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {sum(not r.confirmed for r in outcome.records)} finished trials; "
         f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
     )
-    print(format_table(outcome.frontier, cost))
+    print(format_table(outcome.frontier, cost, reference(prepared), partial=was_interrupted()))
     print_confirmed(prepared, outcome)
     print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:

@@ -1,0 +1,92 @@
+"""Baselines, early stopping and confirmation as a user runs them: CLI -> Ray Tune -> frontier.
+
+One search of the uniform baseline under Tune's ASHA with its profile confirmed on two seeds,
+and one random search under ASHA whose driver is killed mid-search and resumed: the resumed
+search ends with its confirmations, and the frontier reports confirmed test accuracies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def _reports(trial: Path) -> list[dict]:
+    path = trial / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def test_uniform_under_asha_is_confirmed_on_the_test_split_with_two_seeds(tiny_config, tmp_path):
+    tiny_config.update(searcher="uniform", budgets=[{"cost": "macs", "max": 0.5, "relative": True}],
+                       finetune={**tiny_config["finetune"], "steps": 6}, scheduler={"name": "asha", "grace_steps": 2},
+                       confirm={"top": 1, "steps": 8, "seeds": 2}, tracking={"enabled": False})
+    path = tmp_path / "uniform.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    out = _cli("search", str(path), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "then the top 1 confirmed at 8 steps x 2 seed(s) on the test split" in out.stdout
+    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    trials = {t.name: _reports(t) for t in experiment.glob("trial_*")}
+    search = [r for r in trials.values() if r and "confirms" not in r[-1]]
+    confirms = [r for r in trials.values() if r and "confirms" in r[-1]]
+    assert len(search) == 1 and len(confirms) == 2  # one uniform profile, confirmed twice
+    assert [m["rung_steps"] for m in search[0]] == [2, 4, 6]  # it reported at every rung
+    assert all(r[-1]["finetune_steps"] == 8 and "rung_steps" not in r[-1] for r in confirms)
+    front = json.loads((experiment / "frontier.json").read_text())["frontier"]
+    [point] = front
+    tests = sorted(r[-1]["test/accuracy"] for r in confirms)
+    assert point["confirmed"] and point["seeds"] == 2
+    assert point["accuracy"] == pytest.approx(sum(tests) / 2)
+    assert point["search_accuracy"] == pytest.approx(search[0][-1]["accuracy"])
+    assert len(set(point["profile"].values())) == 1 and point["relative"]["macs"] <= 0.5
+
+
+def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny_config, tmp_path):
+    tiny_config.update(searcher={"name": "random", "seed": 1}, trials=8, concurrency=2,
+                       budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
+                       finetune={**tiny_config["finetune"], "steps": 8},
+                       scheduler={"name": "asha", "grace_steps": 2, "reduction_factor": 2},
+                       confirm={"top": 2, "steps": 6}, tracking={"enabled": False})
+    path = tmp_path / "random.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    _cli("train-base", str(path), cwd=tmp_path)  # so the driver is killed during trials, not base training
+    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    driver = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 300
+        while sum(1 for t in experiment.glob("trial_*") if _reports(t)) < 2:
+            assert driver.poll() is None, "the search ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no trial reported within 300 s"
+            time.sleep(0.5)
+        time.sleep(1.5)  # past Tune's 1 s experiment snapshot
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray processes, as a crash would
+        driver.wait()
+    resumed = _cli("resume", str(experiment), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials = [r for r in (_reports(t) for t in experiment.glob("trial_*")) if r]
+    search = [r for r in trials if "confirms" not in r[-1]]
+    confirms = [r for r in trials if "confirms" in r[-1]]
+    assert len(confirms) == 2 and {r[-1]["confirms"] for r in confirms} <= {r[-1]["trial_id"] for r in search}
+    assert len(search) >= 8
+    assert any(r[-1]["finetune_steps"] < 8 for r in search), "ASHA stopped no trial early"
+    front = json.loads((experiment / "frontier.json").read_text())["frontier"]
+    assert front and all(p["confirmed"] and p["test_accuracy"] is not None for p in front)
