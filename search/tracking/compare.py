@@ -11,9 +11,10 @@ with the trials and CPU hours it had spent, in completion order, when it first r
 from __future__ import annotations
 
 import csv
+import math
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
@@ -74,7 +75,10 @@ def _parents(client, names: list[str]) -> list[tuple[str, object]]:
 
 
 def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
-    trials, token = [], None
+    """The search's finished trials; for a search that confirmed its best profiles, only the
+    confirmation trials, with their test accuracy (search-time and confirmed figures are not
+    comparable)."""
+    trials, confirmations, token = [], [], None
     query = f"tags.`{PARENT_ID}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
     while True:
         page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
@@ -86,8 +90,14 @@ def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
                 ended = run.info.end_time or run.info.start_time or 0
                 trial_id = run.data.tags.get(TAG_TRIAL_ID, run.info.run_name)
                 trials.append(ComparedTrial(trial_id, m["accuracy"], m[f"rel/{cost}"], m.get("cpu_hours", 0.0), ended))
+                if "test/accuracy" in m:
+                    confirmations.append(ComparedTrial(trial_id, m["test/accuracy"], m[f"rel/{cost}"], m.get("cpu_hours", 0.0), ended))
         token = page.token
         if not token:
+            if confirmations:  # search trials still count as compute spent, never as results
+                ids = {t.trial_id for t in confirmations}
+                trials = [t for t in trials if t.trial_id not in ids]
+                trials = [replace(t, accuracy=-math.inf) for t in trials] + confirmations
             return tuple(sorted(trials, key=lambda t: t.ended))
 
 
@@ -109,14 +119,15 @@ def best_at(trials: tuple[ComparedTrial, ...], level: float) -> LevelBest:
     best, spent = None, 0.0
     for index, trial in enumerate(trials, start=1):
         spent += trial.cpu_hours
-        if trial.relative <= level + 1e-9 and (best is None or trial.accuracy > best.accuracy):
+        if math.isfinite(trial.accuracy) and trial.relative <= level + 1e-9 and (best is None or trial.accuracy > best.accuracy):
             best = LevelBest(level, trial.accuracy, trial.trial_id, index, spent)
     return best or LevelBest(level, None, None, None, None)
 
 
 def frontier_points(trials: tuple[ComparedTrial, ...]) -> list[tuple[float, float, str]]:
     """Pareto points (relative cost, accuracy, trial id), cheapest first."""
-    front = pareto_front(trials, cost=lambda t: t.relative, accuracy=lambda t: t.accuracy)
+    results = [t for t in trials if math.isfinite(t.accuracy)]
+    front = pareto_front(results, cost=lambda t: t.relative, accuracy=lambda t: t.accuracy)
     return [(t.relative, t.accuracy, t.trial_id) for t in front]
 
 
