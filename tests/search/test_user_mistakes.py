@@ -119,3 +119,22 @@ def test_a_damaged_manifest_is_one_line(capsys, tmp_path, content):
     err = _refused(capsys, "resume", str(experiment))
     assert "prunetune.json is damaged" in err
     assert sorted(p.name for p in (tmp_path / "results").rglob("*")) == ["demo", "prunetune.json"]
+
+
+@pytest.mark.integration
+def test_a_search_refused_before_its_first_trial_leaves_nothing_that_blocks_its_name(capsys, tiny_config, tmp_path):
+    """Random search cannot draw a profile within a budget just above the space's smallest
+    corner: Tune has started, but the refusal removes the experiment folder again."""
+    from prunetune.search.config import parse_config
+    from prunetune.search.run.prepare import build_space
+
+    space = build_space(parse_config(tiny_config), 10)
+    corner = space.min_costs()["macs"] / space.cost_model.dense()["macs"]
+    tiny_config["budgets"] = [{"cost": "macs", "max": corner * 1.001, "relative": True}]
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    code = main(["search", str(path)])
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # Ray and MLflow log above it
+    assert code == 2 and last.startswith("prunetune: error: random search drew"), last
+    results = Path(tiny_config["storage_path"])
+    assert not (results / "tiny").exists() and not (results / ".locks").exists()
