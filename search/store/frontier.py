@@ -10,7 +10,7 @@ import csv
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +31,15 @@ class TrialRecord:
     finetune_steps: int = 0
     checkpoint: str | None = None
     meets: dict[str, bool] = field(default_factory=dict)
+    # A confirmation trial's source search trial (``confirm`` in docs/searchers.md), and its
+    # test-split accuracy. A confirmed record (see :func:`confirmed`) has ``accuracy`` the mean
+    # test accuracy over its seeds and keeps the search-time validation accuracy beside it.
+    confirms: str | None = None
+    test_accuracy: float | None = None
+    confirmed: bool = False
+    search_accuracy: float | None = None
+    seeds: int = 0
+    stopped: bool = False  # a scheduler (ASHA) stopped the trial before its last step
 
     @classmethod
     def from_metrics(cls, trial_id: str, metrics: dict, profile: dict, checkpoint: str | None = None) -> TrialRecord:
@@ -48,7 +57,33 @@ class TrialRecord:
             finetune_steps=int(metrics.get("finetune_steps", 0)),
             checkpoint=checkpoint,
             meets=meets,
+            confirms=metrics.get("confirms") or None,
+            test_accuracy=float(metrics["test/accuracy"]) if "test/accuracy" in metrics else None,
+            stopped=not metrics.get("done", True),
         )
+
+
+def confirmed(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The search's records with each profile's confirmation trials merged into one confirmed
+    record: ``accuracy`` the mean test accuracy over its seeds, ``search_accuracy`` the
+    validation accuracy its search trial reported, the first seed's trial id and checkpoint.
+    Records without confirmations come back unchanged."""
+    records = list(records)
+    by_source: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        if record.confirms is not None and record.test_accuracy is not None:
+            by_source.setdefault(record.confirms, []).append(record)
+    if not by_source:
+        return [r for r in records if r.confirms is None]
+    search = {r.trial_id: r for r in records if r.confirms is None}
+    merged = []
+    for source, runs in by_source.items():
+        runs.sort(key=lambda r: r.trial_id)
+        mean = sum(r.test_accuracy for r in runs) / len(runs)
+        origin = search.get(source)
+        merged.append(replace(runs[0], accuracy=mean, test_accuracy=mean, confirmed=True, seeds=len(runs),
+                              search_accuracy=origin.accuracy if origin else None))
+    return [*search.values(), *merged]
 
 
 def pareto_front(items: Iterable[T], *, cost: Callable[[T], float], accuracy: Callable[[T], float]) -> list[T]:
@@ -63,8 +98,14 @@ def pareto_front(items: Iterable[T], *, cost: Callable[[T], float], accuracy: Ca
 
 
 def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
-    """Feasible records not dominated in (lower ``cost``, higher accuracy), cheapest first."""
-    feasible = (r for r in records if r.feasible and cost in r.costs)
+    """Feasible records not dominated in (lower ``cost``, higher accuracy), cheapest first.
+
+    When some records are confirmed (:func:`confirmed`), only those compete: a confirmed test
+    accuracy and a short trial's validation accuracy are not comparable. Trials a scheduler
+    stopped early never enter the frontier."""
+    records = list(records)
+    pool = [r for r in records if r.confirmed] or [r for r in records if r.confirms is None and not r.stopped]
+    feasible = (r for r in pool if r.feasible and cost in r.costs)
     return pareto_front(feasible, cost=lambda r: r.costs[cost], accuracy=lambda r: r.accuracy)
 
 
