@@ -239,7 +239,8 @@ def parse_budget_filter(text: str) -> BudgetFilter:
 
 def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = None) -> TrialInfo:
     """The feasible search trial (not a fine-tuned copy) with the highest accuracy, optionally
-    also within ``budget``; ties go to the cheaper trial by MACs."""
+    also within ``budget``; ties go to the cheaper trial by MACs. A search with confirmation
+    trials gives its best confirmed one (by test accuracy, averaged over seeds)."""
     finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.checkpoint]
     if budget is not None and finished and not any(budget.metric in t.metrics for t in finished):
         known = sorted({k.split("/", 1)[1] for t in finished for k in t.metrics if k.startswith("cost/")})
@@ -251,4 +252,12 @@ def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = No
             f"no feasible trial{within} among {len(finished)} finished trials; loosen --budget, run more "
             "trials, or pick one with --trial ID"
         )
+    confirmed = [t for t in feasible if "test/accuracy" in t.metrics]
+    if confirmed:  # search, then confirm: the best confirmed profile, by mean test accuracy over its seeds
+        by_source: dict[str, list[float]] = {}
+        for t in confirmed:
+            by_source.setdefault(str(t.metrics.get("confirms")), []).append(float(t.metrics["test/accuracy"]))
+        mean = {source: sum(values) / len(values) for source, values in by_source.items()}
+        return max(confirmed, key=lambda t: (mean[str(t.metrics.get("confirms"))], float(t.metrics["test/accuracy"]),
+                                             -float(t.metrics.get("cost/macs", 0.0))))
     return max(feasible, key=lambda t: (float(t.metrics["accuracy"]), -float(t.metrics.get("cost/macs", 0.0))))
