@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 
 from prunetune.search.commands import local_ray_env
+from prunetune.search.commands._console import add_console_args, exit_code, start_console
 
 
 def register(sub) -> None:
     parser = sub.add_parser("resume", help="continue an interrupted search from its results folder")
     parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
     parser.add_argument("--address", help="Ray cluster to join (default: the one the search was started on, else a private local Ray)")
+    add_console_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -26,8 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from prunetune.search.store.manifest import read_manifest
 
     manifest = read_manifest(args.results)
+    if _finished(manifest):
+        return 0
     address = args.address or manifest.config.address
     local_ray_env(address)
+    start_console(args)
     from ray.tune import Tuner
 
     from prunetune.search.commands.search import print_outcome
@@ -49,4 +54,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {config.name}: {config.trials} trials with the {config.searcher.name} searcher")
         outcome = run_search(prepared)
     print_outcome(prepared, outcome)
-    return 0
+    return exit_code(prepared, outcome)
+
+
+def _finished(manifest) -> bool:
+    """Say so (without starting Ray) when the search has nothing left to run."""
+    from prunetune.search.run.methods import get_method
+    from prunetune.search.store.progress import read_progress
+
+    if "://" in manifest.config.storage_path:
+        return False  # trials in object storage: Tune's own restore decides
+    progress = read_progress(manifest.directory, get_method(manifest.config.method).trial_count(manifest.config))
+    if not progress.finished or progress.having("errored"):
+        return False
+    print(f"search {progress.name} is finished ({len(progress.having('done'))} trials done): nothing to resume; "
+          f"its frontier is in {progress.directory}")
+    return True

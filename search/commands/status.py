@@ -12,11 +12,19 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from prunetune.search.run.methods import get_method
+    from prunetune.search.store.dense import describe_dense, experiment_reference
+    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.store.progress import read_progress
 
-    progress = read_progress(args.results)
+    manifest = read_manifest(args.results)
+    config = manifest.config
+    progress = read_progress(manifest.directory, get_method(config.method).trial_count(config))
     done, errored = progress.having("done"), progress.having("errored")
-    print(f"experiment {progress.name}: {progress.directory}")
+    reference = experiment_reference(manifest)
+    state = "finished" if progress.finished else "not finished"
+    print(f"experiment {progress.name} ({state}): {progress.directory}")
+    print(describe_dense(reference, list(dict.fromkeys([b.key for b in config.budgets] + ["macs", "params"]))))
     print(f"done      {len(done)} of {progress.configured} configured trials")
     print(f"errored   {len(errored)}")
     for trial in errored:
@@ -28,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if best is None:
         print("best      no feasible trial yet")
     else:
-        print(f"best      accuracy {best.accuracy:.4f} (feasible) in trial_{best.trial_id}")
-    if progress.left and progress.having("running"):
+        share = f", {best.accuracy / reference.dense_accuracy:.1%} of dense" if reference.dense_accuracy else ""
+        print(f"best      accuracy {best.accuracy:.4f} (meets every budget{share}) in trial_{best.trial_id}")
+    if not progress.finished and (progress.left or progress.having("running")):
         print(f"If the search was interrupted: prunetune resume {progress.directory}")
     return 0

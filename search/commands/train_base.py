@@ -23,5 +23,9 @@ def run(args: argparse.Namespace) -> int:
     model, data, recipe = specs(config)
     directory = Path(config.storage_path).resolve() / "base"
     path = ensure_base_checkpoint(model, data, recipe, directory, seed=config.seed)
+    from prunetune.search.store.dense import dense_accuracy
+
+    accuracy = dense_accuracy(path)
     print(f"base checkpoint: {path}")
+    print(f"validation accuracy: {accuracy:.4f}" if accuracy is not None else "validation accuracy: not recorded in the checkpoint")
     return 0

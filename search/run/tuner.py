@@ -153,14 +153,10 @@ def build_tuner(prepared: Prepared, trainable=None):
     ``trainable`` replaces the search's own trial function (``benchmarks/scheduler_overhead``
     times this assembly around a no-op trial); None, the default, runs the real trials.
     """
-    from ray import tune
+    from prunetune.search.run.console import LiveView
 
     param_space, trials = prepared.method.trials(prepared)
-    reporter = tune.CLIReporter(
-        metric_columns={"accuracy": "acc", f"rel/{prepared.frontier_cost}": "cost", "feasible": "ok"},
-        parameter_columns=[],
-        max_report_frequency=15,
-    )
+    reporter = LiveView(prepared.frontier_cost, prepared.method.trial_count(prepared.config))
     return make_tuner(prepared, trainable or build_trainable(prepared), param_space, trials, reporter=reporter)
 
 

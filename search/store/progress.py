@@ -6,6 +6,10 @@ trial is *done* when Tune marked it terminated or its last whole report says ``d
 written after the last snapshot still counts), *errored* with the last line of its
 ``error.txt``, else *running* or *pending*. ``prunetune status`` prints it; a search
 whose driver died shows its in-flight trials as running until ``prunetune resume`` runs them.
+
+A search is *finished* when its last run ended on its own (``frontier.json`` written after the
+newest trial report and not marked partial) with no trial running or pending: then nothing is
+left, even when its searcher ran out of profiles before the configured trial count.
 """
 
 from __future__ import annotations
@@ -40,14 +44,18 @@ class Progress:
     directory: Path
     configured: int
     trials: list[TrialState] = field(default_factory=list)
+    finished: bool = False
 
     def having(self, status: str) -> list[TrialState]:
         return [t for t in self.trials if t.status == status]
 
     @property
     def left(self) -> int:
-        """Trials still to finish: the configured count minus the done ones."""
-        return max(0, self.configured - len(self.having("done")))
+        """Trials still to run: none once the search finished, else the configured count minus
+        the done and errored ones (an errored trial is not left: ``resume`` retries it)."""
+        if self.finished:
+            return 0
+        return max(0, self.configured - len(self.having("done")) - len(self.having("errored")))
 
     @property
     def best(self) -> TrialState | None:
@@ -104,8 +112,24 @@ def _trial_state(trial_id: str, tune_status: str, trial_dir: Path) -> TrialState
     return TrialState(trial_id, "running" if tune_status in _RUNNING or report else "pending")
 
 
-def read_progress(directory: str | Path) -> Progress:
-    """What is done, errored, running and left in the experiment at ``directory``."""
+def ended_on_its_own(directory: Path) -> bool:
+    """Whether the experiment's last run wrote a whole (not partial) frontier after every
+    trial's last report: it ended by itself, not by Ctrl-C or a crash."""
+    frontier = directory / "frontier.json"
+    try:
+        if json.loads(frontier.read_text()).get("partial", False):
+            return False
+        written = frontier.stat().st_mtime
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
+    reports = (p.stat().st_mtime for p in directory.glob("trial_*/result.json"))
+    return all(mtime <= written for mtime in reports)
+
+
+def read_progress(directory: str | Path, configured: int | None = None) -> Progress:
+    """What is done, errored, running and left in the experiment at ``directory``;
+    ``configured`` is how many trials the search makes (the config's ``trials`` by default;
+    a taper sweep makes one per combination: ``Method.trial_count``)."""
     manifest = read_manifest(directory)
     if "://" in manifest.config.storage_path:
         raise ConfigError(
@@ -118,4 +142,7 @@ def read_progress(directory: str | Path) -> Progress:
         _trial_state(trial_id, states.get(trial_id, "PENDING"), manifest.directory / f"trial_{trial_id}")
         for trial_id in sorted(states.keys() | on_disk)
     ]
-    return Progress(manifest.config.name, manifest.directory, manifest.config.trials, trials)
+    idle = not any(t.status in ("running", "pending") for t in trials)
+    finished = idle and bool(trials) and ended_on_its_own(manifest.directory)
+    count = manifest.config.trials if configured is None else configured
+    return Progress(manifest.config.name, manifest.directory, count, trials, finished)

@@ -1,0 +1,74 @@
+"""What ``search`` and ``resume`` print around a run, and the exit code it ends with.
+
+- before: the dense model's accuracy and costs (every figure is read against it);
+- during: the live view of :mod:`prunetune.search.run.console` (``--verbose``: Tune's own
+  output; ``--quiet``: nothing until the result);
+- after: the frontier table with its dense row (marked partial after Ctrl-C), each errored
+  trial, every file written. Exit 0; 130 after Ctrl-C (with how to resume); 1 when no trial
+  finished (a search with nothing to show failed).
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_console_args(parser) -> None:
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("--verbose", action="store_true", help="show Ray Tune's own progress tables and logs")
+    loud.add_argument("--quiet", action="store_true", help="print only the result (no live view)")
+
+
+def start_console(args) -> None:
+    """Select the console mode of ``args``; before Ray runs."""
+    from prunetune.search.run.console import set_mode
+
+    set_mode("verbose" if args.verbose else "quiet" if args.quiet else "live")
+
+
+def reference(prepared):
+    """The dense model and budgets of ``prepared``'s search."""
+    from prunetune.search.store.dense import dense_accuracy
+    from prunetune.search.store.frontier import reference_of
+
+    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint))
+
+
+def print_dense(prepared) -> None:
+    from prunetune.search.run.console import mode
+    from prunetune.search.store.dense import describe_dense
+    from prunetune.search.tracking.tracker import frontier_costs
+
+    if mode() != "quiet":
+        costs = dict.fromkeys([*frontier_costs(prepared.config), "macs", "params"])
+        print(describe_dense(reference(prepared), list(costs)))
+
+
+def render(prepared, outcome) -> dict:
+    """The frontier files of ``outcome`` drawn against the dense model, a PNG per cost, the
+    page loading the storage folder's one plotly.js; marked partial after Ctrl-C."""
+    from prunetune.search.run.console import was_interrupted
+    from prunetune.search.store.plots import render_frontier, shared_plotlyjs
+    from prunetune.search.tracking.tracker import frontier_costs
+
+    return render_frontier(
+        outcome.records, frontier_costs(prepared.config), prepared.experiment_dir, prepared.config.name,
+        reference=reference(prepared), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage),
+    )
+
+
+def exit_code(prepared, outcome) -> int:
+    """0, or 130 after Ctrl-C (saying how to resume), or 1 when no trial finished."""
+    from prunetune.search.run.console import was_interrupted
+
+    if was_interrupted():
+        print(f"interrupted: resume with `prunetune resume {prepared.experiment_dir}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not outcome.records:
+        why = f"all {len(outcome.errors)} trials errored" if outcome.errors else "no trial finished"
+        print(f"prunetune: search failed: {why}; see the errors above", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
