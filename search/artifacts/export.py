@@ -8,9 +8,11 @@ any mismatch removes the partial output and raises :class:`ExportError`.
 
 Formats are small classes in the registry :data:`FORMATS` (:func:`register_format`,
 :func:`get_format`, :func:`format_names`): ``state_dict`` (a folder
-:func:`trainables.load_pruned` rebuilds), ``torchscript`` and ``onnx`` (checked in ONNX
-Runtime). Each format also says how it is logged as an MLflow model (:meth:`ExportFormat.log_model`,
-used by ``prunetune export --register``).
+:func:`trainables.load_pruned` rebuilds), ``torch_export`` (a ``.pt2`` ExportedProgram),
+``onnx`` (checked in ONNX Runtime) and the legacy ``torchscript``. Each format also says how it
+is logged as an MLflow model (:meth:`ExportFormat.log_model`, used by ``prunetune export
+--register``). Every artifact records the input preprocessing it expects
+(:class:`~prunetune.search.artifacts.preprocess.Preprocessing`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import nn
 from prunetune.budgets import get_cost
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.registry import Registry
+from prunetune.search.artifacts.preprocess import KEY as PREPROCESSING, Preprocessing
 from prunetune.trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
 from prunetune.trainables.trial import PROFILE_FILE
 
@@ -82,16 +85,17 @@ class ExportFormat(abc.ABC):
     def check_structure(self, loaded: object, reference: nn.Module, example: torch.Tensor) -> None:
         """Raise :class:`ExportError` where the artifact's layers are not the reference's."""
 
-    def log_model(self, loaded: object, path: Path, registered_name: str, signature, example):
+    def log_model(self, loaded: object, path: Path, registered_name: str, signature, example, metadata: dict | None = None):
         """Log the artifact at ``path`` (``loaded`` is what :meth:`load` returned for it) as the
-        model of the active MLflow run, registered as ``registered_name``; returns MLflow's
-        ``ModelInfo``. Called by the model registry only. The default logs ``loaded`` through
-        ``mlflow.pytorch`` as :attr:`mlflow_serialization`, for a format that loads as a module."""
+        model of the active MLflow run, registered as ``registered_name``, with ``metadata`` (the
+        input preprocessing) in its MLmodel file; returns MLflow's ``ModelInfo``. Called by the
+        model registry only. The default logs ``loaded`` through ``mlflow.pytorch`` as
+        :attr:`mlflow_serialization`, for a format that loads as a module."""
         import mlflow.pytorch
 
         return mlflow.pytorch.log_model(
             loaded, name="model", registered_model_name=registered_name, signature=signature, input_example=example,
-            pip_requirements=requirements("torch"), serialization_format=self.mlflow_serialization,
+            pip_requirements=requirements("torch"), serialization_format=self.mlflow_serialization, metadata=metadata,
         )
 
 
@@ -137,13 +141,15 @@ def _counted(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
 
 @register_format("state_dict")
 class StateDictFormat(ExportFormat):
-    """A folder: ``model.pt`` (weights), ``profile.json``, ``export.json`` (architecture + info)."""
+    """A folder: ``model.pt`` (weights), ``profile.json``, ``export.json`` (architecture + info)
+    and ``preprocessing.json`` (the input preprocessing, also in ``export.json``)."""
 
     is_directory = True
 
     def write(self, model, path, example, info):
         arch = PrunedArchitecture(**info["architecture"])
         save_pruned(path, model, Profile(info["profile"]), arch, {k: v for k, v in info.items() if k != "architecture"})
+        (Path(path) / f"{PREPROCESSING}.json").write_text(json.dumps(info[PREPROCESSING], indent=2))
 
     def load(self, path):
         model = load_pruned(path)
@@ -155,28 +161,57 @@ class StateDictFormat(ExportFormat):
         if counted != expected:
             raise ExportError(f"the reloaded model counts {counted}, the trial's model {expected}")
 
-    def log_model(self, loaded, path, registered_name, signature, example):
+    def log_model(self, loaded, path, registered_name, signature, example, metadata=None):
         """The rebuilt module in MLflow's ``pt2`` (``torch.export``) format, so loading it
         unpickles nothing, with the export folder beside it as artifacts."""
         import mlflow
 
-        info = super().log_model(loaded, path, registered_name, signature, example)
+        info = super().log_model(loaded, path, registered_name, signature, example, metadata)
         mlflow.log_artifacts(str(path), artifact_path="prunetune_export")
         return info
 
 
+def _extra_files(info: dict) -> dict[str, str]:
+    """The export info and the preprocessing as extra files of a ``.pt``/``.pt2`` archive."""
+    return {"prunetune.json": json.dumps(info), f"{PREPROCESSING}.json": json.dumps(info[PREPROCESSING])}
+
+
+@register_format("torch_export")
+class TorchExportFormat(ExportFormat):
+    """``torch.export`` of the pruned model with a dynamic batch dimension, saved as a ``.pt2``
+    ExportedProgram with the export info and preprocessing as extra files; reloaded with
+    ``torch.export.load(path).module()``. PyTorch's successor to TorchScript."""
+
+    def write(self, model, path, example, info):
+        batch = torch.export.Dim("batch")
+        with _quiet():
+            program = torch.export.export(model, (example[:2],), dynamic_shapes=({0: batch},))
+            with open(path, "wb") as f:  # a file object: torch.export.save would add a .pt2 suffix to the temp name
+                torch.export.save(program, f, extra_files=_extra_files(info))
+
+    def load(self, path):
+        with _quiet():
+            module = torch.export.load(str(path)).module()
+        return module, module
+
+    def check_structure(self, loaded, reference, example):
+        _same_tensors(loaded, reference)
+
+
 @register_format("torchscript")
 class TorchScriptFormat(ExportFormat):
-    """``torch.jit.trace`` of the pruned model, saved with its export info as an extra file.
+    """Legacy: ``torch.jit.trace`` of the pruned model, saved with its export info and
+    preprocessing as extra files.
 
-    TorchScript is deprecated in recent PyTorch in favour of ``torch.export``; we still offer it
-    because many serving stacks load it. The deprecation warnings are silenced for this format.
+    TorchScript is deprecated in recent PyTorch in favour of ``torch.export`` (the
+    ``torch_export`` format); it stays for serving stacks that still load it. The deprecation
+    warnings are silenced for this format.
     """
 
     def write(self, model, path, example, info):
         with _quiet():
             traced = torch.jit.trace(model, example[:2])
-            torch.jit.save(traced, str(path), _extra_files={"prunetune.json": json.dumps(info)})
+            torch.jit.save(traced, str(path), _extra_files=_extra_files(info))
 
     def load(self, path):
         with _quiet():
@@ -214,7 +249,7 @@ class OnnxFormat(ExportFormat):
                 dynamic_shapes=({0: batch},),
             )
         proto = onnx.load(str(path))
-        onnx.helper.set_model_props(proto, {"prunetune": json.dumps(info)})
+        onnx.helper.set_model_props(proto, {"prunetune": json.dumps(info), PREPROCESSING: json.dumps(info[PREPROCESSING])})
         onnx.save(proto, str(path))
 
     def load(self, path):
@@ -235,13 +270,13 @@ class OnnxFormat(ExportFormat):
         if found != expected:
             raise ExportError(f"ONNX graph kernels {found} differ from the trial's model {expected}")
 
-    def log_model(self, loaded, path, registered_name, signature, example):
+    def log_model(self, loaded, path, registered_name, signature, example, metadata=None):
         """The ONNX proto through ``mlflow.onnx`` (served by ONNX Runtime), weights inline."""
         import mlflow.onnx
 
         return mlflow.onnx.log_model(
             loaded, name="model", registered_model_name=registered_name, signature=signature,
-            pip_requirements=requirements("onnx", "onnxruntime"), save_as_external_data=False,
+            pip_requirements=requirements("onnx", "onnxruntime"), save_as_external_data=False, metadata=metadata,
         )
 
 
@@ -287,8 +322,12 @@ class ExportResult:
     info: dict
 
 
-def export_info(manifest, trial) -> dict:
-    """What every artifact records about itself: architecture, profile, the trial's numbers."""
+def export_info(manifest, trial, preprocessing: Preprocessing | None = None) -> dict:
+    """What every artifact records about itself: architecture, profile, the trial's numbers,
+    and the input preprocessing (read from the search's data set when not given)."""
+    if preprocessing is None:
+        setup = manifest.setup()
+        preprocessing = Preprocessing.of_splits(setup.data.load(setup.model.input_size), setup.model.input_size)
     config, metrics = manifest.config, trial.metrics
     arch = PrunedArchitecture(
         model=config.model.name,
@@ -316,6 +355,7 @@ def export_info(manifest, trial) -> dict:
             "source_trial": trial.source_trial,
             "checkpoint": str(trial.checkpoint),
         },
+        PREPROCESSING: preprocessing.to_json(),
         "prunetune_version": version("prunetune"),
     }
 
@@ -368,10 +408,11 @@ def export_trial(manifest, trial, format_name: str, out: str | Path, *, force: b
     _prepare_out(out, force)
     setup = manifest.setup()
     reference = rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes).eval()
-    inputs = setup.data.load(setup.model.input_size).val_x[:VERIFY_BATCH].float()
+    splits = setup.data.load(setup.model.input_size)
+    inputs = splits.val_x[:VERIFY_BATCH].float()
     example = inputs[:1]
     counted = _check_reported_costs(reference, example, trial)
-    info = export_info(manifest, trial)
+    info = export_info(manifest, trial, Preprocessing.of_splits(splits, setup.model.input_size))
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:

@@ -18,6 +18,7 @@ SQLite store its artifacts go beside the database.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def version_tags(result) -> dict[str, str]:
         "experiment": info["source"]["experiment"],
         "format": result.format,
         "model": info["architecture"]["model"],
+        "preprocessing": json.dumps(info.get("preprocessing")),
     }
     tags.update({f"cost.{k}": f"{v:.8g}" for k, v in info["costs"].items()})
     tags.update({f"relative.{k}": f"{v:.6g}" for k, v in info["relative"].items()})
@@ -67,7 +69,11 @@ def _log_model(result, name: str, example: np.ndarray):
     fmt = get_format(result.format)
     runner, loaded = fmt.load(result.path)
     output = runner(torch.from_numpy(example)).detach().numpy()
-    return fmt.log_model(loaded, result.path, name, infer_signature(example, output), example)
+    signature = infer_signature(example, output)
+    preprocessing = result.info.get("preprocessing")
+    if preprocessing is None or "metadata" not in inspect.signature(fmt.log_model).parameters:
+        return fmt.log_model(loaded, result.path, name, signature, example)  # a plug-in format from before metadata
+    return fmt.log_model(loaded, result.path, name, signature, example, metadata={"prunetune.preprocessing": preprocessing})
 
 
 def register_export(result, name: str, tracking_uri: str, experiment: str, example: np.ndarray) -> RegisteredExport:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("state_dict", "torchscript", "onnx")
+FORMATS = ("state_dict", "torch_export", "onnx", "torchscript")
 
 EPILOG = """\
 --budget NAME<=VALUE filters --best on a cost the trials reported: a VALUE ending in % is
 relative to the dense model (macs<=40% means rel/macs <= 0.40), a plain number is absolute
 (params<=25000, macs<=1.2e6). Formats: state_dict (a folder: model.pt, profile.json,
-export.json; reload with trainables.load_pruned), torchscript (.pt file), onnx (.onnx file,
-dynamic batch; needs pip install 'prunetune[export]'). Every export is verified against the
+export.json, preprocessing.json; reload with trainables.load_pruned), torch_export (.pt2
+ExportedProgram, dynamic batch; torch.export.load), onnx (.onnx file, dynamic batch; needs pip
+install 'prunetune[export]'), torchscript (legacy .pt file). Every artifact records the input
+preprocessing (resize, gray to RGB, mean and std) it expects: see docs/export.md. Every export is verified against the
 trial's model (outputs on validation inputs, MACs and parameters) before it is moved to --out.
 A fine-tuned checkpoint (prunetune finetune) is exported with --trial <trial>-e<N> or --trial DIR.
 """
@@ -20,7 +22,7 @@ A fine-tuned checkpoint (prunetune finetune) is exported with --trial <trial>-e<
 def register(sub) -> None:
     parser = sub.add_parser(
         "export",
-        help="export a trial's pruned model (state_dict, torchscript, onnx), verified",
+        help="export a trial's pruned model (state_dict, torch_export, onnx, torchscript), verified",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

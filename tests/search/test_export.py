@@ -26,7 +26,7 @@ from prunetune.search.artifacts.export import ExportError, StateDictFormat, expo
 from prunetune.search.store.trials import find_trial, read_trials
 from prunetune.search.run.prepare import prepare
 from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
-from prunetune.trainables.trial import _metrics, pruned_model
+from prunetune.trainables.trial import measure_point, pruned_model
 
 REPO = Path(__file__).resolve().parents[2]
 # keep ratio per trial id; with the 60% MACs budget below, "half" and "small" are feasible
@@ -60,7 +60,7 @@ def build_experiment(root: Path, raw: dict) -> Path:
         torch.manual_seed(0)
         model = pruned_model(setup, profile, n)
         train_steps(model, splits.train_x, splits.train_y, setup.finetune, seed=0)
-        metrics = _metrics(setup, model, n, splits.val_x, splits.val_y, torch.device("cpu"), final=True)
+        metrics = measure_point(setup, model, n, splits.val_x, splits.val_y, torch.device("cpu"))
         folder = prepared.experiment_dir / f"trial_{trial_id}"
         (folder / "checkpoint_000000").mkdir(parents=True)
         save_trial_checkpoint(folder / "checkpoint_000000", model, profile, {"step": setup.finetune.steps})
@@ -95,6 +95,7 @@ def reference(experiment: Path, trial_id: str):
 LOADERS = {
     "state_dict": "from prunetune.trainables import load_pruned; m = load_pruned(path); y = m(x).detach()",
     "torchscript": "m = torch.jit.load(path); m.eval(); y = m(x).detach()",
+    "torch_export": "m = torch.export.load(path).module(); y = m(x).detach()",
     "onnx": (
         "import onnxruntime as ort; s = ort.InferenceSession(path, providers=['CPUExecutionProvider']); "
         "y = torch.from_numpy(s.run(None, {s.get_inputs()[0].name: x.numpy()})[0])"
@@ -102,8 +103,8 @@ LOADERS = {
 }
 
 
-OUT_NAMES = {"state_dict": "model", "torchscript": "model.pt", "onnx": "model.onnx"}
-CASES = [(which, fmt) for which in ("cifar", "torchvision") for fmt in ("state_dict", "torchscript", "onnx")]
+OUT_NAMES = {"state_dict": "model", "torchscript": "model.pt", "torch_export": "model.pt2", "onnx": "model.onnx"}
+CASES = [(which, fmt) for which in ("cifar", "torchvision") for fmt in ("state_dict", "torch_export", "torchscript", "onnx")]
 # Run by a new Python process: loads each artifact listed in the JSON file argv[1], runs it on
 # its inputs and saves the outputs (or the traceback, beside them as <y>.error). TorchScript and
 # ONNX load first, before the state_dict cases import prunetune into that process.
@@ -136,7 +137,7 @@ class RoundTrip:
 
 @pytest.fixture(scope="module")
 def round_trips(cifar_exp, tv_exp, tmp_path_factory) -> dict[tuple[str, str], RoundTrip]:
-    """Every format of both models exported, each to its own folder; then all six artifacts
+    """Every format of both models exported, each to its own folder; then all eight artifacts
     reloaded and run in ONE new Python process (nothing of this one shared)."""
     experiments = {"cifar": cifar_exp, "torchvision": tv_exp}
     io = tmp_path_factory.mktemp("reload")
@@ -185,7 +186,7 @@ def test_state_dict_folder_rebuilds_without_pickles_and_records_its_source(cifar
     manifest, trial, model, inputs, expected = reference(cifar_exp, "small003")
     export_trial(manifest, trial, "state_dict", tmp_path / "m")
 
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "profile.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "preprocessing.json", "profile.json"]
     info = json.loads((tmp_path / "m" / "export.json").read_text())
     assert info["architecture"] == {"model": "resnet20", "width": 0.25, "input_size": 8, "num_classes": 10,
                                     "round_to": 1, "min_channels": 1, "criterion": "l1", "in_channels": 3}
@@ -337,7 +338,7 @@ def test_cli_refuses_an_existing_output_unless_forced(cifar_exp, tmp_path, prune
     assert (tmp_path / "m" / "old.txt").read_text() == "keep me"
     forced = prunetune(*args, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "profile.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "preprocessing.json", "profile.json"]
 
 
 def test_cli_names_the_package_a_format_is_missing(cifar_exp, tmp_path, prunetune, monkeypatch):
@@ -419,6 +420,11 @@ def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, m
         assert float(tags["cost.macs"]) == trial.metrics["cost/macs"]
         assert tags["budgets"] == "macs<=60%"
         assert json.loads(tags["profile"]) == dict(trial.profile)
+        # the model carries its input preprocessing, as docs/export.md reads it back
+        from prunetune.search.artifacts.preprocess import Preprocessing
+
+        recorded = Preprocessing.from_json(model.metadata.metadata["prunetune.preprocessing"])
+        assert recorded.input_size == 8 and json.loads(tags["preprocessing"])["std"] == list(recorded.std)
 
 
 @pytest.mark.integration

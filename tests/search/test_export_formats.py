@@ -79,4 +79,4 @@ def test_the_cli_offers_exactly_the_built_in_formats():
 
     # The CLI lists them statically so `prunetune --help` imports no torch; they must not drift.
     built_in = {name for name in format_names() if FORMATS.get(name).__module__ == ExportFormat.__module__}
-    assert set(command.FORMATS) == built_in == {"state_dict", "torchscript", "onnx"}
+    assert set(command.FORMATS) == built_in == {"state_dict", "torch_export", "torchscript", "onnx"}

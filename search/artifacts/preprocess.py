@@ -1,0 +1,69 @@
+"""The input preprocessing an exported model expects, recorded with every export.
+
+A search trains and measures its models on images that :func:`prunetune.trainables.load_dataset`
+prepared: scaled to [0, 1] (uint8 divided by 255), resized to the model's input size (bilinear,
+antialiased), gray replicated to three channels, and normalised with the training split's
+per-channel mean and std. An exported model fed raw pixels is wrong almost every time, so
+each export records these steps (:class:`Preprocessing`, in ``export.json``, the TorchScript and
+``.pt2`` extra file ``preprocessing.json``, the ONNX metadata key ``preprocessing``, the MLflow
+model's metadata) and :meth:`Preprocessing.apply` performs them (docs/export.md).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+KEY = "preprocessing"  # the name under which every artifact records it
+STEPS = (
+    "pixels to [0, 1] (uint8 / 255; float images as they are)",
+    "resize to input_size x input_size (bilinear, antialias, align_corners=False)",
+    "gray (1 channel) replicated to 3 channels",
+    "per channel: (x - mean) / std",
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """From raw images to the model's input: the steps of :data:`STEPS` with these values."""
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int = 3
+    resize: str = "bilinear-antialias"
+    layout: str = "NCHW"
+
+    @classmethod
+    def of_splits(cls, splits, input_size: int) -> Preprocessing:
+        """What the search's data set (``DataSplits``) went through at ``input_size``."""
+        return cls(input_size, tuple(float(v) for v in splits.mean), tuple(float(v) for v in splits.std),
+                   channels=splits.input_shape[0])
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std), "steps": list(STEPS)}
+
+    @classmethod
+    def from_json(cls, blob: dict | str) -> Preprocessing:
+        """Read back what :meth:`to_json` wrote (a dict or its JSON text)."""
+        blob = json.loads(blob) if isinstance(blob, str) else blob
+        return cls(int(blob["input_size"]), tuple(blob["mean"]), tuple(blob["std"]), int(blob.get("channels", 3)),
+                   blob.get("resize", "bilinear-antialias"), blob.get("layout", "NCHW"))
+
+    def apply(self, images) -> torch.Tensor:
+        """Raw images (a tensor or array: (N, C, H, W) with C 1 or 3, or (N, H, W) gray; uint8
+        or float in [0, 1]; any size) as the float32 batch the exported model expects."""
+        x = torch.as_tensor(images)
+        x = x.unsqueeze(1) if x.dim() == 3 else x
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"images of shape {tuple(x.shape)}: expected (N, C, H, W) with C 1 or 3, or (N, H, W)")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.expand(-1, self.channels, -1, -1)
+        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        return ((x - mean) / std).contiguous()

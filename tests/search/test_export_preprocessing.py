@@ -1,0 +1,96 @@
+"""Every export records the input preprocessing its model expects, and raw images put through
+that record reach the trial's accuracy (raw pixels straight into the model do not)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prunetune.search.artifacts.preprocess import Preprocessing
+from prunetune.trainables import load_dataset
+from tests.search.test_export import CIFAR, build_experiment
+
+# A base trained long enough to be well above chance on 8 px digits.
+RAW_EXPERIMENT = {**CIFAR, "name": "exp-raw", "base": {"steps": 80, "lr": 0.05, "batch_size": 64}}
+
+
+def raw_digits(split: str = "val"):
+    """The digits loader's own images (8x8 gray floats in [0, 1]) before load_dataset's steps."""
+    from prunetune.trainables.data import _DATASETS  # the registered loader, as load_dataset calls it
+
+    raw = _DATASETS.get("digits")(input_size=16, root=None, seed=0)
+    return getattr(raw, f"{split}_images"), getattr(raw, f"{split}_labels")
+
+
+def test_recorded_preprocessing_turns_raw_images_into_the_training_inputs():
+    splits = load_dataset("digits", input_size=16)
+    images, _ = raw_digits()
+    pre = Preprocessing.from_json(json.loads(json.dumps(Preprocessing.of_splits(splits, 16).to_json())))
+    assert torch.allclose(pre.apply(images), splits.val_x, atol=1e-5)  # 8x8 gray -> 16x16 RGB, normalised
+    uint8 = (images * 255).round().to(torch.uint8)
+    assert torch.allclose(pre.apply(uint8), splits.val_x, atol=0.05)  # uint8 is read as /255
+    assert torch.allclose(pre.apply(images[:, 0]), splits.val_x, atol=1e-5)  # (N, H, W) gray works too
+    with pytest.raises(ValueError, match="C 1 or 3"):
+        pre.apply(torch.zeros(2, 2, 8, 8))
+
+
+@pytest.fixture(scope="module")
+def raw_exp(tmp_path_factory):
+    return build_experiment(tmp_path_factory.mktemp("raw"), RAW_EXPERIMENT)
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accuracy(raw_exp, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime
+
+    from prunetune.search.artifacts.export import export_trial
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.trials import find_trial, read_trials
+
+    manifest = read_manifest(raw_exp)
+    trial = find_trial(read_trials(raw_exp), "wide0001")
+    out = export_trial(manifest, trial, "onnx", tmp_path / "m.onnx").path
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    pre = Preprocessing.from_json(props["preprocessing"])
+    assert pre.input_size == 8 and len(pre.mean) == 3 and json.loads(props["prunetune"])["preprocessing"]["std"] == list(pre.std)
+
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    run = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])  # noqa: E731
+    images, labels = raw_digits()
+    with_record = _accuracy(run(pre.apply(images)), labels)
+    assert with_record == pytest.approx(trial.metrics["accuracy"], abs=1.5 / len(labels))
+    raw_rgb = images.expand(-1, 3, -1, -1).contiguous()  # what a user without the record would feed
+    assert _accuracy(run(raw_rgb), labels) < with_record - 0.2
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("torch_export", "m.pt2"), ("torchscript", "m.pt"), ("state_dict", "m")])
+def test_every_format_carries_the_preprocessing(raw_exp, tmp_path, fmt, name):
+    from prunetune.search.artifacts.export import export_trial
+    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.trials import find_trial, read_trials
+
+    manifest = read_manifest(raw_exp)
+    trial = find_trial(read_trials(raw_exp), "half0002")
+    result = export_trial(manifest, trial, fmt, tmp_path / name)
+    if fmt == "state_dict":
+        recorded = json.loads((result.path / "preprocessing.json").read_text())
+        assert json.loads((result.path / "export.json").read_text())["preprocessing"] == recorded
+    elif fmt == "torch_export":
+        extra = {"preprocessing.json": ""}
+        program = torch.export.load(str(result.path), extra_files=extra)
+        recorded = json.loads(extra["preprocessing.json"])
+        images, labels = raw_digits()
+        logits = program.module()(Preprocessing.from_json(recorded).apply(images))
+        assert _accuracy(logits, labels) == pytest.approx(trial.metrics["accuracy"], abs=1.5 / len(labels))
+    else:
+        extra = {"preprocessing.json": ""}
+        torch.jit.load(str(result.path), _extra_files=extra)
+        recorded = json.loads(extra["preprocessing.json"])
+    assert recorded == result.info["preprocessing"] and recorded["input_size"] == 8
