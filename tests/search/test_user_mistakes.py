@@ -48,10 +48,22 @@ def _search_refused(capsys, tmp_path: Path, config: dict, *extra: str) -> str:
         ({"space": {"levels": []}}, "'space.levels': List should have at least 1 item"),
         ({"budgets": [{"cost": "macs", "max": 0.5, "relativ": True}]}, "'budgets.0.relativ'; did you mean 'relative'?"),
         ({"data": {"nme": "digits"}}, "'data.nme'; did you mean 'name'?"),
+        ({"space": {"overrides": {"stem.0": {"lowx": 0.5}}}}, "space.overrides.stem.0 has unknown key 'lowx'"),
+        ({"searcher": {"options": {"seed": 3}}}, "searcher 'random' got unknown option 'seed'"),
+        ({"searcher": {"options": {"nonsense": 1}}}, "got unknown option 'nonsense' in searcher.options"),
     ],
 )
 def test_a_config_mistake_is_one_line_before_any_write(capsys, tmp_path, change, expected):
     assert expected in _search_refused(capsys, tmp_path, {**_untrained(tmp_path), **change})
+
+
+def test_a_base_recipe_that_diverges_is_one_line_and_trains_nothing(capsys, tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump({**_untrained(tmp_path), "base": {**TINY["base"], "lr": float("inf")}}))
+    assert main(["search", str(path)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # the base's progress bar is above it
+    assert last.startswith("prunetune: error: training the base model diverged") and "lower base.lr (now inf)" in last
+    assert not list((tmp_path / "results").rglob("*.pt")) and not (tmp_path / "results" / "tiny").exists()
 
 
 @pytest.mark.parametrize(
