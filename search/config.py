@@ -177,8 +177,12 @@ class ConfirmConfig(_Section):
 
 
 class ResourcesConfig(_Section):
+    """Per trial; ``wait_s`` is how long to wait for an autoscaler to add a node that fits
+    a trial (0: a request no node can hold is refused at once)."""
+
     cpu: float = Field(1.0, gt=0)
     gpu: float = Field(0.0, ge=0)
+    wait_s: float = Field(0.0, ge=0, allow_inf_nan=False)
 
     @field_validator("gpu")
     @classmethod

@@ -20,6 +20,7 @@ from prunetune.budgets.errors import BudgetError, ConfigError
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.methods import Method, get_method
 from prunetune.search.run.reachable import check_measured_budgets
+from prunetune.search.run.resources import check_address, check_local
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
 from prunetune.search.space import ProfileSpace
 from prunetune.search.store.manifest import MANIFEST, read_manifest
@@ -83,6 +84,15 @@ def _check_names(config: SearchConfig) -> None:
     cost_functions(config.budgets)  # two budgets on one cost (absolute and relative, say)
     # Building raises the registry's error (with close matches) for a bad name or width.
     build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
+
+
+def _check_cluster(config: SearchConfig) -> None:
+    """Before the base model is trained: a cluster address that answers, and a trial that fits
+    a private local Ray (a joined cluster is checked once joined, see ``tuner.start``)."""
+    if config.address:
+        check_address(config.address)
+    else:
+        check_local(config.resources.cpu, config.resources.gpu)
 
 
 def analytic_limits(budgets: Sequence[Budget], cost_model: AnalyticCostModel) -> dict[str, float]:
@@ -173,8 +183,12 @@ def experiment_uri(config: SearchConfig, storage: Path) -> str:
     return f"{root.rstrip('/')}/{config.name}"
 
 
+_FREE = {"address", "resources.wait_s"}
+
+
 def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
-    """``key: old -> new`` for every setting that differs (``address`` may change freely)."""
+    """``key: old -> new`` for every setting that differs (``address`` and ``resources.wait_s``
+    may change freely: they say where and how patiently to run, not what)."""
 
     def flat(blob: dict, prefix: str = "") -> dict:
         out = {}
@@ -186,7 +200,7 @@ def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
         return out
 
     a, b = flat(old.model_dump(mode="json")), flat(new.model_dump(mode="json"))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k != "address" and a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k not in _FREE and a.get(k) != b.get(k)]
 
 
 def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
@@ -247,6 +261,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
     prepared for resuming instead (``Prepared.resume``); a different config is an error.
     """
     _check_names(config)
+    _check_cluster(config)
     storage = writable_storage(config)
     existing = _existing(config, storage)
     if existing is not None:

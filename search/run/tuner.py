@@ -38,13 +38,20 @@ SNAPSHOT_PERIOD_S = "1"  # Tune's experiment snapshot period that searches set (
 
 
 def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join ``address``, or start a private local Ray on the loopback interface."""
+    """Join ``address`` (refused in one line when nothing answers there within
+    ``resources.CONNECT_TIMEOUT_S``), or start a private local Ray on the loopback interface."""
     import ray
+
+    from prunetune.search.run.resources import check_address
 
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as err:  # e.g. the port answers but is no Ray cluster
+            raise ConfigError(f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}") from None
         return
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
@@ -115,6 +122,16 @@ def start(prepared: Prepared) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
     init_ray(prepared.config.address)
     check_shared_storage(prepared)
+    check_resources(prepared)
+
+
+def check_resources(prepared: Prepared) -> None:
+    """A node of the joined cluster can hold one trial, or one is awaited (``resources.wait_s``)."""
+    from prunetune.search.run.resources import await_fit, trial_request
+
+    config = prepared.config
+    where = f"the cluster at {config.address}" if config.address else "the local Ray"
+    await_fit(trial_request(config.resources.cpu, config.resources.gpu), config.resources.wait_s, where)
 
 
 def make_tuner(prepared: Prepared, trainable, param_space: Mapping[str, Any], tune_config: Mapping[str, Any], *,

@@ -150,3 +150,41 @@ def test_a_search_refused_before_its_first_trial_leaves_nothing_that_blocks_its_
     assert code == 2 and last.startswith("prunetune: error: random search drew"), last
     results = Path(tiny_config["storage_path"])
     assert not (results / "tiny").exists() and not (results / ".locks").exists()
+
+
+def _cpus() -> float:
+    from prunetune.search.run.resources import local_resources
+
+    return local_resources()["CPU"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "expected"),
+    [
+        pytest.param({"gpu": 1}, "asks for resources 1 CPUs and 1 GPUs", id="a GPU on a machine without one",
+                     marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")),
+        pytest.param({"cpu": 4096}, "asks for resources 4096 CPUs and 0 GPUs", id="more CPUs than the machine"),
+    ],
+)
+def test_a_trial_no_node_can_hold_is_refused_instead_of_waiting_for_ever(capsys, tmp_path, resources, expected):
+    err = _search_refused(capsys, tmp_path, {**_untrained(tmp_path), "resources": resources})
+    assert expected in err and f"this machine (a private local Ray) has {_cpus():g} CPUs" in err
+    assert "resources.wait_s" in err
+
+
+def test_a_dead_cluster_address_is_one_line_within_seconds(capsys, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    err = _search_refused(capsys, tmp_path, _untrained(tmp_path), "--address", f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 30
+    assert f"no Ray cluster answers at --address '127.0.0.1:{port}'" in err and "ray start --head" in err
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5:port", "ray://:10001", "host:99999"])
+def test_an_address_that_is_not_host_port_is_one_line(capsys, tmp_path, address):
+    assert "is not HOST:PORT" in _search_refused(capsys, tmp_path, _untrained(tmp_path), "--address", address)
