@@ -69,7 +69,7 @@ def test_status_reads_the_last_whole_report_and_the_errors_last_line(experiment)
     states = {t.trial_id: t for t in progress.trials}
     assert (states["cut00001"].status, states["cut00001"].accuracy, states["cut00001"].feasible) == ("done", 0.7, True)
     assert states["err00002"].status == "errored" and states["err00002"].reason == "DivergedError: fine-tune diverged"
-    assert progress.best.trial_id == "cut00001" and progress.left == 2
+    assert progress.best.trial_id == "cut00001" and progress.left == 1  # 3 configured - 1 done - 1 errored (not left)
 
 
 def test_export_and_finetune_read_the_last_whole_report_and_its_checkpoint(experiment):
