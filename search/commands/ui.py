@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def register(sub) -> None:
     parser = sub.add_parser("ui", help="start the MLflow UI over a results folder's store (127.0.0.1)")
     parser.add_argument("results", nargs="?", default="results", help="results folder (storage_path), an experiment folder in it, or a backend store URI (default: results)")
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
         "--backend-store-uri", uri, "--artifacts-destination", str(artifacts), "--workers", "1",
     ]
-    print(f"MLflow UI: http://127.0.0.1:{args.port}  (store {uri}; Ctrl-C stops it)", flush=True)
+    # MLflow 3 opens in its GenAI view unless the URL asks for model training (runs, charts).
+    print(f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{MODEL_TRAINING_VIEW}  (store {uri}; Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command)
     # `kill` (SIGTERM) stops the server too, like Ctrl-C, instead of orphaning it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

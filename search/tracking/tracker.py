@@ -44,8 +44,8 @@ TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 TAG_TAPER_TRIAL = "prunetune.taper_trial"
-# MLflow 3's UI opens an experiment of unknown kind on its GenAI "Traces" page; a study is
-# model training, so it opens on its runs and their charts.
+# A study is model training ("Machine learning" in MLflow 3's UI), not a GenAI app; the UI's
+# view itself follows the URL's workflowType (`prunetune ui` prints a model-training link).
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 _TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
@@ -74,8 +74,7 @@ def artifact_root(uri: str) -> Path | None:
 def ensure_experiment(client, uri: str, name: str) -> str:
     """The id of the MLflow experiment ``name`` in the store at ``uri`` (``client``'s), created
     if missing, with its artifacts under :func:`artifact_root` for an embedded store, and
-    restored if deleted, and tagged as model training (:data:`TAG_EXPERIMENT_KIND`) so MLflow's
-    UI opens it on its runs. Another process creating it at the same moment is fine.
+    restored if deleted, and tagged as model training (:data:`TAG_EXPERIMENT_KIND`). Another process creating it at the same moment is fine.
 
     Used by every writer of a study: the search's tracker, ``prunetune sync`` and the model
     registry."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from prunetune.search.commands.ui import MODEL_TRAINING_VIEW
 from tests.search.conftest import STUDY
 
 pytestmark = pytest.mark.integration
@@ -51,11 +52,12 @@ def test_mlflow_ui_shows_the_study_with_nested_trial_runs(mlflow_server, tracked
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            # The study's own page (no view in the URL) opens on its runs, not the GenAI traces.
-            page.goto(f"{mlflow_server}/#/experiments/{experiment.experiment_id}")
+            # The study's page in the model-training view (as `prunetune ui` links it) opens on its
+            # runs, not on MLflow 3's GenAI overview and traces.
+            page.goto(f"{mlflow_server}/#/experiments/{experiment.experiment_id}?{MODEL_TRAINING_VIEW}")
             row = page.locator(f'[role=row][row-id="{parent.info.run_id}"]').filter(has_text="s1").first
             expect(row).to_be_visible(timeout=60_000)
-            assert "/traces" not in page.url
+            assert "/runs" in page.url and "genai" not in page.url
             expect(page.get_by_text(STUDY).first).to_be_visible()
             assert page.get_by_text(trial_names[0]).count() == 0  # nested: hidden until expanded
             close_assistant = page.get_by_role("button", name="Close")
