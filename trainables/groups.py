@@ -24,6 +24,7 @@ from torch import nn
 
 from prunetune.budgets.registry import Registry
 from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
+from prunetune.trainables.tracing import ShuffleFinder, TracingError, check_traceable, describe_failure
 from prunetune.trainables.train import Settings
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -56,11 +57,23 @@ def classifier_head(model: nn.Module) -> nn.Module:
 
 
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
-    """Trace ``model`` once on ``example_input`` and return its dependency graph."""
+    """Trace ``model`` once on ``example_input`` and return its dependency graph.
+
+    Channel shuffles (ShuffleNet's view-transpose-view) are traced but not mapped: the graph's
+    ``unprunable`` nodes, whose groups :func:`find_groups` leaves out. Any other failure of the
+    tracer is a :class:`TracingError` naming the model and the layer.
+    """
+    check_traceable(model)
     was_training = model.training
     model.eval()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
-    model.train(was_training)
+    try:
+        with ShuffleFinder() as shuffles:
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+    except Exception as err:  # torch-pruning raises no error type of its own
+        raise TracingError(describe_failure(model, err)) from err
+    finally:
+        model.train(was_training)
+    graph.unprunable = shuffles.settle(graph)
     return graph
 
 
@@ -74,7 +87,10 @@ def _root_groups(graph: tp.DependencyGraph, model: nn.Module) -> dict[str, nn.Mo
     head = classifier_head(model)
     order = {module: (i, name) for i, (name, module) in enumerate(model.named_modules())}
     roots = []
+    unprunable = getattr(graph, "unprunable", frozenset())
     for group in graph.get_all_groups(ignored_layers=[head], root_module_types=PRUNABLE_TYPES):
+        if any(dep.source in unprunable or dep.target in unprunable for dep, _ in group):
+            continue  # its channels pass a channel shuffle: removing one would scramble the rest
         members = [
             dep.target.module
             for dep, _ in group

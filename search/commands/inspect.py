@@ -21,10 +21,14 @@ def run(args: argparse.Namespace) -> int:
 
     from prunetune.budgets import get_cost
     from prunetune.trainables import build_model, find_groups
+    from prunetune.trainables.tracing import TracingError
 
     model = build_model(args.model, num_classes=args.num_classes, input_size=args.input_size, width=args.width)
     example = torch.randn(1, 3, args.input_size, args.input_size)
-    groups = find_groups(model, example)
+    try:
+        groups = find_groups(model, example)
+    except TracingError as err:
+        raise TracingError(f"{args.model}: {err}") from None
     report = {
         "model": args.model,
         "input_size": args.input_size,
