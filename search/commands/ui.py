@@ -64,6 +64,8 @@ def check_port(port: int) -> None:
     the printed URL would lead to whatever holds the port."""
     from prunetune.budgets.errors import ConfigError
 
+    if not 1 <= port <= 65535:  # bind() would raise OverflowError, not OSError
+        raise ConfigError(f"--port {port} is not a port: choose one in 1..65535, e.g. --port 5000")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))

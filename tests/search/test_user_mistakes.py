@@ -188,3 +188,11 @@ def test_a_dead_cluster_address_is_one_line_within_seconds(capsys, tmp_path):
 @pytest.mark.parametrize("address", ["10.0.0.5:port", "ray://:10001", "host:99999"])
 def test_an_address_that_is_not_host_port_is_one_line(capsys, tmp_path, address):
     assert "is not HOST:PORT" in _search_refused(capsys, tmp_path, _untrained(tmp_path), "--address", address)
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_ui_on_a_port_out_of_range_is_one_line(capsys, tmp_path, port):
+    (tmp_path / "mlflow.db").touch()  # a results folder with its store: only the port is wrong
+    err = _refused(capsys, "ui", str(tmp_path), f"--port={port}")
+    assert f"--port {port} is not a port: choose one in 1..65535" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
