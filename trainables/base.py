@@ -79,8 +79,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"base checkpoint {str(path)!r} does not exist; fix `base.checkpoint` or remove it to train one")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    return blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged file: pickle.UnpicklingError, RuntimeError (zip), EOFError, ...
+        raise _unreadable(path, err) from None
+    state = blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors; "
+                          "give a checkpoint prunetune or torch.save(model.state_dict()) wrote")
+    return state
+
+
+def _unreadable(path: Path, err: BaseException) -> ConfigError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {reason[:200]}); it is damaged "
+                       "or not a torch checkpoint: give another, or remove base.checkpoint to train one")
 
 
 def ensure_base_checkpoint(

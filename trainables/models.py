@@ -156,7 +156,12 @@ def _build_torchvision(
     for prefix, size_kwargs in _TORCHVISION_SIZE_KWARGS.items():
         if name.startswith(prefix):
             kwargs.update(size_kwargs(input_size))
-    return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    try:
+        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
+    except (ValueError, AssertionError) as err:  # e.g. MaxViT: the size does not divide into windows
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"torchvision's {name!r} cannot be built for input_size={input_size}: {reason}; "
+                          "choose an input size it accepts (e.g. 224)") from None
 
 
 # --- weights ---------------------------------------------------------------------------------

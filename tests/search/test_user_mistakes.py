@@ -196,3 +196,26 @@ def test_ui_on_a_port_out_of_range_is_one_line(capsys, tmp_path, port):
     err = _refused(capsys, "ui", str(tmp_path), f"--port={port}")
     assert f"--port {port} is not a port: choose one in 1..65535" in err
     assert [p.name for p in tmp_path.iterdir()] == ["mlflow.db"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("truncated", "cannot be read"),
+        (b"\x8a\x13 random bytes \x00\xff", "cannot be read"),
+        ("list", "holds a list, not a state dict of tensors"),
+    ],
+)
+def test_a_damaged_base_checkpoint_is_one_line(capsys, tmp_path, tiny_base, content, expected):
+    import torch
+
+    checkpoint = tmp_path / "base.pt"
+    if content == "truncated":
+        checkpoint.write_bytes(tiny_base.read_bytes()[:2000])
+    elif content == "list":
+        torch.save([1, 2, 3], checkpoint)
+    else:
+        checkpoint.write_bytes(content)
+    config = {**_untrained(tmp_path), "base": {**_untrained(tmp_path)["base"], "checkpoint": str(checkpoint)}}
+    err = _search_refused(capsys, tmp_path, config)
+    assert f"checkpoint {str(checkpoint)!r} " in err and expected in err
