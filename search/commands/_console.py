@@ -30,11 +30,10 @@ def start_console(args) -> None:
 
 
 def reference(prepared):
-    """The dense model and budgets of ``prepared``'s search."""
-    from prunetune.search.store.dense import dense_accuracy
-    from prunetune.search.store.frontier import reference_of
+    """The dense model and budgets of ``prepared``'s search (see ``run.tuner.reference``)."""
+    from prunetune.search.run.tuner import reference as of
 
-    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint))
+    return of(prepared)
 
 
 def print_dense(prepared) -> None:
@@ -45,19 +44,6 @@ def print_dense(prepared) -> None:
     if mode() != "quiet":
         costs = dict.fromkeys([*frontier_costs(prepared.config), "macs", "params"])
         print(describe_dense(reference(prepared), list(costs)))
-
-
-def render(prepared, outcome) -> dict:
-    """The frontier files of ``outcome`` drawn against the dense model, a PNG per cost, the
-    page loading the storage folder's one plotly.js; marked partial after Ctrl-C."""
-    from prunetune.search.run.console import was_interrupted
-    from prunetune.search.store.plots import render_frontier, shared_plotlyjs
-    from prunetune.search.tracking.tracker import frontier_costs
-
-    return render_frontier(
-        outcome.records, frontier_costs(prepared.config), prepared.experiment_dir, prepared.config.name,
-        reference=reference(prepared), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage),
-    )
 
 
 def exit_code(prepared, outcome) -> int:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from prunetune.search.commands import add_config_args, local_ray_env, print_results
-from prunetune.search.commands._console import add_console_args, exit_code, print_dense, render, start_console
+from prunetune.search.commands._console import add_console_args, exit_code, print_dense, start_console
 
 
 def register(sub) -> None:
@@ -80,12 +80,11 @@ def _delete_parent_runs(directory) -> None:
 
 
 def print_outcome(prepared, outcome) -> None:
-    from prunetune.search.commands._console import reference
     from prunetune.search.run.console import was_interrupted
+    from prunetune.search.run.tuner import reference
     from prunetune.search.store.frontier import format_table
     from prunetune.search.tracking.tracker import tracking_uri
 
-    outcome.files = render(prepared, outcome)  # drawn against the dense model, a PNG per cost
     cost = prepared.frontier_cost
     print()
     print(

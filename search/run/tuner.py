@@ -18,9 +18,8 @@ from typing import Any
 from prunetune.budgets.errors import ConfigError
 from prunetune.search import ray_compat
 from prunetune.search.run.prepare import Prepared, is_uri
-from prunetune.search.store.frontier import TrialRecord, confirmed, pareto, plot_frontier, write_frontier
+from prunetune.search.store.frontier import TrialRecord, confirmed, pareto
 from prunetune.search.store.manifest import write_manifest
-from prunetune.search.store.plots import frontier_html
 from prunetune.search.store.trials import last_line
 from prunetune.search.tracking.tracker import frontier_costs
 
@@ -231,9 +230,25 @@ def run_search(prepared: Prepared) -> SearchOutcome:
         write_manifest(prepared)
         tuner = build_tuner(prepared)
     records, errors = collect(prepared, tuner.fit())
-    cost = prepared.frontier_cost
-    front = pareto(records, cost)
-    files = write_frontier(front, cost, prepared.experiment_dir)
-    files["png"] = plot_frontier(records, cost, prepared.experiment_dir / "frontier.png", title=prepared.config.name)
-    files["html"] = frontier_html(records, frontier_costs(prepared.config), prepared.experiment_dir / "frontier.html", title=prepared.config.name)
-    return SearchOutcome(records, errors, front, files, time.time() - started)
+    front = pareto(records, prepared.frontier_cost)
+    return SearchOutcome(records, errors, front, render(prepared, records), time.time() - started)
+
+
+def reference(prepared: Prepared):
+    """The dense model (accuracy from its checkpoint, measured costs) and budgets every figure
+    of ``prepared``'s search is read against."""
+    from prunetune.search.store.dense import dense_accuracy
+    from prunetune.search.store.frontier import reference_of
+
+    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint))
+
+
+def render(prepared: Prepared, records: list[TrialRecord]) -> dict[str, Path]:
+    """Every frontier file of the search, once: CSV/JSON, a PNG per cost and the HTML page
+    (loading the storage folder's one plotly.js), drawn against the dense model and marked
+    partial after Ctrl-C."""
+    from prunetune.search.run.console import was_interrupted
+    from prunetune.search.store.plots import render_frontier, shared_plotlyjs
+
+    return render_frontier(records, frontier_costs(prepared.config), prepared.experiment_dir, prepared.config.name,
+                           reference=reference(prepared), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage))
