@@ -18,11 +18,16 @@ from __future__ import annotations
 import abc
 import copy
 import importlib
+import importlib.util
 import inspect
 import io
 import math
 import numbers
+import os
+import sys
+import sysconfig
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -72,6 +77,11 @@ class CostFunction(abc.ABC):
     @abc.abstractmethod
     def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
         """The cost of ``model`` on inputs shaped like ``example_input``."""
+
+    def resolve(self) -> CostFunction:
+        """Load what the cost needs before it is first called (a user's module), so a search
+        fails before it writes anything; a BudgetError if that fails. Built-ins need nothing."""
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -188,8 +198,12 @@ class ModelSize(CostFunction):
 class CallableCost(CostFunction):
     """A user's function ``fn(model, example_input, **options) -> number``, named by path.
 
-    ``get_cost("mypkg.costs:energy")`` imports ``mypkg.costs`` and wraps ``energy``; options
-    are passed to it as keyword arguments. The function receives a deep copy of the model, so
+    ``get_cost("mypkg.costs:energy")`` names ``energy`` in ``mypkg.costs``; options are passed
+    to it as keyword arguments. Building one checks only the path's form: the module is
+    imported by :meth:`resolve` (which :func:`~prunetune.budgets.spec.cost_functions` calls
+    before a search writes anything and before a trial measures) or on the first call, so a
+    config or manifest naming it parses where the module is not importable (``status``,
+    ``export`` need no cost function). The function receives a deep copy of the model, so
     it may move it, switch its mode or run forwards freely. It must return a real, finite
     number (int, float, numpy scalar or a one-element tensor); anything else, or an exception,
     raises :class:`BudgetError` naming the function, which ends the trial with that message.
@@ -204,16 +218,37 @@ class CallableCost(CostFunction):
 
     def __init__(self, *, path: str, options: dict[str, Any] | None = None) -> None:
         self.path = path
+        self.module = _split_path(path)[0]
         self.options = dict(options or {})
-        self.fn = _import_callable(path)
-        _check_call(self.fn, path, self.options)
+        self._fn: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"CallableCost(path={self.path!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker imports the function itself (its module may be shipped as a runtime env)
+        # rather than unpickling a reference made on the driver.
+        return {**self.__dict__, "_fn": None}
+
+    def resolve(self) -> CallableCost:
+        """Import the function and check it takes the options; a BudgetError otherwise."""
+        if self._fn is None:
+            fn = _import_callable(self.path)
+            _check_call(fn, self.path, self.options)
+            self._fn = fn
+        return self
+
+    @property
+    def fn(self) -> Callable[..., Any]:
+        """The user's function, imported on first use."""
+        self.resolve()
+        assert self._fn is not None
+        return self._fn
+
     def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
+        fn = self.fn
         try:
-            value = self.fn(copy.deepcopy(model), example_input, **self.options)
+            value = fn(copy.deepcopy(model), example_input, **self.options)
         except Exception as error:
             raise BudgetError(
                 f"cost function {self.path} raised {type(error).__name__}: {error}"
@@ -221,17 +256,23 @@ class CallableCost(CostFunction):
         return _as_finite_float(value, self.path)
 
 
-def _import_callable(path: str) -> Callable[..., Any]:
+def _split_path(path: str) -> tuple[str, str]:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise BudgetError(f"cost {path!r} is not a 'module:function' path")
+    return module_name, attribute
+
+
+def _import_callable(path: str) -> Callable[..., Any]:
+    module_name, attribute = _split_path(path)
+    _with_working_directory()
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a user's module may fail to import in any way
         raise BudgetError(
             f"cost {path!r}: cannot import module {module_name!r} "
             f"({type(error).__name__}: {error}); "
-            "check the path and that the module is on PYTHONPATH"
+            "check the path, and run from the folder that holds the module or put it on PYTHONPATH"
         ) from error
     fn = module
     for part in attribute.split("."):
@@ -241,6 +282,38 @@ def _import_callable(path: str) -> Callable[..., Any]:
     if not callable(fn):
         raise BudgetError(f"cost {path!r} is a {type(fn).__name__}, not a function")
     return fn
+
+
+def _with_working_directory() -> None:
+    """Let a module in the working directory import under every entry point (``python -m``
+    puts it first on ``sys.path``, the ``prunetune`` script does not); last, so it shadows
+    nothing installed."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
+def source_path(path: str) -> Path | None:
+    """The folder (a package) or ``.py`` file holding a user function's top-level module, as
+    found on this machine, for shipping to a cluster's workers; None when the workers have it
+    anyway (prunetune, the standard library, an installed package) or it is not found."""
+    top = _split_path(path)[0].partition(".")[0]
+    if top == "prunetune" or top in sys.stdlib_module_names:
+        return None
+    _with_working_directory()
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        found = Path(locations[0]) if len(locations) == 1 else None  # a namespace package's one folder
+    else:
+        found = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+    if found is None or found.suffix not in ("", ".py"):
+        return None  # a compiled extension module: the workers' environment must have it
+    installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    return None if installed & {found.resolve(), *found.resolve().parents} else found
 
 
 def _check_call(fn: Callable[..., Any], path: str, options: dict[str, Any]) -> None:

@@ -20,9 +20,12 @@ def cost_names() -> list[str]:
 def get_cost(name: str, **options: Any) -> CostFunction:
     """A new cost function for a registered name or a ``module:function`` path.
 
+    A path is only checked for its form here; its module is imported by the cost's
+    ``resolve()`` or on its first call (see :class:`~prunetune.budgets.costs.CallableCost`).
+
     Raises:
         BudgetError: unknown name, an option the cost does not take or a bad option value,
-            or a ``module:function`` path that does not import or is not callable.
+            or a path not of the form ``module:function``.
     """
     if ":" in name:
         return CallableCost(path=name, options=options)

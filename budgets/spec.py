@@ -35,7 +35,9 @@ class Budget(pydantic.BaseModel):
     Built from a config, e.g. ``{"cost": "latency", "max": 5, "options": {"device": "cuda"}}``
     or ``{"cost": "macs", "max": 0.5, "relative": True}``. Construction checks the cost name,
     its options and ``max`` and raises :class:`BudgetError` (not a pydantic error) for a bad
-    one; :meth:`parse` also turns type errors and unknown fields into a BudgetError.
+    one; :meth:`parse` also turns type errors and unknown fields into a BudgetError. A
+    ``module:function`` cost is checked by its form only: :func:`cost_functions` imports it,
+    so a manifest naming it reads where the module is not importable.
     A relative ``max`` above 1 allows a model bigger than the dense one: a warning, not an
     error.
     """
@@ -136,11 +138,13 @@ def cost_functions(
     budgets: Sequence[Budget], defaults: Sequence[str] = DEFAULT_COSTS
 ) -> dict[str, CostFunction]:
     """The cost functions a trial measures, keyed as :func:`check_budgets` expects: the
-    ``defaults`` by name, then each budget's by :attr:`Budget.key`."""
+    ``defaults`` by name, then each budget's by :attr:`Budget.key`, each resolved: a user
+    function whose module does not import is a BudgetError here (a search calls this before
+    it writes anything), while merely parsing a budget never imports it."""
     _check_unique_keys(budgets)
     costs = {name: get_cost(name) for name in defaults}
     for budget in budgets:
-        costs.setdefault(budget.key, budget.cost_fn())
+        costs.setdefault(budget.key, budget.cost_fn().resolve())
     return costs
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -161,15 +165,47 @@ class TestUserFunction:
             ("tests.budgets.userfuncs:", "not a 'module:function' path"),
         ],
     )
-    def test_bad_import_path_is_a_budget_error(self, path: str, match: str) -> None:
+    def test_bad_import_path_is_a_budget_error_when_resolved(self, path: str, match: str) -> None:
         with pytest.raises(BudgetError, match=match):
-            get_cost(path)
+            get_cost(path).resolve()
 
-    def test_options_it_does_not_take_fail_when_built(self) -> None:
+    def test_the_module_is_imported_on_resolve_not_when_built(self, dense, example_input, monkeypatch) -> None:
+        monkeypatch.delitem(sys.modules, "tests.budgets.lazy_userfuncs", raising=False)
+        cost = get_cost("tests.budgets.lazy_userfuncs:params_plus_one")
+        assert "tests.budgets.lazy_userfuncs" not in sys.modules
+        assert cost.resolve() is cost and "tests.budgets.lazy_userfuncs" in sys.modules
+        assert cost(dense, example_input) == 1 + sum(p.numel() for p in dense.parameters())
+
+    def test_a_pickled_cost_imports_its_function_again(self, dense, example_input) -> None:
+        cost = get_cost("tests.budgets.userfuncs:scaled_params", scale=2.0).resolve()
+        state = pickle.loads(pickle.dumps(cost)).__dict__
+        assert state["_fn"] is None and state["path"] == cost.path  # a worker imports it itself
+        assert pickle.loads(pickle.dumps(cost))(dense, example_input) == cost(dense, example_input)
+
+    def test_options_it_does_not_take_fail_when_resolved(self) -> None:
         with pytest.raises(BudgetError, match="scaled_params.*cannot be called as"):
-            get_cost("tests.budgets.userfuncs:scaled_params", scael=0.5)
+            get_cost("tests.budgets.userfuncs:scaled_params", scael=0.5).resolve()
         with pytest.raises(BudgetError, match="bias_count.*cannot be called as"):
-            get_cost("tests.budgets.userfuncs:bias_count", scale=0.5)
+            get_cost("tests.budgets.userfuncs:bias_count", scale=0.5).resolve()
+
+    def test_a_module_in_the_working_directory_is_found(self, tmp_path, monkeypatch, dense, example_input) -> None:
+        (tmp_path / "cwd_cost_module.py").write_text("def one(model, example_input):\n    return 1\n")
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+        assert get_cost("cwd_cost_module:one")(dense, example_input) == 1.0
+
+    def test_source_path_is_what_a_cluster_worker_needs(self, tmp_path, monkeypatch) -> None:
+        (tmp_path / "solo_cost.py").write_text("def one(model, example_input):\n    return 1\n")
+        (tmp_path / "costpkg" / "sub").mkdir(parents=True)
+        (tmp_path / "costpkg" / "__init__.py").write_text("")
+        (tmp_path / "costpkg" / "sub" / "meters.py").write_text("")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        assert costs_module.source_path("solo_cost:one") == tmp_path / "solo_cost.py"
+        assert costs_module.source_path("costpkg.sub.meters:one") == tmp_path / "costpkg"  # the top package
+        repo_tests = Path(__file__).resolve().parents[1]
+        assert costs_module.source_path("tests.budgets.userfuncs:bias_count").resolve() == repo_tests
+        for shipped_anyway in ("math:fsum", "prunetune.budgets.costs:first_item", "torch.nn:Module", "nowhere_at_all:fn"):
+            assert costs_module.source_path(shipped_anyway) is None, shipped_anyway
 
     @pytest.mark.parametrize(
         ("name", "match"),

@@ -87,9 +87,15 @@ class TestValidation:
         with pytest.raises(BudgetError, match="unknown cost 'flops'; choose one of: latency, macs"):
             Budget.parse({"cost": "flops", "max": 1})
 
-    def test_bad_import_path(self) -> None:
+    def test_a_module_that_does_not_import_parses_and_fails_when_resolved(self) -> None:
+        budget = Budget.parse({"cost": "no_such_pkg.costs:energy", "max": 1})  # status reads it anywhere
+        assert (budget.key, budget.label) == ("energy", "energy<=1")
         with pytest.raises(BudgetError, match="cannot import module 'no_such_pkg.costs'"):
-            Budget.parse({"cost": "no_such_pkg.costs:energy", "max": 1})
+            cost_functions([budget])  # what a search and a trial call first
+
+    def test_a_path_without_a_function_is_refused_when_parsed(self) -> None:
+        with pytest.raises(BudgetError, match="not a 'module:function' path"):
+            Budget.parse({"cost": "no_such_pkg.costs:", "max": 1})
 
     def test_unknown_option_of_the_cost(self) -> None:
         with pytest.raises(BudgetError, match="'latency' got options \\['repeat'\\]"):
