@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prunetune.budgets import Budget
 from prunetune.budgets.errors import ConfigError
 from prunetune.search import ray_compat
 from prunetune.search.run.prepare import Prepared, is_uri
@@ -36,11 +37,16 @@ class SearchOutcome:
 SNAPSHOT_PERIOD_S = "1"  # Tune's experiment snapshot period that searches set (see run_search)
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence[Budget] = ()) -> None:
     """Join ``address`` (refused in one line when nothing answers there within
-    ``resources.CONNECT_TIMEOUT_S``), or start a private local Ray on the loopback interface."""
+    ``resources.CONNECT_TIMEOUT_S``), or start a private local Ray on the loopback interface.
+
+    On a joined cluster the modules of the ``budgets``' user cost functions travel to the
+    workers (:func:`cost_runtime_env`), and workers' log lines reach this console only with
+    ``--verbose``, as on a local Ray (``console.set_mode``)."""
     import ray
 
+    from prunetune.search.run import console
     from prunetune.search.run.resources import check_address
 
     if ray.is_initialized():
@@ -48,11 +54,21 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if address:
         check_address(address)
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=console.mode() == "verbose", runtime_env=cost_runtime_env(budgets))
         except ConnectionError as err:  # e.g. the port answers but is no Ray cluster
             raise ConfigError(f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}") from None
         return
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
+
+
+def cost_runtime_env(budgets: Sequence[Budget]) -> dict[str, list[str]] | None:
+    """Ray's ``runtime_env`` that ships the folders or files of the budgets' user cost modules
+    (``cost: mypkg.meters:energy`` ships the ``mypkg`` folder found here) as ``py_modules``;
+    None when no budget names a module the workers lack (built-ins, installed packages)."""
+    from prunetune.budgets.costs import source_path
+
+    paths = sorted({str(p) for b in budgets if ":" in b.cost and (p := source_path(b.cost)) is not None})
+    return {"py_modules": paths} if paths else None
 
 
 def check_shared_storage(prepared: Prepared) -> None:
@@ -119,7 +135,7 @@ def start(prepared: Prepared) -> None:
     quadratically (BENCHMARKS.md). Set e.g. 10 for object storage; the user's setting wins.
     """
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
-    init_ray(prepared.config.address)
+    init_ray(prepared.config.address, budgets=prepared.config.budgets)
     check_shared_storage(prepared)
     check_resources(prepared)
 
