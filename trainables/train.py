@@ -251,10 +251,37 @@ def train_base(
     seed: int = 0,
     show_progress: bool = True,
 ) -> float:
-    """Train the dense base model for ``recipe.steps`` steps with a progress bar."""
+    """Train the dense base model for ``recipe.steps`` steps, showing progress on stderr: a
+    bar on a terminal, a plain line at each quarter of the steps in a log file or CI."""
+    if not show_progress:
+        return train_steps(model, x, y, recipe, seed=seed)
+    if not sys.stderr.isatty():
+        return train_steps(model, x, y, recipe, seed=seed, progress=PlainProgress(recipe.steps, "training base model"))
     from tqdm.auto import tqdm
 
-    # Redraw at most every 2 s when the output is a log file rather than a terminal.
-    interval = 0.1 if sys.stderr.isatty() else 2.0
-    with tqdm(total=recipe.steps, desc="training base model", disable=not show_progress, mininterval=interval) as bar:
+    with tqdm(total=recipe.steps, desc="training base model", mininterval=0.1) as bar:
         return train_steps(model, x, y, recipe, seed=seed, progress=bar)
+
+
+class PlainProgress:
+    """A progress report for logs: one line on stderr when 25, 50, 75 and 100% of ``total``
+    steps are done, with the latest postfix (the loss). Duck-types the part of tqdm that
+    :func:`train_steps` calls (``update`` then ``set_postfix``)."""
+
+    def __init__(self, total: int, description: str, parts: int = 4) -> None:
+        self.total, self.description = total, description
+        self.marks = sorted({math.ceil(total * i / parts) for i in range(1, parts + 1)})
+        self.done = 0
+        self._due: int | None = None
+
+    def update(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if any(before < mark <= self.done for mark in self.marks):
+            self._due = self.done
+
+    def set_postfix(self, **values: object) -> None:
+        if self._due is None:
+            return
+        extra = "".join(f", {key} {value}" for key, value in values.items())
+        print(f"{self.description}: {self._due / self.total:.0%} ({self._due}/{self.total} steps){extra}", file=sys.stderr, flush=True)
+        self._due = None
