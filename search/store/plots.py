@@ -10,7 +10,7 @@ from one shared file per folder tree (:func:`shared_plotlyjs`), not inlined in e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from prunetune.search.store.frontier import (
@@ -136,12 +136,22 @@ def render_frontier(records: Sequence[TrialRecord], costs: Sequence[str], direct
     return files
 
 
-def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str) -> Path:
-    """Overlay of frontiers: ``curves`` maps a search label to (relative cost, accuracy, trial)."""
+def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str,
+                 dense: Mapping[str, float | None] | None = None) -> Path:
+    """Overlay of frontiers: ``curves`` maps a search label to (relative cost, accuracy, trial);
+    ``dense`` a label to its dense model's accuracy, drawn as a star at 100% of dense cost."""
+    import plotly.colors
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for label, points in curves.items():
+    palette = plotly.colors.qualitative.Plotly
+    for index, (label, points) in enumerate(curves.items()):
+        color = palette[index % len(palette)]
+        accuracy = (dense or {}).get(label)
+        if accuracy is not None:
+            fig.add_trace(go.Scatter(x=[1.0], y=[accuracy], mode="markers", name=f"{label}: dense model",
+                                     marker={"symbol": "star", "size": 13, "color": color},
+                                     hovertext=[f"{label}<br>dense model<br>accuracy {accuracy:.4f}"], hoverinfo="text"))
         fig.add_trace(
             go.Scatter(
                 x=[x for x, _, _ in points],
@@ -149,6 +159,7 @@ def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, p
                 mode="lines+markers",
                 line={"shape": "hv"},
                 name=label,
+                line_color=color,
                 hovertext=[f"{label}<br>{trial}<br>accuracy {y:.4f}<br>{x:.1%} of dense {cost}" for x, y, trial in points],
                 hoverinfo="text",
             )
@@ -164,7 +175,8 @@ def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, p
     return _write_page(fig, path, "inline")
 
 
-def compare_png(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str) -> Path:
+def compare_png(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str,
+                dense: Mapping[str, float | None] | None = None) -> Path:
     """The same overlay as :func:`compare_html`, as a static PNG."""
     import matplotlib
 
@@ -173,7 +185,9 @@ def compare_png(curves: dict[str, list[tuple[float, float, str]]], cost: str, pa
 
     fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=110)
     for label, points in curves.items():
-        ax.step([x for x, _, _ in points], [y for _, y, _ in points], where="post", marker="o", ms=4, label=label)
+        (line,) = ax.step([x for x, _, _ in points], [y for _, y, _ in points], where="post", marker="o", ms=4, label=label)
+        if (dense or {}).get(label) is not None:
+            ax.plot([1.0], [dense[label]], marker="*", ms=12, ls="none", color=line.get_color(), label=f"{label}: dense model")
     ax.set_xlabel(f"{cost} (fraction of dense)")
     ax.set_ylabel("validation accuracy")
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

@@ -6,6 +6,9 @@ tracking server compare too. The x axis is a cost relative to each search's dens
 searches of different base models still share it. At each budget level (10%, 20%, ... 100% of
 dense), a search's best accuracy counts every finished trial whose cost is within that level,
 with the trials and CPU hours it had spent, in completion order, when it first reached it.
+Each search's dense model is the reference: its accuracy is a row of the table (and the csv
+and json) and a point at 100% of dense cost in the figures, read from the parent run's
+``dense_accuracy`` metric, else from the experiment folder the run names, when it is here.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.search.store.frontier import pareto_front
 from prunetune.search.tracking.tracker import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+DENSE_METRIC = "dense_accuracy"  # a parent run's metric: the accuracy of the model it prunes
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class ComparedSearch:
     run_id: str
     study: str
     trials: tuple[ComparedTrial, ...]  # finished trials in completion order
+    dense_accuracy: float | None = None  # the dense model's; None when neither MLflow nor a folder here has it
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,25 @@ def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
             return tuple(sorted(trials, key=lambda t: t.ended))
 
 
+def dense_accuracy_of(parent) -> float | None:
+    """The accuracy of the dense model a search pruned: its parent run's ``dense_accuracy``
+    metric, else the one its experiment folder records (the ``prunetune.experiment_dir`` tag,
+    when that folder is on this machine), else None."""
+    from prunetune.search.store.dense import dense_accuracy
+    from prunetune.search.store.manifest import MANIFEST, read_manifest
+
+    logged = parent.data.metrics.get(DENSE_METRIC)
+    if logged is not None and math.isfinite(logged):
+        return float(logged)
+    directory = parent.data.tags.get("prunetune.experiment_dir")
+    if not directory or not (Path(directory) / MANIFEST).is_file():
+        return None
+    try:
+        return dense_accuracy(read_manifest(directory).base_checkpoint)
+    except PrunetuneError:  # a damaged manifest: the comparison goes on without the reference
+        return None
+
+
 def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
     """The searches the names stand for, each with its finished trials' ``cost`` and accuracy."""
     parents = _parents(client, names)
@@ -110,7 +134,7 @@ def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
         label = f"{study}/{run.info.run_name}"
         if run_names.count(run.info.run_name) > 1:
             label += f" ({run.info.run_id[:6]})"
-        searches.append(ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost)))
+        searches.append(ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost), dense_accuracy_of(run)))
     return searches
 
 
@@ -131,8 +155,9 @@ def frontier_points(trials: tuple[ComparedTrial, ...]) -> list[tuple[float, floa
     return [(t.relative, t.accuracy, t.trial_id) for t in front]
 
 
-def format_compare(table: dict[str, list[LevelBest]], cost: str) -> str:
-    """The table for the terminal: one row per level, one column block per search."""
+def format_compare(table: dict[str, list[LevelBest]], cost: str, dense: dict[str, float | None] | None = None) -> str:
+    """The table for the terminal: one row per level, one column block per search, and last
+    the dense model's accuracy (``dense`` by label; "unknown" when a search's is not known)."""
     labels = list(table)
     lines = [f"best accuracy with {cost} <= level (trials / CPU-h spent to reach it)"]
     lines.append(f"{'level':>6}  " + "  ".join(f"{label[:30]:>30}" for label in labels))
@@ -143,6 +168,9 @@ def format_compare(table: dict[str, list[LevelBest]], cost: str) -> str:
             cell = "-" if best.accuracy is None else f"{best.accuracy:.4f} ({best.trials_spent} / {best.cpu_hours_spent:.3f})"
             cells.append(f"{cell:>30}")
         lines.append(f"{level:>6.0%}  " + "  ".join(cells))
+    if dense is not None:
+        cells = ["unknown" if dense.get(label) is None else f"{dense[label]:.4f}" for label in labels]
+        lines.append(f"{'dense':>6}  " + "  ".join(f"{cell:>30}" for cell in cells))
     return "\n".join(lines)
 
 
@@ -153,10 +181,11 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     curves = {s.label: frontier_points(s.trials) for s in searches}
     table = {s.label: [best_at(s.trials, level) for level in LEVELS] for s in searches}
+    dense = {s.label: s.dense_accuracy for s in searches}
     title = f"accuracy vs {cost}: " + ", ".join(s.label for s in searches)
     files = {
-        "png": compare_png(curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}"),
-        "html": compare_html(curves, cost, out / "compare.html", title),
+        "png": compare_png(curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}", dense=dense),
+        "html": compare_html(curves, cost, out / "compare.html", title, dense=dense),
         "csv": out / "compare.csv",
         "json": out / "compare.json",
         "txt": out / "compare.txt",
@@ -167,14 +196,16 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
         for search in searches:
             for best in table[search.label]:
                 writer.writerow([search.label, search.run_id, best.level, best.accuracy, best.trial_id, best.trials_spent, best.cpu_hours_spent])
+            writer.writerow([search.label, search.run_id, "dense", search.dense_accuracy, "dense", "", ""])
     blob = {
         "cost": cost,
-        "searches": [{"label": s.label, "run_id": s.run_id, "study": s.study, "trials": len(s.trials)} for s in searches],
+        "searches": [{"label": s.label, "run_id": s.run_id, "study": s.study, "trials": len(s.trials),
+                      "dense_accuracy": s.dense_accuracy} for s in searches],
         "levels": {label: [asdict(b) for b in rows] for label, rows in table.items()},
         "frontiers": {label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in pts] for label, pts in curves.items()},
     }
     files["json"].write_text(json.dumps(blob, indent=2))
-    files["txt"].write_text(format_compare(table, cost) + "\n")
+    files["txt"].write_text(format_compare(table, cost, dense) + "\n")
     return files
 
 
