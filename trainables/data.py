@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import inspect
 import os
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,7 +330,8 @@ def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = Tr
     """CIFAR-10's python version under ``<root>/cifar-10-batches-py``; never downloaded.
 
     Validation is ``val_size`` seeded images held out of the training files; test is the
-    official test batch."""
+    official test batch. The files are pickles (torchvision's loader unpickles them): the md5
+    check admits only the official ones, so with ``verify: false`` use only files you trust."""
     from torchvision.datasets import CIFAR10
 
     return _read_cifar("cifar10", CIFAR10, root, seed, verify, val_size, (limit_train, limit_val, limit_test))
@@ -340,7 +342,8 @@ def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = T
              limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None
              ) -> RawSplits:
     """CIFAR-100's python version under ``<root>/cifar-100-python``; never downloaded (splits as
-    for cifar10)."""
+    for cifar10). ``verify: false`` unpickles files without the md5 check: use only files you
+    trust."""
     from torchvision.datasets import CIFAR100
 
     return _read_cifar("cifar100", CIFAR100, root, seed, verify, val_size, (limit_train, limit_val, limit_test))
@@ -355,6 +358,8 @@ def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool
     except RuntimeError as error:
         raise ConfigError(f"{name} files in {root / cls.base_folder} fail torchvision's md5 "
                           "check; for a re-packed copy set option verify: false") from error
+    except _UNREADABLE_PICKLE:  # only without the md5 check: a truncated or foreign file
+        raise _unreadable_cifar(name, cls, root) from None
     images = torch.from_numpy(train.data).permute(0, 3, 1, 2)
     labels = torch.tensor(train.targets)
     if not 0 < _positive_int("val_size", val_size) < len(labels):
@@ -368,6 +373,30 @@ def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits
     return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(train.classes),
                      test_images=test_x, test_labels=test_y)
+
+
+# What unpickling a truncated or random-bytes file raises, and torchvision reading a pickle of
+# something other than a CIFAR batch.
+_UNREADABLE_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError,
+                      AttributeError, ImportError, OverflowError, MemoryError)
+
+
+def _unreadable_cifar(name: str, cls: type, root: Path) -> ConfigError:
+    """The error naming the first file of ``cls``'s that does not unpickle into a batch (read
+    again one by one: torchvision's loader does not say which file it was on)."""
+    folder = root / cls.base_folder
+    for file in [entry[0] for entry in cls.train_list + cls.test_list] + [cls.meta["filename"]]:
+        try:
+            with open(folder / file, "rb") as handle:
+                blob = pickle.load(handle, encoding="latin1")
+            if not isinstance(blob, dict):
+                raise TypeError(f"it holds a {type(blob).__name__}, not a dict")
+        except _UNREADABLE_PICKLE as error:
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            return ConfigError(f"{name} file {folder / file} cannot be read ({detail}): it is truncated or "
+                               f"not from CIFAR's python version; replace it with the original file")
+    return ConfigError(f"{name} files in {folder} are not CIFAR's python version (their batches do not "
+                       f"hold 32x32 images with labels); replace them with the original files")
 
 
 def _check_cifar_files(name: str, cls: type, root: Path | None) -> None:
@@ -432,5 +461,18 @@ def _read_folder(folder: Path, transform: Callable[[Any], torch.Tensor]
         dataset = ImageFolder(str(folder), transform=transform)
     except FileNotFoundError as error:
         raise ConfigError(f"imagefolder: {error}") from error
-    images = torch.stack([image for image, _ in dataset])
+    images = torch.stack([_decoded(dataset, index) for index in range(len(dataset))])
     return images, torch.tensor(dataset.targets, dtype=torch.int64), list(dataset.classes)
+
+
+def _decoded(dataset, index: int) -> torch.Tensor:
+    """Image ``index`` of an ImageFolder; a file PIL cannot decode is a ConfigError naming it."""
+    from PIL import Image
+
+    try:
+        return dataset[index][0]
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
+        # PIL: UnidentifiedImageError (an OSError), "image file is truncated", "broken PNG file"
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"imagefolder: {dataset.samples[index][0]} cannot be decoded ({detail}); "
+                          f"replace the file or remove it") from None

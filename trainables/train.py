@@ -77,9 +77,9 @@ class Settings(BaseModel):
 
 # Constraints shared by the trainables' recipe and the config sections that change its defaults.
 Steps = Annotated[int, Field(ge=0)]
-LearningRate = Annotated[float, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0, allow_inf_nan=False)]  # .inf/.nan would train to NaN
 BatchSize = Annotated[int, Field(ge=1)]
-NonNegative = Annotated[float, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Recipe(Settings):

@@ -27,10 +27,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     config = named(config, args.name or f"{config.name}-apply")
     local_ray_env(config.address)
-    from prunetune.search.artifacts.apply import apply_profiles, format_applied
-    from prunetune.search.artifacts.library import load_profile
+    from prunetune.search.artifacts.apply import apply_profiles, format_applied, load_profiles
 
-    profiles = [load_profile(path) for path in args.profile]
+    profiles = load_profiles(args.profile)  # wrong-type fields are one line, before any model is built
     outcome = apply_profiles(config, profiles)
     print()
     print(format_applied(outcome.rows, config.data.name))

@@ -19,6 +19,8 @@ def register(sub) -> None:
     parser = sub.add_parser("resume", help="continue an interrupted search from its results folder")
     parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
     parser.add_argument("--address", help="Ray cluster to join (default: the one the search was started on, else a private local Ray)")
+    parser.add_argument("--trust", action="store_true",
+                        help="resume an experiment folder owned by another user (resuming unpickles its state)")
     add_console_args(parser)
     parser.set_defaults(func=run)
 
@@ -26,8 +28,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from prunetune.budgets.errors import ConfigError
     from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.trust import check_owner
 
     manifest = read_manifest(args.results)
+    check_owner(manifest.directory, trust=args.trust)  # before Tune unpickles a byte of it
     if _finished(manifest):
         return 0
     address = args.address or manifest.config.address

@@ -13,6 +13,8 @@ def register(sub) -> None:
     parser = sub.add_parser("search", help="run a profile search from a YAML config")
     add_config_args(parser)
     parser.add_argument("--address", help="join a running Ray cluster (default: a private local Ray)")
+    parser.add_argument("--trust", action="store_true",
+                        help="resume an experiment folder owned by another user (resuming unpickles its state)")
     add_console_args(parser)
     parser.set_defaults(func=run)
 
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     # Held from before the first check that may write (the base model) to the last file: a
     # second driver of this name is refused instead of merging its trials into this one.
     with ExperimentLock(writable_storage(config) / config.name, "prunetune search"):
-        prepared = prepare(config)
+        prepared = prepare(config, trust=args.trust)
         if prepared.resume:
             print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
         how = prepared.method.describe(config)

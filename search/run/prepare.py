@@ -203,13 +203,17 @@ def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k not in _FREE and a.get(k) != b.get(k)]
 
 
-def _existing(config: SearchConfig, storage: Path) -> Prepared | None:
-    """The search to resume when ``config``'s experiment already exists (same config), else None."""
+def _existing(config: SearchConfig, storage: Path, trust: bool) -> Prepared | None:
+    """The search to resume when ``config``'s experiment already exists (same config), else None.
+    A folder of another user's is refused unless ``trust`` (resuming unpickles its state)."""
     from ray.tune import Tuner
+
+    from prunetune.search.store.trust import check_owner
 
     directory = storage / config.name
     if not directory.exists():
         return None
+    check_owner(directory, trust=trust)
     if not (directory / MANIFEST).is_file() or not Tuner.can_restore(experiment_uri(config, storage)):
         raise ConfigError(
             f"experiment {config.name!r} already exists in {storage} but has no search state to resume; "
@@ -254,16 +258,17 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
 
 
-def prepare(config: SearchConfig, *, show_progress: bool = True) -> Prepared:
+def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = False) -> Prepared:
     """Validate, load data, train or load the base model and derive the profile space.
 
     An experiment of the same name that Tune can restore, started with the same config, is
-    prepared for resuming instead (``Prepared.resume``); a different config is an error.
+    prepared for resuming instead (``Prepared.resume``); a different config is an error, and
+    so is another user's folder unless ``trust``.
     """
     _check_names(config)
     _check_cluster(config)
     storage = writable_storage(config)
-    existing = _existing(config, storage)
+    existing = _existing(config, storage, trust)
     if existing is not None:
         return existing
     model, data, recipe = specs(config)

@@ -51,6 +51,11 @@ def _search_refused(capsys, tmp_path: Path, config: dict, *extra: str) -> str:
         ({"space": {"overrides": {"stem.0": {"lowx": 0.5}}}}, "space.overrides.stem.0 has unknown key 'lowx'"),
         ({"searcher": {"options": {"seed": 3}}}, "searcher 'random' got unknown option 'seed'"),
         ({"searcher": {"options": {"nonsense": 1}}}, "got unknown option 'nonsense' in searcher.options"),
+        ({"base": {**TINY["base"], "lr": float("inf")}}, "'base.lr': Input should be a finite number"),
+        ({"base": {**TINY["base"], "lr": float("nan")}}, "'base.lr': Input should be a finite number"),
+        ({"finetune": {**TINY["finetune"], "lr": float("inf")}}, "'finetune.lr': Input should be a finite number"),
+        ({"base": {**TINY["base"], "momentum": float("nan")}}, "'base.momentum': Input should be a finite number"),
+        ({"finetune": {**TINY["finetune"], "weight_decay": float("inf")}}, "'finetune.weight_decay': Input should be a finite number"),
     ],
 )
 def test_a_config_mistake_is_one_line_before_any_write(capsys, tmp_path, change, expected):
@@ -59,10 +64,10 @@ def test_a_config_mistake_is_one_line_before_any_write(capsys, tmp_path, change,
 
 def test_a_base_recipe_that_diverges_is_one_line_and_trains_nothing(capsys, tmp_path):
     path = tmp_path / "search.yaml"
-    path.write_text(yaml.safe_dump({**_untrained(tmp_path), "base": {**TINY["base"], "lr": float("inf")}}))
+    path.write_text(yaml.safe_dump({**_untrained(tmp_path), "base": {**TINY["base"], "lr": 1e30}}))
     assert main(["search", str(path)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # the base's progress bar is above it
-    assert last.startswith("prunetune: error: training the base model diverged") and "lower base.lr (now inf)" in last
+    assert last.startswith("prunetune: error: training the base model diverged") and "lower base.lr (now 1e+30)" in last
     assert not list((tmp_path / "results").rglob("*.pt")) and not (tmp_path / "results" / "tiny").exists()
 
 
@@ -219,3 +224,109 @@ def test_a_damaged_base_checkpoint_is_one_line(capsys, tmp_path, tiny_base, cont
     config = {**_untrained(tmp_path), "base": {**_untrained(tmp_path)["base"], "checkpoint": str(checkpoint)}}
     err = _search_refused(capsys, tmp_path, config)
     assert f"checkpoint {str(checkpoint)!r} " in err and expected in err
+
+
+def _foreign_experiment(tmp_path: Path) -> Path:
+    """An experiment folder with a valid manifest and a Tune state file, as another user's would be."""
+    from prunetune.search.config import parse_config
+
+    experiment = tmp_path / "results" / "tiny"
+    experiment.mkdir(parents=True)
+    blob = {"version": 1, "config": parse_config(_untrained(tmp_path)).model_dump(mode="json"),
+            "base_checkpoint": str(tmp_path / "base.pt"), "num_classes": 10, "dense_costs": {}, "groups": {}}
+    (experiment / "prunetune.json").write_text(json.dumps(blob))
+    return experiment
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _as_another_user(monkeypatch, folder: Path) -> None:
+    import os
+
+    uid = folder.stat().st_uid + 4242  # the folder's owner is now someone else than "us"
+    monkeypatch.setattr(os, "getuid", lambda: uid)
+
+
+def test_resuming_another_users_folder_needs_trust(capsys, monkeypatch, tmp_path):
+    experiment = _foreign_experiment(tmp_path)
+    (experiment / "tuner.pkl").write_bytes(b"a pickle that would run code")
+    before = _listing(tmp_path)
+    _as_another_user(monkeypatch, experiment)
+    owner = experiment.stat().st_uid
+    err = _refused(capsys, "resume", str(experiment))
+    assert f"{experiment} belongs to " in err and f"(uid {owner})" in err and "pass --trust" in err
+    assert _listing(tmp_path) == before
+    # --trust gets past the owner check to the next one (without the made-up Tune state)
+    (experiment / "tuner.pkl").unlink()
+    assert "has no Tune state to resume" in _refused(capsys, "resume", str(experiment), "--trust")
+
+
+def test_a_search_that_would_resume_another_users_folder_needs_trust(capsys, monkeypatch, tmp_path):
+    experiment = _foreign_experiment(tmp_path)
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(_untrained(tmp_path)))
+    before = _listing(tmp_path)
+    _as_another_user(monkeypatch, experiment)
+    err = _refused(capsys, "search", str(path))
+    assert f"{experiment} belongs to " in err and "pass --trust" in err
+    assert _listing(tmp_path) == before
+    assert "has no search state to resume" in _refused(capsys, "search", str(path), "--trust")
+
+
+def test_a_state_file_of_another_users_inside_ones_own_folder_needs_trust(capsys, tmp_path):
+    import os
+
+    experiment = _foreign_experiment(tmp_path)
+    state = experiment / "trial_0" / "searcher-state.pkl"
+    state.parent.mkdir()
+    state.write_bytes(b"planted")
+    try:
+        os.chown(state, os.getuid() + 4242, -1)
+    except PermissionError:
+        pytest.skip("only root can give a file to another user")
+    err = _refused(capsys, "resume", str(experiment))
+    assert f"{state} belongs to uid {os.getuid() + 4242}" in err and "pass --trust" in err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"ratios": [0.5, 0.5]}, "'ratios' is a list; it must map each group name to a keep ratio in (0, 1]"),
+        ({"ratios": "layer1.0.conv1=0.5"}, "'ratios' is a str"),
+        ({"ratios": {"layer1.0.conv1": "half"}}, "ratios['layer1.0.conv1'] is 'half' (a str); a keep ratio is a number"),
+        ({"ratios": {"layer1.0.conv1": True}}, "ratios['layer1.0.conv1'] is True (a bool)"),
+        ({"ratios": {"layer1.0.conv1": None}}, "ratios['layer1.0.conv1'] is None"),
+        ({"architecture": "resnet20"}, "'architecture' is a str, not a mapping"),
+        ({"architecture": ["resnet20"]}, "'architecture' is a list, not a mapping"),
+        ({"architecture": {"name": 20}}, "architecture['name'] is 20 (a int); expected a str"),
+        ({"architecture": {"name": "resnet20", "width": "wide"}}, "architecture['width'] is 'wide' (a str)"),
+        ({"dataset": 7}, "'dataset' is a int, not a mapping"),
+    ],
+)
+def test_apply_with_a_profile_field_of_the_wrong_type_is_one_line(capsys, tmp_path, change, expected):
+    from prunetune.search.artifacts.library import FORMAT, VERSION
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_untrained(tmp_path)))
+    blob = {"format": FORMAT, "version": VERSION, "name": "p", "ratios": {"layer1.0.conv1": 0.5},
+            "groups": {"layer1.0.conv1": 4}, "architecture": {"name": "resnet20", "width": 0.25, "input_size": 8},
+            "criterion": "l1", "dataset": {"name": "digits"}}
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps({**blob, **change}))
+    err = _refused(capsys, "apply", "--config", str(config), "--profile", str(profile))
+    assert f"profile file {profile}: {expected}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "p.json"]
+
+
+def test_a_profile_of_the_right_types_loads_for_apply(tmp_path):
+    from prunetune.search.artifacts.apply import load_profiles
+    from prunetune.search.artifacts.library import FORMAT, VERSION
+
+    profile = tmp_path / "p.json"
+    profile.write_text(json.dumps({"format": FORMAT, "version": VERSION, "name": "p", "ratios": {"a": 0.5, "b": 1},
+                                   "groups": {"a": 4, "b": 8}, "architecture": {"name": "resnet20", "width": 1, "input_size": 8},
+                                   "criterion": "l1", "dataset": {"name": "digits"}}))
+    [loaded] = load_profiles([profile])
+    assert loaded.profile.ratios == {"a": 0.5, "b": 1.0} and loaded.source == "resnet20 on digits"

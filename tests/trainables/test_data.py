@@ -191,3 +191,40 @@ def test_imagefolder_names_a_missing_folder(tmp_path: Path) -> None:
     _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
     with pytest.raises(ConfigError, match=str(tmp_path / "val")):
         load_dataset("imagefolder", root=tmp_path)
+
+
+# --- damaged files: one error naming the file ---------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "a list"])
+def test_a_damaged_cifar_batch_is_named_with_the_fix(tmp_path: Path, damage: str) -> None:
+    _write_cifar(tmp_path, "cifar10")
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    if damage == "truncated":
+        batch.write_bytes(batch.read_bytes()[:500])
+    elif damage == "random bytes":
+        batch.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    else:
+        batch.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(ConfigError) as error:
+        load_dataset("cifar10", root=tmp_path, options={"verify": False, "val_size": 4})
+    message = str(error.value)
+    assert f"cifar10 file {batch} cannot be read" in message and "replace it with the original file" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "truncated"])
+def test_a_corrupt_png_in_an_imagefolder_is_named_with_the_fix(tmp_path: Path, damage: str) -> None:
+    _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
+    _write_png(tmp_path / "val" / "cat" / "b.png", (8, 8), "RGB", 2)
+    bad = tmp_path / "train" / "cat" / "bad.png"
+    if damage == "random bytes":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    else:
+        Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad)
+        bad.write_bytes(bad.read_bytes()[:2000])
+    with pytest.raises(ConfigError) as error:
+        load_dataset("imagefolder", root=tmp_path, input_size=8)
+    message = str(error.value)
+    assert message.startswith(f"imagefolder: {bad} cannot be decoded") and "replace the file or remove it" in message
+    assert "\n" not in message
