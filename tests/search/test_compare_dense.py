@@ -54,7 +54,7 @@ def test_the_compare_command_prints_the_dense_row(tmp_path, capsys):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    study = client.create_experiment("study")
+    study = client.create_experiment("study", artifact_location=(tmp_path / "artifacts").as_uri())
     directory = _experiment(tmp_path)
     torch.save({"meta": {"accuracy": 0.875}}, tmp_path / "none.pt")
     parent = client.create_run(study, tags={TAG_ROLE: "search", "prunetune.experiment_dir": str(directory)}, run_name="exp")
