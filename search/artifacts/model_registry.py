@@ -13,7 +13,9 @@ MLflow's ``pt2`` (``torch.export``) format, so loading it unpickles nothing, wit
 folder beside it as artifacts; ``torchscript`` through ``mlflow.pytorch`` (which saves a
 ScriptModule with ``torch.jit.save``); ``onnx`` through ``mlflow.onnx``. The study is found or
 created like a search's (:func:`~prunetune.search.tracking.tracker.ensure_experiment`), so with a
-SQLite store its artifacts go beside the database.
+SQLite store its artifacts go beside the database. The same run also holds the model as a
+pyfunc that takes raw images and applies the recorded preprocessing first
+(:mod:`~prunetune.search.artifacts.raw_images`); the version's ``raw_images`` tag is its URI.
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
             mlflow.set_tags({"prunetune.export": result.format, **tags})
             mlflow.log_metrics({"accuracy": float(result.info["accuracy"]), **{f"cost/{k}": v for k, v in result.costs.items()}})
             info = _log_model(result, name, example)
+            if result.info.get("preprocessing") is not None:
+                from prunetune.search.artifacts.raw_images import NAME, log_raw_image_model
+
+                tags[NAME] = log_raw_image_model(result).model_uri
         model_version = str(info.registered_model_version)
         for key, value in tags.items():
             client.set_model_version_tag(name, model_version, key, value)

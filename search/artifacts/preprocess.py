@@ -54,12 +54,15 @@ class Preprocessing:
                    blob.get("resize", "bilinear-antialias"), blob.get("layout", "NCHW"))
 
     def apply(self, images) -> torch.Tensor:
-        """Raw images (a tensor or array: (N, C, H, W) with C 1 or 3, or (N, H, W) gray; uint8
-        or float in [0, 1]; any size) as the float32 batch the exported model expects."""
+        """Raw images (a tensor or array: (N, C, H, W) or (N, H, W, C) with C 1 or 3, or
+        (N, H, W) gray; uint8 or float in [0, 1]; any size) as the float32 batch the exported
+        model expects. A shape that reads both ways, e.g. (N, 3, 8, 3), is taken as NCHW."""
         x = torch.as_tensor(images)
         x = x.unsqueeze(1) if x.dim() == 3 else x
+        if x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = x.permute(0, 3, 1, 2)  # channels last, as image libraries give them
         if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images of shape {tuple(x.shape)}: expected (N, C, H, W) with C 1 or 3, or (N, H, W)")
+            raise ValueError(f"images of shape {tuple(x.shape)}: expected (N, C, H, W) or (N, H, W, C) with C 1 or 3, or (N, H, W)")
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False)
