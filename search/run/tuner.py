@@ -46,7 +46,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence
     ``--verbose``, as on a local Ray (``console.set_mode``)."""
     import ray
 
-    from prunetune.search.run import console
+    from prunetune.search.run.console import mode
     from prunetune.search.run.resources import check_address
 
     if ray.is_initialized():
@@ -54,7 +54,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence
     if address:
         check_address(address)
         try:
-            ray.init(address=address, log_to_driver=console.mode() == "verbose", runtime_env=cost_runtime_env(budgets))
+            ray.init(address=address, log_to_driver=mode() == "verbose", runtime_env=cost_runtime_env(budgets))
         except ConnectionError as err:  # e.g. the port answers but is no Ray cluster
             raise ConfigError(f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}") from None
         return
