@@ -9,9 +9,10 @@ and config is prepared for resuming instead (``Prepared.resume``);
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -82,8 +83,15 @@ def _check_names(config: SearchConfig) -> None:
         if extra.checkpoint and not Path(extra.checkpoint).is_file():
             raise ConfigError(f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one")
     cost_functions(config.budgets)  # two budgets on one cost (absolute and relative, say)
-    # Building raises the registry's error (with close matches) for a bad name or width.
-    build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
+    # Building raises the registry's error (with close matches) for a bad name or width. On the
+    # meta device: a width too big for memory is _check_memory's to refuse, not this build's to swap.
+    import torch
+
+    try:
+        with torch.device("meta"):
+            build_model(config.model.name, num_classes=10, input_size=config.model.input_size, width=config.model.width)
+    except (NotImplementedError, RuntimeError):
+        pass  # an operation meta tensors lack: the model is real enough to get this far
 
 
 def _check_cluster(config: SearchConfig) -> None:
@@ -258,6 +266,94 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
 
 
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by a cgroup v2 limit (a
+    container's); None where neither can be read."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def dense_training_memory(config: SearchConfig) -> tuple[int, int] | None:
+    """(parameters, activation elements of one batch) of ``config``'s dense model, from the
+    model built on the meta device (nothing allocated); None where it cannot be built so."""
+    import torch
+
+    from prunetune.budgets.errors import PrunetuneError
+
+    spec, batch = config.model, max(config.base.batch_size, config.finetune.batch_size)
+    elements = []
+
+    def count(module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            elements.append(output.numel())
+
+    try:
+        with torch.device("meta"):
+            model = build_model(spec.name, num_classes=10, input_size=spec.input_size, width=spec.width)
+            hooks = [m.register_forward_hook(count) for m in model.modules()]
+            model(torch.empty(batch, 3, spec.input_size, spec.input_size))
+    except (PrunetuneError, NotImplementedError, RuntimeError, TypeError, ValueError):
+        return None  # a model meta tensors cannot run: training will tell
+    for hook in hooks:
+        hook.remove()
+    return sum(p.numel() for p in model.parameters()), batch * spec.input_size**2 * 3 + sum(elements)
+
+
+def _check_memory(config: SearchConfig) -> None:
+    """Refuse a width or input size whose dense model cannot train in this machine's memory,
+    before the data is resized to it or a model allocated (torch would fail deep inside, or
+    the machine swap to a halt). Float32: weights, gradients and momentum, plus the batch's
+    activations kept for the backward pass and their gradients."""
+    sizes = dense_training_memory(config)
+    available = available_memory()
+    if sizes is None or available is None:
+        return
+    params, activations = sizes
+    need = 4 * (3 * params + 2 * activations)
+    if need <= available:
+        return
+    spec = config.model
+    raise ConfigError(
+        f"model.width {spec.width:g} with model.input_size {spec.input_size} needs about {need / 2**30:,.1f} GiB to "
+        f"train {spec.name} ({params:,} parameters, {activations:,} activation values per batch of "
+        f"{max(config.base.batch_size, config.finetune.batch_size)}), but this machine has {available / 2**30:,.1f} GiB "
+        f"available; lower model.width or model.input_size (or the batch sizes)"
+    )
+
+
+@contextlib.contextmanager
+def _out_of_memory(config: SearchConfig) -> Iterator[None]:
+    """Torch's (or numpy's) out-of-memory error while the data is resized or the dense model
+    built, traced or trained, as a one-line ConfigError naming what to lower."""
+    import torch
+
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
+        text = str(err)
+        if isinstance(err, RuntimeError) and not isinstance(err, torch.OutOfMemoryError) and not (
+                "not enough memory" in text or "DefaultCPUAllocator" in text or "out of memory" in text):
+            raise
+        detail = text.splitlines()[0] if text else type(err).__name__
+        spec = config.model
+        raise ConfigError(
+            f"out of memory preparing {spec.name} at model.width {spec.width:g} and model.input_size {spec.input_size} "
+            f"({detail}); lower model.width or model.input_size (or the batch sizes)"
+        ) from None
+
+
 def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = False) -> Prepared:
     """Validate, load data, train or load the base model and derive the profile space.
 
@@ -271,18 +367,20 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
     existing = _existing(config, storage, trust)
     if existing is not None:
         return existing
-    model, data, recipe = specs(config)
-    splits = data.load(model.input_size)  # a missing data set fails here, before any write
-    space = build_space(config, splits.num_classes)  # so does an unreachable budget
-    check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
-    checkpoint = config.base.checkpoint
-    try:
-        if checkpoint is None:
-            checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
-        setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
-        setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
-    except DivergedError as err:  # the recipe's fault: the config's to fix
-        raise ConfigError(f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint") from None
-    dense = load_base(model, splits.num_classes, setup.base_checkpoint)
-    dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
-    return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
+    _check_memory(config)  # before the data is resized to input_size or a model built
+    with _out_of_memory(config):  # an estimate above can be low: torch's own error, in one line
+        model, data, recipe = specs(config)
+        splits = data.load(model.input_size)  # a missing data set fails here, before any write
+        space = build_space(config, splits.num_classes)  # so does an unreachable budget
+        check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
+        checkpoint = config.base.checkpoint
+        try:
+            if checkpoint is None:
+                checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
+            setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
+            setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
+        except DivergedError as err:  # the recipe's fault: the config's to fix
+            raise ConfigError(f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint") from None
+        dense = load_base(model, splits.num_classes, setup.base_checkpoint)
+        dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+        return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

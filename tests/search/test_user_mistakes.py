@@ -5,6 +5,7 @@ tracebacks); the commands run in-process through ``cli.main``."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -330,3 +331,40 @@ def test_a_profile_of_the_right_types_loads_for_apply(tmp_path):
                                    "criterion": "l1", "dataset": {"name": "digits"}}))
     [loaded] = load_profiles([profile])
     assert loaded.profile.ratios == {"a": 0.5, "b": 1.0} and loaded.source == "resnet20 on digits"
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"width": 1000}, "model.width 1000 with model.input_size 8 needs about 3,035.4 GiB to train resnet20"),
+        ({"input_size": 100000}, "model.width 0.25 with model.input_size 100000 needs about "),
+    ],
+)
+def test_a_model_too_big_for_memory_is_refused_before_it_is_built(capsys, monkeypatch, tmp_path, model, expected):
+    prepare = importlib.import_module("prunetune.search.run.prepare")  # the module, not run.prepare()
+    monkeypatch.setattr(prepare, "available_memory", lambda: 8 * 2**30)  # a laptop's free memory
+    config = {**_untrained(tmp_path), "model": {**TINY["model"], **model}}
+    err = _search_refused(capsys, tmp_path, config)
+    assert expected in err and "but this machine has 8.0 GiB available; lower model.width or model.input_size" in err
+
+
+def test_the_tiny_model_fits_and_its_estimate_counts_parameters_and_activations():
+    from prunetune.search.config import parse_config
+    from prunetune.search.run.prepare import dense_training_memory
+
+    params, activations = dense_training_memory(parse_config(TINY))
+    assert params == 17534  # resnet20 at width 0.25 with a 10-class head
+    assert activations > 64 * 3 * 8 * 8  # at least the batch itself
+
+
+def test_torchs_out_of_memory_error_while_preparing_is_one_line(capsys, monkeypatch, tmp_path):
+    prepare = importlib.import_module("prunetune.search.run.prepare")
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+                           "you tried to allocate 1099511627776 bytes.\nmore detail")
+
+    monkeypatch.setattr(prepare, "build_space", exhausted)
+    err = _search_refused(capsys, tmp_path, _untrained(tmp_path))
+    assert "out of memory preparing resnet20 at model.width 0.25 and model.input_size 8" in err
+    assert "DefaultCPUAllocator: not enough memory" in err and "lower model.width or model.input_size" in err
