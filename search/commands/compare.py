@@ -24,6 +24,33 @@ def default_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or embedded_uri(Path("results"))
 
 
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """An ``http(s)://`` tracking server that accepts no connection is one line within seconds,
+    instead of minutes of MLflow's retries and their log lines. Behind a proxy MLflow's requests
+    go through the proxy: not probed."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from prunetune.budgets.errors import ConfigError
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname):
+        return
+    hint = "start it or pass the right --tracking-uri"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"cannot reach the tracking server at {uri}: its port is not a number in 0..65535; {hint}") from None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot reach the tracking server at {uri}: {err.strerror or err}; {hint}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from prunetune.budgets.errors import ConfigError
     from prunetune.search.tracking.compare import compare
@@ -33,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     database = embedded_database(uri)
     if database is not None and not database.is_file():
         raise ConfigError(f"no MLflow store at {uri}; pass --tracking-uri (the URI `prunetune search` printed as 'MLflow:')")
+    check_reachable(uri)
     out = args.out or Path(f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     result = compare(uri, args.names, out, args.cost)
     print(result.table)

@@ -368,3 +368,19 @@ def test_torchs_out_of_memory_error_while_preparing_is_one_line(capsys, monkeypa
     err = _search_refused(capsys, tmp_path, _untrained(tmp_path))
     assert "out of memory preparing resnet20 at model.width 0.25 and model.input_size 8" in err
     assert "DefaultCPUAllocator: not enough memory" in err and "lower model.width or model.input_size" in err
+
+
+def test_compare_against_a_dead_tracking_server_is_one_line_within_seconds(capsys, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    err = _refused(capsys, "compare", "demo", "--tracking-uri", uri, "--out", str(tmp_path / "out"))
+    assert time.monotonic() - started < 10
+    assert err.startswith(f"prunetune: error: cannot reach the tracking server at {uri}: ")
+    assert err.endswith("; start it or pass the right --tracking-uri")
+    assert list(tmp_path.iterdir()) == []
