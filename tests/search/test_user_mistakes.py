@@ -384,3 +384,13 @@ def test_compare_against_a_dead_tracking_server_is_one_line_within_seconds(capsy
     assert err.startswith(f"prunetune: error: cannot reach the tracking server at {uri}: ")
     assert err.endswith("; start it or pass the right --tracking-uri")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ones_own_folder_resumes_without_trust(tmp_path):
+    from prunetune.search.store.trust import check_owner
+
+    experiment = _foreign_experiment(tmp_path)
+    (experiment / "tuner.pkl").write_bytes(b"state")
+    (experiment / "trial_0").mkdir()
+    (experiment / "trial_0" / "searcher-state.pkl").write_bytes(b"state")
+    check_owner(experiment)  # every path is this user's: nothing to refuse
