@@ -30,7 +30,7 @@ budget (uniform's ratio then bisected over trials) with the latency noise stated
 Goals (issue 18): the best search beats uniform by more than twice the seed spread on at least
 one task; RL at least as good as random; every reported profile within budget.
 
-Run: ``python -m benchmarks.search_vs_baselines`` (about 40-60 minutes on 2 CPU cores;
+Run: ``python -m benchmarks.search_vs_baselines`` (about 1-2 hours per task on 2 CPU cores;
 ``--quick`` for a smoke run of a few minutes). Storage under ``results/benchmarks/baselines``.
 """
 
