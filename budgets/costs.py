@@ -218,7 +218,7 @@ class CallableCost(CostFunction):
 
     def __init__(self, *, path: str, options: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.module = _split_path(path)[0]
+        _split_path(path)  # a malformed path is refused when built; the module is imported later
         self.options = dict(options or {})
         self._fn: Callable[..., Any] | None = None
 
