@@ -65,11 +65,7 @@ class ConfirmingSearcher(ProfileSearcher):
         self.pending[trial_id] = config
         return config
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        config = self.pending.pop(trial_id, None)
-        if config is None:
-            return
-        self.completed += 1
+    def observe(self, trial_id: str, config: dict[str, Any], result: dict | None, error: bool) -> None:
         if "confirm" in config:
             return
         self.inner.on_trial_complete(trial_id, result=result, error=error)
