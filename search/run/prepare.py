@@ -256,6 +256,7 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     """The prepared search an experiment manifest describes, marked for resuming: in the
     manifest's folder (a renamed one included), never under the name it was started with."""
     config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
+    cost_functions(config.budgets)  # a user cost module that no longer imports: one line, before Ray starts
     if manifest.directory.name != config.name:  # read_manifest renames all but object storage's
         raise ConfigError(
             f"{manifest.directory} was renamed, but its trials are in {experiment_uri(config, manifest.directory.parent)}; "

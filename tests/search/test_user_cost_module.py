@@ -54,3 +54,14 @@ def test_a_search_refuses_the_missing_module_in_one_line_before_any_write(tmp_pa
     assert err.startswith("prunetune: error: cost 'mycost_not_here:energy': cannot import module 'mycost_not_here'"), err
     assert "\n" not in err and "PYTHONPATH" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_resuming_with_the_module_gone_is_one_line_before_ray_starts(tmp_path):
+    import pytest
+
+    from prunetune.budgets.errors import PrunetuneError
+    from prunetune.search.run.prepare import from_manifest
+    from prunetune.search.store.manifest import read_manifest
+
+    with pytest.raises(PrunetuneError, match="cannot import module 'mycost_not_here'"):
+        from_manifest(read_manifest(_experiment(tmp_path)))
