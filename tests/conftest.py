@@ -24,6 +24,18 @@ TINY = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _environment_of_its_own():
+    """Each test starts from the session's environment: a CLI run in this process sets variables
+    (the console mode, Ray's output engine, mlflow.set_tracking_uri's MLFLOW_TRACKING_URI) that
+    the subprocesses of later tests would otherwise inherit, sending their runs elsewhere."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """A dense resnet20 (width 0.25, 8 px) trained briefly on digits, saved once per session."""

@@ -21,6 +21,7 @@ pyfunc that takes raw images and applies the recorded preprocessing first
 from __future__ import annotations
 
 import inspect
+import os
 import json
 from dataclasses import dataclass
 
@@ -81,14 +82,16 @@ def _log_model(result, name: str, example: np.ndarray):
 def register_export(result, name: str, tracking_uri: str, experiment: str, example: np.ndarray) -> RegisteredExport:
     """Log ``result`` (an :class:`~prunetune.search.artifacts.export.ExportResult`) and register it as ``name``.
 
-    Sets this process's MLflow tracking URI to ``tracking_uri`` (MLflow's model logging reads
-    the global one). ``example`` is a small input batch for the model's signature.
+    MLflow's model logging reads the process-wide tracking URI: it is ``tracking_uri`` while
+    this runs and what it was before afterwards. ``example`` is a small input batch for the
+    model's signature.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     if not name or "/" in name or ":" in name:
         raise ConfigError(f"--register {name!r} is not a valid model name; use letters, digits, '-', '_' or '.'")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri exports it to child processes
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     tags = version_tags(result)
@@ -107,6 +110,8 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
             client.set_model_version_tag(name, model_version, key, value)
     except MlflowException as error:
         raise ConfigError(f"MLflow at {tracking_uri} refused the registration: {str(error).splitlines()[0]}") from None
+    finally:
+        mlflow.set_tracking_uri(previous)  # None: back to the default, MLFLOW_TRACKING_URI unset
     return RegisteredExport(name, model_version, run.info.run_id, tracking_uri)
 
 

@@ -75,15 +75,15 @@ def kept_dir(directory: Path) -> Path | None:
 
 
 def newest_snapshot_blob(directory: Path) -> dict | None:
-    """Tune's newest experiment snapshot, parsed (None before the first).
-
-    A snapshot cut short by a crash is read from its last whole copy (kept by the run's
-    snapshot keeper, ``search/run/snapshots.py``)."""
+    """Tune's newest experiment snapshot as a resume would restore it, parsed (None before the
+    first): the last whole copy the run's snapshot keeper (``search/run/snapshots.py``) kept of
+    the newest session's file, else that file itself. Tune's own copy may be a step newer, or
+    cut short by a crash; ``resume`` puts the kept set back, so this is what it continues from."""
     snapshots = sorted(directory.glob("experiment_state-*.json"))  # session timestamps sort
     if not snapshots:
         return None
     kept = kept_dir(directory)
-    for path in (snapshots[-1], *([kept / snapshots[-1].name] if kept else [])):
+    for path in (*([kept / snapshots[-1].name] if kept else []), snapshots[-1]):
         try:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

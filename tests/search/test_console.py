@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -105,23 +106,33 @@ def test_a_search_where_every_trial_errored_fails_with_one_line_each(tiny_config
     assert "search failed: all 2 trials errored" in out.stderr
 
 
+def _a_trial_done(experiment: Path) -> bool:
+    for result in experiment.glob("trial_*/result.json"):
+        try:
+            if any(json.loads(line).get("done") for line in result.read_text().splitlines() if line.strip()):
+                return True
+        except (OSError, ValueError):  # being written
+            continue
+    return False
+
+
 @pytest.mark.integration
 def test_ctrl_c_exits_130_with_a_partial_frontier_and_how_to_resume(tiny_config, tmp_path):
     tiny_config.update(trials=40, concurrency=1, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "steps": 30})
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
-    search = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    seen = []
-    for line in search.stdout:  # the first trial finishing is the signal to interrupt
-        seen.append(line)
-        if line.startswith("trials ") and not line.startswith("trials 0 done"):
-            break
-    search.send_signal(signal.SIGINT)
-    rest, err = search.communicate(timeout=300)
-    out = "".join(seen) + rest
-    assert search.returncode == 130, out[-3000:] + err[-3000:]
     experiment = Path(tiny_config["storage_path"]) / "tiny"
+    with (tmp_path / "out.txt").open("w") as stdout, (tmp_path / "err.txt").open("w") as stderr:
+        search = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], stdout=stdout, stderr=stderr, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not _a_trial_done(experiment):  # the first trial finishing is the signal to interrupt
+        assert search.poll() is None, "the search ended before it could be interrupted"
+        assert time.monotonic() < deadline, "no trial finished within 300 s"
+        time.sleep(0.1)
+    search.send_signal(signal.SIGINT)
+    search.wait(timeout=300)
+    out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert search.returncode == 130, out[-3000:] + err[-3000:]
     assert f"interrupted: resume with `prunetune resume {experiment}`" in err
     assert "Tuner.restore" not in out + err
     assert "(partial: the search was interrupted" in out

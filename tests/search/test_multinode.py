@@ -89,7 +89,7 @@ def _checkpoints(trial_dir: Path) -> list[tuple[str, int]]:
 
 
 def _terminated(experiment: Path) -> set[str]:
-    """Trials Tune's latest snapshot records as finished."""
+    """Trials the snapshot a resume restores (the kept whole copy) records as finished."""
     return {f"trial_{t}" for t, status in snapshot_states(experiment).items() if status == "TERMINATED"}
 
 

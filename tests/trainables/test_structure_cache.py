@@ -12,7 +12,7 @@ import torch
 from prunetune.trainables import CRITERIA, Profile, PruneSettings, apply_profile, build_model, evaluate, load_base, train_steps
 from prunetune.trainables.base import DataSpec, ModelSpec
 from prunetune.trainables.groups import PruningStructure
-from prunetune.trainables.train import Recipe
+from prunetune.trainables.train import Recipe, recalibrate_bn
 from prunetune.trainables.trial import TrialSetup, _data_on, base_structure, example_input, pruned_model
 
 MODEL = ModelSpec("resnet20", 0.25, 8)
@@ -115,11 +115,14 @@ def test_zero_step_trials_in_one_reused_worker_report_what_their_checkpoint_hold
     trials = read_trials(experiment)
     assert len(trials) == 2
     setup = read_manifest(experiment).setup()
-    _, _, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")
+    _, train_x, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")
     for trial in trials.values():
         assert trial.metrics["finetune_steps"] == 0
         assert trial.metrics["accuracy"] == trial.metrics["accuracy_pruned"]
         model = rebuild_from_checkpoint(setup, trial.checkpoint, 10)
         assert evaluate(model, val_x, val_y)[0] == pytest.approx(trial.metrics["accuracy"])
-        # the reused worker pruned exactly what a fresh trace of the base gives
-        assert _same_weights(model, _from_scratch(setup, dict(trial.profile), None))
+        # the reused worker pruned exactly what a fresh trace of the base gives, then recalibrated
+        # BatchNorm as every trial does before its first evaluation
+        scratch = _from_scratch(setup, dict(trial.profile), None)
+        recalibrate_bn(scratch, train_x, setup.evaluate, seed=setup.seed)
+        assert _same_weights(model, scratch)
