@@ -156,12 +156,17 @@ class ConfirmConfig(_Section):
     (by validation accuracy; per level when ``levels`` lists relative costs of the frontier
     cost) are fine-tuned again from the base for ``steps`` steps with each of ``seeds``
     training seeds, as more trials of the same experiment, and evaluated on the test split.
-    The frontier then reports their confirmed test accuracy. ``top: 0`` turns it off."""
+    The frontier then reports their confirmed test accuracy. ``top: 0`` turns it off.
+
+    ``uniform: true`` confirms the uniform profile of each level beside them (every group at
+    the one keep ratio the level allows on the exact cost model), the same way: the reference
+    every figure of the search is read against, drawn and printed beside its frontier."""
 
     top: int = Field(0, ge=0, strict=True)
     steps: int = Field(300, ge=0, strict=True)
     seeds: int = Field(1, ge=1, strict=True)
     levels: list[float] | None = None
+    uniform: bool = Field(False, strict=True)
 
     @field_validator("levels")
     @classmethod
@@ -170,10 +175,16 @@ class ConfirmConfig(_Section):
             raise ValueError("confirm.levels must list relative costs in (0, 1], e.g. [0.3, 0.5]")
         return levels
 
+    @model_validator(mode="after")
+    def _uniform_beside_the_top(self) -> ConfirmConfig:
+        if self.uniform and not self.top:
+            raise ValueError("confirm.uniform confirms the uniform profile beside the search's best ones: set confirm.top too (e.g. 2)")
+        return self
+
     @property
     def trials(self) -> int:
-        """The most confirmation trials this asks for."""
-        return self.top * self.seeds * len(self.levels or [1.0])
+        """The most confirmation trials this asks for (the uniform references included)."""
+        return (self.top + self.uniform) * self.seeds * len(self.levels or [1.0])
 
 
 class ResourcesConfig(_Section):

@@ -219,14 +219,18 @@ Report = Callable[[dict, Path], None]
 class Confirmation:
     """A confirmation trial: a profile found by the search, fine-tuned again from the base at
     full length with training seed ``seed`` and evaluated on the test split as well.
-    ``source`` is the search trial that found the profile."""
+    ``source`` is the search trial that found the profile; a ``reference`` profile (e.g.
+    ``"uniform"``) was not found by the search but placed beside it to be compared with."""
 
     source: str
     seed: int = 0
+    reference: str | None = None
 
     @classmethod
     def from_config(cls, config: dict | None) -> Confirmation | None:
-        return cls(str(config["source"]), int(config.get("seed", 0))) if config else None
+        if not config:
+            return None
+        return cls(str(config["source"]), int(config.get("seed", 0)), config.get("reference") or None)
 
 
 def report_points(steps: int, start: int, *every: int) -> list[int]:
@@ -279,6 +283,8 @@ def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int
             test_x, test_y = (t.to(device) for t in splits.split("test"))
             metrics["test/accuracy"], metrics["test/loss"] = evaluate(model, test_x, test_y)
             metrics["confirms"] = confirm.source
+            if confirm.reference:
+                metrics["reference"] = confirm.reference
         if not confirm:
             metrics["rung_steps"] = stop
         state["step"] = stop

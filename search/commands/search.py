@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from prunetune.search.commands import add_config_args, local_ray_env, print_results
@@ -93,7 +94,7 @@ def print_outcome(prepared, outcome) -> None:
         f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {sum(not r.confirmed for r in outcome.records)} finished trials; "
         f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
     )
-    print(format_table(outcome.frontier, cost, reference(prepared), partial=was_interrupted()))
+    print(format_table(outcome.frontier, cost, reference(prepared, outcome.records), partial=was_interrupted()))
     print_confirmed(prepared, outcome)
     print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:
@@ -104,7 +105,7 @@ def print_outcome(prepared, outcome) -> None:
 def print_confirmed(prepared, outcome) -> None:
     """What the confirmation trials measured: each confirmed profile's test accuracy beside the
     validation accuracy its short search trial reported (nothing without ``confirm``)."""
-    confirmed = sorted((r for r in outcome.records if r.confirmed), key=lambda r: -r.accuracy)
+    confirmed = sorted((r for r in outcome.records if r.confirmed and r.reference is None), key=lambda r: -r.accuracy)
     if not confirmed:
         return
     settings = prepared.config.confirm
@@ -114,3 +115,23 @@ def print_confirmed(prepared, outcome) -> None:
         searched = f"val {r.search_accuracy:.4f}" if r.search_accuracy is not None else "val ?"
         print(f"  {r.trial_id:<12} test {r.accuracy:.4f}   search trial {r.confirms}: {searched} "
               f"after {prepared.config.finetune.steps} steps")
+    from prunetune.search.store.frontier import references
+
+    for line in against_uniform(confirmed, references(outcome.records), prepared.frontier_cost):
+        print(line)
+
+
+def against_uniform(confirmed: list, uniform: list, cost: str) -> list[str]:
+    """One line per uniform reference (``confirm.uniform``): its test accuracy and cost, and the
+    best confirmed search profile that costs no more, with the difference in points."""
+    lines = []
+    for ref in uniform:
+        share = ref.relative.get(cost)
+        at = f"{share:.1%} {cost}" if share is not None else f"{ref.costs.get(cost, float('nan')):,.0f} {cost}"
+        broken = "" if ref.feasible else " (breaks a budget)"
+        rivals = [r for r in confirmed if r.feasible and r.costs.get(cost, math.inf) <= ref.costs.get(cost, math.inf) * (1 + 1e-9)]
+        best = max(rivals, key=lambda r: r.accuracy, default=None)
+        verdict = ("no confirmed search profile costs as little" if best is None else
+                   f"best search profile at no more cost: {best.accuracy:.4f} ({100 * (best.accuracy - ref.accuracy):+.2f} points)")
+        lines.append(f"  uniform      test {ref.accuracy:.4f}   at {at}{broken}, {ref.seeds} seed(s); {verdict}")
+    return lines

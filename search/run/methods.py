@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.registry import Registry
 from prunetune.search.config import SearchConfig
 from prunetune.search.store.frontier import TrialRecord
@@ -76,6 +77,10 @@ class ProfileSearch(Method):
 
         get_searcher(config.searcher.name).parse_options(config.searcher.options)
         check_scheduler(config)
+        cost = self.frontier_cost(config)
+        if config.confirm.uniform and cost not in ("macs", "params"):
+            raise ConfigError(f"confirm.uniform places the uniform profile on the exact cost model (macs, params), but the frontier "
+                              f"cost {cost!r} is measured by trials: run `searcher: uniform` for it, or list an analytic budget first")
 
     def trainable(self) -> Callable:
         from prunetune.trainables import prune_and_finetune
@@ -96,7 +101,8 @@ class ProfileSearch(Method):
         if config.confirm.top:
             confirm = config.confirm
             searcher = ConfirmingSearcher(searcher, trials=config.trials, top=confirm.top, steps=confirm.steps,
-                                          seeds=confirm.seeds, levels=confirm.levels, cost=self.frontier_cost(config))
+                                          seeds=confirm.seeds, levels=confirm.levels, cost=self.frontier_cost(config),
+                                          uniform=confirm.uniform)
         space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion}
         limited = ConcurrencyLimiter(TuneSearcher(searcher), max_concurrent=config.concurrency)
         tune_config = {"search_alg": limited, "num_samples": self.trial_count(config)}
@@ -114,8 +120,8 @@ class ProfileSearch(Method):
         if config.scheduler.name != "fifo":
             how += f", {config.scheduler.name} stopping weak ones from {config.scheduler.grace_steps} steps"
         if config.confirm.top:
-            how += (f", then the top {config.confirm.top} confirmed at {config.confirm.steps} steps"
-                    f" x {config.confirm.seeds} seed(s) on the test split")
+            how += (f", then the top {config.confirm.top}{' and the uniform profile' if config.confirm.uniform else ''}"
+                    f" confirmed at {config.confirm.steps} steps x {config.confirm.seeds} seed(s) on the test split")
         return how
 
     def frontier_cost(self, config: SearchConfig) -> str:
@@ -135,8 +141,6 @@ class TaperSweep(Method):
     name = "taper"
 
     def check(self, config: SearchConfig) -> None:
-        from prunetune.budgets.errors import ConfigError
-
         if config.scheduler.name != "fifo":
             raise ConfigError(f"scheduler {config.scheduler.name!r} stops searched trials at rungs; a taper run reports "
                               "once per level: use scheduler fifo with method taper")

@@ -250,13 +250,15 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     return SearchOutcome(records, errors, front, render(prepared, records), time.time() - started)
 
 
-def reference(prepared: Prepared):
-    """The dense model (accuracy from its checkpoint, measured costs) and budgets every figure
-    of ``prepared``'s search is read against."""
+def reference(prepared: Prepared, records: Sequence[TrialRecord] = ()):
+    """The dense model (accuracy from its checkpoint, measured costs), budgets and uniform
+    reference profiles (``confirm.uniform``, among ``records``) every figure of ``prepared``'s
+    search is read against."""
     from prunetune.search.store.dense import dense_accuracy
-    from prunetune.search.store.frontier import reference_of
+    from prunetune.search.store.frontier import reference_of, references
 
-    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint))
+    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint),
+                        baseline=references(records))
 
 
 def render(prepared: Prepared, records: list[TrialRecord]) -> dict[str, Path]:
@@ -267,4 +269,4 @@ def render(prepared: Prepared, records: list[TrialRecord]) -> dict[str, Path]:
     from prunetune.search.store.plots import render_frontier, shared_plotlyjs
 
     return render_frontier(records, frontier_costs(prepared.config), prepared.experiment_dir, prepared.config.name,
-                           reference=reference(prepared), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage))
+                           reference=reference(prepared, records), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage))

@@ -9,6 +9,10 @@ confirms, the seed offset) that makes the trial evaluate on the test split too. 
 validation accuracy only; trials a scheduler stopped early rank below those that ran to the end.
 The confirmations are trials of the same Tune experiment, so they resume and are tracked like
 any other.
+
+With ``uniform``, each level's uniform profile (:func:`uniform_reference`) is confirmed beside
+them in the same way, its ``confirm`` entry marked ``reference: uniform``: the yardstick the
+search's confirmed profiles are read against (it never enters the frontier).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prunetune.search.searchers.base import ProfileSearcher
+from prunetune.search.space import ProfileSpace
 
 
 class ConfirmingSearcher(ProfileSearcher):
@@ -30,10 +35,10 @@ class ConfirmingSearcher(ProfileSearcher):
     registry_name = "confirm"
 
     def __init__(self, inner: ProfileSearcher, *, trials: int, top: int, steps: int, seeds: int = 1,
-                 levels: Sequence[float] | None = None, cost: str = "macs"):
+                 levels: Sequence[float] | None = None, cost: str = "macs", uniform: bool = False):
         super().__init__(inner.space, seed=inner.seed, metric=inner.metric, mode=inner.mode)
         self.inner, self.trials, self.top, self.steps, self.seeds = inner, trials, top, steps, seeds
-        self.levels, self.cost = (list(levels) if levels else None), cost
+        self.levels, self.cost, self.uniform = (list(levels) if levels else None), cost, uniform
         self.suggested = 0  # search trials suggested
         self.inner_finished = False
         self.results: dict[str, dict[str, Any]] = {}  # search trial -> {"profile", "metrics"}
@@ -79,8 +84,15 @@ class ConfirmingSearcher(ProfileSearcher):
 
     def _confirmations(self) -> list[dict[str, Any]]:
         chosen = select_top(self.results, self.top, self.levels, self.cost, self.mode or "max")
-        return [{"profile": self.results[tid]["profile"], "finetune_steps": self.steps, "confirm": {"source": tid, "seed": seed}}
-                for tid in chosen for seed in range(self.seeds)]
+        queue = [{"profile": self.results[tid]["profile"], "finetune_steps": self.steps, "confirm": {"source": tid, "seed": seed}}
+                 for tid in chosen for seed in range(self.seeds)]
+        if self.uniform:
+            for level in self.levels or [None]:
+                source = "uniform" if level is None else f"uniform@{level:g}"
+                profile = uniform_reference(self.space, self.cost, level)
+                queue += [{"profile": profile, "finetune_steps": self.steps,
+                           "confirm": {"source": source, "seed": seed, "reference": "uniform"}} for seed in range(self.seeds)]
+        return queue
 
     # -- state -----------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
@@ -92,6 +104,19 @@ class ConfirmingSearcher(ProfileSearcher):
         self.suggested, self.inner_finished = mine["suggested"], mine["inner_finished"]
         self.results, self.queue = dict(mine["results"]), mine["queue"]
         self.inner.set_state(mine["inner"])
+
+
+def uniform_reference(space: ProfileSpace, cost: str, level: float | None) -> dict[str, float]:
+    """The uniform profile of ``level`` (relative ``cost``; None: the budgets alone): every group
+    at the highest one keep ratio that meets the analytic budgets and the level on the exact
+    cost model, as ``searcher: uniform`` places it (budgets only a trial measures are not
+    looked at: the confirmation trial reports whether it meets them)."""
+    from prunetune.search.searchers._one_knob import analytic_knob
+    from prunetune.search.searchers.uniform import UniformSearcher
+
+    uniform = UniformSearcher(space)
+    low, high = uniform.knob_range()
+    return uniform.family(analytic_knob(space, uniform.family, low, high, cost, level))
 
 
 def select_top(results: dict[str, dict[str, Any]], top: int, levels: Sequence[float] | None, cost: str,

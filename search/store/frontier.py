@@ -40,6 +40,9 @@ class TrialRecord:
     search_accuracy: float | None = None
     seeds: int = 0
     stopped: bool = False  # a scheduler (ASHA) stopped the trial before its last step
+    # A reference profile confirmed beside the search's (``confirm.uniform``: "uniform"): read
+    # against, drawn as the baseline, never part of the frontier.
+    reference: str | None = None
 
     @classmethod
     def from_metrics(cls, trial_id: str, metrics: dict, profile: dict, checkpoint: str | None = None) -> TrialRecord:
@@ -60,6 +63,7 @@ class TrialRecord:
             confirms=metrics.get("confirms") or None,
             test_accuracy=float(metrics["test/accuracy"]) if "test/accuracy" in metrics else None,
             stopped=not metrics.get("done", True),
+            reference=metrics.get("reference") or None,
         )
 
 
@@ -86,6 +90,12 @@ def confirmed(records: Iterable[TrialRecord]) -> list[TrialRecord]:
     return [*search.values(), *merged]
 
 
+def references(records: Iterable[TrialRecord], kind: str = "uniform") -> list[TrialRecord]:
+    """The confirmed ``kind`` reference records (one per level), cheapest first by MACs."""
+    chosen = [r for r in records if r.reference == kind and r.confirmed]
+    return sorted(chosen, key=lambda r: r.costs.get("macs", 0.0))
+
+
 def pareto_front(items: Iterable[T], *, cost: Callable[[T], float], accuracy: Callable[[T], float]) -> list[T]:
     """The items no other item dominates in (lower ``cost``, higher ``accuracy``), cheapest
     first; of items at one cost only the most accurate (the first of equals) is kept. Works on
@@ -102,8 +112,8 @@ def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
 
     When some records are confirmed (:func:`confirmed`), only those compete: a confirmed test
     accuracy and a short trial's validation accuracy are not comparable. Trials a scheduler
-    stopped early never enter the frontier."""
-    records = list(records)
+    stopped early and reference profiles (:func:`references`) never enter the frontier."""
+    records = [r for r in records if r.reference is None]
     pool = [r for r in records if r.confirmed] or [r for r in records if r.confirms is None and not r.stopped]
     feasible = (r for r in pool if r.feasible and cost in r.costs)
     return pareto_front(feasible, cost=lambda r: r.costs[cost], accuracy=lambda r: r.accuracy)
@@ -192,6 +202,14 @@ def format_table(front: Sequence[TrialRecord], cost: str, reference: Reference |
             f"{'dense':<22} {_acc(reference.dense_accuracy):>8} {known(reference.dense_accuracy):>8} "
             f"{_num(dense_cost):>14} {known(dense_cost):>8}  all 1.00"
         )
+    for r in reference.baseline:  # the uniform profiles confirmed beside the search's, read against
+        if cost in r.costs:
+            acc_share = r.accuracy / reference.dense_accuracy if reference.dense_accuracy else math.nan
+            rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
+            ratios = sorted(set(r.profile.values()))
+            lines.append(f"{reference.baseline_label + ' (reference)':<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} "
+                         f"{r.costs[cost]:>14,.0f} {_pct(rel):>8}  all {ratios[0]:.2f}"
+                         + (f"-{ratios[-1]:.2f}" if len(ratios) > 1 else ""))
     for r in front:
         acc_share = r.accuracy / reference.dense_accuracy if reference.dense_accuracy else math.nan
         rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
@@ -217,9 +235,11 @@ def _pct(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
-def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, partial: bool = False) -> dict[str, Path]:
+def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, partial: bool = False,
+                   uniform: Sequence[TrialRecord] = ()) -> dict[str, Path]:
     """Write ``frontier.csv`` and ``frontier.json`` into ``directory``; ``partial`` (an
-    interrupted search) is recorded in the JSON."""
+    interrupted search) and the ``uniform`` reference records (``confirm.uniform``) are
+    recorded in the JSON."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"csv": directory / "frontier.csv", "json": directory / "frontier.json"}
     with paths["csv"].open("w", newline="") as f:
@@ -229,7 +249,7 @@ def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, 
             writer.writerow(
                 [r.trial_id, r.accuracy, r.loss, r.costs[cost], r.relative.get(cost), r.finetune_steps, json.dumps(r.profile)]
             )
-    blob = {"cost": cost, "partial": partial, "frontier": [asdict(r) for r in front]}
+    blob = {"cost": cost, "partial": partial, "frontier": [asdict(r) for r in front], "uniform": [asdict(r) for r in uniform]}
     paths["json"].write_text(json.dumps(blob, indent=2))
     return paths
 
@@ -261,6 +281,7 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
     from matplotlib.ticker import PercentFormatter
 
     reference = reference or Reference()
+    records = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
     dense = reference.dense_cost(cost, records)
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8.4, 4.6), dpi=110)

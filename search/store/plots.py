@@ -50,6 +50,7 @@ def _trace(members: Sequence[TrialRecord], cost: str, x, label: str, first: bool
 def _cost_traces(records: Sequence[TrialRecord], cost: str, first: bool, reference: Reference) -> list:
     import plotly.graph_objects as go
 
+    records = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
     dense = reference.dense_cost(cost, records)
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     grey = {"color": "lightgrey", "size": 8}
@@ -128,7 +129,8 @@ def render_frontier(records: Sequence[TrialRecord], costs: Sequence[str], direct
     frontier.png (first cost) and frontier-<cost>.png for each other cost, and frontier.html
     with a plot per cost. Returns them by kind (``png``, ``png:<cost>``, ...) for listing."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = write_frontier(pareto(records, costs[0]), costs[0], directory, partial=partial)
+    uniform = reference.baseline if reference is not None else ()
+    files = write_frontier(pareto(records, costs[0]), costs[0], directory, partial=partial, uniform=uniform)
     for index, cost in enumerate(costs):
         name = "frontier.png" if index == 0 else f"frontier-{cost}.png"
         files["png" if index == 0 else f"png:{cost}"] = frontier_png(records, cost, directory / name, title, reference=reference)

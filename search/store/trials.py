@@ -240,8 +240,10 @@ def parse_budget_filter(text: str) -> BudgetFilter:
 def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = None) -> TrialInfo:
     """The feasible search trial (not a fine-tuned copy) with the highest accuracy, optionally
     also within ``budget``; ties go to the cheaper trial by MACs. A search with confirmation
-    trials gives its best confirmed one (by test accuracy, averaged over seeds)."""
-    finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.checkpoint]
+    trials gives its best confirmed one (by test accuracy, averaged over seeds); reference
+    profiles confirmed beside it (``confirm.uniform``) are not the search's."""
+    finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.checkpoint
+                and not t.metrics.get("reference")]
     if budget is not None and finished and not any(budget.metric in t.metrics for t in finished):
         known = sorted({k.split("/", 1)[1] for t in finished for k in t.metrics if k.startswith("cost/")})
         raise ConfigError(f"--budget {budget.label}: trials report no cost {budget.cost!r}; costs reported: {', '.join(known)}")

@@ -17,7 +17,7 @@ from ray.tune import Callback
 from prunetune.search.config import SearchConfig
 from prunetune.search.store.trials import last_line
 from prunetune.search.tracking.points import trial_points
-from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary
+from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, role_of
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def summarize(trial, result: dict | None = None, status: str | None = None) -> T
         ended=result.get("timestamp"),
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
-        role="taper" if is_taper(trial) else "trial",
+        role=role_of(trial.config),
     )
 
 

@@ -89,8 +89,8 @@ def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
         page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
         for run in page:
             m = run.data.metrics
-            if run.data.tags.get(TAG_ROLE) == "taper":  # a taper run's points are runs of their own
-                continue
+            if run.data.tags.get(TAG_ROLE) in ("taper", "reference"):  # a taper run's points are runs of their own;
+                continue  # a reference profile (confirm.uniform) is not the search's
             if "accuracy" in m and f"rel/{cost}" in m:
                 ended = run.info.end_time or run.info.start_time or 0
                 trial_id = run.data.tags.get(TAG_TRIAL_ID, run.info.run_name)

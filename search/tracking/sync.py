@@ -16,7 +16,7 @@ from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_folder
 from prunetune.search.tracking.points import point_summaries
-from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, tracking_uri
+from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, role_of, tracking_uri
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def summarize_folder(folder: TrialFolder) -> TrialSummary | None:
         ended=result.get("timestamp"),
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
-        role="taper" if folder.is_taper else "trial",
+        role=role_of(dict(folder.config)),
     )
 
 

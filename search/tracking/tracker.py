@@ -24,12 +24,12 @@ import subprocess
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from prunetune.search.config import SearchConfig
-from prunetune.search.store.frontier import TrialRecord, confirmed
+from prunetune.search.store.frontier import TrialRecord, confirmed, references
 
 log = logging.getLogger("prunetune.tracking")
 
@@ -49,8 +49,9 @@ TAG_TAPER_TRIAL = "prunetune.taper_trial"
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
 _TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
-# gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model.
-_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/")
+# gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model; test/: a
+# confirmation trial's test-split figures (compare reads them).
+_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/", "test/")
 
 
 def embedded_uri(storage: Path) -> str:
@@ -143,7 +144,8 @@ class TrialSummary:
     ended: float | None = None  # epoch seconds of the last result
     time_total_s: float = 0.0
     step: int = 0  # Tune's training_iteration of ``metrics``: re-logging the same point is a no-op
-    # "trial": a searched profile; "taper": a taper run (its reports are history, not points);
+    # "trial": a searched profile; "reference": one confirmed beside them (confirm.uniform);
+    # "taper": a taper run (its reports are history, not points);
     # "taper_point": one level a taper run hardened, a frontier point beside searched trials.
     role: str = "trial"
     taper_trial: str | None = None  # for a taper point: the taper run it came from
@@ -198,6 +200,15 @@ def search_params(config: SearchConfig) -> dict[str, str]:
         "resources.cpu": str(config.resources.cpu),
         "resources.gpu": str(config.resources.gpu),
     }
+
+
+def role_of(trial_config: dict) -> str:
+    """A trial's ``prunetune.role`` tag from its Tune config: ``taper`` (a tapering run),
+    ``reference`` (a reference profile confirmed beside the search's, ``confirm.uniform``) or
+    ``trial``."""
+    if trial_config.get("method") == "taper":
+        return "taper"
+    return "reference" if (trial_config.get("confirm") or {}).get("reference") else "trial"
 
 
 def trial_metrics(summary: TrialSummary, config: SearchConfig) -> dict[str, float]:
@@ -392,8 +403,11 @@ class SearchTracker:
     def _log_frontier(self, summaries: list[TrialSummary]) -> None:
         parent = self._require_open()
         records = confirmed(r for r in (s.record() for s in summaries) if r is not None)
+        reference = self.reference
+        if reference is not None and references(records):
+            reference = replace(reference, baseline=tuple(references(records)))
         with tempfile.TemporaryDirectory(prefix="prunetune-frontier-") as tmp:
-            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=self.reference)
+            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=reference)
             self.client.log_artifacts(parent, tmp)
 
     def _finish(self, summaries: list[TrialSummary], wall_s: float) -> None:
@@ -424,7 +438,7 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
         "cpu_hours": seconds * config.resources.cpu / 3600,
         "gpu_hours": seconds * config.resources.gpu / 3600,
     }
-    merged = confirmed(records)
+    merged = [r for r in confirmed(records) if r.reference is None]  # the search's own profiles
     pool = [r for r in merged if r.confirmed] or merged  # confirmed test accuracies, when there are any
     feasible = [r.accuracy for r in pool if r.feasible]
     if feasible:

@@ -137,6 +137,38 @@ def test_confirm_passes_the_search_through_then_confirms_the_best_per_seed(tmp_p
     assert [restored.suggest(f"c{i}") for i in range(4)] == confirmations
 
 
+def test_confirm_uniform_confirms_each_level_s_uniform_profile_beside_the_best():
+    space = continuous_space(limit=0.9)
+    levels = [0.3, 0.6]
+    searcher = ConfirmingSearcher(get_searcher("random")(space, seed=2), trials=5, top=1, steps=200, seeds=2,
+                                  levels=levels, uniform=True)
+    searcher.set_search_properties("accuracy", "max", {}, num_samples=5 + 3 * 2 * 2)
+    configs = run(searcher)
+    confirmations = [c for c in configs if "confirm" in c]
+    references = [c for c in confirmations if c["confirm"].get("reference") == "uniform"]
+    assert [c["confirm"]["source"] for c in references] == ["uniform@0.3"] * 2 + ["uniform@0.6"] * 2
+    assert [c["confirm"]["seed"] for c in references] == [0, 1, 0, 1]
+    assert all(c["finetune_steps"] == 200 for c in references)
+    # each is what `searcher: uniform` places at that level on the exact cost model
+    alone = run(get_searcher("uniform")(space, levels=levels))
+    assert [c["profile"] for c in references[::2]] == [c["profile"] for c in alone]
+    assert all(len(set(c["profile"].values())) == 1 for c in references)
+
+
+def test_confirm_uniform_needs_the_top_and_an_analytic_frontier_cost():
+    from prunetune.search.config import parse_config
+    from prunetune.search.run.methods import get_method
+
+    with pytest.raises(ConfigError, match="set confirm.top too"):
+        parse_config({"name": "x", "confirm": {"uniform": True}})
+    config = parse_config({"name": "x", "confirm": {"top": 1, "uniform": True, "levels": [0.5]},
+                           "budgets": [{"cost": "latency", "max": 5.0}]})
+    with pytest.raises(ConfigError, match="frontier cost 'latency' is measured"):
+        get_method("search").check(config)
+    counted = parse_config({"name": "x", "trials": 4, "confirm": {"top": 2, "seeds": 3, "uniform": True, "levels": [0.3, 0.5]}})
+    assert get_method("search").trial_count(counted) == 4 + (2 + 1) * 3 * 2
+
+
 def test_confirm_ranks_trials_a_scheduler_stopped_below_finished_ones():
     from prunetune.search.searchers.confirm import select_top
 

@@ -90,3 +90,29 @@ def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny
     assert any(r[-1]["finetune_steps"] < 8 for r in search), "ASHA stopped no trial early"
     front = json.loads((experiment / "frontier.json").read_text())["frontier"]
     assert front and all(p["confirmed"] and p["test_accuracy"] is not None for p in front)
+
+
+def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_won(tiny_config, tmp_path):
+    tiny_config.update(searcher={"name": "random", "seed": 3}, trials=4, budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
+                       confirm={"top": 1, "steps": 8, "uniform": True})
+    path = tmp_path / "reference.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    out = _cli("search", str(path), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "then the top 1 and the uniform profile confirmed at 8 steps" in out.stdout
+    lines = out.stdout.splitlines()
+    row = next(line for line in lines if line.startswith("uniform (reference)"))
+    verdict = next(line for line in lines if line.strip().startswith("uniform      test"))
+    assert "best search profile at no more cost:" in verdict or "no confirmed search profile" in verdict
+    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    blob = json.loads((experiment / "frontier.json").read_text())
+    [uniform] = blob["uniform"]
+    assert uniform["reference"] == "uniform" and uniform["confirmed"] and len(set(uniform["profile"].values())) == 1
+    assert uniform["relative"]["macs"] <= 0.6 and f"{uniform['accuracy']:.4f}" in row
+    assert all(point["reference"] is None for point in blob["frontier"])  # the frontier is the search's own
+    assert '"name":"uniform"' in (experiment / "frontier.html").read_text().replace(" ", "")
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'reference'")
+    assert len(runs) == 1 and "test/accuracy" in runs[0].data.metrics

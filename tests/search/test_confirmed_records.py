@@ -3,6 +3,7 @@ records, the frontier, ``export --best`` and MLflow's totals."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,16 +29,43 @@ def test_confirmations_merge_into_one_record_per_profile_with_the_mean_test_accu
     assert pareto(merged, "macs") == [point]  # only confirmed figures compete on the frontier
 
 
+def test_a_uniform_reference_is_read_against_never_part_of_the_frontier(tmp_path):
+    import json
+
+    from prunetune.search.store.frontier import Reference, format_table, references
+    from prunetune.search.store.plots import render_frontier
+
+    uniform = [replace(record(f"u{i}", 0.9, 30, confirms="uniform@0.3", test=t), reference="uniform", profile={"a": 0.3, "b": 0.3})
+               for i, t in enumerate((0.95, 0.97))]
+    records = confirmed([record("s1", 0.80, 30), record("c1", 0.9, 30, confirms="s1", test=0.88), *uniform])
+    [ref] = references(records)
+    assert ref.accuracy == pytest.approx(0.96) and ref.seeds == 2
+    assert [r.trial_id for r in pareto(records, "macs")] == ["c1"]  # better, but not the search's
+    best = best_trial({t.trial_id: t for t in [_info("c1", 0.9, test=0.88, source="s1"),
+                                               _info("u0", 0.9, test=0.99, source="uniform@0.3", reference="uniform")]})
+    assert best.trial_id == "c1"
+    reference = Reference(dense_accuracy=0.99, dense_costs={"macs": 100.0}, baseline=(ref,))
+    table = format_table(pareto(records, "macs"), "macs", reference).splitlines()
+    assert table[3].startswith("uniform (reference)") and "0.9600" in table[3] and "all 0.30" in table[3]
+    files = render_frontier(records, ("macs",), tmp_path, "t", reference=reference)
+    written = json.loads(files["json"].read_text())
+    assert [r["trial_id"] for r in written["frontier"]] == ["c1"] and written["uniform"][0]["accuracy"] == pytest.approx(0.96)
+    assert '"name":"uniform"' in files["html"].read_text().replace(" ", "")  # the dashed reference curve
+
+
 def test_without_confirmations_the_frontier_leaves_out_trials_a_scheduler_stopped():
     records = [record("s1", 0.70, 40), record("s2", 0.95, 30, stopped=True), record("s3", 0.60, 20)]
     assert confirmed(records) == records
     assert [r.trial_id for r in pareto(records, "macs")] == ["s3", "s1"]
 
 
-def _info(trial_id: str, accuracy: float, *, test: float | None = None, source: str | None = None) -> TrialInfo:
+def _info(trial_id: str, accuracy: float, *, test: float | None = None, source: str | None = None,
+          reference: str | None = None) -> TrialInfo:
     metrics = {"accuracy": accuracy, "feasible": 1.0, "cost/macs": 10.0}
     if test is not None:
         metrics |= {"test/accuracy": test, "confirms": source}
+    if reference is not None:
+        metrics["reference"] = reference
     return TrialInfo(trial_id, metrics, {"a": 0.5}, Path(f"/ckpt/{trial_id}"), Path(f"/trials/{trial_id}"))
 
 

@@ -92,6 +92,16 @@ def test_quiet_prints_only_the_result(tiny_config, tmp_path):
 
 
 @pytest.mark.integration
+def test_verbose_brings_back_tunes_own_output(tiny_config, tmp_path):
+    tiny_config.update(trials=2, tracking={"enabled": False})
+    out = _search(tiny_config, tmp_path, "--verbose")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Trial status:" in out.stdout + out.stderr  # Tune's own status table, per trial state
+    assert not any(line.startswith("trials ") for line in out.stdout.splitlines())  # instead of the live line
+    assert "Frontier: accuracy vs macs" in out.stdout
+
+
+@pytest.mark.integration
 def test_a_search_where_every_trial_errored_fails_with_one_line_each(tiny_config, tmp_path):
     tiny_config.update(trials=2, tracking={"enabled": False}, space={"levels": [0.5]})
     tiny_config["budgets"] = [{"cost": "tests.search.costfuncs:stem_width_meter", "max": 100}]

@@ -21,15 +21,25 @@ def raw_exp(tmp_path_factory):
     return build_experiment(tmp_path_factory.mktemp("pyfunc"), RAW_EXPERIMENT)
 
 
+@pytest.fixture
+def tracking_uri_for_loading():
+    """The user's side: loading ``models:/...`` reads the process's tracking URI, so point it
+    at the store (``register_export`` leaves the process's URI as it found it), and reset."""
+    yield mlflow.set_tracking_uri
+    mlflow.set_tracking_uri(None)
+
+
 @pytest.mark.parametrize(("fmt", "name"), [("torch_export", "m.pt2"), ("state_dict", "m")])
-def test_the_raw_images_pyfunc_reaches_the_trials_accuracy(raw_exp, tmp_path, fmt, name):
+def test_the_raw_images_pyfunc_reaches_the_trials_accuracy(raw_exp, tmp_path, fmt, name, tracking_uri_for_loading):
     manifest = read_manifest(raw_exp)
     trial = find_trial(read_trials(raw_exp), "wide0001")
     result = export_trial(manifest, trial, fmt, tmp_path / name)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     example = manifest.setup().data.load(8).val_x[:2].float().numpy()
     registered = register_export(result, "digits-net", uri, "exports", example)
+    assert mlflow.get_tracking_uri() != uri  # this process's URI is as it was before
     version = mlflow.MlflowClient(uri).get_model_version("digits-net", registered.version)
+    tracking_uri_for_loading(uri)
     model = mlflow.pyfunc.load_model(version.tags["raw_images"])
 
     images, labels = raw_digits()  # (N, 1, 8, 8) gray floats in [0, 1], as the loader read them

@@ -108,13 +108,28 @@ def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_c
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "is a local folder but the cluster" in refused.stderr and "shared_storage: true" in refused.stderr
 
-    out = _cli("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=tmp_path)
+    # A user cost module in the driver's folder only: Ray ships it (py_modules) to the workers,
+    # whose processes run elsewhere and import the shipped copy (it notes where it was loaded).
+    project, seen = tmp_path / "project", tmp_path / "imported"
+    project.mkdir(), seen.mkdir()
+    (project / "meters.py").write_text(
+        "import os, pathlib\n"
+        f"pathlib.Path({str(seen)!r}, str(os.getpid())).write_text(os.path.abspath(__file__))\n"
+        "def stem_width(model, example_input):\n"
+        "    return float(model.stem[0].out_channels)\n")
+    config["budgets"] = [{"cost": "meters:stem_width", "max": 1e9}]
+    out = _cli("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=project)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     reports = _reports(Path(config["storage_path"]) / "spread")
     assert len(reports) == 4 and all(r[-1]["done"] for r in reports.values())
+    assert all(0 < r[-1]["cost/stem_width"] <= 4 for r in reports.values()), reports
     used = {report["node_id"] for trial in reports.values() for report in trial}
     assert used == {worker.node_id for worker in ray_cluster.workers}
     assert all(ipaddress.ip_address(r["node_ip"]).is_loopback for trial in reports.values() for r in trial)
+    loaded = {Path(p.read_text()) for p in seen.iterdir()}
+    assert project / "meters.py" in loaded  # the driver checked the budget with its own copy
+    shipped = loaded - {project / "meters.py"}
+    assert shipped and all("runtime_resources" in str(p) for p in shipped), loaded
 
 
 # Enough trials that the search is still going when Tune's snapshot (taken at most every
