@@ -51,7 +51,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 TASKS = {"resnet20": {"name": "resnet20", "width": 0.5, "input_size": 16},
          "vgg11": {"name": "vgg11", "width": 0.25, "input_size": 16}}
 DATA = {"name": "shapes", "options": {"n_train": 2000, "n_val": 500, "n_test": 500}}
-SEARCHED = ("random", "rl", "exhaustive", "random+asha")
+SEARCHED = ("random", "rl", "rl+warm", "exhaustive", "random+asha")
 
 
 @dataclass
@@ -109,9 +109,25 @@ def method_config(args, method: str, task: str, seed: int) -> dict:
     if method == "exhaustive":
         return base_config(args, task, seed, name, searcher={"name": "exhaustive", "seed": seed, "options": {"mode": "sampled"}},
                            space={"levels": [0.25, 0.5, 0.75, 1.0]})
+    if method == "rl+warm":  # the RL searcher started from the sensitivity probes' allocation
+        return base_config(args, task, seed, name, searcher={"name": "rl", "seed": seed, "options": {"warm_start": "sensitivity"}},
+                           trials=args.trials + sensitivity_probes(args, task))
     if method == "random+asha":
         return base_config(args, task, seed, name, trials=2 * args.trials, scheduler={"name": "asha", "grace_steps": 10})
     return base_config(args, task, seed, name, searcher={"name": method, "seed": seed})
+
+
+def sensitivity_probes(args, task: str) -> int:
+    """The warm start's probes on ``task``'s model, at most 1 + groups x 3 ratios (a group too
+    thin for a ratio has fewer): extra trials, so ``rl+warm`` gets at least ``--trials``
+    episodes like ``rl``. Probes run 0 fine-tune steps, so the step counts stay comparable."""
+    import torch
+
+    from prunetune.trainables import build_model, find_groups
+
+    spec = TASKS[task]
+    model = build_model(spec["name"], num_classes=10, input_size=spec["input_size"], width=spec["width"])
+    return 1 + 3 * len(find_groups(model, torch.zeros(1, 3, spec["input_size"], spec["input_size"])))
 
 
 def run_method(args, method: str, task: str, seed: int) -> Figure:
@@ -230,9 +246,11 @@ def latency_run(args, method: str, seed: int) -> tuple[Figure, float]:
     from prunetune.search.config import parse_config
     from prunetune.search.run import prepare, run_search
 
-    changes = {"budgets": [{"cost": "latency", "max": args.latency, "relative": True}]}
+    changes = {"budgets": [{"cost": "latency", "max": args.latency, "relative": True}],
+               "model": {**TASKS["resnet20"], "input_size": args.latency_input_size},
+               "concurrency": 1}  # one trial measures at a time: the other core stays quiet
     config = method_config(args, method, "resnet20", seed)
-    config.update(changes, name=f"{config['name']}-latency{args.latency:g}")
+    config.update(changes, name=f"{config['name']}-latency{args.latency:g}-{args.latency_input_size}px")
     if method == "sensitivity":
         config["searcher"]["options"] = {"probes": 6}
     outcome = run_search(prepare(parse_config(config), show_progress=False))
@@ -306,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="+", default=["uniform", "sensitivity", *SEARCHED, "taper"])
     parser.add_argument("--latency", type=float, default=0.0, help="also run under this relative CPU latency budget")
+    parser.add_argument("--latency-input-size", type=int, default=32,
+                        help="input size of the latency run (at 16 px resnet20's latency is per-layer overhead)")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency run (needs --latency)")
+    parser.add_argument("--no-correlation", action="store_true", help="leave out the cheap-vs-final correlation table")
     parser.add_argument("--storage", type=Path, default=Path("results/benchmarks/baselines").resolve())
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few trials and steps")
     args = parser.parse_args(argv)
@@ -317,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
 
     init_ray(None)
     results: dict[str, dict[str, Row]] = {}
+    if args.latency_only:
+        args.tasks = []
     for task in args.tasks:
         rows = results.setdefault(task, {})
         for seed in range(args.seeds):
@@ -331,18 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     for task, rows in results.items():
         print_table(task, rows, args.budget)
     print("\n## cheap accuracy vs the result a user gets (Spearman's rho with the long fine-tune's test accuracy)")
-    for task in args.tasks:
+    for task in [] if args.no_correlation else args.tasks:
         rho = correlation(args, task)
         print(f"{task}: " + "; ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in rho.items()))
     if args.latency:
-        print(f"\n## resnet20 under a measured CPU latency budget <= {args.latency:.0%} of dense (1 seed)")
+        print(f"\n## resnet20 at {args.latency_input_size} px under a measured CPU latency budget <= {args.latency:.0%} "
+              "of dense (1 seed)")
         for method in ("uniform", "sensitivity", "random"):
             figure, noise = latency_run(args, method, 0)
             print(f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  steps {figure.steps}"
                   f"  within budget {figure.within_budget}  latency noise (CV between re-measurements) {noise:.1%}")
-    print("\n## verdict")
-    for line in verdict(results):
-        print(line)
+    if results:
+        print("\n## verdict")
+        for line in verdict(results):
+            print(line)
     print(f"\nwall time {time.time() - started:.0f} s")
     return 0
 

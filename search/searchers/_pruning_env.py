@@ -48,6 +48,7 @@ class PruningEnv:
         self.target = target if target is not None else self._budget_target()
         self._candidates = [self._grid(g) for g in self.groups]
         self.shares = self._macs_shares()
+        self._offsets = [0.0] * len(self.groups)  # raw-action offsets of a prior profile (none: 0)
 
     # -- what the policy sees ------------------------------------------------------------
     def observation(self, step: int, decided: Mapping[str, float]) -> np.ndarray:
@@ -77,10 +78,20 @@ class PruningEnv:
         return np.array([self.target, 1.0], dtype=np.float32)
 
     # -- raw action -> ratio -------------------------------------------------------------
+    def set_prior(self, prior: Mapping[str, float]) -> None:
+        """Centre every group's action on ``prior``'s ratio: a raw action of 0 then maps to it
+        (before the budget cap), the policy's raw output is an offset from it."""
+        for step, group in enumerate(self.groups):
+            low, high = self._candidates[step][0], self._candidates[step][-1]
+            ratio = min(max(float(prior.get(group.name, (low + high) / 2)), low), high)
+            self._offsets[step] = 2.0 * (ratio - low) / (high - low) - 1.0 if high > low else 0.0
+
     def decide(self, step: int, raw: float, decided: Mapping[str, float]) -> float:
-        """The keep ratio of group ``step`` for raw action ``raw``: mapped, snapped, capped."""
+        """The keep ratio of group ``step`` for raw action ``raw`` (offset by the prior, if any):
+        mapped, snapped, capped."""
         group, options = self.groups[step], self._candidates[step]
         low, high = options[0], options[-1]
+        raw = raw + self._offsets[step]
         ratio = low + (min(max(raw, -1.0), 1.0) + 1.0) / 2.0 * (high - low)
         if group.levels is not None:
             ratio = min(options, key=lambda level: (abs(level - ratio), level))

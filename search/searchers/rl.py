@@ -29,6 +29,14 @@ Formulation (seed 1's, with our choices named):
   separate cost value head (:mod:`prunetune.search.searchers._policy`): policy advantage
   ``(A_r - nu * A_c) / (1 + nu)``. One update every ``batch_episodes`` finished episodes.
   Without any black-box budget ``nu`` plays no part (plain PPO on the reward).
+- **Warm start** (``warm_start: sensitivity``, our choice). The search's first trials are the
+  sensitivity searcher's probes (each group alone at ``probe_ratios``, ``probe_steps`` of
+  fine-tune; see :mod:`~prunetune.search.searchers.sensitivity`); their greedy allocation at
+  the analytic budget (at ``target`` with ``reward: target``) becomes the policy's prior: a raw
+  action is an offset from the prior's ratio in each group (:meth:`PruningEnv.set_prior`), so
+  the untrained policy samples around the sensitivity profile instead of the middle of every
+  range and learns what to change. The probes count as trials; their results only shape the
+  prior (they are no episodes).
 - **Fidelity.** ``fidelity: [[0, 0], [0.33, 32], [0.66, 128]]`` gives each suggestion
   ``finetune_steps`` by the fraction of trials suggested so far; the number of trials is
   ``max_trials`` or Tune's ``num_samples`` (passed through ``set_search_properties``).
@@ -81,6 +89,16 @@ class RLSettings(SearcherOptions):
     target_cost: str = "macs"
     fidelity: tuple[tuple[float, int], ...] = ()
     max_trials: int | None = Field(None, ge=1, strict=True)
+    warm_start: Literal["none", "sensitivity"] = "none"
+    probe_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    probe_steps: int = Field(0, ge=0, strict=True)
+
+    @field_validator("probe_ratios")
+    @classmethod
+    def _keep_ratios(cls, ratios: tuple[float, ...]) -> tuple[float, ...]:
+        if not ratios or any(not 0 < r < 1 for r in ratios):
+            raise ValueError("probe_ratios must list keep ratios in (0, 1), e.g. [0.25, 0.5, 0.75]")
+        return tuple(sorted(set(ratios)))
 
     @field_validator("fidelity")
     @classmethod
@@ -128,6 +146,8 @@ class RLSearcher(ProfileSearcher):
         self._learner_state: dict | None = None
         self.fidelities: dict[int, list[float]] = {}  # fine-tune steps -> [sum of accuracy, count]
         self._engine: tuple | None = None  # (learner group, sampling module, dist class): never pickled
+        self.prober = self._prober() if self.settings.warm_start == "sensitivity" else None
+        self.prior: dict[str, float] | None = None  # the warm start's profile, once its probes are in
 
     @property
     def multiplier(self) -> float:
@@ -140,7 +160,13 @@ class RLSearcher(ProfileSearcher):
             self.max_trials = int(spec["num_samples"])
         return super().set_search_properties(metric, mode, config, **spec)
 
-    def propose(self, trial_id: str) -> dict[str, Any]:
+    def propose(self, trial_id: str) -> dict[str, Any] | None:
+        if self.prober is not None and self.prior is None:
+            if self.prober.queue:
+                return self.prober.propose(trial_id)  # a probe: marked ``probe`` in its config
+            if self.prober.probing:
+                return None  # the prior needs every probe's result
+            self._set_prior(self._warm_prior())
         rollout = self._rollout()
         config: dict[str, Any] = {"profile": rollout.pop("profile")}
         steps = self._fidelity()
@@ -151,6 +177,9 @@ class RLSearcher(ProfileSearcher):
         return config
 
     def observe(self, trial_id: str, config: dict[str, Any], result: dict | None, error: bool) -> None:
+        if self.prober is not None and trial_id in self.prober.probing:
+            self.prober.observe(trial_id, config, result, error)  # an errored probe reads as unknown
+            return
         if error:
             self.pending[trial_id] = config  # resume_errored reruns it: keep its rollout too
             return
@@ -160,6 +189,31 @@ class RLSearcher(ProfileSearcher):
         self.ready.append({**rollout, "reward": self._reward(config, result), "cost": self._cost(result)})
         if len(self.ready) >= self.settings.batch_episodes:
             self._update()
+
+    # -- warm start ------------------------------------------------------------------------
+    def _prober(self):
+        from prunetune.search.searchers.sensitivity import SensitivitySearcher
+
+        if self.space.cost_model is None:
+            raise ConfigError("rl searcher option warm_start=sensitivity allocates on the exact cost model, which this "
+                              "model has none of; use warm_start: none")
+        return SensitivitySearcher(self.space, seed=self.seed, metric=self.metric or "accuracy", mode=self.mode or "max",
+                                   ratios=self.settings.probe_ratios, probe_steps=self.settings.probe_steps,
+                                   cost=self.settings.target_cost if self.settings.reward == "target" else "macs")
+
+    def _warm_prior(self) -> dict[str, float]:
+        """The probes' greedy allocation at the analytic budget (``target`` with ``reward:
+        target``), the largest that meets every analytic limit."""
+        from prunetune.search.searchers._one_knob import analytic_knob
+
+        prober = self.prober
+        low, high = prober.knob_range()
+        level = self.settings.target if self.settings.reward == "target" else None
+        return prober.family(analytic_knob(self.space, prober.family, low, high, prober.options.cost, level))
+
+    def _set_prior(self, prior: dict[str, float]) -> None:
+        self.prior = dict(prior)
+        self.env.set_prior(self.prior)
 
     # -- episodes --------------------------------------------------------------------------
     def _rollout(self) -> dict[str, Any]:
@@ -337,6 +391,8 @@ class RLSearcher(ProfileSearcher):
                 "ready": list(self.ready),
                 "fidelities": {f: list(v) for f, v in self.fidelities.items()},
                 "learner": self._learner_snapshot(),
+                "prober": self.prober.get_state() if self.prober is not None else None,
+                "prior": self.prior,
             }
         }
 
@@ -349,6 +405,10 @@ class RLSearcher(ProfileSearcher):
         self.rollouts, self.ready = dict(rl["rollouts"]), list(rl["ready"])
         self.fidelities = {int(f): list(v) for f, v in rl.get("fidelities", {}).items()}
         self._learner_state, self._engine = rl["learner"], None
+        if self.prober is not None and rl.get("prober") is not None:
+            self.prober.set_state(rl["prober"])
+        if rl.get("prior") is not None:
+            self._set_prior(rl["prior"])
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

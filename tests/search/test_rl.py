@@ -160,3 +160,65 @@ def test_target_reward_penalises_distance_to_the_expected_compression():
     searcher.on_trial_complete("t0", {"accuracy": 0.8})
     relative = space.costs(config["profile"])["macs"] / space.cost_model.dense()["macs"]
     assert searcher.ready[0]["reward"] == pytest.approx(0.8 - 2.0 * abs(relative - 0.5))
+
+
+def _probe_then_rollouts(searcher: RLSearcher, rollouts: int) -> tuple[list[dict], list[dict]]:
+    """Suggest every warm-start probe before completing any, then ``rollouts`` RL profiles."""
+    probes = []
+    while (config := searcher.suggest(f"p{len(probes)}")) is not None:
+        assert "probe" in config, "an RL episode before the probes were in"
+        probes.append(config)
+    for i, config in enumerate(probes):  # the prior waits for every probe: None until then
+        searcher.on_trial_complete(f"p{i}", {"accuracy": accuracy_of(config["profile"])})
+    return probes, run(searcher, 0, rollouts)
+
+
+def test_a_warm_start_probes_each_group_then_samples_around_the_sensitivity_allocation(tmp_path):
+    space = chain_space(budget=0.5)
+    searcher = RLSearcher(space, seed=0, warm_start="sensitivity", init_std=0.02, batch_episodes=50)
+    probes, rollouts = _probe_then_rollouts(searcher, 6)
+    assert len(probes) == 1 + 5 * 3 and all(p["finetune_steps"] == 0 for p in probes)  # the reference, 3 ratios a group
+    # the prior is what `searcher: sensitivity` allocates from the same probes
+    alone = get_searcher("sensitivity")(space)
+    for i in range(100):
+        config = alone.suggest(f"s{i}")
+        if "probe" not in config:
+            break  # its allocation, after its probes
+        alone.on_trial_complete(f"s{i}", {"accuracy": accuracy_of(config["profile"])})
+    assert searcher.prior == config["profile"]
+    assert searcher.prior["g0"] > np.mean([searcher.prior[g] for g in ("g1", "g2", "g3", "g4")])  # g0 matters most
+    dense = space.cost_model.dense()["macs"]
+    assert all(space.feasible(c["profile"]) for c in rollouts)
+    near = np.mean([abs(c["profile"][g] - searcher.prior[g]) for c in rollouts for g in space.names])
+    cold = run(RLSearcher(space, seed=0, init_std=0.02, batch_episodes=50), 0, 6)
+    far = np.mean([abs(c["profile"][g] - searcher.prior[g]) for c in cold for g in space.names])
+    assert near < 0.06 < far, (near, far)  # the untrained policy starts at the prior, not mid-range
+    assert max(space.costs(c["profile"])["macs"] / dense for c in rollouts) > 0.4  # using the budget
+
+
+def test_a_warm_started_search_restored_mid_probe_continues_identically(tmp_path):
+    def fresh():
+        return RLSearcher(chain_space(budget=0.5), seed=3, warm_start="sensitivity", batch_episodes=4)
+
+    searcher = fresh()
+    first = [searcher.suggest(f"p{i}") for i in range(5)]
+    for i in range(3):
+        searcher.on_trial_complete(f"p{i}", {"accuracy": accuracy_of(first[i]["profile"])})
+    searcher.save(str(tmp_path / "rl.pkl"))
+    restored = fresh()
+    restored.restore(str(tmp_path / "rl.pkl"))
+
+    def finish(s: RLSearcher) -> list[dict]:
+        for i in (3, 4):
+            s.on_trial_complete(f"p{i}", {"accuracy": accuracy_of(first[i]["profile"])})
+        return _probe_then_rollouts(s, 10)
+
+    assert finish(searcher) == finish(restored)
+    assert restored.prior == searcher.prior and restored.updates == searcher.updates == 2
+
+
+def test_a_warm_start_needs_the_cost_model_and_keep_ratios():
+    with pytest.raises(ConfigError, match="probe_ratios must list keep ratios in"):
+        RLSearcher(chain_space(), warm_start="sensitivity", probe_ratios=[1.5])
+    with pytest.raises(ConfigError, match="warm_start='cold' is not one of none, sensitivity"):
+        RLSearcher(chain_space(), warm_start="cold")
