@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import pickle
 import signal
 import subprocess
@@ -108,17 +109,22 @@ def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_c
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "is a local folder but the cluster" in refused.stderr and "shared_storage: true" in refused.stderr
 
-    # A user cost module in the driver's folder only: Ray ships it (py_modules) to the workers,
-    # whose processes run elsewhere and import the shipped copy (it notes where it was loaded).
-    project, seen = tmp_path / "project", tmp_path / "imported"
-    project.mkdir(), seen.mkdir()
+    # A user cost module that only the driver can import (its folder on the driver's PYTHONPATH,
+    # as a project folder on the submitting machine): Ray ships it (py_modules) to the workers,
+    # which import the shipped copy; it notes where it was loaded from. (Ray also hands the
+    # driver's working directory to workers, which on one machine would find a module there.)
+    project, seen, elsewhere = tmp_path / "project", tmp_path / "imported", tmp_path / "elsewhere"
+    for folder in (project, seen, elsewhere):
+        folder.mkdir()
     (project / "meters.py").write_text(
         "import os, pathlib\n"
         f"pathlib.Path({str(seen)!r}, str(os.getpid())).write_text(os.path.abspath(__file__))\n"
         "def stem_width(model, example_input):\n"
         "    return float(model.stem[0].out_channels)\n")
     config["budgets"] = [{"cost": "meters:stem_width", "max": 1e9}]
-    out = _cli("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=project)
+    driver_env = {**env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(project), env().get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "prunetune", "search", _write(config, tmp_path), "--address", ray_cluster.address],
+                         capture_output=True, text=True, timeout=300, cwd=elsewhere, env=driver_env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     reports = _reports(Path(config["storage_path"]) / "spread")
     assert len(reports) == 4 and all(r[-1]["done"] for r in reports.values())
