@@ -63,6 +63,7 @@ from pydantic import Field, field_validator
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
+from prunetune.search.searchers.sensitivity import SensitivitySearcher, keep_ratios
 from prunetune.search.space import ProfileSpace
 
 FIDELITY_SAMPLES = 3  # results at a fidelity before its mean is trusted for the shift
@@ -96,9 +97,7 @@ class RLSettings(SearcherOptions):
     @field_validator("probe_ratios")
     @classmethod
     def _keep_ratios(cls, ratios: tuple[float, ...]) -> tuple[float, ...]:
-        if not ratios or any(not 0 < r < 1 for r in ratios):
-            raise ValueError("probe_ratios must list keep ratios in (0, 1), e.g. [0.25, 0.5, 0.75]")
-        return tuple(sorted(set(ratios)))
+        return keep_ratios(ratios, "probe_ratios")
 
     @field_validator("fidelity")
     @classmethod
@@ -191,9 +190,7 @@ class RLSearcher(ProfileSearcher):
             self._update()
 
     # -- warm start ------------------------------------------------------------------------
-    def _prober(self):
-        from prunetune.search.searchers.sensitivity import SensitivitySearcher
-
+    def _prober(self) -> SensitivitySearcher:
         if self.space.cost_model is None:
             raise ConfigError("rl searcher option warm_start=sensitivity allocates on the exact cost model, which this "
                               "model has none of; use warm_start: none")

@@ -43,9 +43,14 @@ class SensitivityOptions(LevelOptions):
     @field_validator("ratios")
     @classmethod
     def _ratios(cls, ratios: tuple[float, ...]) -> tuple[float, ...]:
-        if not ratios or any(not 0 < r < 1 for r in ratios):
-            raise ValueError("ratios must list keep ratios in (0, 1), e.g. [0.25, 0.5, 0.75]")
-        return tuple(sorted(set(ratios)))
+        return keep_ratios(ratios, "ratios")
+
+
+def keep_ratios(ratios: tuple[float, ...], option: str) -> tuple[float, ...]:
+    """Probe ratios, sorted and once each; a ValueError naming ``option`` unless all in (0, 1)."""
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise ValueError(f"{option} must list keep ratios in (0, 1), e.g. [0.25, 0.5, 0.75]")
+    return tuple(sorted(set(ratios)))
 
 
 REFERENCE = "__reference__"
