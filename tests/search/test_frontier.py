@@ -152,3 +152,10 @@ def test_pareto_front_works_on_plain_cost_accuracy_pairs():
     pairs = [(50, 0.90), (30, 0.80), (60, 0.85), (30, 0.75), (20, 0.70), (40, 0.80)]
     front = pareto_front(pairs, cost=lambda p: p[0], accuracy=lambda p: p[1])
     assert front == [(20, 0.70), (30, 0.80), (50, 0.90)]  # at one cost the most accurate; ties on accuracy lose
+
+
+def test_the_dense_line_keeps_the_digits_of_a_measured_latency():
+    from prunetune.search.store.dense import describe_dense
+
+    reference = Reference(dense_accuracy=0.98, dense_costs={"latency": 1.3107, "macs": 2653002.0})
+    assert describe_dense(reference, ["latency", "macs"]) == "dense model: accuracy 0.9800, 1.311 latency, 2,653,002 macs"
