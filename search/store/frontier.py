@@ -272,6 +272,13 @@ def infeasible_groups(records: Sequence[TrialRecord], cost: str, reference: Refe
     return groups
 
 
+def accuracy_label(records: Sequence[TrialRecord]) -> str:
+    """The y axis: validation accuracy, unless confirmed (test-split) figures are drawn too."""
+    if any(r.confirmed for r in records):
+        return "accuracy (confirmed: test split; other trials: validation)"
+    return "validation accuracy"
+
+
 def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", *, reference: Reference | None = None):
     """The matplotlib figure :func:`frontier_png` saves (tests read it back)."""
     import matplotlib
@@ -308,7 +315,7 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
         top.set_xlabel(f"{cost} (absolute)")
     else:
         ax.set_xlabel(cost)
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(accuracy_label(records))
     ax.set_title(title or f"accuracy vs {cost}", pad=28 if dense else 6)
     ax.grid(alpha=0.3)
     # Beside the axes, never over the points.

@@ -16,6 +16,7 @@ from pathlib import Path
 from prunetune.search.store.frontier import (
     Reference,
     TrialRecord,
+    accuracy_label,
     broken_budgets,
     frontier_figure,
     frontier_png,
@@ -116,7 +117,7 @@ def frontier_html(records: Sequence[TrialRecord], costs: Sequence[str], path: Pa
                           annotation_text=f"budget {reference.labels.get(cost, cost)}")
         axis = {"title_text": f"{cost} (share of dense, {dense:,.0f})", "tickformat": ".0%"} if dense else {"title_text": cost}
         fig.update_xaxes(row=row, col=1, **axis)
-        fig.update_yaxes(title_text="validation accuracy", row=row, col=1)
+        fig.update_yaxes(title_text=accuracy_label(records), row=row, col=1)
     fig.update_layout(title=title or "frontier", height=420 * len(costs) + 80, autosize=True, template="plotly_white",
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return _write_page(fig, path, plotlyjs)
