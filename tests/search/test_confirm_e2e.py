@@ -116,3 +116,12 @@ def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_wo
     client = mlflow.MlflowClient(f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'reference'")
     assert len(runs) == 1 and "test/accuracy" in runs[0].data.metrics
+    # compare reads the confirmed test accuracies from MLflow, and leaves the reference out
+    uri = f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}"
+    out = _cli("compare", "tiny", "--tracking-uri", uri, "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [points] = json.loads((tmp_path / "cmp" / "compare.json").read_text())["frontiers"].values()
+    confirmed = {p["trial_id"]: p["accuracy"] for p in blob["frontier"]}
+    assert points and {p["trial_id"] for p in points} <= set(confirmed)
+    assert max(p["accuracy"] for p in points) == pytest.approx(max(confirmed.values()))
+    assert uniform["trial_id"] not in {p["trial_id"] for p in points}
