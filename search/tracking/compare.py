@@ -22,10 +22,9 @@ from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.search.store.frontier import pareto_front
-from prunetune.search.tracking.tracker import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
+from prunetune.search.tracking.tracker import DENSE_METRIC, PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
-DENSE_METRIC = "dense_accuracy"  # a parent run's metric: the accuracy of the model it prunes
 
 
 @dataclass(frozen=True)

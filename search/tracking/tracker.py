@@ -39,6 +39,7 @@ ARTIFACTS_DIR = "mlartifacts"
 _SQLITE = "sqlite:///"
 PARENT_ID = "mlflow.parentRunId"
 TAG_ROLE = "prunetune.role"
+DENSE_METRIC = "dense_accuracy"  # a parent run's metric: the accuracy of the model it prunes
 TAG_SEARCH_ID = "prunetune.search_id"
 TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
@@ -420,6 +421,9 @@ class SearchTracker:
         self._log_frontier(summaries)
         now = int(time.time() * 1000)
         totals = search_totals(summaries, self.config, wall_s)
+        reference = self.reference
+        if reference is not None and reference.dense_accuracy is not None:
+            totals[DENSE_METRIC] = reference.dense_accuracy  # what compare reads the search against
         self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
         self.client.set_terminated(parent, "FINISHED")
 

@@ -116,6 +116,9 @@ def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_wo
     client = mlflow.MlflowClient(f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'reference'")
     assert len(runs) == 1 and "test/accuracy" in runs[0].data.metrics
+    [parent] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'search'")
+    dense = next(line for line in lines if line.startswith("dense model: accuracy "))
+    assert f"accuracy {parent.data.metrics['dense_accuracy']:.4f}" in dense  # the parent run records the reference
     # compare reads the confirmed test accuracies from MLflow, and leaves the reference out
     uri = f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}"
     out = _cli("compare", "tiny", "--tracking-uri", uri, "--out", str(tmp_path / "cmp"), cwd=tmp_path)
