@@ -8,6 +8,9 @@ convs inside one coupled group would conflict silently.
 
 Which channels of a group go is the criterion's choice: :data:`CRITERIA` holds them by name
 (``l1``, ``l2``, ``random``, ``bn_scale``, ``taylor``); :func:`register_criterion` adds one.
+A criterion computed on the dense weights alone (all but ``taylor``) ranks each group once per
+traced model, and a profile then only selects indices (:mod:`prunetune.trainables.selection`);
+``prune.ranking: sequential`` ranks each group on the model as earlier groups left it instead.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch_pruning as tp
 from pydantic import Field, field_validator
 from torch import nn
 
+import prunetune.trainables.selection as selection
 from prunetune.budgets.registry import Registry
 from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 from prunetune.trainables.tracing import ShuffleFinder, TracingError, check_traceable, describe_failure
@@ -128,40 +132,67 @@ def find_groups(model: nn.Module, example_input: torch.Tensor) -> tuple[GroupInf
 Batch = tuple[torch.Tensor, torch.Tensor]
 CriterionFactory = Callable[[nn.Module, Batch | None], tp.importance.Importance]
 
-CRITERIA: Registry[CriterionFactory] = Registry("criterion")
+
+@dataclass(frozen=True)
+class Criterion:
+    """A registered channel criterion: its factory, and whether its scores depend only on the
+    dense model (``dense``), so that they are computed once per traced model, not per profile."""
+
+    factory: CriterionFactory
+    dense: bool = False
+
+    def __call__(self, model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
+        return self.factory(model, calibration)
+
+
+CRITERIA: Registry[Criterion] = Registry("criterion")
 """The channel criteria by name (``prune.criterion``); ``names()`` lists them, ``in`` checks one."""
 
 
-def register_criterion(name: str) -> Callable[[CriterionFactory], CriterionFactory]:
+def register_criterion(name: str, *, dense: bool = False) -> Callable[[CriterionFactory], CriterionFactory]:
     """Register a channel criterion as ``name``, so ``prune.criterion: name`` selects it.
 
-    The factory is called once per prune, before any channel is scored, with the model about to
-    be pruned and the calibration batch (``(inputs, labels)`` or None). It returns a torch-pruning
-    ``Importance``: called on each group, one score per channel, the highest kept (None for a
-    group falls back to ``l1``). It may compute gradients on the model; the pruner clears them.
+    The factory returns a torch-pruning ``Importance``: called on each group, one score per
+    channel, the highest kept (None for a group falls back to ``l1``). By default (``dense``
+    False) it is called once per prune, before any channel is scored, with the model about to be
+    pruned and the calibration batch (``(inputs, labels)`` or None); each group is scored on the
+    model as the groups pruned before it left it, so scores may depend on the whole profile. It
+    may compute gradients on the model; the pruner clears them.
+
+    ``dense=True`` declares that the scores depend only on the dense weights: the factory is
+    called once per traced model with the dense model and no calibration batch, every group is
+    scored on the dense model (in module order, torch's global generator seeded with
+    ``prune.seed`` for whatever it draws), and every profile reuses those scores.
     """
-    return CRITERIA.register(name)
+
+    def decorate(factory: CriterionFactory) -> CriterionFactory:
+        CRITERIA.add(name, Criterion(factory, dense))
+        return factory
+
+    return decorate
 
 
-@register_criterion("l1")
+@register_criterion("l1", dense=True)
 def _l1(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
     """L1 norm of each channel's weights over its whole group (every coupled layer)."""
     return tp.importance.GroupMagnitudeImportance(p=1)
 
 
-@register_criterion("l2")
+@register_criterion("l2", dense=True)
 def _l2(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
     """L2 norm of each channel's weights over its whole group (every coupled layer)."""
     return tp.importance.GroupMagnitudeImportance(p=2)
 
 
-@register_criterion("random")
+@register_criterion("random", dense=True)
 def _random(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
-    """Uniform random scores (torch's global generator): the baseline every criterion must beat."""
+    """Uniform random scores (torch's global generator: seeded with ``prune.seed`` when ranked on
+    the dense model, the trial's own stream under ``ranking: sequential``): the baseline every
+    criterion must beat."""
     return tp.importance.RandomImportance()
 
 
-@register_criterion("bn_scale")
+@register_criterion("bn_scale", dense=True)
 def _bn_scale(model: nn.Module, calibration: Batch | None) -> tp.importance.Importance:
     """The BatchNorm scale of each channel (Network Slimming)."""
     return tp.importance.BNScaleImportance()
@@ -179,7 +210,7 @@ def _taylor(model: nn.Module, calibration: Batch | None) -> tp.importance.Import
 
 
 class PruneSettings(Settings):
-    """How a profile becomes channels: the criterion and the channel-count rule.
+    """How a profile becomes channels: the criterion, how it ranks, and the channel-count rule.
 
     The search config's ``prune`` section is this class; ``criterion`` must be registered.
     """
@@ -188,6 +219,12 @@ class PruneSettings(Settings):
     criterion: str = "l1"
     round_to: int = Field(1, ge=1)
     min_channels: int = Field(1, ge=1)
+    # "dense": a criterion registered dense=True (l1, l2, random, bn_scale) scores each group once
+    # on the dense model; "sequential": each group is scored on the model as the groups pruned
+    # before it left it (the ranking then depends on the profile). taylor is always sequential.
+    ranking: Literal["dense", "sequential"] = "dense"
+    # Seeds the dense ranking's random draws (criterion random): one profile, one set of channels.
+    seed: int = Field(0, ge=0)
 
     @field_validator("criterion")
     @classmethod
@@ -232,25 +269,32 @@ def apply_profile(
     explicit per-channel importances for some groups (by group name, one value per channel,
     higher kept first) that replace the criterion there, e.g. the taper method's learned gates.
     Traces ``model`` first; to prune many copies of one model, trace once with
-    :meth:`PruningStructure.trace` and prune a :meth:`PruningStructure.copy` each time.
+    :meth:`PruningStructure.trace` and call :meth:`PruningStructure.pruned_copy` each time.
     """
     return PruningStructure.trace(model, example_input).prune(profile, settings, calibration, scores)
 
 
 class PruningStructure:
-    """A model with its dependency graph and named group roots: traced once, copied per use.
+    """A model with its dependency graph and named groups: traced once, pruned many times.
 
-    Tracing (building torch-pruning's ``DependencyGraph``) costs more than copying the traced
-    result, so a search traces the base model once per worker process and every trial prunes
-    a :meth:`copy`. :meth:`prune` changes the model in place and spends the structure: its
-    channel counts no longer hold, so it cannot be pruned or copied again.
+    Tracing (building torch-pruning's ``DependencyGraph``) costs more than pruning, so a search
+    traces the base model once per worker process and every trial asks :meth:`pruned_copy` for
+    its model. The structure also keeps what depends only on the dense model: each group's
+    coupled layers in dense index space (:mod:`~prunetune.trainables.selection`) and, per
+    criterion registered ``dense=True``, every group's scores (:meth:`dense_scores`), so that a
+    profile only selects indices. :meth:`prune` changes the model in place and spends the
+    structure: its channel counts no longer hold, so it cannot be pruned or copied again.
     """
 
-    def __init__(self, model: nn.Module, graph: tp.DependencyGraph, roots: dict[str, nn.Module], channels: dict[str, int]):
+    def __init__(self, model: nn.Module, graph: tp.DependencyGraph, roots: dict[str, nn.Module], channels: dict[str, int],
+                 groups: dict[str, tp.Group] | None = None):
         self.model = model
         self.graph = graph
         self.roots = roots
         self.channels = channels
+        self._groups = groups  # full-index groups of the dense graph; built on first use when None
+        self._plans: dict[str, tuple[selection.Member, ...] | None] | None = None
+        self._scores: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
         self._spent = False
 
     @classmethod
@@ -258,12 +302,13 @@ class PruningStructure:
         """Trace ``model`` (not copied: the structure owns it from now on)."""
         graph = build_graph(model, example_input)
         roots = _root_groups(graph, model)
-        channels = {name: len(_out_group(graph, root)[0].idxs) for name, root in roots.items()}
-        return cls(model, graph, roots, channels)
+        groups = {name: _out_group(graph, root) for name, root in roots.items()}
+        return cls(model, graph, roots, {name: len(group[0].idxs) for name, group in groups.items()}, groups)
 
     def copy(self) -> PruningStructure:
         """An independent structure: model, graph and roots copied in one ``deepcopy``, so the
-        copied graph's nodes point at the copied modules and pruning it leaves this one intact."""
+        copied graph's nodes point at the copied modules and pruning it leaves this one intact.
+        The dense scores carry over (same weights); the groups are walked again when needed."""
         assert not self._spent, "a pruned structure cannot be copied"
         memo = _shared_objects(self.graph)
         originals = list(self.graph.module2node.values())
@@ -275,7 +320,9 @@ class PruningStructure:
         model, graph, roots = copy.deepcopy((self.model, self.graph, self.roots), memo)
         for node in originals:
             memo[id(node)].__dict__.update(copy.deepcopy(node.__dict__, memo))
-        return PruningStructure(model, graph, roots, dict(self.channels))
+        twin = PruningStructure(model, graph, roots, dict(self.channels))
+        twin._scores = dict(self._scores)
+        return twin
 
     def prune(
         self,
@@ -287,24 +334,117 @@ class PruningStructure:
         """Remove channels from :attr:`model` in place (see :func:`apply_profile`); returns the
         channels kept per group."""
         assert not self._spent, "a structure is pruned once; prune a copy() instead"
+        kept = target_channels(self.channels, profile, settings)
+        drops = self._dense_drops(kept, settings, scores or {})
         self._spent = True
-        scores = dict(scores or {})
-        channels, model, graph = self.channels, self.model, self.graph
-        kept = target_channels(channels, profile, settings)
+        if drops is None:
+            self._prune_sequentially(kept, settings, calibration, scores or {})
+        else:
+            selection.select(selection.gather(self._dense_plans(), self.channels, drops))
+        self.model.zero_grad(set_to_none=True)
+        return kept
+
+    def pruned_copy(
+        self,
+        profile: Profile,
+        settings: PruneSettings = PruneSettings(),
+        calibration: tuple[torch.Tensor, torch.Tensor] | None = None,
+        scores: Mapping[str, torch.Tensor] | None = None,
+    ) -> nn.Module:
+        """A copy of :attr:`model` pruned to ``profile`` (arguments as in :func:`apply_profile`);
+        the structure is unchanged and prunes again. When every dropped channel is known without
+        the profile (a dense ranking or explicit ``scores``), it selects the kept indices on a
+        cheap copy of the model; otherwise it prunes a :meth:`copy` group by group."""
+        assert not self._spent, "a pruned structure cannot be copied"
+        kept = target_channels(self.channels, profile, settings)
+        drops = self._dense_drops(kept, settings, scores or {})
+        if drops is None:
+            structure = self.copy()
+            structure.prune(profile, settings, calibration, scores)
+            return structure.model
+        return selection.pruned_copy(self.model, selection.gather(self._dense_plans(), self.channels, drops))
+
+    def dense_scores(self, criterion: str, seed: int = 0) -> dict[str, torch.Tensor]:
+        """One score per channel of every group under ``criterion`` (registered ``dense=True``),
+        computed on the dense model once per (criterion, seed) and kept: the ranking every
+        profile uses under ``ranking: dense``. Groups are scored in module order after
+        ``torch.manual_seed(seed)``, inside ``torch.random.fork_rng`` (the caller's random
+        stream is untouched); a group the criterion cannot score (no BatchNorm for
+        ``bn_scale``) is scored by ``l1``."""
+        assert not self._spent, "the dense scores of a pruned structure are gone"
+        chosen = CRITERIA.get(criterion)
+        if not chosen.dense:
+            raise ProfileError(f"criterion {criterion!r} depends on the profile: it has no dense scores")
+        if (criterion, seed) not in self._scores:
+            groups = self._dense_groups()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                importance, fallback = chosen(self.model, None), CRITERIA.get("l1")(self.model, None)
+                self._scores[criterion, seed] = {
+                    name: _ranks(importance, group, fallback) for name, group in groups.items()
+                }
+        return dict(self._scores[criterion, seed])
+
+    def _dense_drops(self, kept: dict[str, int], settings: PruneSettings,
+                     scores: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The root channels each pruned group drops, when they do not depend on the profile
+        (explicit ``scores``, or a dense criterion under ``ranking: dense``); else None."""
+        pruned = [name for name, keep in kept.items() if keep < self.channels[name]]
+        unscored = [name for name in pruned if name not in scores]
+        if settings.ranking == "sequential" or (unscored and not CRITERIA.get(settings.criterion).dense):
+            return None
+        if any(self._dense_plans()[name] is None for name in pruned):
+            return None
+        dense = self.dense_scores(settings.criterion, settings.seed) if unscored else {}
+        return {
+            name: self._drop(name, _given(scores[name]) if name in scores else dense[name], kept[name])
+            for name in pruned
+        }
+
+    def _prune_sequentially(self, kept: dict[str, int], settings: PruneSettings,
+                            calibration: Batch | None, scores: Mapping[str, torch.Tensor]) -> None:
+        """torch-pruning's way: each group scored on the model as the groups before it left it,
+        then pruned through a fresh walk of the graph."""
+        model, graph = self.model, self.graph
         importance = CRITERIA.get(settings.criterion)(model, calibration)
+        fallback = CRITERIA.get("l1")(model, calibration)
         for name, keep in kept.items():
-            if keep >= channels[name]:
+            if keep >= self.channels[name]:
                 continue
             full = _out_group(graph, self.roots[name])
-            ranks = scores[name].detach().flatten().cpu() if name in scores else importance(full)
-            if ranks is None:  # e.g. bn_scale on a group without BatchNorm: fall back to L1
-                ranks = CRITERIA.get("l1")(model, calibration)(full)
-            if len(ranks) != channels[name]:
-                raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels[name]} channels")
-            drop = torch.argsort(ranks, stable=True)[: channels[name] - keep].tolist()
-            _out_group(graph, self.roots[name], sorted(drop)).prune()
-        model.zero_grad(set_to_none=True)
-        return kept
+            ranks = _given(scores[name]) if name in scores else _ranks(importance, full, fallback)
+            _out_group(graph, self.roots[name], self._drop(name, ranks, keep).tolist()).prune()
+
+    def _drop(self, name: str, ranks: torch.Tensor, keep: int) -> torch.Tensor:
+        """The ``channels - keep`` lowest-ranked root channels of group ``name``, sorted (ties:
+        the earlier channel goes first)."""
+        channels = self.channels[name]
+        if len(ranks) != channels:
+            raise ProfileError(f"group {name!r}: {len(ranks)} scores given for {channels} channels")
+        return torch.argsort(ranks, stable=True)[: channels - keep].sort().values
+
+    def _dense_groups(self) -> dict[str, tp.Group]:
+        if self._groups is None:
+            self._groups = {name: _out_group(self.graph, root) for name, root in self.roots.items()}
+        return self._groups
+
+    def _dense_plans(self) -> dict[str, tuple[selection.Member, ...] | None]:
+        if self._plans is None:
+            self._plans = {name: selection.members(self.graph, group) for name, group in self._dense_groups().items()}
+        return self._plans
+
+
+def _given(scores: torch.Tensor) -> torch.Tensor:
+    return scores.detach().flatten().cpu()
+
+
+def _ranks(importance: tp.importance.Importance, group: tp.Group, fallback: tp.importance.Importance) -> torch.Tensor:
+    """``importance`` of every channel of ``group``; ``fallback`` (l1) where it scores none
+    (e.g. bn_scale on a group without BatchNorm)."""
+    ranks = importance(group)
+    if ranks is None:
+        ranks = fallback(group)
+    return ranks.detach().flatten().cpu()
 
 
 def _shared_objects(graph: tp.DependencyGraph) -> dict[int, object]:

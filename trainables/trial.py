@@ -92,12 +92,12 @@ def _example_of(model: ModelSpec) -> torch.Tensor:
 def pruned_model(setup: TrialSetup, profile: Profile, num_classes: int, calibration=None) -> nn.Module:
     """The base model with ``profile`` applied (channels physically removed), on the CPU.
 
-    Prunes a copy of the worker's cached base structure (see :func:`base_structure`): the same
-    result as loading the base and calling ``apply_profile``, without tracing it every trial.
+    A pruned copy of the worker's cached base structure (see :func:`base_structure`): the same
+    result as loading the base and calling ``apply_profile``, without tracing it every trial;
+    under a dense ranking the trial only selects the channels ranked once per worker.
     """
-    structure = base_structure(setup.model, num_classes, setup.base_checkpoint).copy()
-    structure.prune(profile, setup.prune, calibration=calibration)
-    return structure.model
+    structure = base_structure(setup.model, num_classes, setup.base_checkpoint)
+    return structure.pruned_copy(profile, setup.prune, calibration=calibration)
 
 
 def base_structure(model: ModelSpec, num_classes: int, checkpoint: str) -> PruningStructure:
@@ -106,7 +106,7 @@ def base_structure(model: ModelSpec, num_classes: int, checkpoint: str) -> Pruni
 
     Keyed by the model spec (architecture, width, input size), the class count and the
     checkpoint file (path and modification time); the prune settings do not change the graph.
-    Callers must prune a ``copy()``, never the cached structure itself.
+    Callers take ``pruned_copy()`` (or prune a ``copy()``), never prune the cached structure itself.
     """
     stamp = os.path.getmtime(checkpoint) if os.path.isfile(checkpoint) else 0.0
     return _traced_base(model, num_classes, checkpoint, stamp)

@@ -8,7 +8,7 @@ trial:
 
 - ``base``: the key of one of the ``bases`` setups (another data set or base model);
 - ``criterion``: the channel criterion (any registered one, e.g. ``l1`` or ``taylor``);
-- ``seed``: the trial's seed (random channel choice, fine-tune batch order).
+- ``seed``: the trial's seed and ``prune.seed`` (random channel choice, fine-tune batch order).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialS
         setup = (bases or {})[config["base"]]
     if "criterion" in config:
         setup = replace(setup, prune=setup.prune.replace(criterion=str(config["criterion"])))
-    if "seed" in config:
-        setup = replace(setup, seed=int(config["seed"]))
+    if "seed" in config:  # the random criterion's dense ranking is seeded by the prune settings
+        seed = int(config["seed"])
+        setup = replace(setup, seed=seed, prune=setup.prune.replace(seed=seed))
     return setup
 
 
