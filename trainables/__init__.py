@@ -17,7 +17,7 @@ from prunetune.trainables.models import build_model, model_names, register_model
 from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 from prunetune.trainables.structure import CostModelError, extract_cost_model
 from prunetune.trainables.taper import TaperSettings
-from prunetune.trainables.taper_trial import run_taper, taper_run
+from prunetune.trainables.taper_trial import is_taper_trial, run_taper, taper_run, taper_trial_config
 from prunetune.trainables.train import DivergedError, EvalSettings, Recipe, Settings, evaluate, recalibrate_bn, train_steps
 from prunetune.trainables.trial import (
     TrialSetup,
@@ -73,5 +73,7 @@ __all__ = [
     "run_taper",
     "run_trial",
     "taper_run",
+    "taper_trial_config",
+    "is_taper_trial",
     "train_steps",
 ]

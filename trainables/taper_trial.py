@@ -13,8 +13,10 @@ state (taper.json, taper.pt), from which a restored Tuner continues.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,6 +32,21 @@ from prunetune.trainables.trial import (
     save_trial_checkpoint,
     trial_device,
 )
+
+
+TAPER_METHOD = "taper"  # the ``method`` a taper trial's Tune config carries
+
+
+def taper_trial_config(model: str, data: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Tune config of a taper trial (``options``: :class:`TaperSettings` fields, swept ones
+    as Tune's search spaces); :func:`is_taper_trial` recognises it."""
+    return {"model": model, "data": data, "method": TAPER_METHOD, "taper": dict(options)}
+
+
+def is_taper_trial(config: Mapping[str, Any]) -> bool:
+    """Whether a trial's Tune config (from Tune, its folder's ``params.json`` or a report) is a
+    taper run's: its reports are frontier points, each with its own checkpoint."""
+    return config.get("method") == TAPER_METHOD
 
 
 def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume: Path | None = None) -> None:

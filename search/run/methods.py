@@ -158,9 +158,11 @@ class TaperSweep(Method):
         per combination of the sweep's values."""
         from ray import tune
 
+        from prunetune.trainables import taper_trial_config
+
         options = config.taper.settings()
         options.update({name: tune.grid_search(list(values)) for name, values in config.taper.sweep.items()})
-        return {"model": config.model.name, "data": config.data.name, "method": self.name, "taper": options}
+        return taper_trial_config(config.model.name, config.data.name, options)
 
     def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         return self.param_space(prepared.config), {"num_samples": 1, "max_concurrent_trials": prepared.config.concurrency}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.trainables.taper_trial import is_taper_trial
 from prunetune.trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
 RESULT_FILE = "result.json"
@@ -105,7 +106,7 @@ class TrialFolder:
 
     @property
     def is_taper(self) -> bool:
-        return self.config.get("method") == "taper"
+        return is_taper_trial(self.config)
 
     @property
     def checkpoint(self) -> Path | None:
