@@ -17,7 +17,9 @@ from ray.tune import Callback
 from prunetune.search.config import SearchConfig
 from prunetune.search.store.trials import last_line
 from prunetune.search.tracking.points import trial_points
-from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, role_of
+from prunetune.search.tracking.tracker import LocalState, TrialSummary, role_of
+from prunetune.search.tracking.writer import TrackingWriter
+from prunetune.trainables.taper_trial import is_taper_trial
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,12 @@ def summarize(trial, result: dict | None = None, status: str | None = None) -> T
     )
 
 
-def is_taper(trial) -> bool:
-    return trial.config.get("method") == "taper"
-
-
 def summarize_all(trials) -> list[TrialSummary]:
     """Every trial, and every point each taper trial has hardened so far."""
     summaries = []
     for trial in trials:
         summaries.append(summarize(trial))
-        if is_taper(trial):
+        if is_taper_trial(trial.config):
             summaries.extend(trial_points(trial))
     return summaries
 
@@ -82,62 +80,70 @@ def cluster_size() -> dict[str, float]:
 
 class TrackingCallback(Callback):
     """Parent run on setup, child runs per trial, frontier every ``frontier_every_s`` seconds
-    and at the end, totals when the experiment ends. Never raises because of MLflow."""
+    and at the end, totals when the experiment ends. Every write goes through the search's
+    :class:`~prunetune.search.tracking.writer.TrackingWriter`, so the event loop only queues
+    messages; the end of the experiment waits for them to be written. Never raises because of
+    MLflow."""
 
     def __init__(self, settings: TrackingSettings) -> None:
         self.settings = settings
-        self._tracker: SearchTracker | None = None
+        self._writer: TrackingWriter | None = None
         self._started = time.time()
         self._last_frontier = time.time()
 
     def __getstate__(self) -> dict:
-        # Tune pickles callbacks into the experiment state; an MLflow client must not go along.
+        # Tune pickles callbacks into the experiment state; the writer must not go along.
         return {"settings": self.settings}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["settings"])
 
-    @property
-    def tracker(self) -> SearchTracker:
-        if self._tracker is None:
-            s = self.settings
-            self._tracker = SearchTracker(s.uri, s.experiment, s.directory, s.config)
-        return self._tracker
-
     def setup(self, **info) -> None:
         self._started = self._last_frontier = time.time()
         LocalState.load(self.settings.directory).save(self.settings.directory)  # fixes the search id
-        self.tracker.open(cluster_size())
+        self._writer = TrackingWriter(self.settings)
+        self._writer.put("open", cluster_size())
+
+    def _log(self, *summaries: TrialSummary) -> None:
+        if self._writer is not None and summaries:
+            self._writer.put("trials", list(summaries))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if not result.get("done"):  # a trial's last report is logged once, by on_trial_complete
-            self.tracker.log_trial(summarize(trial, result, "RUNNING"))
+            self._log(summarize(trial, result, "RUNNING"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.tracker.log_trial(summarize(trial, status="FINISHED"))
+        self._log(summarize(trial, status="FINISHED"))
         self._maybe_refresh_frontier(trials)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.tracker.log_trial(summarize(trial, status="FAILED"))
+        self._log(summarize(trial, status="FAILED"))
 
     def on_trial_save(self, iteration, trials, trial, **info) -> None:
         # A taper run's checkpoints are its frontier points: each becomes a child run as soon
         # as Tune has registered it (the run's earlier points were logged before: a no-op).
-        if is_taper(trial):
-            for point in trial_points(trial):
-                self.tracker.log_trial(point)
+        if is_taper_trial(trial.config):
+            self._log(*trial_points(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
         state = LocalState.load(self.settings.directory)
         state.wall_s += time.time() - self._started
         state.save(self.settings.directory)
-        self.tracker.finish(summarize_all(trials), state.wall_s)
+        if self._writer is not None:
+            self._writer.put("finish", summarize_all(trials), state.wall_s)
+        self.close()
+
+    def close(self) -> None:
+        """Wait until everything queued is written, and stop the writer (until the next setup)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _maybe_refresh_frontier(self, trials) -> None:
         every = self.settings.config.tracking.frontier_every_s
-        if every and time.time() - self._last_frontier >= every:
+        if every and self._writer is not None and time.time() - self._last_frontier >= every:
             self._last_frontier = time.time()
-            self.tracker.log_frontier(summarize_all(trials))
+            self._writer.put("frontier", summarize_all(trials))
 
 
 def tracking_callback(prepared) -> TrackingCallback:

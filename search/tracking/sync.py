@@ -17,6 +17,7 @@ from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_folder
 from prunetune.search.tracking.points import point_summaries
 from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, role_of, tracking_uri
+from prunetune.search.tracking.writer import writer_lock
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,15 @@ def sync(directory: str | Path, uri: str | None = None) -> SyncResult:
     trials = read_trials(manifest.directory)
     state = LocalState.load(manifest.directory)
     state.save(manifest.directory)  # fixes the search id for later syncs
+    with writer_lock(manifest.directory):  # a killed driver's writer finishes its last batch first
+        return _sync(manifest, uri, config, trials, state)
+
+
+def _sync(manifest, uri: str, config, trials: list[TrialSummary], state: LocalState) -> SyncResult:
     tracker = SearchTracker(uri, experiment_name(config), manifest.directory, config)
     if not tracker.open():
         raise ConfigError(f"cannot write to MLflow at {uri}; start the tracking server or pass --tracking-uri URI")
-    for trial in trials:
-        tracker.log_trial(trial)
+    tracker.log_trials(trials)
     tracker.finish(trials, _wall_s(state, trials))
     if tracker.down:
         raise ConfigError(f"MLflow at {uri} stopped answering during the sync; run `prunetune sync` again")

@@ -207,7 +207,9 @@ def role_of(trial_config: dict) -> str:
     """A trial's ``prunetune.role`` tag from its Tune config: ``taper`` (a tapering run),
     ``reference`` (a reference profile confirmed beside the search's, ``confirm.uniform``) or
     ``trial``."""
-    if trial_config.get("method") == "taper":
+    from prunetune.trainables.taper_trial import is_taper_trial
+
+    if is_taper_trial(trial_config):
         return "taper"
     return "reference" if (trial_config.get("confirm") or {}).get("reference") else "trial"
 
@@ -288,7 +290,12 @@ class SearchTracker:
 
     def log_trial(self, summary: TrialSummary) -> None:
         """Create the trial's child run if new; record metrics, checkpoint and end status."""
-        self._guard(self._log_trial, summary)
+        self._guard(self._log_trials, [summary])
+
+    def log_trials(self, summaries: list[TrialSummary]) -> None:
+        """:meth:`log_trial` for many updates at once: one write per trial, however many of
+        its reports are among them (the asynchronous writer's batches)."""
+        self._guard(self._log_trials, summaries)
 
     def log_frontier(self, summaries: list[TrialSummary]) -> None:
         """Render the frontier (CSV, JSON, PNG per cost, interactive HTML) onto the parent run."""
@@ -366,30 +373,32 @@ class SearchTracker:
             raise TrackingUnavailable("no parent run")
         return self.parent_id
 
-    def _log_trial(self, summary: TrialSummary) -> None:
+    def _log_trials(self, summaries: list[TrialSummary]) -> None:
+        """Each trial's summaries (in order) as one child-run write: created if new, every
+        reported step's metrics in one batch, the last checkpoint, error and end status."""
         from mlflow.entities import Metric, Param, RunTag
 
         parent = self._require_open()
-        run_id, status = self._children.get(summary.trial_id) or (None, None)
-        if status in TERMINAL:
-            return  # logged completely before (resume, repeated sync)
-        params = []
-        if run_id is None:
-            run_id = self._create_child(parent, summary)
-            params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in summary.profile.items()]
-        stamp = int((summary.ended or time.time()) * 1000)
-        metrics = [Metric(k, v, stamp, summary.step) for k, v in trial_metrics(summary, self.config).items()]
-        tags = [RunTag(TAG_CHECKPOINT, summary.checkpoint)] if summary.checkpoint else []
-        if summary.error:
-            tags.append(RunTag("prunetune.error", summary.error[:4000]))
-        # One request for the lot (a short trial's tracking is a few round trips, not a dozen);
-        # MLflow takes at most 100 params per batch, so a profile of many groups takes more.
-        self.client.log_batch(run_id, metrics=metrics, params=params[:100], tags=tags)
-        for start in range(100, len(params), 100):
-            self.client.log_batch(run_id, params=params[start : start + 100])
-        if summary.status in TERMINAL:
-            self.client.set_terminated(run_id, summary.status, end_time=stamp)
-        self._children[summary.trial_id] = (run_id, summary.status)
+        by_trial: dict[str, list[TrialSummary]] = {}
+        for summary in summaries:
+            by_trial.setdefault(summary.trial_id, []).append(summary)
+        for trial_id, updates in by_trial.items():
+            run_id, status = self._children.get(trial_id) or (None, None)
+            if status in TERMINAL:
+                continue  # logged completely before (resume, repeated sync)
+            last = updates[-1]
+            params = []
+            if run_id is None:
+                run_id = self._create_child(parent, updates[0])
+                params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in last.profile.items()]
+            metrics = [Metric(k, v, _stamp(u), u.step) for u in updates for k, v in trial_metrics(u, self.config).items()]
+            tags = [RunTag(TAG_CHECKPOINT, last.checkpoint)] if last.checkpoint else []
+            if last.error:
+                tags.append(RunTag("prunetune.error", last.error[:4000]))
+            _log_batch(self.client, run_id, metrics, params, tags)
+            if last.status in TERMINAL:
+                self.client.set_terminated(run_id, last.status, end_time=_stamp(last))
+            self._children[trial_id] = (run_id, last.status)
 
     def _create_child(self, parent: str, summary: TrialSummary) -> str:
         started = (summary.ended or time.time()) - summary.time_total_s
@@ -415,9 +424,7 @@ class SearchTracker:
         from mlflow.entities import Metric
 
         parent = self._require_open()
-        for summary in summaries:
-            if summary.status in TERMINAL:
-                self._log_trial(summary)
+        self._log_trials([s for s in summaries if s.status in TERMINAL])
         self._log_frontier(summaries)
         now = int(time.time() * 1000)
         totals = search_totals(summaries, self.config, wall_s)
@@ -426,6 +433,22 @@ class SearchTracker:
             totals[DENSE_METRIC] = reference.dense_accuracy  # what compare reads the search against
         self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
         self.client.set_terminated(parent, "FINISHED")
+
+
+def _stamp(summary: TrialSummary) -> int:
+    return int((summary.ended or time.time()) * 1000)
+
+
+# MLflow's limits per log_batch request.
+_BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}
+
+
+def _log_batch(client, run_id: str, metrics: list, params: list, tags: list) -> None:
+    """One ``log_batch`` request, or as many as MLflow's per-request limits need."""
+    lists = {"metrics": metrics, "params": params, "tags": tags}
+    chunks = max(1, *(-(-len(v) // _BATCH_LIMITS[k]) for k, v in lists.items()))
+    for i in range(chunks):
+        client.log_batch(run_id, **{k: v[i * _BATCH_LIMITS[k] : (i + 1) * _BATCH_LIMITS[k]] for k, v in lists.items()})
 
 
 def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: float) -> dict[str, float]:

@@ -86,8 +86,11 @@ def test_restored_callback_resume_and_sync_reattach_without_duplicates(mlflow_se
     before_parent, before_children = runs_of(mlflow_server, "s1")
     # Tune pickles callbacks into its experiment state and unpickles them on Tuner.restore.
     callback = pickle.loads(pickle.dumps(tracking_callback(from_manifest(read_manifest(tracked_search.directory)))))
-    callback.setup()
-    assert callback.tracker.parent_id == before_parent[0].info.run_id and not callback.tracker.down
+    callback.setup()  # re-opens the search's parent run from the writer process
+    callback.close()
+    parents, _ = runs_of(mlflow_server, "s1")
+    assert [p.info.run_id for p in parents] == [p.info.run_id for p in before_parent]
+    assert parents[0].info.status == "RUNNING"
     resumed = prunetune("resume", str(tracked_search.directory))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     synced = prunetune("sync", str(tracked_search.directory))
