@@ -12,6 +12,7 @@ first base-model training excluded).
 For what bounds it, the same work is also timed in-process, one episode at a time: the
 searcher's own time (``suggest`` + ``on_trial_complete``, PPO updates included) and a trial's
 prune + evaluate (``pruned_model`` + ``evaluate``, caches warm).
+The gap is the CPU bound over the episodes per hour through Tune; goal: within 1.5x.
 Run: ``python -m benchmarks.episodes_per_hour`` (a few minutes on 2 cores).
 """
 
@@ -30,6 +31,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 from benchmarks import searcher_quality  # noqa: E402 - after the Ray environment
 
 OPTIONS = {"fidelity": [[0, 0]]}
+GOAL = 1.5  # the CPU bound within this factor of the episodes per hour through Tune
 
 
 def search_config(args, storage: Path):
@@ -48,9 +50,9 @@ def search_config(args, storage: Path):
 def through_tune(prepared) -> float:
     """Wall time of ``Tuner.fit`` for the whole search."""
     from prunetune.search.store.manifest import write_manifest
-    from prunetune.search.run.tuner import SNAPSHOT_PERIOD_S, build_tuner, init_ray
+    from prunetune.search.run.tuner import build_tuner, init_ray, snapshot_period
 
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = SNAPSHOT_PERIOD_S  # what run_search sets
+    snapshot_period()  # what run_search sets
     init_ray(None, num_cpus=prepared.config.concurrency)
     write_manifest(prepared)
     tuner = build_tuner(prepared)
@@ -112,13 +114,16 @@ def main(argv: list[str] | None = None) -> None:
     per_hour = args.trials / fit_s * 3600
     bound = args.concurrency * 3600 / (trial_s + searcher_s)  # the driver's searcher shares the cores
     print(f"problem: searcher-quality (resnet20 w0.5 16px, shapes, {args.groups} groups x {len(args.levels)} levels, MACs <= 50%); "
-          f"rl searcher, fidelity [[0, 0]]; {args.trials} trials, concurrency {args.concurrency}")
+          f"rl searcher, fidelity [[0, 0]]; {args.trials} trials, concurrency {args.concurrency}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| measure | value |")
     print("|---|---:|")
     print(f"| episodes per hour through Tune | **{per_hour:,.0f}** ({args.trials} in {fit_s:.1f} s, {1000 * fit_s / args.trials:.0f} ms each) |")
     print(f"| in-process: searcher ms per episode (suggest + result, PPO updates included) | {1000 * searcher_s:.1f} |")
     print(f"| in-process: trial ms per episode (prune + evaluate, 1 thread) | {1000 * trial_s:.1f} |")
     print(f"| CPU bound: {args.concurrency} cores / (trial + searcher), no scheduling cost | {bound:,.0f} per hour |")
+    gap = bound / per_hour
+    print(f"| gap: CPU bound / through Tune (goal <= {GOAL}x) | **{gap:.2f}x** ({'met' if gap <= GOAL else 'not met'}) |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Both sides run the same no-op trial function (it reports one trial-shaped result
 - *prunetune*: the Tuner that ``prunetune.search.run.tuner.build_tuner`` assembles for a real search (the
   random searcher behind a ConcurrencyLimiter, the snapshot keeper callback, the CLI reporter,
   trial naming) with only the trial function swapped through its ``trainable`` argument, and
-  the experiment snapshot period ``run_search`` sets (``prunetune.search.run.tuner.SNAPSHOT_PERIOD_S``). Run once
+  the experiment snapshot period ``run_search`` sets (``prunetune.search.run.tuner.snapshot_period``). Run once
   with MLflow tracking off and once with it on (the default: one MLflow run per trial, SQLite).
 
 All sides share one Ray session (start-up excluded) and alternate order over ``--repeats``;
@@ -22,13 +22,17 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-GOAL = 1.2
+GOAL = 1.2  # a prunetune side's fit time vs bare Ray Tune
+FLAT_GOAL = 1.2  # per-trial cost of the run's last 100 trials vs trials 100-200
+WINDOW = 100
+SIDES = {"bare": "bare Ray Tune", "off": "prunetune (tracking off)", "on": "prunetune (MLflow tracking on)"}
 
 
 def noop_trial(config: dict) -> None:
@@ -36,13 +40,16 @@ def noop_trial(config: dict) -> None:
     from ray import tune
 
     tune.report({"accuracy": 0.5, "loss": 1.0, "cost/macs": 1.0, "rel/macs": 0.5, "meets/macs": 1.0,
-                 "feasible": 1.0, "finetune_steps": 0, "done": True})
+                 "feasible": 1.0, "finetune_steps": 0, "done": True, "reported_at": time.time()})
 
 
-def bare(trials: int, concurrency: int, storage: Path) -> float:
+def bare(trials: int, concurrency: int, storage: Path) -> Run:
     from ray import tune
 
+    from prunetune.search import ray_compat
+
     os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)  # Tune's default snapshot period ("auto")
+    ray_compat.snapshots_within_share(None)  # ... with Tune's own rule (10 s or more)
     tuner = tune.Tuner(
         tune.with_resources(noop_trial, {"cpu": 1}),
         param_space={"x": tune.uniform(0, 1)},
@@ -53,13 +60,13 @@ def bare(trials: int, concurrency: int, storage: Path) -> float:
     return _fit(tuner)
 
 
-def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str | None = None) -> float:
+def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str | None = None) -> Run:
     from ray import tune
 
     from prunetune.search.config import parse_config
     from prunetune.search.store.manifest import write_manifest
     from prunetune.search.run.prepare import prepare
-    from prunetune.search.run.tuner import SNAPSHOT_PERIOD_S, build_tuner
+    from prunetune.search.run.tuner import build_tuner, snapshot_period
 
     config = parse_config({
         "name": name, "storage_path": str(storage), "trials": trials, "concurrency": concurrency,
@@ -68,18 +75,34 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
         "searcher": {"name": "random"}, "tracking": {"enabled": tracking},
     })
     prepared = prepare(config, show_progress=False)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period or SNAPSHOT_PERIOD_S  # as run_search sets it
+    os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
+    if period:
+        os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = period
+    snapshot_period()  # as run_search sets it (a --snapshot-period wins, as a user's setting does)
     write_manifest(prepared)
     tuner = build_tuner(prepared, trainable=tune.with_resources(noop_trial, {"cpu": config.resources.cpu}))
     return _fit(tuner)
 
 
-def _fit(tuner) -> float:
+@dataclass
+class Run:
+    """One side's ``Tuner.fit``: its wall time and when each trial reported, in order."""
+
+    fit_s: float
+    reported: list[float]
+
+    def per_trial_ms(self, start: int, width: int = WINDOW) -> float:
+        """Wall milliseconds per trial over trials ``start``..``start + width`` of the run."""
+        times = self.reported[start : start + width + 1]
+        return 1000 * (times[-1] - times[0]) / (len(times) - 1)
+
+
+def _fit(tuner) -> Run:
     started = time.perf_counter()
     results = tuner.fit()
     elapsed = time.perf_counter() - started
     assert not results.errors, results.errors
-    return elapsed
+    return Run(elapsed, sorted(r.metrics["reported_at"] for r in results))
 
 
 def _base_checkpoint(storage: Path) -> str:
@@ -89,12 +112,22 @@ def _base_checkpoint(storage: Path) -> str:
     return str(ensure_base_checkpoint(model, DataSpec("digits"), Recipe(steps=10), storage / "base", show_progress=False))
 
 
+def windows(trials: int) -> list[int]:
+    """Where the per-100-trial windows of the table start: 100, then every tenth of the run, and
+    the last full window (trials 9,900-10,000 of a 10,000-trial run)."""
+    if trials < 2 * WINDOW + 1:
+        return []
+    step = max(WINDOW, trials // 10 // WINDOW * WINDOW)
+    starts = sorted({WINDOW, *range(step, trials - WINDOW, step), trials - WINDOW - 1})
+    return [s for s in starts if s + WINDOW < trials]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--no-tracking-side", action="store_true", help="skip the MLflow-tracking side")
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="which sides to run (default: all)")
     parser.add_argument("--snapshot-period", default=None,
                         help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (default: what run_search sets)")
     args = parser.parse_args(argv)
@@ -105,27 +138,49 @@ def main(argv: list[str] | None = None) -> None:
         base = _base_checkpoint(storage)
         ray.init(address="local", num_cpus=args.concurrency, include_dashboard=False, configure_logging=False,
                  log_to_driver=False)
-        sides = {
-            "bare Ray Tune": lambda i: bare(args.trials, args.concurrency, storage / f"bare{i}"),
-            "prunetune (tracking off)": lambda i: prunetune(args.trials, args.concurrency, storage, base, False, f"off{i}", args.snapshot_period),
+        run = {
+            "bare": lambda i: bare(args.trials, args.concurrency, storage / f"bare{i}"),
+            "off": lambda i: prunetune(args.trials, args.concurrency, storage, base, False, f"off{i}", args.snapshot_period),
+            "on": lambda i: prunetune(args.trials, args.concurrency, storage, base, True, f"on{i}", args.snapshot_period),
         }
-        if not args.no_tracking_side:
-            sides["prunetune (MLflow tracking on)"] = lambda i: prunetune(args.trials, args.concurrency, storage, base, True, f"on{i}", args.snapshot_period)
-        times: dict[str, list[float]] = {name: [] for name in sides}
+        runs: dict[str, list[Run]] = {side: [] for side in args.sides}
         for repeat in range(args.repeats):
-            order = list(sides) if repeat % 2 == 0 else list(reversed(sides))
-            for name in order:
-                times[name].append(sides[name](repeat))
-                print(f"repeat {repeat}: {name}: {times[name][-1]:.1f} s", flush=True)
+            order = args.sides if repeat % 2 == 0 else list(reversed(args.sides))
+            for side in order:
+                runs[side].append(run[side](repeat))
+                print(f"repeat {repeat}: {SIDES[side]}: {runs[side][-1].fit_s:.1f} s", flush=True)
         ray.shutdown()
-    bare_s = statistics.median(times["bare Ray Tune"])
-    print(f"{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
-          f"prunetune snapshot period {args.snapshot_period or 'as run_search sets'!r}; goal <= {GOAL}x")
-    print("| path | fit s (median) | ms per trial | vs bare |")
-    print("|---|---:|---:|---:|")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.1f} | {1000 * median / args.trials:.0f} | **{median / bare_s:.2f}x** |")
+    report(args, runs)
+
+
+def report(args, runs: dict[str, list[Run]]) -> None:
+    """The table of fit times against bare Ray Tune, then per-trial cost along the run."""
+    medians = {side: statistics.median(r.fit_s for r in values) for side, values in runs.items()}
+    print(f"\n{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
+          f"prunetune snapshot period {args.snapshot_period or 'as run_search sets'!r}; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print("| path | fit s (median) | ms per trial | vs bare | goal |")
+    print("|---|---:|---:|---:|---|")
+    for side, median in medians.items():
+        ratio = f"**{median / medians['bare']:.2f}x**" if "bare" in medians else "-"
+        met = "" if side == "bare" or "bare" not in medians else \
+            f"<= {GOAL}x: {'met' if median / medians['bare'] <= GOAL else 'not met'}"
+        print(f"| {SIDES[side]} | {median:.1f} | {1000 * median / args.trials:.0f} | {ratio} | {met} |")
+    starts = windows(args.trials)
+    if not starts:
+        return
+    # Per-trial cost along the run (first repeat of each side): flat means the last window costs
+    # what trials 100-200 did.
+    print(f"\nms per trial over each window of {WINDOW} trials (first repeat); goal: the last window "
+          f"within {FLAT_GOAL}x of trials {WINDOW}-{2 * WINDOW}")
+    print("| trials | " + " | ".join(SIDES[side] for side in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for start in starts:
+        cells = " | ".join(f"{values[0].per_trial_ms(start):.0f}" for values in runs.values())
+        print(f"| {start}-{start + WINDOW} | {cells} |")
+    growth = {side: values[0].per_trial_ms(starts[-1]) / values[0].per_trial_ms(WINDOW) for side, values in runs.items()}
+    cells = " | ".join(f"**{g:.2f}x** ({'met' if g <= FLAT_GOAL else 'not met'})" for g in growth.values())
+    print(f"| last / {WINDOW}-{2 * WINDOW} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The few places prunetune reaches past Ray Tune's public API, in one adapter.
 
-Ray 2.60 has no public way to do these four things, and each is needed:
+Ray 2.60 has no public way to do these things, and each is needed:
 
 - give a restored Tuner fresh callbacks (``Tuner.restore`` takes no ``run_config``; Tune
   unpickles the callbacks as they were when the search started): :func:`replace_callbacks`;
@@ -9,7 +9,11 @@ Ray 2.60 has no public way to do these four things, and each is needed:
 - find the staging folder the running driver writes its snapshots to:
   :func:`driver_staging_dir`;
 - read every report with a checkpoint that a running trial has made so far (a taper run's
-  frontier points, before the trial ends): :func:`reported_checkpoints`.
+  frontier points, before the trial ends): :func:`reported_checkpoints`;
+- make a restored search create new trials in the folder it was restored from:
+  :func:`new_trials_follow_a_moved_experiment`;
+- snapshot the experiment often while that is cheap, and less often as each snapshot grows
+  with the search: :func:`snapshots_within_share`.
 
 Each function fails loudly, with :class:`RayInternalsChanged` naming what moved, instead of
 misbehaving quietly, and ``tests/search/test_ray_compat.py`` exercises every one against the
@@ -104,3 +108,44 @@ def new_trials_follow_a_moved_experiment() -> None:
 
     resume._prunetune_follows_moves = True
     TuneController.resume = resume
+
+
+def snapshots_within_share(floor_s: float | None, share: float = 0.05) -> None:
+    """Make Tune's ``"auto"`` experiment snapshot period start at ``floor_s`` seconds and grow
+    only as far as keeps snapshotting within ``share`` of the driver's time.
+
+    Each snapshot serialises every trial so far, so its cost grows with the search. Tune's own
+    ``"auto"`` waits ``max(10 s, 19 x the last snapshot's time)``: 5% of the time, but ten
+    seconds of finished trials lost to a killed driver even in a small search. This keeps the
+    proportional rule with a shorter floor: ``max(floor_s, (1 - share) / share x the last
+    snapshot's time)``. A numeric ``TUNE_GLOBAL_CHECKPOINT_S`` is left as it is. Patches Tune's
+    snapshot manager once for the process; later calls change the floor and share, and
+    ``floor_s=None`` gives Tune's own rule back.
+    """
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
+
+    Manager._prunetune_period = None if floor_s is None else (floor_s, share)
+    if getattr(Manager, "_prunetune_patched", False):
+        return
+    original_init = Manager.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        try:
+            if self._auto_checkpoint_enabled and Manager._prunetune_period is not None:
+                self._checkpoint_period = Manager._prunetune_period[0]
+        except AttributeError as err:
+            raise RayInternalsChanged("_ExperimentCheckpointManager._auto_checkpoint_enabled", err) from err
+
+    original_update = Manager._update_auto_checkpoint_time
+
+    def _update_auto_checkpoint_time(self, time_taken: float) -> None:
+        if Manager._prunetune_period is None:
+            original_update(self, time_taken)
+        elif self._auto_checkpoint_enabled:
+            floor, part = Manager._prunetune_period
+            self._checkpoint_period = max(floor, time_taken * (1 - part) / part)
+
+    Manager.__init__ = __init__
+    Manager._update_auto_checkpoint_time = _update_auto_checkpoint_time
+    Manager._prunetune_patched = True

@@ -31,6 +31,7 @@ MODE_ENV = "PRUNETUNE_CONSOLE"
 MODES = ("live", "quiet", "verbose")
 LOG_PERIOD_S = 30.0  # a plain-line view prints at least this often while nothing changes
 TTY_PERIOD_S = 1.0
+LOOK_S = 0.25  # the live view looks at the trials at most this often (each look reads them all)
 # Tune's lines that the live view replaces: a traceback per errored trial (the view prints one
 # line and the log's path), "Resume experiment with: Tuner.restore(...)" (prunetune resume is
 # the way) and the incomplete-trials list of an interrupted run.
@@ -99,19 +100,29 @@ class LiveView:
         self._start = time.time()
         self._last_line, self._last_time = "", 0.0
         self._reported_errors: set[str] = set()
+        self._last_look = float("-inf")
 
     def __getstate__(self) -> dict:
         return dict(self.__dict__)  # plain values only: restored with the experiment
 
     def setup(self, start_time: float | None = None, total_samples: int | None = None, **_info) -> None:
         self._start = start_time or time.time()
+        self._last_look = float("-inf")  # a monotonic clock reading: not carried across processes
         if self.total is None and total_samples and total_samples < sys.maxsize:
             self.total = total_samples
         _chain_sigint()
 
     def should_report(self, trials: Sequence, done: bool = False) -> bool:
+        # Tune asks after every step of its event loop; looking at every trial each time would
+        # cost more per trial the longer the search runs, so it looks at most every LOOK_S.
         if mode() != "live":
             return False
+        if done:
+            return True
+        now = time.monotonic()
+        if now - self._last_look < LOOK_S:
+            return False
+        self._last_look = now
         errored = any(t.status == "ERROR" and t.trial_id not in self._reported_errors for t in trials)
         period = TTY_PERIOD_S if self._tty else LOG_PERIOD_S
         changed = self.status_line(trials) != self._last_line

@@ -34,7 +34,9 @@ class SearchOutcome:
     wall_s: float = 0.0
 
 
-SNAPSHOT_PERIOD_S = "1"  # Tune's experiment snapshot period that searches set (see run_search)
+SNAPSHOT_PERIOD_S = "auto"  # Tune's experiment snapshot period that searches set (see snapshot_period)
+SNAPSHOT_FLOOR_S = 1.0  # ... adapting from every second
+SNAPSHOT_SHARE = 0.05  # ... so that snapshots take at most this share of the driver's time
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence[Budget] = ()) -> None:
@@ -126,18 +128,26 @@ def build_callbacks(prepared: Prepared) -> list:
 
 
 def start(prepared: Prepared) -> None:
-    """Before any Tuner of a search is built: Tune's snapshot period, Ray, shared storage.
-
-    Tune snapshots the experiment (trial states, searcher) at most every ``SNAPSHOT_PERIOD_S``.
-    Every second (Tune's "auto" waits 10 s or more) a killed driver redoes at most the last
-    second's finished trials on resume; "0" (after every event) would redo none, but each
-    snapshot writes every trial, so over thousands of short trials the driver's work grows
-    quadratically (BENCHMARKS.md). Set e.g. 10 for object storage; the user's setting wins.
-    """
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
+    """Before any Tuner of a search is built: Tune's snapshot period, Ray, shared storage."""
+    snapshot_period()
     init_ray(prepared.config.address, budgets=prepared.config.budgets)
     check_shared_storage(prepared)
     check_resources(prepared)
+
+
+def snapshot_period() -> None:
+    """How often Tune snapshots the experiment (trial states, searcher): every
+    ``SNAPSHOT_FLOOR_S`` while a snapshot is cheap, less often as it grows, so that snapshots
+    take at most ``SNAPSHOT_SHARE`` of the driver's time (:func:`ray_compat.snapshots_within_share`).
+
+    Each snapshot writes every trial so far: a fixed short period makes the driver's work grow
+    quadratically over thousands of short trials (BENCHMARKS.md), Tune's own "auto" waits 10 s
+    or more from the start. A killed driver redoes on resume the trials that finished after the
+    last snapshot: a second's worth in a small search, at most 19 snapshot-times' worth in a
+    large one. A number in ``TUNE_GLOBAL_CHECKPOINT_S`` (e.g. 10 for object storage) wins.
+    """
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", SNAPSHOT_PERIOD_S)
+    ray_compat.snapshots_within_share(SNAPSHOT_FLOOR_S, SNAPSHOT_SHARE)
 
 
 def check_resources(prepared: Prepared) -> None:

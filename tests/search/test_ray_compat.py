@@ -90,3 +90,25 @@ def test_a_moved_internal_is_a_loud_error_naming_it():
         ray_compat.reported_checkpoints(object())
     with pytest.raises(ray_compat.RayInternalsChanged, match="Tuner._local_tuner"):
         ray_compat.replace_callbacks(object(), [])
+
+
+def test_snapshots_start_every_second_and_stay_within_their_share_as_they_grow():
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager as Manager
+
+    from prunetune.search import ray_compat
+
+    try:
+        ray_compat.snapshots_within_share(1.0, 0.05)
+        manager = Manager(storage=None, checkpoint_period="auto")
+        assert manager._checkpoint_period == 1.0  # Tune's own "auto" starts at 10 s
+        manager._update_auto_checkpoint_time(0.01)  # a small search's snapshot
+        assert manager._checkpoint_period == 1.0
+        manager._update_auto_checkpoint_time(0.5)  # thousands of trials: 19 x 0.5 s, so 5% of the time
+        assert manager._checkpoint_period == pytest.approx(9.5)
+        assert Manager(storage=None, checkpoint_period="3")._checkpoint_period == 3.0  # a user's number wins
+        ray_compat.snapshots_within_share(None)  # Tune's own rule back
+        manager = Manager(storage=None, checkpoint_period="auto")
+        manager._update_auto_checkpoint_time(0.01)
+        assert manager._checkpoint_period == 10.0
+    finally:
+        ray_compat.snapshots_within_share(None)
