@@ -143,6 +143,7 @@ def build_engine(settings, dims: tuple[int, int], seed: int, learner_state: dict
         learner_group.set_state(learner_state)
     module = config.get_rl_module_spec(inference_only=True).build()
     module.set_state(learner_group.get_weights()[DEFAULT_MODULE_ID])
+    module.eval()  # only ever samples: no mode switch per action (see RLSearcher._sample)
     return learner_group, module, module.get_exploration_action_dist_cls()
 
 

@@ -49,6 +49,7 @@ class PruningEnv:
         self._candidates = [self._grid(g) for g in self.groups]
         self.shares = self._macs_shares()
         self._offsets = [0.0] * len(self.groups)  # raw-action offsets of a prior profile (none: 0)
+        self._last_cap: tuple = (None, None)  # (step, decided items) -> cap(), for the one asked last
 
     # -- what the policy sees ------------------------------------------------------------
     def observation(self, step: int, decided: Mapping[str, float]) -> np.ndarray:
@@ -104,10 +105,18 @@ class PruningEnv:
 
     def cap(self, step: int, decided: Mapping[str, float]) -> float:
         """The largest allowed ratio of group ``step`` that keeps the profile completable
-        within every analytic budget (the group's highest ratio without budgets)."""
+        within every analytic budget (the group's highest ratio without budgets). The last
+        answer is remembered: a rollout asks twice per step (observation, then decision)."""
         options = self._candidates[step]
         if not self.limits:
             return options[-1]
+        key = (step, tuple(decided.items()))
+        if self._last_cap[0] != key:
+            self._last_cap = (key, self._cap(step, decided))
+        return self._last_cap[1]
+
+    def _cap(self, step: int, decided: Mapping[str, float]) -> float:
+        options = self._candidates[step]
         rest = {g.name: self.lowest(i) for i, g in enumerate(self.groups) if i > step}
         name = self.groups[step].name
 

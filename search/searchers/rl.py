@@ -240,7 +240,9 @@ class RLSearcher(ProfileSearcher):
 
         _, module, dist_cls = self._policy()
         with torch.no_grad():
-            inputs = module.forward_exploration({Columns.OBS: torch.from_numpy(obs[None])})[Columns.ACTION_DIST_INPUTS]
+            # forward_exploration minus its eval()/train() round trip over every submodule per
+            # call (the sampling module stays in eval mode): a third of a rollout's time.
+            inputs = module._forward_exploration({Columns.OBS: torch.from_numpy(obs[None])})[Columns.ACTION_DIST_INPUTS]
             mean, log_std = inputs[0].chunk(2)
             noise = torch.from_numpy(self.rng.standard_normal(mean.shape[0]).astype(np.float32))
             raw = mean + log_std.exp() * noise
