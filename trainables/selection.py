@@ -155,16 +155,21 @@ def _selected(tensor: torch.Tensor, dim: int, keep: torch.Tensor) -> nn.Paramete
     return nn.Parameter(torch.index_select(tensor, dim, keep.to(tensor.device)))
 
 
-def _conv_out(layer: nn.Module, keep: torch.Tensor) -> None:
-    layer.out_channels = len(keep)
-    layer.weight = _selected(layer.weight, 0, keep)
-    if layer.bias is not None:
+def _cut(layer: nn.Module, size: str, dim: int, keep: torch.Tensor) -> None:
+    """Keep indices ``keep`` of ``layer``'s weight along ``dim`` (0: outputs, with the bias;
+    1: inputs) and set its ``size`` attribute (``out_channels``, ``in_features``, ...)."""
+    setattr(layer, size, len(keep))
+    layer.weight = _selected(layer.weight, dim, keep)
+    if dim == 0 and layer.bias is not None:
         layer.bias = _selected(layer.bias, 0, keep)
 
 
+def _conv_out(layer: nn.Module, keep: torch.Tensor) -> None:
+    _cut(layer, "out_channels", 0, keep)
+
+
 def _conv_in(layer: nn.Module, keep: torch.Tensor) -> None:
-    layer.in_channels = len(keep)
-    layer.weight = _selected(layer.weight, 1, keep)
+    _cut(layer, "in_channels", 1, keep)
 
 
 def _depthwise(layer: nn.Module, keep: torch.Tensor) -> None:
@@ -174,15 +179,11 @@ def _depthwise(layer: nn.Module, keep: torch.Tensor) -> None:
 
 
 def _linear_out(layer: nn.Module, keep: torch.Tensor) -> None:
-    layer.out_features = len(keep)
-    layer.weight = _selected(layer.weight, 0, keep)
-    if layer.bias is not None:
-        layer.bias = _selected(layer.bias, 0, keep)
+    _cut(layer, "out_features", 0, keep)
 
 
 def _linear_in(layer: nn.Module, keep: torch.Tensor) -> None:
-    layer.in_features = len(keep)
-    layer.weight = _selected(layer.weight, 1, keep)
+    _cut(layer, "in_features", 1, keep)
 
 
 def _batchnorm(layer: nn.Module, keep: torch.Tensor) -> None:
