@@ -123,3 +123,15 @@ def test_every_package_names_its_public_api():
         if "__all__" not in init.read_text()
     ]
     assert not missing, f"no __all__ in {', '.join(missing)}"
+
+
+def test_tests_mirror_the_rooms_of_search():
+    """A test of ``search/<room>/`` lives in ``tests/search/<room>/``: every test folder under
+    tests/search names a room, and no room's tests sit loose in tests/search."""
+    tests = ROOT / "tests" / "search"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    packages = {p.parent.name for p in (ROOT / "search").glob("*/__init__.py")}
+    assert folders <= packages, f"test folders that name no room of search/: {sorted(folders - packages)}"
+    top = {p.stem for p in (ROOT / "search").glob("*.py")}
+    loose = sorted(p.name for p in tests.glob("test_*.py") if p.stem.removeprefix("test_") not in top)
+    assert not loose, f"move these into the tests/search/<room>/ of the module they test: {loose}"

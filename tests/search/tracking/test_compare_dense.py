@@ -14,7 +14,7 @@ import torch
 from prunetune.search import cli
 from prunetune.search.tracking.compare import ComparedSearch, ComparedTrial, dense_accuracy_of, write_compare
 from prunetune.search.tracking.tracker import PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
-from tests.search.test_user_cost_module import _experiment
+from tests.search.run.test_user_cost_module import _experiment
 
 TRIALS = (ComparedTrial("a", 0.60, 0.30, 0.5, 1), ComparedTrial("b", 0.80, 0.90, 0.5, 2))
 

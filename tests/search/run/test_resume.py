@@ -18,7 +18,7 @@ from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
 from prunetune.search.run.prepare import config_differences, local_storage, prepare
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ from prunetune.search.artifacts.export import export_trial
 from prunetune.search.artifacts.model_registry import register_export
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import find_trial, read_trials
-from tests.search.test_export import build_experiment
-from tests.search.test_export_preprocessing import RAW_EXPERIMENT, raw_digits
+from tests.search.artifacts.test_export import build_experiment
+from tests.search.artifacts.test_export_preprocessing import RAW_EXPERIMENT, raw_digits
 
 
 @pytest.fixture(scope="module")

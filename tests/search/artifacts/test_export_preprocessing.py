@@ -10,7 +10,7 @@ import torch
 
 from prunetune.search.artifacts.preprocess import Preprocessing
 from prunetune.trainables import load_dataset
-from tests.search.test_export import CIFAR, build_experiment
+from tests.search.artifacts.test_export import CIFAR, build_experiment
 
 # A base trained long enough to be well above chance on 8 px digits.
 RAW_EXPERIMENT = {**CIFAR, "name": "exp-raw", "base": {"steps": 80, "lr": 0.05, "batch_size": 64}}

@@ -18,7 +18,7 @@ import yaml
 
 from prunetune.search.run.console import LiveView, best_text, error_line
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _trial(tid, status, accuracy=None, feasible=True, rel=0.4, path="/x"):

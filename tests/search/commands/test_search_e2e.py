@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _search(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

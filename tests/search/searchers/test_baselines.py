@@ -12,7 +12,7 @@ import pytest
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers import ConfirmingSearcher, get_searcher
 from prunetune.search.space import ProfileSpace
-from tests.search.test_searcher_contract import CHANNELS, cost_model, result
+from tests.search.searchers.test_searcher_contract import CHANNELS, cost_model, result
 
 
 def continuous_space(limit: float = 0.5, low: float = 0.1) -> ProfileSpace:

@@ -41,7 +41,7 @@ def test_a_user_cost_module_is_shipped_to_the_workers(joined, tmp_path, monkeypa
                Budget(cost="tests.search.costfuncs:stem_width_meter", max=100), Budget(cost="latency", max=5)]
     tuner.init_ray("127.0.0.1:6379", budgets=budgets)
     shipped = [Path(p) for p in joined[0]["runtime_env"]["py_modules"]]
-    assert sorted(shipped) == sorted([tmp_path / "meters", tmp_path / "single_meter.py", Path(__file__).parents[1]])
+    assert sorted(shipped) == sorted([tmp_path / "meters", tmp_path / "single_meter.py", Path(__file__).parents[2]])
 
 
 def test_a_local_ray_gets_no_runtime_env(joined, monkeypatch):

@@ -28,7 +28,7 @@ from prunetune.search.run.prepare import prepare
 from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
 from prunetune.trainables.trial import measure_point, pruned_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # keep ratio per trial id; with the 60% MACs budget below, "half" and "small" are feasible
 TRIALS = {"wide0001": 0.9, "half0002": 0.5, "small003": 0.3}
 CIFAR = {
