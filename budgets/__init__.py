@@ -35,6 +35,9 @@ _WHERE = {
     "check_budgets": "spec",
     "cost_functions": "spec",
     "measure_costs": "spec",
+    "TrialReport": "report",
+    "budget_metrics": "report",
+    "is_finished": "report",
 }
 
 __all__ = sorted(_WHERE)

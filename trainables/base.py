@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.trainables.data import DataSplits, load_dataset
 from prunetune.trainables.models import build_model
 from prunetune.trainables.train import Recipe, evaluate, train_base
@@ -108,7 +109,7 @@ def ensure_base_checkpoint(
     net = build(model, splits.num_classes)
     train_base(net, splits.train_x, splits.train_y, recipe, seed=seed, show_progress=show_progress)
     accuracy, loss = evaluate(net, splits.val_x, splits.val_y)
-    meta = {"model": asdict(model), "data": asdict(data), "accuracy": accuracy, "loss": loss}
+    meta = {"model": asdict(model), "data": asdict(data), R.ACCURACY: accuracy, R.LOSS: loss}  # as a trial reports them
     save_checkpoint(net, path, meta)
     return path
 

@@ -41,6 +41,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from prunetune.budgets import report as R
 from prunetune.budgets import Budget
 from prunetune.budgets.analytic import AnalyticCostModel
 from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
@@ -358,11 +359,12 @@ def finetune_point(
     recipe: Recipe,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     measure: Callable[[nn.Module], dict],
+    cost: str,
     seed: int = 0,
     calibration: EvalSettings | None = None,
 ) -> tuple[nn.Module, dict]:
     """Fine-tune a hardened model for ``recipe.steps`` and measure it; the metrics a searched
-    trial reports (via ``measure``) plus the taper's own: level, both costs, the run's state.
+    trial reports (via ``measure``) plus the taper's own: level, the gated ``cost``, the run's state.
     ``calibration`` re-estimates BatchNorm statistics first, as a searched trial does."""
     train_x, train_y, val_x, val_y = data
     model = to_device(hardened.model, train_x.device)
@@ -372,15 +374,15 @@ def finetune_point(
     train_steps(model, train_x, train_y, recipe, seed=seed)
     model = model.cpu()
     metrics = measure(model)
-    metrics.update(
-        accuracy_pruned=accuracy_pruned,
-        finetune_steps=recipe.steps,
-        level=hardened.level,
-        gated_cost=hardened.gated_cost,
-        taper_cost=hardened.live_cost,
-        taper_step=hardened.step,
-        taper_target=hardened.target,
-        taper_lambda=hardened.multiplier,
-        taper_rate=hardened.rate,
-    )
+    metrics.update({
+        R.ACCURACY_PRUNED: accuracy_pruned,
+        R.FINETUNE_STEPS: recipe.steps,
+        R.LEVEL: hardened.level,
+        R.gated_key(cost): hardened.gated_cost,
+        R.TAPER_COST: hardened.live_cost,
+        R.TAPER_STEP: hardened.step,
+        R.TAPER_TARGET: hardened.target,
+        R.TAPER_LAMBDA: hardened.multiplier,
+        R.TAPER_RATE: hardened.rate,
+    })
     return model, metrics

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from prunetune.budgets import report as R
 from prunetune.trainables.base import load_base
 from prunetune.trainables.taper import TaperRun, TaperSettings, finetune_point, level_budgets
 from prunetune.trainables.train import to_device
@@ -72,13 +73,12 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
         def measure(pruned, point_setup=point_setup):
             return measure_point(point_setup, pruned, splits.num_classes, val_x, val_y, device)
 
-        pruned, metrics = finetune_point(hardened, recipe, data, measure, seed=setup.seed, calibration=setup.evaluate)
-        metrics[f"gated_{settings.cost}"] = metrics.pop("gated_cost")
-        metrics[f"counted_{settings.cost}"] = metrics[f"cost/{settings.cost}"]
+        pruned, metrics = finetune_point(hardened, recipe, data, measure, settings.cost, seed=setup.seed, calibration=setup.evaluate)
+        metrics[R.counted_key(settings.cost)] = metrics[R.cost_key(settings.cost)]
         # Tune ends a trial at a report with ``done``: only the last level's report says so.
-        metrics["done"] = taper.state.levels_done == len(settings.levels)
+        metrics[R.DONE] = taper.state.levels_done == len(settings.levels)
         with tempfile.TemporaryDirectory() as directory:
-            state = {"step": recipe.steps, "accuracy_pruned": metrics["accuracy_pruned"], "level": hardened.level}
+            state = {"step": recipe.steps, R.ACCURACY_PRUNED: metrics[R.ACCURACY_PRUNED], R.LEVEL: hardened.level}
             save_trial_checkpoint(Path(directory), pruned, hardened.profile, state)
             taper.save(Path(directory))
             report(metrics, Path(directory))

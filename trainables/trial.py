@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
+from prunetune.budgets import report as R
 from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
 from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
 from prunetune.trainables.profiles import Profile
@@ -230,7 +231,7 @@ class Confirmation:
     def from_config(cls, config: dict | None) -> Confirmation | None:
         if not config:
             return None
-        return cls(str(config["source"]), int(config.get("seed", 0)), config.get("reference") or None)
+        return cls(str(config["source"]), int(config.get("seed", 0)), config.get(R.REFERENCE) or None)
 
 
 def report_points(steps: int, start: int, *every: int) -> list[int]:
@@ -270,25 +271,26 @@ def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int
     if not state:
         recalibrate_bn(model, train_x, setup.evaluate, seed=seed)
         pruned_eval = evaluate(model, val_x, val_y)
-        state = {"step": 0, "accuracy_pruned": pruned_eval[0]}
+        state = {"step": 0, R.ACCURACY_PRUNED: pruned_eval[0]}
     start = state["step"]
     for stop in report_points(recipe.steps, start, setup.checkpoint_every, 0 if confirm else setup.report_every):
         train_steps(model, train_x, train_y, recipe, seed=seed, start=start, stop=stop, optimizer=optimizer)
         start, done = stop, stop >= recipe.steps
         accuracy, loss = pruned_eval if stop == 0 else evaluate(model, val_x, val_y)
-        metrics = {"accuracy": accuracy, "loss": loss, **costs}
+        metrics = {R.ACCURACY: accuracy, R.LOSS: loss, **costs}
         if done and setup.others:
             metrics.update(mean_over_bases(setup, accuracy, profile, recipe, device))
         if done and confirm:
             test_x, test_y = (t.to(device) for t in splits.split("test"))
-            metrics["test/accuracy"], metrics["test/loss"] = evaluate(model, test_x, test_y)
-            metrics["confirms"] = confirm.source
+            metrics[R.TEST_ACCURACY], metrics[R.TEST_LOSS] = evaluate(model, test_x, test_y)
+            metrics[R.CONFIRMS] = confirm.source
             if confirm.reference:
-                metrics["reference"] = confirm.reference
+                metrics[R.REFERENCE] = confirm.reference
         if not confirm:
-            metrics["rung_steps"] = stop
+            metrics[R.RUNG_STEPS] = stop
         state["step"] = stop
-        metrics.update(finetune_steps=stop, accuracy_pruned=state["accuracy_pruned"], done=done, node_id=_node_id())
+        metrics.update({R.FINETUNE_STEPS: stop, R.ACCURACY_PRUNED: state[R.ACCURACY_PRUNED], R.DONE: done,
+                        R.NODE_ID: _node_id()})
         with tempfile.TemporaryDirectory() as directory:
             save_trial_checkpoint(Path(directory), model.cpu() if done else model, profile, state, optimizer)
             report(metrics, Path(directory))
@@ -303,7 +305,7 @@ def prune_and_finetune(config: dict, setup: TrialSetup) -> None:
     from ray import tune
 
     profile = Profile(config["profile"])
-    steps = int(config.get("finetune_steps", setup.finetune.steps))
+    steps = int(config.get(R.FINETUNE_STEPS, setup.finetune.steps))
     confirm = Confirmation.from_config(config.get("confirm"))
 
     def report(metrics: dict, directory: Path) -> None:
@@ -335,7 +337,7 @@ def mean_over_bases(setup: TrialSetup, accuracy: float, profile: Profile, recipe
     Costs stay those of the search's base: same architecture, same channels kept."""
     per_base = {setup.label: accuracy}
     per_base.update({other.label: accuracy_on(other, profile, recipe, device) for other in setup.others})
-    return {**{f"accuracy/{label}": value for label, value in per_base.items()}, "accuracy": sum(per_base.values()) / len(per_base)}
+    return {**{R.per_base_key(label): value for label, value in per_base.items()}, R.ACCURACY: sum(per_base.values()) / len(per_base)}
 
 
 def _node_id() -> str:
@@ -350,7 +352,7 @@ def measure_point(setup: TrialSetup, model: nn.Module, num_classes: int, val_x: 
     """Validation accuracy and loss of ``model`` (evaluated on ``device``) with its costs and
     budget checks: what a trial's final report holds (the taper method's points use it)."""
     accuracy, loss = evaluate(to_device(model, device), val_x, val_y)
-    return {"accuracy": accuracy, "loss": loss, **_cost_metrics(setup, model.cpu(), num_classes)}
+    return {R.ACCURACY: accuracy, R.LOSS: loss, **_cost_metrics(setup, model.cpu(), num_classes)}
 
 
 def _cost_metrics(setup: TrialSetup, model: nn.Module, num_classes: int) -> dict[str, float]:
@@ -359,12 +361,6 @@ def _cost_metrics(setup: TrialSetup, model: nn.Module, num_classes: int) -> dict
     values = measure_costs(model, example_input(setup), setup.cost_functions())
     dense = _dense_costs(setup, num_classes)
     meets = check_budgets(values, dense, setup.budgets)
-    metrics = {}
-    for key, value in values.items():
-        metrics[f"cost/{key}"] = value
-        metrics[f"rel/{key}"] = value / dense[key] if dense[key] else float("nan")
-    metrics.update({f"meets/{key}": float(ok) for key, ok in meets.items()})
     # Absolute limits, so a searcher can weigh by how much a budget is missed (rl's multiplier).
-    metrics.update({f"limit/{b.key}": b.limit(dense.get(b.key)) for b in setup.budgets})
-    metrics["feasible"] = float(all(meets.values()))
-    return metrics
+    limits = {b.key: b.limit(dense.get(b.key)) for b in setup.budgets}
+    return R.budget_metrics(values, dense, meets, limits)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from prunetune.budgets.report import TrialReport
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
@@ -127,17 +128,17 @@ def _name_of(by_key, results, trial_id: str) -> str:
 
 
 def _applied(profile: LibraryProfile, row: dict) -> AppliedProfile:
-    prefixed = lambda prefix: {k.split("/", 1)[1]: float(v) for k, v in row.items() if k.startswith(prefix)}  # noqa: E731
+    report = TrialReport.read(row)
     return AppliedProfile(
         name=profile.name,
         source=profile.source,
         source_accuracy=profile.accuracy,
         trial_id=str(row.get("trial_id")),
-        accuracy=float(row["accuracy"]),
-        accuracy_pruned=float(row.get("accuracy_pruned", math.nan)),
-        feasible=bool(row["feasible"]),
-        costs=prefixed("cost/"),
-        relative=prefixed("rel/"),
+        accuracy=report.accuracy,
+        accuracy_pruned=report.accuracy_pruned,
+        feasible=report.feasible,
+        costs=dict(report.costs),
+        relative=dict(report.relative),
         checkpoint=row.get("checkpoint"),
     )
 

@@ -17,6 +17,7 @@ is logged as an MLflow model (:meth:`ExportFormat.log_model`, used by ``prunetun
 
 from __future__ import annotations
 
+import math
 import abc
 import contextlib
 import importlib
@@ -34,6 +35,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from prunetune.budgets import report as R
 from prunetune.budgets import get_cost
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.registry import Registry
@@ -328,7 +330,7 @@ def export_info(manifest, trial, preprocessing: Preprocessing | None = None) -> 
     if preprocessing is None:
         setup = manifest.setup()
         preprocessing = Preprocessing.of_splits(setup.data.load(setup.model.input_size), setup.model.input_size)
-    config, metrics = manifest.config, trial.metrics
+    config, report = manifest.config, trial.report
     arch = PrunedArchitecture(
         model=config.model.name,
         width=config.model.width,
@@ -338,21 +340,20 @@ def export_info(manifest, trial, preprocessing: Preprocessing | None = None) -> 
         min_channels=config.prune.min_channels,
         criterion=config.prune.criterion,
     )
-    pick = lambda prefix: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(prefix)}  # noqa: E731
     return {
         "architecture": asdict(arch),
         "profile": dict(Profile.from_json((trial.checkpoint / PROFILE_FILE).read_text()).ratios),
-        "accuracy": metrics.get("accuracy"),
-        "loss": metrics.get("loss"),
-        "costs": pick("cost/"),
-        "relative": pick("rel/"),
+        R.ACCURACY: report.accuracy,
+        R.LOSS: report.loss if math.isfinite(report.loss) else None,
+        "costs": dict(report.costs),
+        "relative": dict(report.relative),
         "budgets": [b.label for b in config.budgets],
-        "feasible": bool(metrics.get("feasible")),
+        R.FEASIBLE: report.feasible,
         "source": {
             "experiment": config.name,
             "directory": str(manifest.directory),
             "trial_id": trial.trial_id,
-            "source_trial": trial.source_trial,
+            R.SOURCE_TRIAL: trial.source_trial,
             "checkpoint": str(trial.checkpoint),
         },
         PREPROCESSING: preprocessing.to_json(),
@@ -363,8 +364,8 @@ def export_info(manifest, trial, preprocessing: Preprocessing | None = None) -> 
 def _check_reported_costs(reference: nn.Module, example: torch.Tensor, trial) -> dict[str, float]:
     counted = _counted(reference, example)
     for key, value in counted.items():
-        reported = trial.metrics.get(f"cost/{key}")
-        if reported is not None and abs(float(reported) - value) > 1e-6 * max(1.0, abs(value)):
+        reported = trial.report.costs.get(key)
+        if reported is not None and abs(reported - value) > 1e-6 * max(1.0, abs(value)):
             raise ExportError(
                 f"trial {trial.trial_id} reported {key}={float(reported):,.0f} but its checkpoint counts "
                 f"{value:,.0f}; the checkpoint does not hold the model the trial measured"

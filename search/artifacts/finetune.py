@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.trials import FINETUNED_DIR, RESULT_FILE, TrialInfo
 from prunetune.trainables import Profile, save_trial_checkpoint
@@ -49,7 +50,7 @@ def finetune_trial(
     model, recipe, accuracy, loss = finetune_checkpoint(
         manifest.setup(), trial.checkpoint, manifest.num_classes, epochs, label=trial.trial_id, show_progress=show_progress
     )
-    result = FinetuneResult(new_id, trial.trial_id, out, epochs, recipe.steps, accuracy, loss, float(trial.metrics["accuracy"]))
+    result = FinetuneResult(new_id, trial.trial_id, out, epochs, recipe.steps, accuracy, loss, trial.report.accuracy)
     _write(result, model, trial, recipe)
     return result
 
@@ -62,18 +63,18 @@ def _write(result: FinetuneResult, model, trial: TrialInfo, recipe) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     profile = Profile.from_json((trial.checkpoint / PROFILE_FILE).read_text())
-    save_trial_checkpoint(tmp, model, profile, {"step": recipe.steps, "source_trial": trial.trial_id})
-    kept = {k: v for k, v in trial.metrics.items() if k.split("/", 1)[0] in ("cost", "rel", "meets")}
+    save_trial_checkpoint(tmp, model, profile, {"step": recipe.steps, R.SOURCE_TRIAL: trial.trial_id})
+    kept = {k: v for k, v in trial.metrics.items() if k.startswith((R.COST, R.RELATIVE, R.MEETS, R.LIMIT))}
     metrics = {
         "trial_id": result.trial_id,
-        "source_trial": trial.trial_id,
-        "accuracy": result.accuracy,
-        "loss": result.loss if math.isfinite(result.loss) else None,
+        R.SOURCE_TRIAL: trial.trial_id,
+        R.ACCURACY: result.accuracy,
+        R.LOSS: result.loss if math.isfinite(result.loss) else None,
         "search_accuracy": result.estimate,
         "epochs": result.epochs,
-        "finetune_steps": result.steps,
+        R.FINETUNE_STEPS: result.steps,
         "recipe": recipe.model_dump(),
-        "feasible": trial.metrics.get("feasible"),
+        R.FEASIBLE: trial.metrics.get(R.FEASIBLE),
         **kept,  # pruning fixed the structure: costs are the trial's (export recounts them)
         "config": {"profile": dict(profile.ratios)},
     }

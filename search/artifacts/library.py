@@ -159,8 +159,7 @@ def _finite(value: object) -> float | None:
 def from_trial(trial: TrialInfo, manifest) -> LibraryProfile:
     """The library profile of a finished trial of the search ``manifest`` describes."""
     config = manifest.config
-    metrics = trial.metrics
-    prefixed = lambda prefix: {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith(prefix)}  # noqa: E731
+    report = trial.report
     return LibraryProfile(
         name=f"{config.name}-{trial.trial_id}",
         ratios={g: float(trial.profile.get(g, 1.0)) for g in manifest.groups},
@@ -169,11 +168,11 @@ def from_trial(trial: TrialInfo, manifest) -> LibraryProfile:
         criterion=config.prune.criterion,
         dataset={"name": config.data.name, "seed": config.data.seed, "options": dict(config.data.options)},
         budgets=tuple(b.label for b in config.budgets),
-        accuracy=_finite(metrics.get("accuracy")),
-        accuracy_pruned=_finite(metrics.get("accuracy_pruned")),
-        finetune_steps=int(metrics.get("finetune_steps", 0)),
-        costs=prefixed("cost/"),
-        relative=prefixed("rel/"),
+        accuracy=_finite(report.accuracy),
+        accuracy_pruned=_finite(report.accuracy_pruned),
+        finetune_steps=report.finetune_steps,
+        costs=dict(report.costs),
+        relative=dict(report.relative),
         search=config.name,
         trial_id=trial.trial_id,
     )
@@ -183,14 +182,14 @@ def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: s
     """The ``top`` feasible search trials by accuracy (ties: fewer MACs), or with
     ``frontier_cost`` the accuracy-vs-cost frontier's ``top`` most accurate points."""
     finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.profile]
-    feasible = [t for t in finished if t.metrics["feasible"]]
+    feasible = [t for t in finished if t.report.feasible]
     if not feasible:
         raise ConfigError(f"no feasible trial among {len(finished)} finished trials: nothing to export; run more trials or loosen the budgets")
     if frontier_cost is not None:
         by_id = {t.trial_id: t for t in feasible}
-        records = [TrialRecord.from_metrics(t.trial_id, dict(t.metrics), dict(t.profile)) for t in feasible]
+        records = [TrialRecord.from_report(t.trial_id, t.report, dict(t.profile)) for t in feasible]
         feasible = [by_id[r.trial_id] for r in pareto(records, frontier_cost)]
-    ranked = sorted(feasible, key=lambda t: (-float(t.metrics["accuracy"]), float(t.metrics.get("cost/macs", 0.0))))
+    ranked = sorted(feasible, key=lambda t: (-t.report.accuracy, t.report.cost("macs", 0.0)))
     return ranked[:top]
 
 

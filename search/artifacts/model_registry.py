@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.tracking import tracker
 
@@ -50,9 +51,9 @@ def version_tags(result) -> dict[str, str]:
     tags = {
         "profile": json.dumps(info["profile"]),
         "budgets": ", ".join(info["budgets"]) or "none",
-        "accuracy": f"{info['accuracy']:.6g}",
-        "feasible": str(info["feasible"]).lower(),
-        "source_trial": result.trial_id,
+        R.ACCURACY: f"{info[R.ACCURACY]:.6g}",
+        R.FEASIBLE: str(info[R.FEASIBLE]).lower(),
+        R.SOURCE_TRIAL: result.trial_id,
         "experiment": info["source"]["experiment"],
         "format": result.format,
         "model": info["architecture"]["model"],
@@ -99,7 +100,7 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
         experiment_id = tracker.ensure_experiment(client, tracking_uri, experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{result.trial_id}") as run:
             mlflow.set_tags({"prunetune.export": result.format, **tags})
-            mlflow.log_metrics({"accuracy": float(result.info["accuracy"]), **{f"cost/{k}": v for k, v in result.costs.items()}})
+            mlflow.log_metrics({R.ACCURACY: float(result.info[R.ACCURACY]), **{R.cost_key(k): v for k, v in result.costs.items()}})
             info = _log_model(result, name, example)
             if result.info.get("preprocessing") is not None:
                 from prunetune.search.artifacts.raw_images import NAME, log_raw_image_model

@@ -50,14 +50,14 @@ def run_criteria(args: argparse.Namespace) -> int:
     config = _config(args)
     from prunetune.search.reproduce import CriteriaSettings, run_criteria as run
     from prunetune.search.reproduce.common import pm
-    from prunetune.search.reproduce.criteria import verdict
+    from prunetune.search.reproduce.criteria import METRICS, verdict
 
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     outcome = run(config, CriteriaSettings(criteria, args.seeds, args.profiles, tuple(args.profile)))
     print()
     print(f"{'criterion':<10} {'after pruning':>18} {'after fine-tune':>18}")
     for criterion, stats in outcome.summary.items():
-        cells = [pm(*stats[m]) if m in stats else "-" for m in ("accuracy_pruned", "accuracy")]
+        cells = [pm(*stats[m]) if m in stats else "-" for m in METRICS]
         print(f"{criterion:<10} {cells[0]:>18} {cells[1]:>18}")
     print(verdict(outcome.summary))
     _print_files(outcome)

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     trial = choose_trial(args, manifest.directory)
     result = export_trial(manifest, trial, args.format, args.out, force=args.force)
     costs = "  ".join(f"{k} {v:,.0f}" for k, v in result.costs.items())
-    print(f"trial {trial.trial_id}: accuracy {float(trial.metrics['accuracy']):.4f}, {costs}")
+    print(f"trial {trial.trial_id}: accuracy {trial.report.accuracy:.4f}, {costs}")
     print(
         f"verified: outputs within {result.max_abs_diff:.2g} of the trial's model on {result.inputs} validation "
         f"inputs (tolerance {result.tolerance:.2g}); MACs and parameters match the trial's report"

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
 from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, draw_profiles, library_profiles, mean_std, pm, pyplot, write_json
 from prunetune.trainables import CRITERIA
 
-METRICS = ("accuracy_pruned", "accuracy")
+METRICS = (R.ACCURACY_PRUNED, R.ACCURACY)
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,11 @@ def summarise(table: dict, criteria: Sequence[str], n_profiles: int, seeds: int)
             runs = [table[(p, criterion, s)] for s in range(seeds) if (p, criterion, s) in table]
             if runs:
                 per_profile[criterion][p] = {m: mean_std([r[m] for r in runs]) for m in METRICS}
-                per_profile[criterion][p]["rel_macs"] = runs[0].get("rel/macs")
+                per_profile[criterion][p]["rel_macs"] = runs[0].get(R.relative_key("macs"))
     return summary, per_profile
 
 
-def verdict(summary: dict, metric: str = "accuracy") -> str:
+def verdict(summary: dict, metric: str = R.ACCURACY) -> str:
     """How ``random`` compares with the best other criterion, against the seed spread."""
     if "random" not in summary or metric not in summary["random"]:
         return "random was not among the criteria (or all its trials errored): no verdict."
@@ -136,13 +137,13 @@ def report(config, profiles, settings, summary, per_profile, errors, trials: int
         cells = [pm(*stats[m]) if m in stats else "-" for m in METRICS]
         lines.append(f"| {criterion} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Verdict (seed 3, claim a: random selection is as good as a metric)", "",
-              f"- {verdict(summary, 'accuracy')}", f"- {verdict(summary, 'accuracy_pruned')}", "",
+              f"- {verdict(summary, R.ACCURACY)}", f"- {verdict(summary, R.ACCURACY_PRUNED)}", "",
               "## Per profile (after fine-tune; mean ± std over seeds)", "",
               "| profile | MACs of dense | " + " | ".join(settings.criteria) + " |",
               "|---|---:|" + "---:|" * len(settings.criteria)]
     for p in range(len(profiles)):
         rel = next((per_profile[c][p].get("rel_macs") for c in settings.criteria if p in per_profile[c]), None)
-        cells = [pm(*per_profile[c][p]["accuracy"]) if p in per_profile[c] else "-" for c in settings.criteria]
+        cells = [pm(*per_profile[c][p][R.ACCURACY]) if p in per_profile[c] else "-" for c in settings.criteria]
         lines.append(f"| {p} | {rel:.1%} | " + " | ".join(cells) + " |" if rel is not None else f"| {p} | - | " + " | ".join(cells) + " |")
     lines += ["", "Profiles (keep ratio per group, in group order):", ""]
     lines += [f"- {p}: {' '.join(f'{v:.2f}' for v in profile.values())}" for p, profile in enumerate(profiles)]
@@ -154,10 +155,10 @@ def plot(summary, per_profile, criteria, path: Path, config) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     x = np.arange(len(criteria))
-    for offset, metric, colour in ((-0.2, "accuracy_pruned", "tab:grey"), (0.2, "accuracy", "tab:blue")):
+    for offset, metric, colour in ((-0.2, R.ACCURACY_PRUNED, "tab:grey"), (0.2, R.ACCURACY, "tab:blue")):
         stats = [summary.get(c, {}).get(metric, (np.nan, 0.0)) for c in criteria]
         axes[0].bar(x + offset, [s[0] for s in stats], 0.4, yerr=[s[1] for s in stats], color=colour, capsize=3,
-                    label="after pruning" if metric == "accuracy_pruned" else "after fine-tune")
+                    label="after pruning" if metric == R.ACCURACY_PRUNED else "after fine-tune")
     axes[0].set_xticks(x, criteria)
     axes[0].set_ylabel("validation accuracy")
     axes[0].set_title("mean over profiles (± seed spread)")
@@ -165,7 +166,7 @@ def plot(summary, per_profile, criteria, path: Path, config) -> Path:
     n_profiles = max((len(v) for v in per_profile.values()), default=0)
     width = 0.8 / max(len(criteria), 1)
     for i, criterion in enumerate(criteria):
-        stats = [per_profile[criterion].get(p, {}).get("accuracy", (np.nan, 0.0)) for p in range(n_profiles)]
+        stats = [per_profile[criterion].get(p, {}).get(R.ACCURACY, (np.nan, 0.0)) for p in range(n_profiles)]
         axes[1].bar(np.arange(n_profiles) + (i - (len(criteria) - 1) / 2) * width, [s[0] for s in stats], width,
                     yerr=[s[1] for s in stats], capsize=2, label=criterion)
     axes[1].set_xticks(np.arange(n_profiles), [f"profile {p}" for p in range(n_profiles)])

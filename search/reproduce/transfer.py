@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
 from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, library_profiles, pyplot, write_json
@@ -129,8 +130,8 @@ def _table(named, rows, datasets) -> list[dict]:
     table = [{"name": name, "profile": p, "rel_macs": math.nan, **{d: math.nan for d in datasets}} for name, p in named]
     for row in rows:
         entry = table[by_key[profile_key(row["config"]["profile"])]]
-        entry[row["config"]["base"]] = float(row["accuracy"])
-        entry["rel_macs"] = float(row.get("rel/macs", math.nan))
+        entry[row["config"]["base"]] = float(row[R.ACCURACY])
+        entry["rel_macs"] = float(row.get(R.relative_key("macs"), math.nan))
     return table
 
 
@@ -188,7 +189,7 @@ def _uniform_comparison(rows, datasets, ranks) -> list[dict]:
         for d in datasets:
             beaten = [r["name"] for r in rows if not r["name"].startswith("uniform-")
                       and r["rel_macs"] <= row["rel_macs"] + 1e-9 and r[d] > row[d]]
-            entry[d] = {"accuracy": row[d], "rank": float(ranks[d][i]), "beaten_by_cheaper": beaten}
+            entry[d] = {R.ACCURACY: row[d], "rank": float(ranks[d][i]), "beaten_by_cheaper": beaten}
         out.append(entry)
     return out
 
@@ -222,8 +223,8 @@ def report(config, datasets, settings, stats, table, errors) -> str:
                   "|---|---:|---:|---:|---:|---:|"]
         for u in stats["uniform"]:
             lines.append(
-                f"| {u['name']} | {u['rel_macs']:.1%} | {u[a]['accuracy']:.4f} ({u[a]['rank']:g}) | {len(u[a]['beaten_by_cheaper'])} | "
-                f"{u[b]['accuracy']:.4f} ({u[b]['rank']:g}) | {len(u[b]['beaten_by_cheaper'])} |"
+                f"| {u['name']} | {u['rel_macs']:.1%} | {u[a][R.ACCURACY]:.4f} ({u[a]['rank']:g}) | {len(u[a]['beaten_by_cheaper'])} | "
+                f"{u[b][R.ACCURACY]:.4f} ({u[b]['rank']:g}) | {len(u[b]['beaten_by_cheaper'])} |"
             )
     lines += ["", "## Every profile", "", f"| profile | MACs of dense | acc {a} | acc {b} | ratios |", "|---|---:|---:|---:|---|"]
     for r in sorted(table, key=lambda r: -np.nan_to_num(r[a], nan=-1)):

@@ -27,6 +27,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from prunetune.budgets import report as R
+from prunetune.budgets.report import TrialReport
+
 MODE_ENV = "PRUNETUNE_CONSOLE"
 MODES = ("live", "quiet", "verbose")
 LOG_PERIOD_S = 30.0  # a plain-line view prints at least this often while nothing changes
@@ -164,17 +167,14 @@ class LiveView:
 
 def best_text(trials: Sequence, cost: str) -> str:
     """The best accuracy among finished trials that met every budget, with its cost."""
-    best = None
-    for trial in trials:
-        result = trial.last_result or {}
-        if trial.status == "TERMINATED" and result.get("feasible") and result.get("accuracy") is not None:
-            if best is None or result["accuracy"] > best["accuracy"]:
-                best = result
-    if best is None:
+    reports = [TrialReport.read(t.last_result) for t in trials if t.status == "TERMINATED" and R.is_finished(t.last_result)]
+    feasible = [r for r in reports if r.feasible]
+    if not feasible:
         return "no feasible trial yet"
-    relative = best.get(f"rel/{cost}")
-    where = f"{relative:.1%} {cost}" if relative is not None else f"{best.get(f'cost/{cost}', float('nan')):,.0f} {cost}"
-    return f"best feasible {best['accuracy']:.4f} at {where}"
+    best = max(feasible, key=lambda r: r.accuracy)
+    relative = best.relative.get(cost)
+    where = f"{relative:.1%} {cost}" if relative is not None else f"{best.cost(cost):,.0f} {cost}"
+    return f"best feasible {best.accuracy:.4f} at {where}"
 
 
 def error_line(trial) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.run.prepare import Prepared, local_storage
 from prunetune.search.run.tuner import make_tuner, split_results, start, with_resources
@@ -60,7 +61,7 @@ def finished(results: Sequence) -> tuple[list[dict], dict[str, str]]:
     rows = [
         {**result.metrics, "config": result.config, "checkpoint": result.checkpoint.path if result.checkpoint else None}
         for result in done
-        if result.metrics and "feasible" in result.metrics
+        if R.is_finished(result.metrics)
     ]
     return rows, errors
 

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.registry import Registry
 from prunetune.search.config import SearchConfig
@@ -128,7 +129,7 @@ class ProfileSearch(Method):
         return config.budgets[0].key if config.budgets else "macs"
 
     def records(self, result, trial_id: str) -> list[TrialRecord]:
-        if not result.metrics or "feasible" not in result.metrics:
+        if not R.is_finished(result.metrics):
             return []
         checkpoint = result.checkpoint.path if result.checkpoint else None
         return [TrialRecord.from_metrics(trial_id, result.metrics, result.config["profile"], checkpoint)]
@@ -181,5 +182,5 @@ class TaperSweep(Method):
         checkpoint."""
         from prunetune.search.tracking.points import point_summaries, read_profile
 
-        reports = [(m, read_profile(c), c.path) for c, m in result.best_checkpoints or [] if "level" in m]
+        reports = [(m, read_profile(c), c.path) for c, m in result.best_checkpoints or [] if R.LEVEL in m]
         return [point.record() for point in point_summaries(trial_id, reports)]

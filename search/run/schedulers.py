@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.registry import Registry
 from prunetune.search.config import SearchConfig
 
-TIME_ATTR = "rung_steps"
+TIME_ATTR = R.RUNG_STEPS
 
 SCHEDULERS: Registry[Callable[[SearchConfig], object | None]] = Registry("scheduler", hint=" (config key `scheduler.name`)")
 

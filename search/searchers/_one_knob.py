@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from prunetune.budgets import report as R
 from prunetune.search.space import RATIO_DECIMALS, ProfileSpace
 
 _BISECTIONS = 48  # halvings of the knob interval on the cost model: far below one channel
@@ -105,7 +106,7 @@ class KnobSearch:
             if result is None:
                 state.done = True
                 return
-            meets = all(bool(v) for k, v in result.items() if k.startswith("meets/"))
+            meets = all(R.family(result, R.MEETS).values())
             if meets:
                 state.best = state.tried if state.best is None else max(state.best, state.tried)
                 state.low = state.tried

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from prunetune.budgets.errors import BudgetError
+from prunetune.budgets import report as R
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 
 
@@ -33,7 +34,7 @@ class RandomSearcher(ProfileSearcher):
 
     Options = RandomOptions
 
-    def __init__(self, space, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+    def __init__(self, space, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
         self.max_attempts = self.options.max_attempts
         self.rng = np.random.default_rng(seed)

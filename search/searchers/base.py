@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.registry import Registry
+from prunetune.budgets import report as R
 from prunetune.search.space import ProfileSpace
 
 SEARCHERS: Registry[type[ProfileSearcher]] = Registry("searcher", hint=" (config key `searcher.name`)")
@@ -85,7 +86,7 @@ class ProfileSearcher:
     FINISHED: ClassVar[str] = "FINISHED"  # Ray Tune's Searcher.FINISHED: the search is over
     Options: ClassVar[type[SearcherOptions]] = SearcherOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = "accuracy", mode: str | None = "max",
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = R.ACCURACY, mode: str | None = "max",
                  options: Mapping[str, Any] | None = None, **more: Any):
         """``searcher.options`` come as keywords (``**more``), or as one mapping from a subclass
         whose own option names collide with ``mode`` or ``metric`` (``exhaustive``'s ``mode``)."""

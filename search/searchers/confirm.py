@@ -21,6 +21,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from prunetune.budgets import report as R
+from prunetune.budgets.report import TrialReport
 from prunetune.search.searchers.base import ProfileSearcher
 from prunetune.search.space import ProfileSpace
 
@@ -84,14 +86,14 @@ class ConfirmingSearcher(ProfileSearcher):
 
     def _confirmations(self) -> list[dict[str, Any]]:
         chosen = select_top(self.results, self.top, self.levels, self.cost, self.mode or "max")
-        queue = [{"profile": self.results[tid]["profile"], "finetune_steps": self.steps, "confirm": {"source": tid, "seed": seed}}
+        queue = [{"profile": self.results[tid]["profile"], R.FINETUNE_STEPS: self.steps, "confirm": {"source": tid, "seed": seed}}
                  for tid in chosen for seed in range(self.seeds)]
         if self.uniform:
             for level in self.levels or [None]:
                 source = "uniform" if level is None else f"uniform@{level:g}"
                 profile = uniform_reference(self.space, self.cost, level)
-                queue += [{"profile": profile, "finetune_steps": self.steps,
-                           "confirm": {"source": source, "seed": seed, "reference": "uniform"}} for seed in range(self.seeds)]
+                queue += [{"profile": profile, R.FINETUNE_STEPS: self.steps,
+                           "confirm": {"source": source, "seed": seed, R.REFERENCE: "uniform"}} for seed in range(self.seeds)]
         return queue
 
     # -- state -----------------------------------------------------------------------------
@@ -127,14 +129,14 @@ def select_top(results: dict[str, dict[str, Any]], top: int, levels: Sequence[fl
     sign = 1.0 if mode == "max" else -1.0
 
     def rank(tid: str) -> tuple:
-        metrics = results[tid]["metrics"]
-        accuracy = float(metrics.get("accuracy", math.nan))
-        return (bool(metrics.get("done", True)), sign * accuracy if math.isfinite(accuracy) else -math.inf, tid)
+        report = reports[tid]
+        return (report.done, sign * report.accuracy if math.isfinite(report.accuracy) else -math.inf, tid)
 
-    feasible = [tid for tid, r in results.items() if r["metrics"].get("feasible")]
+    reports = {tid: TrialReport.read(r["metrics"]) for tid, r in results.items() if R.is_finished(r["metrics"])}
+    feasible = [tid for tid, report in reports.items() if report.feasible]
     chosen: list[str] = []
     for level in levels or [None]:
-        within = [tid for tid in feasible if level is None or results[tid]["metrics"].get(f"rel/{cost}", math.inf) <= level + 1e-9]
+        within = [tid for tid in feasible if level is None or reports[tid].relative.get(cost, math.inf) <= level + 1e-9]
         seen = {tuple(sorted(results[tid]["profile"].items())) for tid in chosen}
         picked = 0
         for tid in sorted(within, key=rank, reverse=True):

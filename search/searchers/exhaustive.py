@@ -40,6 +40,7 @@ from pydantic import Field
 
 from prunetune.budgets.analytic import channels_kept
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import ProfileSpace
 
@@ -66,7 +67,7 @@ class ExhaustiveSearcher(ProfileSearcher):
     unique_proposals = True
     Options = ExhaustiveOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", **options: Any):
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, **options: Any):
         # ``mode`` among the options is the search order (full | sampled); the searcher always
         # maximises ``metric``.
         super().__init__(space, seed=seed, metric=metric, mode="max", options=options)

@@ -60,7 +60,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.report import TrialReport
 from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.searchers.sensitivity import SensitivitySearcher, keep_ratios
@@ -127,7 +129,7 @@ class RLSearcher(ProfileSearcher):
 
     Options = RLSettings
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
         self.settings: RLSettings = self.options
         target = self.settings.target if self.settings.reward == "target" else None
@@ -170,7 +172,7 @@ class RLSearcher(ProfileSearcher):
         config: dict[str, Any] = {"profile": rollout.pop("profile")}
         steps = self._fidelity()
         if steps is not None:
-            config["finetune_steps"] = steps
+            config[R.FINETUNE_STEPS] = steps
         self.rollouts[trial_id] = rollout
         self.suggested += 1
         return config
@@ -194,7 +196,7 @@ class RLSearcher(ProfileSearcher):
         if self.space.cost_model is None:
             raise ConfigError("rl searcher option warm_start=sensitivity allocates on the exact cost model, which this "
                               "model has none of; use warm_start: none")
-        return SensitivitySearcher(self.space, seed=self.seed, metric=self.metric or "accuracy", mode=self.mode or "max",
+        return SensitivitySearcher(self.space, seed=self.seed, metric=self.metric or R.ACCURACY, mode=self.mode or "max",
                                    ratios=self.settings.probe_ratios, probe_steps=self.settings.probe_steps,
                                    cost=self.settings.target_cost if self.settings.reward == "target" else "macs")
 
@@ -263,11 +265,11 @@ class RLSearcher(ProfileSearcher):
 
     @property
     def _metric_name(self) -> str:
-        return self.metric or "accuracy"
+        return self.metric or R.ACCURACY
 
     def _reward(self, config: dict[str, Any], result: dict) -> float:
         sign = -1.0 if self.mode == "min" else 1.0
-        reward = sign * self._at_common_fidelity(float(result[self._metric_name]), int(result.get("finetune_steps", 0)))
+        reward = sign * self._at_common_fidelity(float(result[self._metric_name]), int(result.get(R.FINETUNE_STEPS, 0)))
         if self.settings.reward == "target":
             reward -= self.settings.beta * abs(self._relative_cost(config["profile"], result) - self.settings.target)
         return reward
@@ -288,8 +290,9 @@ class RLSearcher(ProfileSearcher):
         key = self.settings.target_cost
         if self.env.dense.get(key):
             return self.space.costs(profile)[key] / self.env.dense[key]
-        if f"rel/{key}" in result:
-            return float(result[f"rel/{key}"])
+        relative = R.family(result, R.RELATIVE)
+        if key in relative:
+            return relative[key]
         raise ConfigError(
             f"rl searcher option target_cost={key!r}: neither the cost model nor the trial reports it; "
             "use macs or params, or a cost that a budget names"
@@ -297,18 +300,11 @@ class RLSearcher(ProfileSearcher):
 
     def _cost(self, result: dict) -> float:
         """The worst relative excess over the budgets only a trial measures (0 without any)."""
-        keys = [k.removeprefix("meets/") for k in result if k.startswith("meets/")]
-        keys = [k for k in keys if k not in self.env.limits]
-        if not keys:
+        missed = TrialReport.read(result).missed_by()
+        excess = [value for key, value in missed.items() if key not in self.env.limits]
+        if not excess:
             return 0.0
         self.constrained = True
-        excess = []
-        for key in keys:
-            limit = result.get(f"limit/{key}")
-            if limit and f"cost/{key}" in result:
-                excess.append(float(result[f"cost/{key}"]) / float(limit) - 1.0)
-            else:  # no limit reported: a violation indicator
-                excess.append(0.0 if result[f"meets/{key}"] else 1.0)
         return max(excess)
 
     # -- learning --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.searchers.base import register_searcher
 from prunetune.search.searchers.uniform import LevelOptions, LevelSearcher, ratio_in
 from prunetune.search.space import RATIO_DECIMALS, ProfileSpace
@@ -62,7 +63,7 @@ class SensitivitySearcher(LevelSearcher):
 
     Options = SensitivityOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
         super().__init__(space, seed=seed, metric=metric, mode=mode, **options)
         if space.cost_model is None:
             raise ConfigError("searcher sensitivity allocates on the exact cost model, which this model has none of; "
@@ -94,7 +95,7 @@ class SensitivitySearcher(LevelSearcher):
         if self.queue:
             group, ratio = self.queue.pop(0)
             self.probing[trial_id] = (group, ratio)
-            return {"profile": self._probe_profile(group, ratio), "finetune_steps": self.options.probe_steps, "probe": group}
+            return {"profile": self._probe_profile(group, ratio), R.FINETUNE_STEPS: self.options.probe_steps, "probe": group}
         if self.probing:
             return None  # the allocation needs every probe's result
         return self.propose_level(trial_id)
@@ -105,7 +106,7 @@ class SensitivitySearcher(LevelSearcher):
             self.observe_level(trial_id, None if error else result)
             return
         group, ratio = probe
-        accuracy = float(result[self.metric or "accuracy"]) if result and not error else math.nan
+        accuracy = float(result[self.metric or R.ACCURACY]) if result and not error else math.nan
         if self.mode == "min":
             accuracy = -accuracy
         if group == REFERENCE:
@@ -196,6 +197,7 @@ class SensitivitySearcher(LevelSearcher):
     def load_extra_state(self, state: dict[str, Any]) -> None:
         mine = state["sensitivity"]
         self.queue, self.probing = [tuple(q) for q in mine["queue"]], dict(mine["probing"])
-        self.probes, self.reference = {g: dict(p) for g, p in mine["probes"].items()}, mine["reference"]
+        self.probes = {g: dict(p) for g, p in mine["probes"].items()}
+        self.reference = mine["reference"]  # not a report key
         self._curves = self._path = None
         super().load_extra_state(state)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from prunetune.budgets import report as R
 from prunetune.search.searchers._one_knob import KnobSearch
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import GroupSpace, ProfileSpace
@@ -58,7 +59,7 @@ class LevelSearcher(ProfileSearcher):
     unique_proposals = False
     seeded = False
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = "accuracy", mode: str = "max", **options: Any):
+    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
         self._knobs: KnobSearch | None = None
 
@@ -86,7 +87,7 @@ class LevelSearcher(ProfileSearcher):
         knob, state = step
         config: dict[str, Any] = {"profile": self.family(knob)}
         if state.level is not None:
-            config["level"] = state.level
+            config[R.LEVEL] = state.level  # the budget level the trial aims at, as a taper point's
         return config
 
     def observe_level(self, trial_id: str, result: dict | None) -> None:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from prunetune.budgets import report as R
 from prunetune.search.store.frontier import Reference, TrialRecord, reference_of
 
 
@@ -32,7 +33,7 @@ def _recorded_accuracy(path: str, mtime: float) -> float | None:
     except Exception:  # noqa: BLE001 - any unreadable file simply has no recorded accuracy
         return None
     meta = blob.get("meta") if isinstance(blob, dict) else None
-    accuracy = meta.get("accuracy") if isinstance(meta, dict) else None
+    accuracy = meta.get(R.ACCURACY) if isinstance(meta, dict) else None
     return float(accuracy) if isinstance(accuracy, (int, float)) else None
 
 

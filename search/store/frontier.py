@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+from prunetune.budgets import report as R
+from prunetune.budgets.report import TrialReport
+
 T = TypeVar("T")
 
 
@@ -46,24 +49,26 @@ class TrialRecord:
 
     @classmethod
     def from_metrics(cls, trial_id: str, metrics: dict, profile: dict, checkpoint: str | None = None) -> TrialRecord:
-        costs = {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith("cost/")}
-        relative = {k.split("/", 1)[1]: float(v) for k, v in metrics.items() if k.startswith("rel/")}
-        meets = {k.split("/", 1)[1]: bool(v) for k, v in metrics.items() if k.startswith("meets/")}
+        """The record of a report (see :class:`~prunetune.budgets.report.TrialReport`)."""
+        return cls.from_report(trial_id, TrialReport.read(metrics), profile, checkpoint)
+
+    @classmethod
+    def from_report(cls, trial_id: str, report: TrialReport, profile: dict, checkpoint: str | None = None) -> TrialRecord:
         return cls(
             trial_id=trial_id,
-            accuracy=float(metrics["accuracy"]),
-            loss=float(metrics.get("loss", math.nan)),
-            feasible=bool(metrics.get("feasible", 0.0)),
-            costs=costs,
-            relative=relative,
+            accuracy=report.accuracy,
+            loss=report.loss,
+            feasible=report.feasible,
+            costs=dict(report.costs),
+            relative=dict(report.relative),
             profile=dict(profile),
-            finetune_steps=int(metrics.get("finetune_steps", 0)),
+            finetune_steps=report.finetune_steps,
             checkpoint=checkpoint,
-            meets=meets,
-            confirms=metrics.get("confirms") or None,
-            test_accuracy=float(metrics["test/accuracy"]) if "test/accuracy" in metrics else None,
-            stopped=not metrics.get("done", True),
-            reference=metrics.get("reference") or None,
+            meets=dict(report.meets),
+            confirms=report.confirms,
+            test_accuracy=report.test_accuracy,
+            stopped=not report.done,
+            reference=report.reference,
         )
 
 
@@ -244,7 +249,7 @@ def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, 
     paths = {"csv": directory / "frontier.csv", "json": directory / "frontier.json"}
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial_id", "accuracy", "loss", cost, f"{cost}_relative", "finetune_steps", "profile"])
+        writer.writerow(["trial_id", R.ACCURACY, R.LOSS, cost, f"{cost}_relative", R.FINETUNE_STEPS, "profile"])
         for r in front:
             writer.writerow(
                 [r.trial_id, r.accuracy, r.loss, r.costs[cost], r.relative.get(cost), r.finetune_steps, json.dumps(r.profile)]

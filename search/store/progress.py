@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import read_trial_folder
 
@@ -104,9 +105,9 @@ def snapshot_states(directory: Path) -> dict[str, str]:
 def _trial_state(trial_id: str, tune_status: str, trial_dir: Path) -> TrialState:
     folder = read_trial_folder(trial_dir)
     report = folder.last
-    if report.get("done") or tune_status == "TERMINATED":
-        accuracy = report.get("accuracy")
-        return TrialState(trial_id, "done", accuracy, bool(report.get("feasible")))
+    if report.get(R.DONE) or tune_status == "TERMINATED":
+        accuracy = report.get(R.ACCURACY)
+        return TrialState(trial_id, "done", accuracy, bool(report.get(R.FEASIBLE)))
     if tune_status == "ERROR":
         return TrialState(trial_id, "errored", reason=folder.error or "failed (no error.txt)")
     return TrialState(trial_id, "running" if tune_status in _RUNNING or report else "pending")

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.report import TrialReport
 from prunetune.trainables.taper_trial import is_taper_trial
 from prunetune.trainables.trial import PROFILE_FILE, WEIGHTS_FILE
 
@@ -50,7 +52,12 @@ class TrialInfo:
 
     @property
     def finished(self) -> bool:
-        return "feasible" in self.metrics and "accuracy" in self.metrics
+        return R.is_finished(self.metrics)
+
+    @property
+    def report(self) -> TrialReport:
+        """The last report read through the schema (only for a :attr:`finished` trial)."""
+        return TrialReport.read(self.metrics)
 
 
 def point_id(trial_id: str, level: float) -> str:
@@ -123,7 +130,7 @@ class TrialFolder:
         """The trial judged by its last report; None before its first."""
         if not self.reports:
             return None
-        source = self.last.get("source_trial")
+        source = self.last.get(R.SOURCE_TRIAL)
         return TrialInfo(self.trial_id, self.last, self.profile, self.checkpoint, self.directory, source)
 
     def taper_points(self) -> list[TrialInfo]:
@@ -133,12 +140,12 @@ class TrialFolder:
             return []
         points = []
         for metrics in self.reports:
-            if "level" not in metrics:
+            if R.LEVEL not in metrics:
                 continue
             checkpoint = self.directory / str(metrics.get("checkpoint_dir_name"))
             has_profile = (checkpoint / PROFILE_FILE).is_file()
             profile = json.loads((checkpoint / PROFILE_FILE).read_text()) if has_profile else {}
-            trial_id = point_id(str(metrics.get("trial_id") or self.trial_id), metrics["level"])
+            trial_id = point_id(str(metrics.get("trial_id") or self.trial_id), metrics[R.LEVEL])
             points.append(TrialInfo(trial_id, metrics, profile, checkpoint if has_profile else None, self.directory))
         return points
 
@@ -205,16 +212,19 @@ class BudgetFilter:
     relative: bool
 
     @property
-    def metric(self) -> str:
-        return f"{'rel' if self.relative else 'cost'}/{self.cost}"
-
-    @property
     def label(self) -> str:
         return f"{self.cost}<={self.limit * 100:g}%" if self.relative else f"{self.cost}<={self.limit:g}"
 
-    def admits(self, metrics: Mapping[str, object]) -> bool:
-        value = metrics.get(self.metric)
-        return value is not None and float(value) <= self.limit * (1 + 1e-9)
+    def _value(self, report: TrialReport) -> float | None:
+        return (report.relative if self.relative else report.costs).get(self.cost)
+
+    def measured(self, report: TrialReport) -> bool:
+        """Whether ``report`` holds the cost this filter reads."""
+        return self._value(report) is not None
+
+    def admits(self, report: TrialReport) -> bool:
+        value = self._value(report)
+        return value is not None and value <= self.limit * (1 + 1e-9)
 
 
 _FILTER = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*<=\s*([0-9.eE+-]+)\s*(%?)\s*$")
@@ -244,23 +254,22 @@ def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = No
     trials gives its best confirmed one (by test accuracy, averaged over seeds); reference
     profiles confirmed beside it (``confirm.uniform``) are not the search's."""
     finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.checkpoint
-                and not t.metrics.get("reference")]
-    if budget is not None and finished and not any(budget.metric in t.metrics for t in finished):
-        known = sorted({k.split("/", 1)[1] for t in finished for k in t.metrics if k.startswith("cost/")})
+                and t.report.reference is None]
+    if budget is not None and finished and not any(budget.measured(t.report) for t in finished):
+        known = sorted({key for t in finished for key in t.report.costs})
         raise ConfigError(f"--budget {budget.label}: trials report no cost {budget.cost!r}; costs reported: {', '.join(known)}")
-    feasible = [t for t in finished if t.metrics["feasible"] and (budget is None or budget.admits(t.metrics))]
+    feasible = [t for t in finished if t.report.feasible and (budget is None or budget.admits(t.report))]
     if not feasible:
         within = f" within {budget.label}" if budget else ""
         raise ConfigError(
             f"no feasible trial{within} among {len(finished)} finished trials; loosen --budget, run more "
             "trials, or pick one with --trial ID"
         )
-    confirmed = [t for t in feasible if "test/accuracy" in t.metrics]
+    confirmed = [t for t in feasible if t.report.test_accuracy is not None]
     if confirmed:  # search, then confirm: the best confirmed profile, by mean test accuracy over its seeds
         by_source: dict[str, list[float]] = {}
         for t in confirmed:
-            by_source.setdefault(str(t.metrics.get("confirms")), []).append(float(t.metrics["test/accuracy"]))
+            by_source.setdefault(str(t.report.confirms), []).append(t.report.test_accuracy)
         mean = {source: sum(values) / len(values) for source, values in by_source.items()}
-        return max(confirmed, key=lambda t: (mean[str(t.metrics.get("confirms"))], float(t.metrics["test/accuracy"]),
-                                             -float(t.metrics.get("cost/macs", 0.0))))
-    return max(feasible, key=lambda t: (float(t.metrics["accuracy"]), -float(t.metrics.get("cost/macs", 0.0))))
+        return max(confirmed, key=lambda t: (mean[str(t.report.confirms)], t.report.test_accuracy, -t.report.cost("macs", 0.0)))
+    return max(feasible, key=lambda t: (t.report.accuracy, -t.report.cost("macs", 0.0)))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from prunetune.budgets import report as R
 from prunetune.search.config import SearchConfig
 from prunetune.search.store.trials import last_line
 from prunetune.search.tracking.points import trial_points
@@ -109,7 +110,7 @@ class TrackingCallback(Callback):
             self._writer.put("trials", list(summaries))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if not result.get("done"):  # a trial's last report is logged once, by on_trial_complete
+        if not result.get(R.DONE):  # a trial's last report is logged once, by on_trial_complete
             self._log(summarize(trial, result, "RUNNING"))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:

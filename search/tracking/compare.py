@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError, PrunetuneError
+from prunetune.budgets import report as R
+from prunetune.budgets.report import TrialReport
 from prunetune.search.store.frontier import pareto_front
 from prunetune.search.tracking.tracker import DENSE_METRIC, PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
 
@@ -90,12 +92,14 @@ def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
             m = run.data.metrics
             if run.data.tags.get(TAG_ROLE) in ("taper", "reference"):  # a taper run's points are runs of their own;
                 continue  # a reference profile (confirm.uniform) is not the search's
-            if "accuracy" in m and f"rel/{cost}" in m:
+            report = TrialReport.read(m) if R.ACCURACY in m else None
+            if report is not None and cost in report.relative:
                 ended = run.info.end_time or run.info.start_time or 0
                 trial_id = run.data.tags.get(TAG_TRIAL_ID, run.info.run_name)
-                trials.append(ComparedTrial(trial_id, m["accuracy"], m[f"rel/{cost}"], m.get("cpu_hours", 0.0), ended))
-                if "test/accuracy" in m:
-                    confirmations.append(ComparedTrial(trial_id, m["test/accuracy"], m[f"rel/{cost}"], m.get("cpu_hours", 0.0), ended))
+                relative, hours = report.relative[cost], m.get("cpu_hours", 0.0)
+                trials.append(ComparedTrial(trial_id, report.accuracy, relative, hours, ended))
+                if report.test_accuracy is not None:
+                    confirmations.append(ComparedTrial(trial_id, report.test_accuracy, relative, hours, ended))
         token = page.token
         if not token:
             if confirmations:  # search trials still count as compute spent, never as results

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from prunetune.budgets import report as R
 from prunetune.search.ray_compat import reported_checkpoints
 from prunetune.search.store.trials import point_id
 from prunetune.search.tracking.tracker import TrialSummary
@@ -41,7 +42,7 @@ def point_summaries(trial_id: str, reports: Iterable[Report]) -> list[TrialSumma
         total = float(metrics.get("time_total_s") or 0.0)
         points.append(
             TrialSummary(
-                trial_id=point_id(trial_id, metrics["level"]),
+                trial_id=point_id(trial_id, metrics[R.LEVEL]),
                 profile=dict(profile),
                 metrics=metrics,
                 status="FINISHED",
@@ -59,5 +60,5 @@ def point_summaries(trial_id: str, reports: Iterable[Report]) -> list[TrialSumma
 
 def trial_points(trial) -> list[TrialSummary]:
     """Every point a (running or finished) taper trial of Tune's has reported so far."""
-    reports = [(m, read_profile(c), c.path) for m, c in reported_checkpoints(trial) if "level" in m]
+    reports = [(m, read_profile(c), c.path) for m, c in reported_checkpoints(trial) if R.LEVEL in m]
     return point_summaries(trial.trial_id, reports)

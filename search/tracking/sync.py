@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets import report as R
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_folder
 from prunetune.search.tracking.points import point_summaries
@@ -44,7 +45,7 @@ def summarize_folder(folder: TrialFolder) -> TrialSummary | None:
     if folder.error is not None:
         status = "FAILED"
     else:
-        status = "FINISHED" if result.get("done") else "KILLED"  # killed: the search stopped mid-trial
+        status = "FINISHED" if result.get(R.DONE) else "KILLED"  # killed: the search stopped mid-trial
     checkpoint = folder.checkpoint
     return TrialSummary(
         trial_id=folder.trial_id,

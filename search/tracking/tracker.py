@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from prunetune.budgets import report as R
 from prunetune.search.config import SearchConfig
 from prunetune.search.store.frontier import TrialRecord, confirmed, references
 
@@ -49,10 +50,8 @@ TAG_TAPER_TRIAL = "prunetune.taper_trial"
 # view itself follows the URL's workflowType (`prunetune ui` prints a model-training link).
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
-_TRIAL_METRICS = ("accuracy", "loss", "accuracy_pruned", "feasible", "finetune_steps", "time_total_s", "level")
-# gated_/counted_: a taper point's cost at the hard gates and counted on the pruned model; test/: a
-# confirmation trial's test-split figures (compare reads them).
-_METRIC_PREFIXES = ("cost/", "rel/", "meets/", "limit/", "gated_", "counted_", "accuracy/", "test/")
+# Every scalar and family of the trial report (prunetune.budgets.report), and Tune's own clock.
+_TRIAL_METRICS = (*R.SCALARS, "time_total_s")
 
 
 def embedded_uri(storage: Path) -> str:
@@ -156,7 +155,7 @@ class TrialSummary:
         an error, and for a taper run itself (its points are the records)."""
         if self.role == "taper" or self.status != "FINISHED":
             return None
-        if "feasible" not in self.metrics or "accuracy" not in self.metrics:
+        if not R.is_finished(self.metrics):
             return None
         return TrialRecord.from_metrics(self.trial_id, self.metrics, self.profile, self.checkpoint)
 
@@ -211,7 +210,7 @@ def role_of(trial_config: dict) -> str:
 
     if is_taper_trial(trial_config):
         return "taper"
-    return "reference" if (trial_config.get("confirm") or {}).get("reference") else "trial"
+    return "reference" if (trial_config.get("confirm") or {}).get(R.REFERENCE) else "trial"
 
 
 def trial_metrics(summary: TrialSummary, config: SearchConfig) -> dict[str, float]:
@@ -219,7 +218,7 @@ def trial_metrics(summary: TrialSummary, config: SearchConfig) -> dict[str, floa
     metrics = {
         key: float(value)
         for key, value in summary.metrics.items()
-        if (key in _TRIAL_METRICS or key.startswith(_METRIC_PREFIXES)) and isinstance(value, (int, float))
+        if (key in _TRIAL_METRICS or key.startswith(R.FAMILIES)) and isinstance(value, (int, float))
     }
     if summary.status in TERMINAL and summary.time_total_s:
         metrics["cpu_hours"] = summary.time_total_s * config.resources.cpu / 3600
