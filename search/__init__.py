@@ -12,7 +12,9 @@ Rooms, lowest first (each imports only from its own rank or lower; tests/test_la
   (``search``, ``taper``), fixed grids, snapshots and resume.
 - ``artifacts/``: what a search leaves for users: export, the model registry, the profile
   library, ``apply`` and the long ``finetune``.
-- ``reproduce/``: the seed-3 experiments. ``commands/`` and ``cli``: the ``prunetune`` verbs.
+- ``reproduce/``: ``prunetune experiment``, claims of the out-of-the-box profiles paper put to
+  the test (does the criterion matter at a fixed profile; do good profiles transfer between
+  data sets). ``commands/`` and ``cli``: the ``prunetune`` verbs.
 
 The names below load on first use, so ``import prunetune.search`` stays light.
 """

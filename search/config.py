@@ -218,7 +218,7 @@ class TrackingConfig(_Section):
 
 class ExtraBase(_Section):
     """Another base model of the same architecture that every trial also prunes, fine-tunes and
-    evaluates (seed 3's multi-model search); a trial's ``accuracy`` is then the mean over the
+    evaluates (the out-of-the-box profiles paper's multi-model search); a trial's ``accuracy`` is then the mean over the
     search's base and these. Each differs from the search's base by its data set, its training
     seed or a given checkpoint; ``label`` names its ``accuracy/<label>`` metric."""
 

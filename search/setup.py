@@ -3,9 +3,9 @@
 :func:`trial_setup` turns a :class:`~prunetune.search.config.SearchConfig` into the
 :class:`~prunetune.trainables.TrialSetup` that Ray ships to every trial; :func:`specs` gives the
 model, data and base-training recipe a base model is trained from; :func:`with_extra_bases`
-adds the setups of ``bases:`` (seed 3's multi-model search). Both a new search
-(``run.prepare``) and a finished or interrupted one (``store.manifest``) build trials this way,
-so a resumed trial is the trial that was started.
+adds the setups of ``bases:`` (the multi-model search of the out-of-the-box profiles paper,
+arXiv:2004.14584). Both a new search (``run.prepare``) and a finished or interrupted one
+(``store.manifest``) build trials this way, so a resumed trial is the trial that was started.
 """
 
 from __future__ import annotations

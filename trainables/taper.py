@@ -1,4 +1,4 @@
-"""Channel pruning with a tapering resource constraint (arXiv 1812.07060), as one Tune trainable.
+"""Channel pruning with a tapering resource constraint (the tapering paper, arXiv:1812.07060), as one Tune trainable.
 
 One run fine-tunes the dense model while the cost allowed to it is lowered step by step, and
 leaves a real pruned model at every requested budget level on the way down: the whole frontier.

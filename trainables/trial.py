@@ -54,9 +54,9 @@ class TrialSetup:
     # Report (with a checkpoint) every this many fine-tune steps, so a scheduler such as ASHA
     # can compare and stop trials at its rungs; 0: report at checkpoint_every and the end only.
     report_every: int = 0
-    # Several base models of one architecture (seed 3's multi-model search): each trial also
-    # prunes, fine-tunes and evaluates its profile on every one of ``others`` and reports the
-    # mean accuracy; ``label`` names a base's ``accuracy/<label>`` metric.
+    # Several base models of one architecture (the out-of-the-box profiles paper's multi-model
+    # search): each trial also prunes, fine-tunes and evaluates its profile on every one of
+    # ``others`` and reports the mean accuracy; ``label`` names a base's ``accuracy/<label>`` metric.
     label: str = ""
     others: tuple[TrialSetup, ...] = ()
 

@@ -1,6 +1,6 @@
 """A trial that varies what the search fixes: the base model, the criterion or the seed.
 
-The seed experiments (``prunetune experiment criteria``/``transfer``) evaluate the same
+The experiments of ``prunetune experiment criteria``/``transfer`` evaluate the same
 profiles several ways in one Tune run. :func:`prune_and_finetune_variant` is the ordinary
 :func:`~prunetune.trainables.trial.prune_and_finetune` with per-trial overrides read from the trial's
 config, so every variant prunes, fine-tunes, measures and checkpoints exactly like a search

@@ -1,12 +1,13 @@
 """Fine-tuning a chosen trial at full length, after the search.
 
 A search's trials fine-tune briefly: their accuracy is an estimate that ranks profiles. The
-profile a user keeps deserves a long fine-tune (the seed papers train their final profiles for
-tens of thousands of steps). :func:`finetune_trial` continues the trial's checkpoint for whole
-epochs of the training set with the search's fine-tune recipe (SGD, learning rate, batch size,
-momentum, weight decay; one cosine decay over the whole run), evaluates it, and writes a new
-checkpoint in the trial layout under ``<experiment>/finetuned/<trial>-e<N>/`` with a one-line
-``result.json``, so ``prunetune export --trial <trial>-e<N>`` exports it like any trial.
+profile a user keeps deserves a long fine-tune (the constrained-RL paper, arXiv:2110.08558, trains
+its final profile for tens of thousands of steps). :func:`finetune_trial` continues the trial's
+checkpoint for whole epochs of the training set with the search's fine-tune recipe (SGD,
+learning rate, batch size, momentum, weight decay; one cosine decay over the whole run),
+evaluates it, and writes a new checkpoint in the trial layout under
+``<experiment>/finetuned/<trial>-e<N>/`` with a one-line ``result.json``, so
+``prunetune export --trial <trial>-e<N>`` exports it like any trial.
 """
 
 from __future__ import annotations

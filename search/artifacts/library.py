@@ -4,7 +4,7 @@ A library profile is one layer-wise profile (keep ratio per group) plus its prov
 architecture and model spec it was found on, every group's channel count, the criterion and
 data set of the search, its budgets, what the trial measured (accuracy, costs) and which search
 and trial produced it. ``prunetune export-profiles`` writes them from a finished search;
-``prunetune apply`` and the seed experiments read them.
+``prunetune apply`` and ``prunetune experiment`` read them.
 
 The file is a JSON object with ``format: "prunetune-profile"`` and an integer ``version``
 (:data:`VERSION`). A reader refuses a newer version with a clear error rather than guess at

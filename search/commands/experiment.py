@@ -1,4 +1,7 @@
-"""``prunetune experiment criteria|transfer CONFIG``: the third seed's experiments, with a report."""
+"""``prunetune experiment criteria|transfer CONFIG``: the out-of-the-box profiles paper's two
+experiments (Venkatesan et al., "Out-of-the-box channel pruned networks", arXiv:2004.14584), each
+with a report: does the channel-selection criterion matter once the profile is fixed, and do
+good profiles on one data set stay good on another."""
 
 from __future__ import annotations
 
@@ -8,15 +11,32 @@ from prunetune.search.commands import add_config_args, local_ray_env, named
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("experiment", help="run a seed experiment (criteria, transfer) and write its report")
+    parser = sub.add_parser(
+        "experiment",
+        help="does the criterion matter at a fixed profile (criteria)? do profiles transfer between data sets "
+             "(transfer)? writes a report",
+        description="Test a claim of the out-of-the-box profiles paper (Out-of-the-box channel pruned networks, "
+                    "arXiv:2004.14584) on your config's model and data, and write a report (Markdown, JSON, PNG; "
+                    "also on the MLflow parent run). Results go to <storage_path>/<config name>-<experiment>.",
+    )
     kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
-    criteria = kinds.add_parser("criteria", help="the same profiles pruned with l1, l2, random, bn_scale over seeds")
+    criteria = kinds.add_parser(
+        "criteria", help="does the channel-selection criterion matter once the profile is fixed? (l1 vs l2 vs random vs bn_scale)",
+        description="Does the channel-selection criterion matter once the profile is fixed? The same profiles are "
+                    "pruned from one base model with each criterion (l1, l2, random, bn_scale by default) over "
+                    "several seeds and fine-tuned; the report compares random with the best metric criterion.",
+    )
     add_config_args(criteria)
     criteria.add_argument("--criteria", default="l1,l2,random,bn_scale", help="comma-separated criteria (default %(default)s)")
     criteria.add_argument("--seeds", type=int, default=3, help="seeds per (profile, criterion) (default 3)")
     _common(criteria, profiles=3)
     criteria.set_defaults(func=run_criteria)
-    transfer = kinds.add_parser("transfer", help="sampled profiles on two data sets: rank correlation and top-k placement")
+    transfer = kinds.add_parser(
+        "transfer", help="do good profiles on one data set stay good on another? (rank correlation, top-k placement)",
+        description="Do good profiles on one data set stay good on another? Sampled profiles (and the uniform ones) "
+                    "are pruned and fine-tuned on the config's data set and a second one; the report gives their "
+                    "rank correlation, where each data set's top-k land on the other, and which beat uniform.",
+    )
     add_config_args(transfer)
     transfer.add_argument("--other", help="the second data set (default shapes, or digits when the config's is shapes)")
     transfer.add_argument("--top", type=int, default=3, help="k of the top-k placement (default 3)")

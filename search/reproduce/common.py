@@ -1,4 +1,4 @@
-"""What both seed experiments share: choosing profiles, summary statistics, writing reports."""
+"""What both experiments (criteria, transfer) share: choosing profiles, summary statistics, writing reports."""
 
 from __future__ import annotations
 

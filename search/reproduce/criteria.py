@@ -1,4 +1,6 @@
-"""``prunetune experiment criteria``: does *which* channels a layer drops matter? (seed 3, claim a)
+"""``prunetune experiment criteria``: does the channel-selection criterion matter once the profile
+is fixed? (the out-of-the-box profiles paper, arXiv:2004.14584, claims it does not: random
+selection inside a layer is as good as a metric)
 
 The same profiles (drawn from the config's space, or library files) are pruned from one base
 model with each criterion (default ``l1``, ``l2``, ``random``, ``bn_scale``) under several seeds,
@@ -122,8 +124,9 @@ def verdict(summary: dict, metric: str = R.ACCURACY) -> str:
 
 def report(config, profiles, settings, summary, per_profile, errors, trials: int) -> str:
     lines = [
-        f"# Criteria experiment: {config.model.name} (width {config.model.width:g}, {config.model.input_size} px) on {config.data.name}",
+        "# Does the channel-selection criterion matter once the profile is fixed?",
         "",
+        f"{config.model.name} (width {config.model.width:g}, {config.model.input_size} px) on {config.data.name}.",
         f"{len(profiles)} profiles x {len(settings.criteria)} criteria x {settings.seeds} seeds = "
         f"{len(profiles) * len(settings.criteria) * settings.seeds} trials ({trials} finished, {len(errors)} errored); "
         f"fine-tune {config.finetune.steps} steps at lr {config.finetune.lr:g}, base {config.base.steps} steps.",
@@ -136,7 +139,7 @@ def report(config, profiles, settings, summary, per_profile, errors, trials: int
     for criterion, stats in summary.items():
         cells = [pm(*stats[m]) if m in stats else "-" for m in METRICS]
         lines.append(f"| {criterion} | {cells[0]} | {cells[1]} |")
-    lines += ["", "## Verdict (seed 3, claim a: random selection is as good as a metric)", "",
+    lines += ["", "## Verdict (the out-of-the-box profiles paper, arXiv:2004.14584, claims random selection is as good as a metric)", "",
               f"- {verdict(summary, R.ACCURACY)}", f"- {verdict(summary, R.ACCURACY_PRUNED)}", "",
               "## Per profile (after fine-tune; mean ± std over seeds)", "",
               "| profile | MACs of dense | " + " | ".join(settings.criteria) + " |",
@@ -174,7 +177,7 @@ def plot(summary, per_profile, criteria, path: Path, config) -> Path:
     axes[1].legend(loc="lower right", fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(f"criteria: {config.model.name} on {config.data.name}")
+    fig.suptitle(f"channel-selection criterion at fixed profiles: {config.model.name} on {config.data.name}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

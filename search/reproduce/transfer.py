@@ -1,7 +1,8 @@
 """``prunetune experiment transfer``: do good profiles on one data set stay good on another?
-(seed 3, claims b and c)
+(the out-of-the-box profiles paper, arXiv:2004.14584, claims they do, and that some profiles
+beat uniform ones)
 
-Profiles are drawn by the exhaustive searcher in ``sampled`` mode (seed 3's exhaustive random
+Profiles are drawn by the exhaustive searcher in ``sampled`` mode (the paper's exhaustive random
 search) over a discrete space (``space.levels``, default 0.25/0.5/0.75/1.0), plus the uniform
 profile at every level as the baseline. Each is pruned from two base models of the config's
 architecture, one per data set (the config's and ``other``), and fine-tuned with the config's
@@ -197,13 +198,14 @@ def _uniform_comparison(rows, datasets, ranks) -> list[dict]:
 def report(config, datasets, settings, stats, table, errors) -> str:
     a, b = datasets
     lines = [
-        f"# Transfer experiment: {config.model.name} (width {config.model.width:g}, {config.model.input_size} px), {a} vs {b}",
+        "# Do good profiles on one data set stay good on another?",
         "",
+        f"{config.model.name} (width {config.model.width:g}, {config.model.input_size} px), {a} vs {b}.",
         f"{len(table)} profiles x 2 data sets ({stats['profiles']} finished on both, {len(errors)} trials errored); "
         f"levels {config.space.levels}; fine-tune {config.finetune.steps} steps at lr {config.finetune.lr:g}, "
         f"base {config.base.steps} steps per data set.",
         "",
-        "## Rank agreement (seed 3, claim c)",
+        "## Rank agreement (the out-of-the-box profiles paper, arXiv:2004.14584, claims top profiles on one data set are top on another)",
         "",
         f"- Spearman rank correlation of accuracy, {a} vs {b}: **{stats['spearman']:.3f}** (p = {stats['p_value']:.3g}, n = {stats['profiles']})",
         f"- Spearman of accuracy with MACs: {a} {stats['spearman_macs'][a]:.3f}, {b} {stats['spearman_macs'][b]:.3f}",
@@ -218,7 +220,7 @@ def report(config, datasets, settings, stats, table, errors) -> str:
         for place in places:
             lines.append(f"| {direction.split('->')[0]} | {place['name']} | {place['rank_source']:g} | {place['rank_target']:g} |")
     if stats["uniform"]:
-        lines += ["", "## Uniform baselines (seed 3, claim b)", "",
+        lines += ["", "## Uniform baselines (the paper claims some profiles beat uniform ones)", "",
                   f"| uniform profile | MACs of dense | acc {a} (rank) | sampled beating it with <= MACs on {a} | acc {b} (rank) | ... on {b} |",
                   "|---|---:|---:|---:|---:|---:|"]
         for u in stats["uniform"]:
@@ -259,7 +261,7 @@ def plot(table, datasets, stats, top, path: Path, config) -> Path:
     axes[1].set_title(f"top-{top} of {a} in red")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.suptitle(f"transfer: {config.model.name} (width {config.model.width:g}), {a} vs {b}")
+    fig.suptitle(f"profile transfer: {config.model.name} (width {config.model.width:g}), {a} vs {b}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

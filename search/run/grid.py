@@ -1,6 +1,6 @@
 """Running a fixed set of trials on Ray Tune: known profiles, not a searcher's suggestions.
 
-``prunetune apply`` and the seed experiments evaluate profiles chosen up front, possibly under
+``prunetune apply`` and ``prunetune experiment`` evaluate profiles chosen up front, possibly under
 several variants (criteria, seeds, base models). :func:`run_grid` gives Tune that list as a
 grid ``param_space`` and reuses the search's pieces (the Tuner assembly, trainable resources, MLflow
 tracking callback, manifest), so each profile is an ordinary trial with the usual checkpoint, child run

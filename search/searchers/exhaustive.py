@@ -1,4 +1,5 @@
-"""Exhaustive search: every feasible profile of a discrete space, once (seed 3's search).
+"""Exhaustive search: every feasible profile of a discrete space, once (the search of the
+out-of-the-box profiles paper, "Out-of-the-box channel pruned networks", arXiv:2004.14584).
 
 The space must give every group discrete levels (``space.levels`` or per-group ``levels`` in
 ``space.overrides``). Profiles are numbered like a mixed-radix counter: profile ``i`` takes, for
@@ -11,7 +12,7 @@ Options (``searcher.options``):
 
 - ``mode: full`` (default) proposes the feasible profiles in that order; ``mode: sampled``
   proposes them in a random order without replacement, reproducible from the searcher seed
-  (seed 3's "exhaustive random search").
+  (the out-of-the-box profiles paper's "exhaustive random search").
 - ``max_profiles`` (default 10000): in ``full`` mode a feasible set larger than this is a
   :class:`ConfigError`, before any trial runs; ``sampled`` mode accepts any size, and the
   search's ``trials`` bounds how many are drawn.

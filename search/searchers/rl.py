@@ -1,6 +1,8 @@
-"""The RL searcher: a PPO-Lagrangian pruning policy (seed 1), trained with RLlib in the driver.
+"""The RL searcher: a PPO-Lagrangian pruning policy (the constrained-RL paper: Malik et al., "Neural
+network pruning through constrained reinforcement learning", arXiv:2110.08558), trained with
+RLlib in the driver.
 
-Formulation (seed 1's, with our choices named):
+Formulation (the constrained-RL paper's, with our choices named):
 
 - **Episode.** One step per group in the space's group order (``episode: per_group``, the
   default) or the whole profile as one vector action (``episode: one_step``). Each Tune trial
@@ -15,7 +17,7 @@ Formulation (seed 1's, with our choices named):
   of the range. Analytic budgets (``space.limits``) clip each ratio AMC-style so that every
   suggested profile is feasible: such budgets never cost a trial.
 - **Reward.** 0 at intermediate steps, the trial's ``accuracy`` at the last one. Option
-  ``reward: target`` (seed 3, our formula): ``R = accuracy - beta * |c - target|`` with ``c`` the
+  ``reward: target`` (the out-of-the-box profiles paper; our formula): ``R = accuracy - beta * |c - target|`` with ``c`` the
   profile's relative ``target_cost`` (default ``macs``) from the analytic cost model, else the
   trial's ``rel/<cost>``.
 - **Cost.** Budgets only a trial can measure (latency, peak memory, user functions; every
@@ -347,7 +349,7 @@ class RLSearcher(ProfileSearcher):
 
         Adam without momentum (beta1 = 0, beta2 = 0.999, bias-corrected): steps of about
         ``dual_lr`` whatever the costs' scale, reversing as soon as the sign of the mean cost
-        flips. Seed 1 used Adam (lr 1) over thousands of updates; a search has tens, so a
+        flips. The constrained-RL paper used Adam (lr 1) over thousands of updates; a search has tens, so a
         multiplier that lags behind the costs by several updates would cost trials (our choice).
         """
         v, t = self.dual_moments

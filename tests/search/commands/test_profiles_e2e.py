@@ -1,5 +1,5 @@
 """End to end through the CLI: a tiny search's profiles exported to the library, applied to
-another data set, and the seed-3 experiments (criteria, transfer) at tiny scale.
+another data set, and `prunetune experiment criteria|transfer` at tiny scale.
 
 One module-scoped search and one shared results folder, so the shapes base model is trained
 once (by ``apply``) and reused by ``experiment transfer``.

@@ -1,5 +1,6 @@
-"""A search whose trials each evaluate their profile on two base models (seed 3's multi-model
-RL): the RL searcher learns from the mean accuracy, every base's accuracy is reported."""
+"""A search whose trials each evaluate their profile on two base models (the out-of-the-box
+profiles paper's multi-model RL): the RL searcher learns from the mean accuracy, every base's
+accuracy is reported."""
 
 from __future__ import annotations
 
