@@ -385,3 +385,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchCon
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`")
     return parse_config(apply_overrides(data, list(overrides)))
+
+
+def is_uri(path: str) -> bool:
+    """``s3://...``, ``gs://...`` (any pyarrow filesystem URI; for ``prunetune ui`` an MLflow
+    store's) rather than a local path."""
+    return "://" in path
