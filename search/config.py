@@ -387,6 +387,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchCon
     return parse_config(apply_overrides(data, list(overrides)))
 
 
+def frontier_costs(config: SearchConfig) -> tuple[str, ...]:
+    """The costs a frontier is drawn against: every budgeted cost, else MACs."""
+    keys = [b.key for b in config.budgets] or ["macs"]
+    return tuple(dict.fromkeys(keys))
+
+
 def is_uri(path: str) -> bool:
     """``s3://...``, ``gs://...`` (any pyarrow filesystem URI; for ``prunetune ui`` an MLflow
     store's) rather than a local path."""

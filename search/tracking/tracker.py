@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from prunetune.search.config import SearchConfig
+from prunetune.search.config import SearchConfig, frontier_costs
 from prunetune.search.store.frontier import TrialRecord, confirmed, references
 
 log = logging.getLogger("prunetune.tracking")
@@ -107,12 +107,6 @@ def tracking_uri(config: SearchConfig, storage: Path) -> str:
 def experiment_name(config: SearchConfig) -> str:
     """The study: ``tracking.experiment``, else the search's name."""
     return config.tracking.experiment or config.name
-
-
-def frontier_costs(config: SearchConfig) -> tuple[str, ...]:
-    """The costs a frontier is drawn against: every budgeted cost, else MACs."""
-    keys = [b.key for b in config.budgets] or ["macs"]
-    return tuple(dict.fromkeys(keys))
 
 
 def fail_fast_http() -> None:
