@@ -405,6 +405,10 @@ class SearchTracker:
         return run.info.run_id
 
     def _log_frontier(self, summaries: list[TrialSummary]) -> None:
+        """Every frontier file as the parent run's artifacts, plotly.js inlined: the page is one
+        MLflow artifact, opened on its own."""
+        from prunetune.search.store.plots import render_frontier
+
         parent = self._require_open()
         records = confirmed(r for r in (s.record() for s in summaries) if r is not None)
         reference = self.reference
@@ -467,12 +471,3 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
     if any(r.confirmed for r in merged):
         totals["confirmed_profiles"] = float(sum(r.confirmed for r in merged))
     return totals
-
-
-def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str, *,
-                    reference=None) -> dict[str, Path]:
-    """Every frontier file (:func:`prunetune.search.store.plots.render_frontier`), plotly.js
-    inlined: the page is one MLflow artifact, opened on its own."""
-    from prunetune.search.store.plots import render_frontier as render
-
-    return render(records, costs, directory, title, reference=reference)
