@@ -180,7 +180,7 @@ class RLSearcher(ProfileSearcher):
             self.prober.observe(trial_id, config, result, error)  # an errored probe reads as unknown
             return
         if error:
-            self.pending[trial_id] = config  # resume_errored reruns it: keep its rollout too
+            self._keep_pending(trial_id, config)  # resume_errored reruns it: keep its rollout too
             return
         rollout = self.rollouts.pop(trial_id, None)
         if rollout is None or not result or self._metric_name not in result:
