@@ -385,3 +385,15 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchCon
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`")
     return parse_config(apply_overrides(data, list(overrides)))
+
+
+def frontier_costs(config: SearchConfig) -> tuple[str, ...]:
+    """The costs a frontier is drawn against: every budgeted cost, else MACs."""
+    keys = [b.key for b in config.budgets] or ["macs"]
+    return tuple(dict.fromkeys(keys))
+
+
+def is_uri(path: str) -> bool:
+    """``s3://...``, ``gs://...`` (any pyarrow filesystem URI; for ``prunetune ui`` an MLflow
+    store's) rather than a local path."""
+    return "://" in path

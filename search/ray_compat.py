@@ -1,4 +1,4 @@
-"""The few places prunetune reaches past Ray Tune's public API, in one adapter.
+"""The few places prunetune reaches past Ray's public API (Tune's and RLlib's), in one adapter.
 
 Ray 2.60 has no public way to do these things, and each is needed:
 
@@ -13,7 +13,9 @@ Ray 2.60 has no public way to do these things, and each is needed:
 - make a restored search create new trials in the folder it was restored from:
   :func:`new_trials_follow_a_moved_experiment`;
 - snapshot the experiment often while that is cheap, and less often as each snapshot grows
-  with the search: :func:`snapshots_within_share`.
+  with the search: :func:`snapshots_within_share`;
+- sample the RL searcher's policy without RLlib switching every submodule to ``eval()`` and
+  back on each action: :func:`forward_exploration`.
 
 Each function fails loudly, with :class:`RayInternalsChanged` naming what moved, instead of
 misbehaving quietly, and ``tests/search/test_ray_compat.py`` exercises every one against the
@@ -149,3 +151,14 @@ def snapshots_within_share(floor_s: float | None, share: float = 0.05) -> None:
     Manager.__init__ = __init__
     Manager._update_auto_checkpoint_time = _update_auto_checkpoint_time
     Manager._prunetune_patched = True
+
+
+def forward_exploration(module, batch: dict[str, Any]) -> dict[str, Any]:
+    """RLlib's exploration forward pass of a torch RL ``module`` that its caller keeps in eval
+    mode: the public ``TorchRLModule.forward_exploration`` minus its ``eval()``/``train()``
+    round trip over every submodule per call, a third of an RL rollout's time."""
+    try:
+        forward = module._forward_exploration
+    except AttributeError as err:
+        raise RayInternalsChanged("RLModule._forward_exploration", err) from err
+    return forward(batch)

@@ -37,9 +37,9 @@ def reference(prepared):
 
 
 def print_dense(prepared) -> None:
+    from prunetune.search.config import frontier_costs
     from prunetune.search.run.console import mode
     from prunetune.search.store.dense import describe_dense
-    from prunetune.search.tracking.tracker import frontier_costs
 
     if mode() != "quiet":
         costs = dict.fromkeys([*frontier_costs(prepared.config), "macs", "params"])

@@ -63,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _finished(manifest) -> bool:
     """Say so (without starting Ray) when the search has nothing left to run."""
+    from prunetune.search.config import is_uri
     from prunetune.search.run.methods import get_method
     from prunetune.search.store.progress import read_progress
 
-    if "://" in manifest.config.storage_path:
+    if is_uri(manifest.config.storage_path):
         return False  # trials in object storage: Tune's own restore decides
     progress = read_progress(manifest.directory, get_method(manifest.config.method).trial_count(manifest.config))
     if not progress.finished or progress.having("errored"):

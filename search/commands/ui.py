@@ -27,10 +27,11 @@ def store(results: str) -> tuple[str, Path]:
     """The backend store URI and artifact folder for a results folder (or a URI as given):
     a SQLite store's artifacts lie beside it, where searches put them."""
     from prunetune.budgets.errors import ConfigError
+    from prunetune.search.config import is_uri
     from prunetune.search.store.manifest import MANIFEST
     from prunetune.search.tracking.tracker import ARTIFACTS_DIR, artifact_root, embedded_database, embedded_uri
 
-    if "://" in results:
+    if is_uri(results):
         return results, artifact_root(results) or Path(ARTIFACTS_DIR).resolve()
     folder = Path(results).resolve()
     if (folder / MANIFEST).is_file():  # an experiment folder: its store is one level up

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, cost_functions, measure_costs
 from prunetune.budgets.errors import BudgetError, ConfigError
-from prunetune.search.config import SearchConfig
+from prunetune.search.config import SearchConfig, is_uri
 from prunetune.search.run.methods import Method, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
@@ -157,11 +157,6 @@ def build_space(config: SearchConfig, num_classes: int) -> ProfileSpace:
     )
     check_reachable(space, config.budgets)
     return space
-
-
-def is_uri(path: str) -> bool:
-    """``s3://...``, ``gs://...`` (any pyarrow filesystem URI) rather than a local path."""
-    return "://" in path
 
 
 def local_storage(config: SearchConfig) -> Path:

@@ -18,11 +18,11 @@ from typing import Any
 from prunetune.budgets import Budget
 from prunetune.budgets.errors import ConfigError
 from prunetune.search import ray_compat
-from prunetune.search.run.prepare import Prepared, is_uri
+from prunetune.search.config import frontier_costs, is_uri
+from prunetune.search.run.prepare import Prepared
 from prunetune.search.store.frontier import TrialRecord, confirmed, pareto
 from prunetune.search.store.manifest import write_manifest
 from prunetune.search.store.trials import last_line
-from prunetune.search.tracking.tracker import frontier_costs
 
 
 @dataclass

@@ -139,8 +139,15 @@ class ProfileSearcher:
         config = self.propose(trial_id)
         if config is None or config == self.FINISHED:
             return config
-        self.pending[trial_id] = config
+        self._keep_pending(trial_id, config)
         return config
+
+    def _keep_pending(self, trial_id: str, config: dict[str, Any]) -> None:
+        """Hold ``config`` as ``trial_id``'s pending trial: :meth:`on_trial_complete` passes it to
+        :meth:`observe` when Tune ends the trial, and :meth:`save` keeps it. :meth:`suggest`
+        calls it for every proposal; a subclass calls it from :meth:`observe` to keep an errored
+        trial pending, so that Tune's ``resume_errored`` reruns it."""
+        self.pending[trial_id] = config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         config = self.pending.pop(trial_id, None)

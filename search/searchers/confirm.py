@@ -59,7 +59,7 @@ class ConfirmingSearcher(ProfileSearcher):
                 return None
             if config != self.FINISHED:
                 self.suggested += 1
-                self.pending[trial_id] = config
+                self._keep_pending(trial_id, config)
                 return config
             self.inner_finished = True
         if self.queue is None:
@@ -69,7 +69,7 @@ class ConfirmingSearcher(ProfileSearcher):
         if not self.queue:
             return self.FINISHED
         config = self.queue.pop(0)
-        self.pending[trial_id] = config
+        self._keep_pending(trial_id, config)
         return config
 
     def observe(self, trial_id: str, config: dict[str, Any], result: dict | None, error: bool) -> None:

@@ -65,6 +65,7 @@ from pydantic import Field, field_validator
 from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.report import TrialReport
+from prunetune.search import ray_compat
 from prunetune.search.searchers._pruning_env import GROUP_FEATURES, ONE_STEP_FEATURES, PruningEnv
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.searchers.sensitivity import SensitivitySearcher, keep_ratios
@@ -184,7 +185,7 @@ class RLSearcher(ProfileSearcher):
             self.prober.observe(trial_id, config, result, error)  # an errored probe reads as unknown
             return
         if error:
-            self.pending[trial_id] = config  # resume_errored reruns it: keep its rollout too
+            self._keep_pending(trial_id, config)  # resume_errored reruns it: keep its rollout too
             return
         rollout = self.rollouts.pop(trial_id, None)
         if rollout is None or not result or self._metric_name not in result:
@@ -244,9 +245,8 @@ class RLSearcher(ProfileSearcher):
 
         _, module, dist_cls = self._policy()
         with torch.no_grad():
-            # forward_exploration minus its eval()/train() round trip over every submodule per
-            # call (the sampling module stays in eval mode): a third of a rollout's time.
-            inputs = module._forward_exploration({Columns.OBS: torch.from_numpy(obs[None])})[Columns.ACTION_DIST_INPUTS]
+            # The sampling module stays in eval mode (built so in _policy.build_engine).
+            inputs = ray_compat.forward_exploration(module, {Columns.OBS: torch.from_numpy(obs[None])})[Columns.ACTION_DIST_INPUTS]
             mean, log_std = inputs[0].chunk(2)
             noise = torch.from_numpy(self.rng.standard_normal(mean.shape[0]).astype(np.float32))
             raw = mean + log_std.exp() * noise

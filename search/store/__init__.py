@@ -31,9 +31,9 @@ _WHERE = {
     "format_table": "frontier",
     "pareto": "frontier",
     "pareto_front": "frontier",
-    "plot_frontier": "frontier",
     "write_frontier": "frontier",
     "frontier_html": "plots",
+    "plot_frontier": "plots",
 }
 
 __all__ = sorted(_WHERE)

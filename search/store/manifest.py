@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.search.config import SearchConfig, parse_config
+from prunetune.search.config import SearchConfig, is_uri, parse_config
 
 MANIFEST = "prunetune.json"
 VERSION = 1
@@ -97,7 +97,7 @@ def read_manifest(directory: str | Path) -> Manifest:
 def in_folder(config: SearchConfig, directory: Path) -> SearchConfig:
     """``config`` as the search in ``directory``: named after the folder (a renamed one keeps
     logging to its old MLflow study). Trials on object storage stay under the recorded name."""
-    if directory.name == config.name or "://" in config.storage_path:
+    if directory.name == config.name or is_uri(config.storage_path):
         return config
     tracking = config.tracking.model_copy(update={"experiment": config.tracking.experiment or config.name})
     return config.model_copy(update={"name": directory.name, "tracking": tracking})

@@ -1,5 +1,5 @@
-"""The frontier's figures: the static PNG per cost (drawn in :mod:`~prunetune.search.store.frontier`), one interactive HTML page with a plot per
-cost, and the overlay of several searches' frontiers that ``prunetune compare`` draws.
+"""The frontier's figures: the static PNG per cost (matplotlib), one interactive HTML page with a
+plot per cost (plotly), and the overlay of several searches' frontiers that ``prunetune compare`` draws.
 
 Every figure is read against the dense model (:class:`~prunetune.search.store.frontier.Reference`):
 costs are a share of the dense model's (absolute values on a second axis and in hover text),
@@ -13,21 +13,99 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from prunetune.search.store.frontier import (
-    Reference,
-    TrialRecord,
-    accuracy_label,
-    broken_budgets,
-    frontier_figure,
-    frontier_png,
-    infeasible_groups,
-    pareto,
-    share_of_dense,
-    write_frontier,
-)
+from prunetune.search.store.frontier import Reference, TrialRecord, broken_budgets, pareto, write_frontier
 
 
 PLOTLY_JS = "plotly.min.js"
+
+
+def share_of_dense(record: TrialRecord, cost: str, dense: float | None) -> float:
+    """Where a record sits on the x axis: its share of the dense cost (absolute if unknown)."""
+    if dense:
+        return record.relative.get(cost, record.costs[cost] / dense)
+    return record.costs[cost]
+
+
+def infeasible_groups(records: Sequence[TrialRecord], cost: str, reference: Reference) -> dict[str, list[TrialRecord]]:
+    """Infeasible records with ``cost`` by the budgets they broke, labelled "over <budget>"."""
+    groups: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        if r.feasible or cost not in r.costs:
+            continue
+        broken = [reference.labels.get(key, key) for key in broken_budgets(r)]
+        groups.setdefault(f"over {', '.join(broken)}" if broken else "over budget", []).append(r)
+    return groups
+
+
+def accuracy_label(records: Sequence[TrialRecord]) -> str:
+    """The y axis: validation accuracy, unless confirmed (test-split) figures are drawn too."""
+    if any(r.confirmed for r in records):
+        return "accuracy (confirmed: test split; other trials: validation)"
+    return "validation accuracy"
+
+
+def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", *, reference: Reference | None = None):
+    """The matplotlib figure :func:`frontier_png` saves (tests read it back)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    reference = reference or Reference()
+    records = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
+    dense = reference.dense_cost(cost, records)
+    x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
+    fig, ax = plt.subplots(figsize=(8.4, 4.6), dpi=110)
+    for (label, members), marker in zip(infeasible_groups(records, cost, reference).items(), "osD^v<>p*h" * 10):
+        ax.scatter([x(r) for r in members], [r.accuracy for r in members], c="0.72", marker=marker, s=20, label=label, zorder=2)
+    feasible = [r for r in records if r.feasible and cost in r.costs]
+    ax.scatter([x(r) for r in feasible], [r.accuracy for r in feasible], c="tab:blue", s=20, label="feasible", zorder=3)
+    front = pareto(records, cost)
+    ax.step([x(r) for r in front], [r.accuracy for r in front], where="post", c="tab:red", marker="o", ms=5,
+            label="frontier", zorder=4)
+    baseline = sorted((r for r in reference.baseline if cost in r.costs), key=x)
+    if baseline:
+        ax.plot([x(r) for r in baseline], [r.accuracy for r in baseline], ls="--", c="tab:green", marker="s", ms=4,
+                label=reference.baseline_label, zorder=3)
+    if cost in reference.limits:
+        limit = reference.limits[cost] / dense if dense else reference.limits[cost]
+        ax.axvline(limit, c="tab:orange", ls=":", lw=1.5, label=f"budget {reference.labels.get(cost, cost)}", zorder=1)
+    if reference.dense_accuracy is not None and dense:
+        ax.scatter([1.0], [reference.dense_accuracy], marker="*", s=140, c="black", label="dense model", zorder=5)
+    if dense:
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_xlabel(f"{cost} (% of the dense model's {dense:,.0f})")
+        top = ax.secondary_xaxis("top", functions=(lambda v: v * dense, lambda v: v / dense))
+        top.set_xlabel(f"{cost} (absolute)")
+    else:
+        ax.set_xlabel(cost)
+    ax.set_ylabel(accuracy_label(records))
+    ax.set_title(title or f"accuracy vs {cost}", pad=28 if dense else 6)
+    ax.grid(alpha=0.3)
+    # Beside the axes, never over the points.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def frontier_png(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *,
+                 reference: Reference | None = None) -> Path:
+    """Save :func:`frontier_figure` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = frontier_figure(records, cost, title, reference=reference)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_frontier(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *,
+                  reference: Reference | None = None) -> Path:
+    """The static frontier PNG of one cost (:func:`frontier_png`): accuracy against ``cost`` as
+    a share of the dense model, the budget, the dense model and ``reference``'s baseline;
+    infeasible trials grey, by the budget they broke."""
+    return frontier_png(records, cost, path, title, reference=reference)
 
 
 def _hover(record: TrialRecord, cost: str) -> str:

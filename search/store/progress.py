@@ -20,6 +20,7 @@ from pathlib import Path
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.search.config import is_uri
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import read_trial_folder
 
@@ -132,7 +133,7 @@ def read_progress(directory: str | Path, configured: int | None = None) -> Progr
     ``configured`` is how many trials the search makes (the config's ``trials`` by default;
     a taper sweep makes one per combination: ``Method.trial_count``)."""
     manifest = read_manifest(directory)
-    if "://" in manifest.config.storage_path:
+    if is_uri(manifest.config.storage_path):
         raise ConfigError(
             f"the trials of {manifest.config.name!r} are in {manifest.config.storage_path}; status reads "
             f"local or mounted experiment folders only: look there, or in MLflow"

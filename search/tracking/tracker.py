@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.budgets import report as R
-from prunetune.search.config import SearchConfig
+from prunetune.search.config import SearchConfig, frontier_costs
 from prunetune.search.store.frontier import TrialRecord, confirmed, references
 
 log = logging.getLogger("prunetune.tracking")
@@ -106,12 +106,6 @@ def tracking_uri(config: SearchConfig, storage: Path) -> str:
 def experiment_name(config: SearchConfig) -> str:
     """The study: ``tracking.experiment``, else the search's name."""
     return config.tracking.experiment or config.name
-
-
-def frontier_costs(config: SearchConfig) -> tuple[str, ...]:
-    """The costs a frontier is drawn against: every budgeted cost, else MACs."""
-    keys = [b.key for b in config.budgets] or ["macs"]
-    return tuple(dict.fromkeys(keys))
 
 
 def fail_fast_http() -> None:
@@ -410,6 +404,10 @@ class SearchTracker:
         return run.info.run_id
 
     def _log_frontier(self, summaries: list[TrialSummary]) -> None:
+        """Every frontier file as the parent run's artifacts, plotly.js inlined: the page is one
+        MLflow artifact, opened on its own."""
+        from prunetune.search.store.plots import render_frontier
+
         parent = self._require_open()
         records = confirmed(r for r in (s.record() for s in summaries) if r is not None)
         reference = self.reference
@@ -472,12 +470,3 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
     if any(r.confirmed for r in merged):
         totals["confirmed_profiles"] = float(sum(r.confirmed for r in merged))
     return totals
-
-
-def render_frontier(records: list[TrialRecord], costs: tuple[str, ...], directory: Path, title: str, *,
-                    reference=None) -> dict[str, Path]:
-    """Every frontier file (:func:`prunetune.search.store.plots.render_frontier`), plotly.js
-    inlined: the page is one MLflow artifact, opened on its own."""
-    from prunetune.search.store.plots import render_frontier as render
-
-    return render(records, costs, directory, title, reference=reference)

@@ -90,6 +90,27 @@ def test_a_moved_internal_is_a_loud_error_naming_it():
         ray_compat.reported_checkpoints(object())
     with pytest.raises(ray_compat.RayInternalsChanged, match="Tuner._local_tuner"):
         ray_compat.replace_callbacks(object(), [])
+    with pytest.raises(ray_compat.RayInternalsChanged, match="RLModule._forward_exploration"):
+        ray_compat.forward_exploration(object(), {})
+
+
+def test_the_rl_policy_samples_as_rllib_s_public_exploration_pass_does():
+    """The RL searcher's sampling pass, without RLlib's per-call eval()/train() switch, gives
+    what the public ``forward_exploration`` gives, and leaves the module in eval mode."""
+    import numpy as np
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from prunetune.search import ray_compat
+    from prunetune.search.searchers._policy import build_engine
+    from prunetune.search.searchers.rl import RLSettings
+
+    _, module, _ = build_engine(RLSettings(), (8, 1), seed=0, learner_state=None)
+    batch = {Columns.OBS: torch.from_numpy(np.linspace(0, 1, 8, dtype=np.float32)[None])}
+    with torch.no_grad():
+        ours = ray_compat.forward_exploration(module, batch)[Columns.ACTION_DIST_INPUTS]
+    public = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
+    assert torch.equal(ours, public) and not module.training
 
 
 def test_snapshots_start_every_second_and_stay_within_their_share_as_they_grow():

@@ -51,7 +51,7 @@ def test_a_uniform_reference_is_read_against_never_part_of_the_frontier(tmp_path
     written = json.loads(files["json"].read_text())
     assert [r["trial_id"] for r in written["frontier"]] == ["c1"] and written["uniform"][0]["accuracy"] == pytest.approx(0.96)
     assert '"name":"uniform"' in files["html"].read_text().replace(" ", "")  # the dashed reference curve
-    from prunetune.search.store.frontier import frontier_figure
+    from prunetune.search.store.plots import frontier_figure
 
     axes = frontier_figure(records, "macs", reference=reference).axes[0]
     assert axes.get_ylabel() == "accuracy (confirmed: test split; other trials: validation)"

@@ -9,9 +9,9 @@ from prunetune.search.store.frontier import (
     TrialRecord,
     format_table,
     pareto,
-    plot_frontier,
     write_frontier,
 )
+from prunetune.search.store.plots import plot_frontier
 
 
 def _rec(tid, acc, macs, feasible=True, profile=None, meets=None):
