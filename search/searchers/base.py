@@ -35,7 +35,6 @@ SEARCHERS: Registry[type[ProfileSearcher]] = Registry(
 
 def register_searcher(name: str) -> Callable[[type[ProfileSearcher]], type[ProfileSearcher]]:
     """Class decorator: make a :class:`ProfileSearcher` subclass available as ``name``."""
-
     if ":" in name:
         raise ConfigError(f"searcher name {name!r} contains ':', which is reserved for 'module:Class' paths; pick another name")
 
@@ -65,7 +64,7 @@ def load_searcher(path: str) -> type[ProfileSearcher]:
     attribute or anything but a searcher class is a one-line ConfigError naming the path."""
     found = import_path(path, kind="searcher", form="module:Class")
     if not (isinstance(found, type) and issubclass(found, ProfileSearcher)):
-        what = f"class {found.__name__}" if isinstance(found, type) else f"{type(found).__name__}"
+        what = f"class {found.__name__}" if isinstance(found, type) else type(found).__name__
         raise ConfigError(f"searcher {path!r} is a {what}, not a ProfileSearcher subclass; "
                           "derive it from prunetune.search.searchers.ProfileSearcher")
     if found.propose is ProfileSearcher.propose:
