@@ -17,23 +17,17 @@ from __future__ import annotations
 
 import abc
 import copy
-import importlib
-import importlib.util
 import inspect
 import io
 import math
 import numbers
-import os
-import sys
-import sysconfig
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
 
 from prunetune.budgets.errors import BudgetError
-from prunetune.budgets.registry import Registry
+from prunetune.budgets.registry import Registry, import_path, source_path, split_path  # noqa: F401  (source_path: for callers)
 
 __all__ = [
     "CallableCost",
@@ -257,63 +251,14 @@ class CallableCost(CostFunction):
 
 
 def _split_path(path: str) -> tuple[str, str]:
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise BudgetError(f"cost {path!r} is not a 'module:function' path")
-    return module_name, attribute
+    return split_path(path, kind="cost", form="module:function", error=BudgetError)
 
 
 def _import_callable(path: str) -> Callable[..., Any]:
-    module_name, attribute = _split_path(path)
-    _with_working_directory()
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # a user's module may fail to import in any way
-        raise BudgetError(
-            f"cost {path!r}: cannot import module {module_name!r} "
-            f"({type(error).__name__}: {error}); "
-            "check the path, and run from the folder that holds the module or put it on PYTHONPATH"
-        ) from error
-    fn = module
-    for part in attribute.split("."):
-        fn = getattr(fn, part, None)
-        if fn is None:
-            raise BudgetError(f"cost {path!r}: module {module_name!r} has no {attribute!r}")
+    fn = import_path(path, kind="cost", form="module:function", error=BudgetError)
     if not callable(fn):
         raise BudgetError(f"cost {path!r} is a {type(fn).__name__}, not a function")
     return fn
-
-
-def _with_working_directory() -> None:
-    """Let a module in the working directory import under every entry point (``python -m``
-    puts it first on ``sys.path``, the ``prunetune`` script does not); last, so it shadows
-    nothing installed."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
-
-
-def source_path(path: str) -> Path | None:
-    """The folder (a package) or ``.py`` file holding a user function's top-level module, as
-    found on this machine, for shipping to a cluster's workers; None when the workers have it
-    anyway (prunetune, the standard library, an installed package) or it is not found."""
-    top = _split_path(path)[0].partition(".")[0]
-    if top == "prunetune" or top in sys.stdlib_module_names:
-        return None
-    _with_working_directory()
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
-        locations = list(spec.submodule_search_locations or []) if spec else []
-        found = Path(locations[0]) if len(locations) == 1 else None  # a namespace package's one folder
-    else:
-        found = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
-    if found is None or found.suffix not in ("", ".py"):
-        return None  # a compiled extension module: the workers' environment must have it
-    installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
-    return None if installed & {found.resolve(), *found.resolve().parents} else found
 
 
 def _check_call(fn: Callable[..., Any], path: str, options: dict[str, Any]) -> None:

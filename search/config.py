@@ -15,7 +15,7 @@ import difflib
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -90,6 +90,10 @@ class FinetuneConfig(Recipe):
 
 
 class SearcherConfig(_Named):
+    """``name`` is a registered searcher or a user's ``module:Class``, and ``options`` its
+    options: both checked by the search method before anything is written (config sits below
+    the registries; see ``run.methods.check_config``)."""
+
     name: str = "random"
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
@@ -134,10 +138,11 @@ class SchedulerConfig(_Named):
     ``fifo`` (the default) runs every trial to the end. ``asha`` and ``hyperband`` compare
     trials at rungs of fine-tune steps and stop the weakest: a trial reports its accuracy every
     ``report_every`` steps (default ``grace_steps``); the first rung is at ``grace_steps``,
-    each next one ``reduction_factor`` times later, up to ``finetune.steps``.
+    each next one ``reduction_factor`` times later, up to ``finetune.steps``. ``name`` is
+    checked against ``run.schedulers.SCHEDULERS`` before anything is written.
     """
 
-    name: Literal["fifo", "asha", "hyperband"] = "fifo"
+    name: str = "fifo"
     grace_steps: int = Field(10, ge=1, strict=True)
     reduction_factor: float = Field(3.0, gt=1)
     report_every: int | None = Field(None, ge=1, strict=True)
@@ -240,7 +245,7 @@ class SearchConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     budgets: list[Budget] = Field(default_factory=list)
     searcher: SearcherConfig = SearcherConfig()
-    method: Literal["search", "taper"] = "search"  # taper: see TaperConfig and docs/taper.md
+    method: str = "search"  # one of run.methods.METHODS (checked before any write); taper: see TaperConfig
     taper: TaperConfig = TaperConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -274,7 +279,7 @@ class SearchConfig(_Section):
     @model_validator(mode="after")
     def _distinct_bases(self) -> SearchConfig:
         if self.bases and self.method != "search":
-            raise ValueError("bases (several base models per trial) apply to method: search, not taper")
+            raise ValueError(f"bases (several base models per trial) apply to method: search, not {self.method}")
         labels = [self.base_label(None)]
         for index, extra in enumerate(self.bases):
             if extra.data is None and extra.seed in (None, self.seed) and extra.checkpoint is None:

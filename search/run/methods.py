@@ -66,6 +66,21 @@ def get_method(name: str) -> Method:
     return METHODS.get(name)()
 
 
+def check_config(config: SearchConfig) -> Method:
+    """``config``'s method, once the names the config cannot check itself (it sits below these
+    registries) are known: the method, the scheduler, and the method's own settings (for
+    ``search``, the searcher, a user's ``module:Class`` imported now, and its options).
+
+    Called before a search writes anything and before a resumed one restores Tune's state;
+    each mistake is a one-line ConfigError naming the bad value and the valid ones."""
+    from prunetune.search.run.schedulers import SCHEDULERS
+
+    method = get_method(config.method)
+    SCHEDULERS.get(config.scheduler.name)
+    method.check(config)
+    return method
+
+
 @METHODS.register("search")
 class ProfileSearch(Method):
     """A searcher's profiles, one trial each, behind Tune's ConcurrencyLimiter."""

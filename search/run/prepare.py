@@ -19,7 +19,7 @@ from pathlib import Path
 from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, cost_functions, measure_costs
 from prunetune.budgets.errors import BudgetError, ConfigError
 from prunetune.search.config import SearchConfig, is_uri
-from prunetune.search.run.methods import Method, get_method
+from prunetune.search.run.methods import Method, check_config, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
@@ -74,8 +74,7 @@ class Prepared:
 
 
 def _check_names(config: SearchConfig) -> None:
-    method = get_method(config.method)
-    method.check(config)  # e.g. the searcher's name and options, before anything is written
+    check_config(config)  # the method, scheduler and searcher names and options, before anything is written
     for where, data in [("data", config.data)] + [(f"bases[{i}].data", b.data) for i, b in enumerate(config.bases) if b.data]:
         if data.name not in dataset_names():
             raise ConfigError(f"unknown data set {data.name!r} in {where}; choose one of {', '.join(dataset_names())}")
@@ -252,6 +251,7 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     manifest's folder (a renamed one included), never under the name it was started with."""
     config = manifest.config.model_copy(update={"address": address}) if address else manifest.config
     cost_functions(config.budgets)  # a user cost module that no longer imports: one line, before Ray starts
+    check_config(config)  # so does a user searcher's, which Tune's restore unpickles by its module
     if manifest.directory.name != config.name:  # read_manifest renames all but object storage's
         raise ConfigError(
             f"{manifest.directory} was renamed, but its trials are in {experiment_uri(config, manifest.directory.parent)}; "

@@ -9,6 +9,10 @@ Tune. Subclasses implement :meth:`propose` (the next profile, ``None`` to wait, 
 ``searcher.options`` as a pydantic model, :attr:`ProfileSearcher.Options`. The base class keeps
 the bookkeeping (which trial got which profile) and persists ``get_state()`` atomically through
 ``save``/``restore``, so a restored search continues warm instead of starting cold.
+
+A searcher is named in a config by its registered name (``searcher: rl``) or, for a user's
+class that is registered nowhere, by its import path (``searcher: mypkg.search:MySearcher``),
+imported by :func:`get_searcher` when a search starts or resumes.
 """
 
 from __future__ import annotations
@@ -22,15 +26,18 @@ from typing import Any, ClassVar, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.budgets.registry import Registry
 from prunetune.budgets import report as R
+from prunetune.budgets.registry import Registry, import_path
 from prunetune.search.space import ProfileSpace
 
-SEARCHERS: Registry[type[ProfileSearcher]] = Registry("searcher", hint=" (config key `searcher.name`)")
+SEARCHERS: Registry[type[ProfileSearcher]] = Registry(
+    "searcher", hint=" (config key `searcher.name`), or a user's class given as 'module:Class'")
 
 
 def register_searcher(name: str) -> Callable[[type[ProfileSearcher]], type[ProfileSearcher]]:
     """Class decorator: make a :class:`ProfileSearcher` subclass available as ``name``."""
+    if ":" in name:
+        raise ConfigError(f"searcher name {name!r} contains ':', which is reserved for 'module:Class' paths; pick another name")
 
     def decorate(cls: type[ProfileSearcher]) -> type[ProfileSearcher]:
         SEARCHERS.add(name, cls)
@@ -45,8 +52,25 @@ def searcher_names() -> list[str]:
 
 
 def get_searcher(name: str) -> type[ProfileSearcher]:
-    """The searcher class registered as ``name``; an unknown name is a ConfigError."""
-    return SEARCHERS.get(name)
+    """The searcher class registered as ``name``, or the user's class a ``module:Class`` path
+    names, imported now (:func:`load_searcher`); an unknown name is a ConfigError."""
+    return load_searcher(name) if ":" in name else SEARCHERS.get(name)
+
+
+def load_searcher(path: str) -> type[ProfileSearcher]:
+    """The :class:`ProfileSearcher` subclass at ``path`` (``module:Class``), imported now.
+
+    Called before a search writes anything and before a resumed search restores Tune's state
+    (which unpickles the searcher by its module). A module that does not import, a missing
+    attribute or anything but a searcher class is a one-line ConfigError naming the path."""
+    found = import_path(path, kind="searcher", form="module:Class")
+    if not (isinstance(found, type) and issubclass(found, ProfileSearcher)):
+        what = f"class {found.__name__}" if isinstance(found, type) else type(found).__name__
+        raise ConfigError(f"searcher {path!r} is a {what}, not a ProfileSearcher subclass; "
+                          "derive it from prunetune.search.searchers.ProfileSearcher")
+    if found.propose is ProfileSearcher.propose:
+        raise ConfigError(f"searcher {path!r} does not implement propose(trial_id); see docs/searchers.md")
+    return found
 
 
 class SearcherOptions(BaseModel):
@@ -85,6 +109,13 @@ class ProfileSearcher:
     seeded = True  # False: proposals do not depend on the seed (the deterministic baselines)
     FINISHED: ClassVar[str] = "FINISHED"  # Ray Tune's Searcher.FINISHED: the search is over
     Options: ClassVar[type[SearcherOptions]] = SearcherOptions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Until registered (register_searcher renames it), a searcher goes by its import path,
+        # the name a config gives it, so errors about its options name it as the user does.
+        super().__init_subclass__(**kwargs)
+        if "registry_name" not in cls.__dict__:
+            cls.registry_name = f"{cls.__module__}:{cls.__qualname__}"
 
     def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = R.ACCURACY, mode: str | None = "max",
                  options: Mapping[str, Any] | None = None, **more: Any):

@@ -15,6 +15,8 @@ import yaml
 from prunetune.search.cli import main
 from tests.conftest import TINY
 
+USER = "tests.search.searchers.usersearcher"  # a user's searcher module (searcher: module:Class)
+
 
 def _untrained(tmp_path: Path) -> dict:
     """The tiny config without a base checkpoint: a check that came too late would train one."""
@@ -52,6 +54,13 @@ def _search_refused(capsys, tmp_path: Path, config: dict, *extra: str) -> str:
         ({"space": {"overrides": {"stem.0": {"lowx": 0.5}}}}, "space.overrides.stem.0 has unknown key 'lowx'"),
         ({"searcher": {"options": {"seed": 3}}}, "searcher 'random' got unknown option 'seed'"),
         ({"searcher": {"options": {"nonsense": 1}}}, "got unknown option 'nonsense' in searcher.options"),
+        ({"method": "tapr"}, "unknown search method 'tapr' (did you mean 'taper'?); choose one of: search, taper"),
+        ({"scheduler": "ashaa"}, "unknown scheduler 'ashaa' (did you mean 'asha'?); choose one of: asha, fifo, hyperband"),
+        ({"searcher": "no_such_module_here:Mine"}, "searcher 'no_such_module_here:Mine': cannot import module 'no_such_module_here'"),
+        ({"searcher": f"{USER}:Missing"}, f"searcher '{USER}:Missing': module '{USER}' has no 'Missing'"),
+        ({"searcher": f"{USER}:NotASearcher"}, "is a class NotASearcher, not a ProfileSearcher subclass"),
+        ({"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 2}}},
+         f"searcher '{USER}:LocalSearcher' option explore=2: must be <= 1"),
         ({"base": {**TINY["base"], "lr": float("inf")}}, "'base.lr': Input should be a finite number"),
         ({"base": {**TINY["base"], "lr": float("nan")}}, "'base.lr': Input should be a finite number"),
         ({"finetune": {**TINY["finetune"], "lr": float("inf")}}, "'finetune.lr': Input should be a finite number"),

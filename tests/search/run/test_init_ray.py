@@ -1,6 +1,7 @@
 """``init_ray`` on a joined cluster (``--address``): what it asks of Ray. ``ray.init`` is
 replaced by a recorder, so no cluster is started; the console mode decides whether workers'
-log lines reach the driver, and a user's cost module travels as a ``py_modules`` runtime env."""
+log lines reach the driver, and a user's cost or searcher module travels as a ``py_modules``
+runtime env."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import ray
 
 from prunetune.budgets import Budget
+from prunetune.search.config import parse_config
 from prunetune.search.run import console, resources, tuner
 
 
@@ -42,6 +44,19 @@ def test_a_user_cost_module_is_shipped_to_the_workers(joined, tmp_path, monkeypa
     tuner.init_ray("127.0.0.1:6379", budgets=budgets)
     shipped = [Path(p) for p in joined[0]["runtime_env"]["py_modules"]]
     assert sorted(shipped) == sorted([tmp_path / "meters", tmp_path / "single_meter.py", Path(__file__).parents[2]])
+
+
+def test_a_user_searcher_module_is_shipped_with_the_cost_modules(joined, tmp_path, monkeypatch):
+    (tmp_path / "mysearchers").mkdir()
+    (tmp_path / "mysearchers" / "__init__.py").write_text("")
+    (tmp_path / "mysearchers" / "local.py").write_text("class Mine:\n    pass\n")
+    (tmp_path / "meter.py").write_text("def joules(model, example_input):\n    return 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = parse_config({"searcher": {"name": "mysearchers.local:Mine"}, "budgets": [{"cost": "meter:joules", "max": 5}]})
+    tuner.init_ray("127.0.0.1:6379", budgets=config.budgets, plugins=tuner.plugins_of(config))
+    shipped = [Path(p) for p in joined[0]["runtime_env"]["py_modules"]]
+    assert sorted(shipped) == sorted([tmp_path / "mysearchers", tmp_path / "meter.py"])
+    assert tuner.plugins_of(parse_config({"searcher": "rl"})) == []  # a built-in searcher ships nothing
 
 
 def test_a_local_ray_gets_no_runtime_env(joined, monkeypatch):

@@ -1,4 +1,5 @@
-"""The contract every registered searcher keeps (random, exhaustive, rl, and any added later).
+"""The contract every registered searcher keeps (random, exhaustive, rl, and any added later),
+and a user's searcher named by its ``module:Class`` path (tests/search/searchers/usersearcher.py).
 
 Runs on a small synthetic profile space with a synthetic analytic cost model (no torch, no
 Ray cluster): four groups with four levels each, a MACs limit at 60% of dense. Trials are
@@ -20,6 +21,9 @@ OPTIONS = {"exhaustive": {"mode": "sampled"},
            # The baselines give one profile per level: enough levels to keep several running.
            "uniform": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
            "sensitivity": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}}
+
+# A user's searcher, registered nowhere: loaded from its path as `searcher.name` in a config.
+USER_SEARCHER = "tests.search.searchers.usersearcher:LocalSearcher"
 
 CHANNELS = {"a": 16, "b": 32, "c": 8, "d": 16}
 
@@ -66,7 +70,7 @@ def drive(searcher, count: int, prefix: str = "t", *, candidates_only: bool = Fa
     return proposals
 
 
-@pytest.fixture(params=searcher_names())
+@pytest.fixture(params=[*searcher_names(), USER_SEARCHER])
 def name(request) -> str:
     return request.param
 
