@@ -19,6 +19,15 @@ from dataclasses import replace
 from prunetune.trainables.trial import TrialSetup, prune_and_finetune
 
 
+VARIANT_KEYS = ("base", "criterion", "seed")
+
+
+def variant_label(config: Mapping) -> str:
+    """What a variant trial tests, in words (``criterion l1, seed 2``); empty for a search trial.
+    MLflow names the trial's run after it, so ``prunetune experiment`` runs read as what they vary."""
+    return ", ".join(f"{key} {config[key]}" for key in VARIANT_KEYS if key in config)
+
+
 def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialSetup] | None = None) -> TrialSetup:
     """``setup`` with the overrides ``config`` names (see the module docstring)."""
     if "base" in config:

@@ -21,6 +21,7 @@ from prunetune.search.tracking.points import trial_points
 from prunetune.search.tracking.tracker import LocalState, TrialSummary, role_of
 from prunetune.search.tracking.writer import TrackingWriter
 from prunetune.trainables.taper_trial import is_taper_trial
+from prunetune.trainables.variants import variant_label
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def summarize(trial, result: dict | None = None, status: str | None = None) -> T
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
         role=role_of(trial.config),
+        label=variant_label(trial.config),
     )
 
 

@@ -19,6 +19,7 @@ from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_f
 from prunetune.search.tracking.points import point_summaries
 from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, role_of, tracking_uri
 from prunetune.search.tracking.writer import writer_lock
+from prunetune.trainables.variants import variant_label
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def summarize_folder(folder: TrialFolder) -> TrialSummary | None:
         time_total_s=float(result.get("time_total_s") or 0.0),
         step=int(result.get("training_iteration") or 0),
         role=role_of(dict(folder.config)),
+        label=variant_label(folder.config),
     )
 
 

@@ -143,6 +143,12 @@ class TrialSummary:
     # "taper_point": one level a taper run hardened, a frontier point beside searched trials.
     role: str = "trial"
     taper_trial: str | None = None  # for a taper point: the taper run it came from
+    label: str = ""  # what a variant trial of ``prunetune experiment`` tests (``criterion l1, seed 2``)
+
+    @property
+    def run_name(self) -> str:
+        """The MLflow run's name: ``trial_<id>``, after what the trial tests when it is a variant."""
+        return f"{self.label} (trial_{self.trial_id})" if self.label else f"trial_{self.trial_id}"
 
     def record(self) -> TrialRecord | None:
         """The frontier record of a finished trial or taper point; None while running, after
@@ -399,7 +405,7 @@ class SearchTracker:
         if summary.taper_trial:
             tags[TAG_TAPER_TRIAL] = summary.taper_trial
         run = self.client.create_run(
-            self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=f"trial_{summary.trial_id}"
+            self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=summary.run_name
         )
         return run.info.run_id
 
