@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.prunetune-installed
 CONFIG ?= configs/demo.yaml
 
-.PHONY: demo test test-fast install bench clean-results
+.PHONY: demo test test-fast lint format install bench clean-results
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,14 +20,24 @@ demo: $(STAMP)
 
 # The browser test needs Debian's chromium: installed here when missing (as root, e.g. CI),
 # and required (a clear failure, not a skip) under `make test`.
-test: $(STAMP)
+test: $(STAMP) lint
 	.ci/ensure-chromium
 	PRUNETUNE_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
 # The fast subset: no Ray cluster, MLflow server or browser. It lists its slowest tests, so a
 # new slow one is noticed in the change that adds it.
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(PY) -m pytest -q -m "not integration" --durations=15
+
+# Lint (with import order) and the formatter's check: seconds, so `make test` runs them first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrite the tree as the formatter and the linter's safe fixes want it.
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -23,7 +23,7 @@ import time
 import torch
 
 from prunetune.budgets import get_cost
-from prunetune.trainables import PruneSettings, Profile, apply_profile, build_model, extract_cost_model
+from prunetune.trainables import Profile, PruneSettings, apply_profile, build_model, extract_cost_model
 
 ARCHITECTURES = [  # (model, input size, label)
     ("resnet20", 32, "resnet20 (CIFAR, 32 px)"),

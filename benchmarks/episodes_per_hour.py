@@ -49,8 +49,8 @@ def search_config(args, storage: Path):
 
 def through_tune(prepared) -> float:
     """Wall time of ``Tuner.fit`` for the whole search."""
-    from prunetune.search.store.manifest import write_manifest
     from prunetune.search.run.tuner import build_tuner, init_ray, snapshot_period
+    from prunetune.search.store.manifest import write_manifest
 
     snapshot_period()  # what run_search sets
     init_ray(None, num_cpus=prepared.config.concurrency)

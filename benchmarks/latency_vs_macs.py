@@ -28,7 +28,7 @@ import torch
 from scipy import stats
 
 from prunetune.budgets import get_cost
-from prunetune.trainables import PruneSettings, Profile, apply_profile, build_model, find_groups
+from prunetune.trainables import Profile, PruneSettings, apply_profile, build_model, find_groups
 
 ARCHITECTURES = [  # (model, input size, batch size, label)
     ("resnet20", 32, 16, "resnet20 (CIFAR, 32 px, batch 16)"),

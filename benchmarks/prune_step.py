@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import torch
 
-from prunetune.trainables import PruneSettings, Profile, PruningStructure, build_model
+from prunetune.trainables import Profile, PruneSettings, PruningStructure, build_model
 
 MODELS = (  # name, width, input size, label
     ("resnet20", 1.0, 32, "resnet20 (CIFAR, 32 px)"),
@@ -89,10 +89,10 @@ def measure(name: str, width: float, size: int, repeats: int, seed: int) -> dict
     rows, identical = [], {"cached": True, "precomputed": True}
     for repeat in range(repeats):
         profile = Profile({group: draw.uniform(0.25, 1.0) for group in base.channels})
-        paths = {
-            "scratch": lambda: scratch(name, width, size, state, sample, profile),
-            "cached": lambda: cached(base, profile),
-            "precomputed": lambda: (0.0, *_timed(lambda: base.pruned_copy(profile, DENSE))),
+        paths = {  # profile bound per repeat (each lambda runs within its repeat)
+            "scratch": lambda profile=profile: scratch(name, width, size, state, sample, profile),
+            "cached": lambda profile=profile: cached(base, profile),
+            "precomputed": lambda profile=profile: (0.0, *_timed(lambda: base.pruned_copy(profile, DENSE))),
         }
         order = list(paths)[repeat % 3:] + list(paths)[: repeat % 3]
         row = {path: paths[path]() for path in order}

@@ -64,9 +64,9 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
     from ray import tune
 
     from prunetune.search.config import parse_config
-    from prunetune.search.store.manifest import write_manifest
     from prunetune.search.run.prepare import prepare
     from prunetune.search.run.tuner import build_tuner, snapshot_period
+    from prunetune.search.store.manifest import write_manifest
 
     config = parse_config({
         "name": name, "storage_path": str(storage), "trials": trials, "concurrency": concurrency,

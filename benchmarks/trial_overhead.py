@@ -43,7 +43,7 @@ def plain_loop(setup, profile: dict, trials: int) -> float:
     import torch
 
     from prunetune.budgets import measure_costs
-    from prunetune.trainables import Profile, Recipe, evaluate, train_steps
+    from prunetune.trainables import Profile, evaluate, train_steps
     from prunetune.trainables.trial import _data_on, example_input, pruned_model
 
     started = time.perf_counter()

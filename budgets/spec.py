@@ -17,8 +17,8 @@ import pydantic
 import torch
 
 from prunetune.budgets.costs import CostFunction
-from prunetune.budgets.names import get_cost
 from prunetune.budgets.errors import BudgetError
+from prunetune.budgets.names import get_cost
 
 __all__ = ["DEFAULT_COSTS", "Budget", "check_budgets", "cost_functions", "measure_costs"]
 

@@ -18,7 +18,15 @@ from prunetune.trainables.profiles import Profile, ProfileError, kept_channels
 from prunetune.trainables.structure import CostModelError, extract_cost_model
 from prunetune.trainables.taper import TaperSettings
 from prunetune.trainables.taper_trial import is_taper_trial, run_taper, taper_run, taper_trial_config
-from prunetune.trainables.train import DivergedError, EvalSettings, Recipe, Settings, evaluate, recalibrate_bn, train_steps
+from prunetune.trainables.train import (
+    DivergedError,
+    EvalSettings,
+    Recipe,
+    Settings,
+    evaluate,
+    recalibrate_bn,
+    train_steps,
+)
 from prunetune.trainables.trial import (
     TrialSetup,
     example_input,

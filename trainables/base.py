@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.data import DataSplits, load_dataset
 from prunetune.trainables.models import build_model
 from prunetune.trainables.train import Recipe, evaluate, train_base
-
 
 SPLITS_VERSION = 2  # bumped when a data set's train/val/test split changes
 

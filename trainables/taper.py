@@ -41,8 +41,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from prunetune.budgets import report as R
 from prunetune.budgets import Budget
+from prunetune.budgets import report as R
 from prunetune.budgets.analytic import AnalyticCostModel
 from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
 from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups

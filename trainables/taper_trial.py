@@ -28,12 +28,11 @@ from prunetune.trainables.trial import (
     Report,
     TrialSetup,
     _data_on,
-    measure_point,
     example_input,
+    measure_point,
     save_trial_checkpoint,
     trial_device,
 )
-
 
 TAPER_METHOD = "taper"  # the ``method`` a taper trial's Tune config carries
 

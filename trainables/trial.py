@@ -27,7 +27,15 @@ from prunetune.budgets import report as R
 from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
 from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
 from prunetune.trainables.profiles import Profile
-from prunetune.trainables.train import EvalSettings, Recipe, evaluate, make_optimizer, recalibrate_bn, to_device, train_steps
+from prunetune.trainables.train import (
+    EvalSettings,
+    Recipe,
+    evaluate,
+    make_optimizer,
+    recalibrate_bn,
+    to_device,
+    train_steps,
+)
 
 PROFILE_FILE = "profile.json"
 WEIGHTS_FILE = "model.pt"

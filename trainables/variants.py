@@ -18,7 +18,6 @@ from dataclasses import replace
 
 from prunetune.trainables.trial import TrialSetup, prune_and_finetune
 
-
 VARIANT_KEYS = ("base", "criterion", "seed")
 
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from prunetune.budgets.report import TrialReport
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.report import TrialReport
+from prunetune.search.artifacts.library import LibraryProfile, model_groups
 from prunetune.search.config import SearchConfig
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
-from prunetune.search.artifacts.library import LibraryProfile, model_groups
 
 APPLIED_JSON = "applied.json"
 APPLIED_MD = "applied.md"

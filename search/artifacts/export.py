@@ -17,12 +17,12 @@ is logged as an MLflow model (:meth:`ExportFormat.log_model`, used by ``prunetun
 
 from __future__ import annotations
 
-import math
 import abc
 import contextlib
 import importlib
 import io
 import json
+import math
 import os
 import shutil
 import warnings
@@ -35,12 +35,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from prunetune.budgets import report as R
 from prunetune.budgets import get_cost
+from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.registry import Registry
-from prunetune.search.artifacts.preprocess import KEY as PREPROCESSING, Preprocessing
-from prunetune.trainables import PrunedArchitecture, Profile, load_pruned, rebuild_from_checkpoint, save_pruned
+from prunetune.search.artifacts.preprocess import KEY as PREPROCESSING
+from prunetune.search.artifacts.preprocess import Preprocessing
+from prunetune.trainables import Profile, PrunedArchitecture, load_pruned, rebuild_from_checkpoint, save_pruned
 from prunetune.trainables.trial import PROFILE_FILE
 
 VERIFY_BATCH = 64

@@ -112,14 +112,14 @@ class LibraryProfile:
                 f"{origin} uses profile format version {version}, newer than this prunetune reads "
                 f"(up to {VERSION}); upgrade prunetune to read it"
             )
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in blob.items() if k in known}
         absent = sorted({"name", "ratios", "groups", "architecture", "criterion", "dataset"} - set(values))
         if absent:
             raise ConfigError(f"{origin} lacks required field(s) {', '.join(absent)}; re-export it")
         values["budgets"] = tuple(values.get("budgets") or ())
         profile = cls(**values)
-        profile.profile  # ratios in (0, 1], else a ProfileError naming the group
+        _ = profile.profile  # ratios in (0, 1], else a ProfileError naming the group
         return profile
 
 

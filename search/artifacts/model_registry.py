@@ -21,8 +21,8 @@ pyfunc that takes raw images and applies the recorded preprocessing first
 from __future__ import annotations
 
 import inspect
-import os
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np

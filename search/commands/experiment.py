@@ -68,7 +68,8 @@ def _print_files(outcome) -> None:
 
 def run_criteria(args: argparse.Namespace) -> int:
     config = _config(args)
-    from prunetune.search.reproduce import CriteriaSettings, run_criteria as run
+    from prunetune.search.reproduce import CriteriaSettings
+    from prunetune.search.reproduce import run_criteria as run
     from prunetune.search.reproduce.common import pm
     from prunetune.search.reproduce.criteria import METRICS, verdict
 
@@ -86,7 +87,8 @@ def run_criteria(args: argparse.Namespace) -> int:
 
 def run_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
-    from prunetune.search.reproduce import TransferSettings, run_transfer as run
+    from prunetune.search.reproduce import TransferSettings
+    from prunetune.search.reproduce import run_transfer as run
 
     settings = TransferSettings(args.other, args.profiles, args.top, not args.no_uniform, tuple(args.profile))
     outcome = run(config, settings)

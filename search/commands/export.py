@@ -52,8 +52,8 @@ def choose_trial(args: argparse.Namespace, experiment):
 
 
 def run(args: argparse.Namespace) -> int:
-    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.artifacts.export import export_trial
+    from prunetune.search.store.manifest import read_manifest
 
     manifest = read_manifest(args.results)
     trial = choose_trial(args, manifest.directory)

@@ -25,8 +25,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.artifacts.finetune import finetune_trial
+    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.store.trials import find_trial, read_trials
 
     manifest = read_manifest(args.results)

@@ -39,12 +39,11 @@ def run(args: argparse.Namespace) -> int:
     start_console(args)
     from ray.tune import Tuner
 
+    from prunetune.search import ray_compat
     from prunetune.search.commands.search import print_outcome
     from prunetune.search.run.prepare import from_manifest
     from prunetune.search.run.tuner import run_search
     from prunetune.search.store.lock import ExperimentLock
-
-    from prunetune.search import ray_compat
 
     ray_compat.new_trials_follow_a_moved_experiment()  # a renamed folder gets its own new trials
     with ExperimentLock(manifest.directory, "prunetune resume"):

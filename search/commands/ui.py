@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 

@@ -22,11 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import SearchConfig
+from prunetune.search.reproduce.common import (
+    REPORT_JSON,
+    REPORT_MD,
+    draw_profiles,
+    library_profiles,
+    mean_std,
+    pm,
+    pyplot,
+    write_json,
+)
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
-from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, draw_profiles, library_profiles, mean_std, pm, pyplot, write_json
 from prunetune.trainables import CRITERIA
 
 METRICS = (R.ACCURACY_PRUNED, R.ACCURACY)

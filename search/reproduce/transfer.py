@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import SearchConfig
-from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
 from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, library_profiles, pyplot, write_json
+from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
 
 DEFAULT_LEVELS = (0.25, 0.5, 0.75, 1.0)
 
@@ -77,7 +77,7 @@ def sampled_profiles(space, count: int, seed: int) -> list[dict[str, float]]:
 
 def uniform_profiles(space, levels: Sequence[float]) -> list[dict[str, float]]:
     """The uniform profile at each level that meets the space's analytic limits."""
-    candidates = [{name: level for name in space.names} for level in levels]
+    candidates = [dict.fromkeys(space.names, level) for level in levels]
     return [p for p in candidates if space.feasible(p)]
 
 
@@ -128,7 +128,7 @@ def _table(named, rows, datasets) -> list[dict]:
     """One entry per profile: its name, ratios, MACs share and accuracy on each data set
     (NaN where that trial errored)."""
     by_key = {profile_key(p): i for i, (_, p) in enumerate(named)}
-    table = [{"name": name, "profile": p, "rel_macs": math.nan, **{d: math.nan for d in datasets}} for name, p in named]
+    table = [{"name": name, "profile": p, "rel_macs": math.nan, **dict.fromkeys(datasets, math.nan)} for name, p in named]
     for row in rows:
         entry = table[by_key[profile_key(row["config"]["profile"])]]
         entry[row["config"]["base"]] = float(row[R.ACCURACY])

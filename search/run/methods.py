@@ -106,11 +106,9 @@ class ProfileSearch(Method):
     def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         from ray.tune.search import ConcurrencyLimiter
 
-        from prunetune.search.run.tune_searcher import TuneSearcher
-        from prunetune.search.searchers import get_searcher
-
         from prunetune.search.run.schedulers import build_scheduler
-        from prunetune.search.searchers import ConfirmingSearcher
+        from prunetune.search.run.tune_searcher import TuneSearcher
+        from prunetune.search.searchers import ConfirmingSearcher, get_searcher
 
         config = prepared.config
         searcher = get_searcher(config.searcher.name)(prepared.space, seed=config.searcher.seed, **config.searcher.options)

@@ -27,7 +27,6 @@ from pathlib import Path
 from ray.tune import Callback
 
 from prunetune.search import ray_compat
-
 from prunetune.search.store.progress import CURRENT, KEEP_DIR, kept_dir, newest_snapshot_blob
 
 ABANDONED_DIR = ".prunetune-abandoned"

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from prunetune.budgets.errors import BudgetError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import BudgetError
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 
 

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.budgets.registry import Registry, import_path
 from prunetune.search.space import ProfileSpace
 

@@ -39,9 +39,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from prunetune.budgets import report as R
 from prunetune.budgets.analytic import channels_kept
 from prunetune.budgets.errors import ConfigError
-from prunetune.budgets import report as R
 from prunetune.search.searchers.base import ProfileSearcher, SearcherOptions, register_searcher
 from prunetune.search.space import ProfileSpace
 

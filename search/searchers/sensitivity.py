@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers.base import register_searcher
 from prunetune.search.searchers.uniform import LevelOptions, LevelSearcher, ratio_in
 from prunetune.search.space import RATIO_DECIMALS, ProfileSpace
@@ -156,7 +156,7 @@ class SensitivitySearcher(LevelSearcher):
         it is walked once."""
         if self._path is None:
             curves = self.curves()
-            position = {name: 0 for name in curves}
+            position = dict.fromkeys(curves, 0)
             profile = {name: float(grid[0]) for name, (grid, _) in curves.items()}
             cost = self.space.costs(profile)[self.options.cost]
             self._path = [(cost, dict(profile))]

@@ -20,6 +20,7 @@ holder cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -219,7 +220,5 @@ class ExperimentLock:
         if found and found[0] is not None and found[0].token == self.holder.token:
             self.path.unlink(missing_ok=True)
         for folder in [self.path.parent, *self._made]:
-            try:
+            with contextlib.suppress(OSError):  # other experiments' locks, results, or already gone
                 folder.rmdir()
-            except OSError:
-                pass  # other experiments' locks, results, or already gone

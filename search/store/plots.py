@@ -15,7 +15,6 @@ from pathlib import Path
 
 from prunetune.search.store.frontier import Reference, TrialRecord, broken_budgets, pareto, write_frontier
 
-
 PLOTLY_JS = "plotly.min.js"
 
 

@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import is_uri
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import read_trial_folder

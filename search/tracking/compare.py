@@ -14,14 +14,14 @@ and json) and a point at 100% of dense cost in the figures, read from the parent
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.report import TrialReport
 from prunetune.search.store.frontier import pareto_front
 from prunetune.search.tracking.tracker import DENSE_METRIC, PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
@@ -133,7 +133,7 @@ def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
     parents = _parents(client, names)
     run_names = [run.info.run_name for _, run in parents]
     searches = []
-    for study, run in dict(((r.info.run_id, (s, r)) for s, r in parents)).values():
+    for study, run in {r.info.run_id: (s, r) for s, r in parents}.values():
         label = f"{study}/{run.info.run_name}"
         if run_names.count(run.info.run_name) > 1:
             label += f" ({run.info.run_id[:6]})"

@@ -12,12 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prunetune.budgets.errors import ConfigError
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import PARAMS_FILE, TrialFolder, read_trial_folder
 from prunetune.search.tracking.points import point_summaries
-from prunetune.search.tracking.tracker import LocalState, SearchTracker, TrialSummary, experiment_name, role_of, tracking_uri
+from prunetune.search.tracking.tracker import (
+    LocalState,
+    SearchTracker,
+    TrialSummary,
+    experiment_name,
+    role_of,
+    tracking_uri,
+)
 from prunetune.search.tracking.writer import writer_lock
 from prunetune.trainables.variants import variant_label
 
