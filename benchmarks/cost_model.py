@@ -59,10 +59,14 @@ def bench(name: str, size: int, profiles: int, budget_s: float, seed: int = 0) -
         mismatches += analytic != counted
         checked += 1
     return {
-        "checked": checked, "mismatches": mismatches, "extract_s": extract_s,
-        "count_ms": 1e3 * count_s / checked, "prune_ms": 1e3 * prune_s / checked,
+        "checked": checked,
+        "mismatches": mismatches,
+        "extract_s": extract_s,
+        "count_ms": 1e3 * count_s / checked,
+        "prune_ms": 1e3 * prune_s / checked,
         "analytic_us": 1e6 * analytic_s / checked,
-        "ratio": count_s / analytic_s, "ratio_with_prune": (count_s + prune_s) / analytic_s,
+        "ratio": count_s / analytic_s,
+        "ratio_with_prune": (count_s + prune_s) / analytic_s,
     }
 
 
@@ -72,17 +76,24 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=180.0, help="wall-time cap for all architectures")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    header = (f"{'architecture':<34} {'profiles':>8} {'mismatch':>8} {'extract s':>9} {'count ms':>9} "
-              f"{'prune ms':>9} {'analytic us':>11} {'count/analytic':>14} {'(prune+count)/analytic':>22}")
+    header = (
+        f"{'architecture':<34} {'profiles':>8} {'mismatch':>8} {'extract s':>9} {'count ms':>9} "
+        f"{'prune ms':>9} {'analytic us':>11} {'count/analytic':>14} {'(prune+count)/analytic':>22}"
+    )
     print(header)
     print("-" * len(header))
     for name, size, label in ARCHITECTURES:
         row = bench(name, size, args.profiles, args.budget_s / len(ARCHITECTURES))
-        print(f"{label:<34} {row['checked']:>8} {row['mismatches']:>8} {row['extract_s']:>9.2f} "
-              f"{row['count_ms']:>9.2f} {row['prune_ms']:>9.1f} {row['analytic_us']:>11.1f} "
-              f"{row['ratio']:>13.0f}x {row['ratio_with_prune']:>21.0f}x", flush=True)
-    print(f"goal: 0 mismatches; profiles per architecture capped at {args.profiles} "
-          f"or {args.budget_s / len(ARCHITECTURES):.0f} s of wall time")
+        print(
+            f"{label:<34} {row['checked']:>8} {row['mismatches']:>8} {row['extract_s']:>9.2f} "
+            f"{row['count_ms']:>9.2f} {row['prune_ms']:>9.1f} {row['analytic_us']:>11.1f} "
+            f"{row['ratio']:>13.0f}x {row['ratio_with_prune']:>21.0f}x",
+            flush=True,
+        )
+    print(
+        f"goal: 0 mismatches; profiles per architecture capped at {args.profiles} "
+        f"or {args.budget_s / len(ARCHITECTURES):.0f} s of wall time"
+    )
 
 
 if __name__ == "__main__":

@@ -87,8 +87,17 @@ def in_process(prepared, episodes: int) -> tuple[float, float]:
         accuracy, _ = evaluate(model, val_x, val_y)
         evaluated = time.perf_counter()
         macs = space.costs(profile)["macs"]
-        searcher.on_trial_complete(f"e{i}", {"accuracy": accuracy, "cost/macs": macs, "rel/macs": macs / dense,
-                                             "meets/macs": 1.0, "feasible": 1.0, "limit/macs": 0.5 * dense})
+        searcher.on_trial_complete(
+            f"e{i}",
+            {
+                "accuracy": accuracy,
+                "cost/macs": macs,
+                "rel/macs": macs / dense,
+                "meets/macs": 1.0,
+                "feasible": 1.0,
+                "limit/macs": 0.5 * dense,
+            },
+        )
         searcher_s += (suggested - started) + (time.perf_counter() - evaluated)
         trial_s += evaluated - suggested
     return searcher_s / episodes, trial_s / episodes
@@ -115,17 +124,25 @@ def main(argv: list[str] | None = None) -> None:
         ray.shutdown()
     per_hour = args.trials / fit_s * 3600
     bound = args.concurrency * 3600 / (trial_s + searcher_s)  # the driver's searcher shares the cores
-    print(f"problem: searcher-quality (resnet20 w0.5 16px, shapes, {args.groups} groups x {len(args.levels)} levels, MACs <= 50%); "
-          f"rl searcher, fidelity [[0, 0]]; {args.trials} trials, concurrency {args.concurrency}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"problem: searcher-quality (resnet20 w0.5 16px, shapes, {args.groups} groups x {len(args.levels)} levels, MACs <= 50%); "
+        f"rl searcher, fidelity [[0, 0]]; {args.trials} trials, concurrency {args.concurrency}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print("| measure | value |")
     print("|---|---:|")
-    print(f"| episodes per hour through Tune | **{per_hour:,.0f}** ({args.trials} in {fit_s:.1f} s, {1000 * fit_s / args.trials:.0f} ms each) |")
+    print(
+        f"| episodes per hour through Tune | **{per_hour:,.0f}** ({args.trials} in {fit_s:.1f} s, {1000 * fit_s / args.trials:.0f} ms each) |"
+    )
     print(f"| in-process: searcher ms per episode (suggest + result, PPO updates included) | {1000 * searcher_s:.1f} |")
-    print(f"| in-process: trial ms per episode (prune + BN recalibration + evaluate, 1 thread) | {1000 * trial_s:.1f} |")
+    print(
+        f"| in-process: trial ms per episode (prune + BN recalibration + evaluate, 1 thread) | {1000 * trial_s:.1f} |"
+    )
     print(f"| CPU bound: {args.concurrency} cores / (trial + searcher), no scheduling cost | {bound:,.0f} per hour |")
     gap = bound / per_hour
-    print(f"| gap: CPU bound / through Tune (goal <= {GOAL}x) | **{gap:.2f}x** ({'met' if gap <= GOAL else 'not met'}) |")
+    print(
+        f"| gap: CPU bound / through Tune (goal <= {GOAL}x) | **{gap:.2f}x** ({'met' if gap <= GOAL else 'not met'}) |"
+    )
 
 
 if __name__ == "__main__":

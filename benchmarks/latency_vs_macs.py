@@ -106,15 +106,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="shuffled timing rounds per profile")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    header = (f"{'architecture':<44} {'profiles':>8} {'spearman':>8} {'kendall':>8} {'misordered':>10} "
-              f"{'dense ms':>8} {'at MACs':>7} {'latency':>7} {'IQR/median':>10}")
+    header = (
+        f"{'architecture':<44} {'profiles':>8} {'spearman':>8} {'kendall':>8} {'misordered':>10} "
+        f"{'dense ms':>8} {'at MACs':>7} {'latency':>7} {'IQR/median':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, size, batch, label in ARCHITECTURES:
         row = bench(name, size, batch, args.profiles, args.rounds, args.seed)
-        print(f"{label:<44} {row['profiles']:>8} {row['rho']:>8.3f} {row['tau']:>8.3f} "
-              f"{row['misordered']:>9.1%} {row['dense_ms']:>8.2f} {row['half_macs']:>7.0%} "
-              f"{row['half_latency']:>7.0%} {row['noise']:>10.1%}", flush=True)
+        print(
+            f"{label:<44} {row['profiles']:>8} {row['rho']:>8.3f} {row['tau']:>8.3f} "
+            f"{row['misordered']:>9.1%} {row['dense_ms']:>8.2f} {row['half_macs']:>7.0%} "
+            f"{row['half_latency']:>7.0%} {row['noise']:>10.1%}",
+            flush=True,
+        )
     print("misordered: share of profile pairs (latency gap beyond both IQRs) where fewer MACs ran slower;")
     print("'at MACs' / 'latency': the profile nearest half the dense MACs and its latency relative to dense")
 

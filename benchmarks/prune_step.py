@@ -94,7 +94,7 @@ def measure(name: str, width: float, size: int, repeats: int, seed: int) -> dict
             "cached": lambda profile=profile: cached(base, profile),
             "precomputed": lambda profile=profile: (0.0, *_timed(lambda: base.pruned_copy(profile, DENSE))),
         }
-        order = list(paths)[repeat % 3:] + list(paths)[: repeat % 3]
+        order = list(paths)[repeat % 3 :] + list(paths)[: repeat % 3]
         row = {path: paths[path]() for path in order}
         identical["cached"] &= _identical(row["cached"][2], row["scratch"][2])
         reference = base.copy()
@@ -107,10 +107,16 @@ def measure(name: str, width: float, size: int, repeats: int, seed: int) -> dict
     return {
         "groups": len(base.channels),
         "once": (trace_s, members_s, ranks_s),
-        "scratch": (med([total(r, "scratch") for r in rows]), med([r["scratch"][0] for r in rows]),
-                    med([r["scratch"][1] for r in rows])),
-        "cached": (med([total(r, "cached") for r in rows]), med([r["cached"][0] for r in rows]),
-                   med([r["cached"][1] for r in rows])),
+        "scratch": (
+            med([total(r, "scratch") for r in rows]),
+            med([r["scratch"][0] for r in rows]),
+            med([r["scratch"][1] for r in rows]),
+        ),
+        "cached": (
+            med([total(r, "cached") for r in rows]),
+            med([r["cached"][0] for r in rows]),
+            med([r["cached"][1] for r in rows]),
+        ),
         "precomputed": med([total(r, "precomputed") for r in rows]),
         "ratio": {path: (med(values), min(values), max(values)) for path, values in ratios.items()},
         "identical": identical,
@@ -123,8 +129,10 @@ def _row(label: str, r: dict) -> str:
     met = "met" if pm <= GOAL else "not met"
     once = " / ".join(f"{t:.3f}" for t in r["once"])
     same = "yes" if all(r["identical"].values()) else f"NO ({', '.join(k for k, v in r['identical'].items() if not v)})"
-    return (f"| {label} | {r['groups']} | {s[0]:.3f} ({s[1]:.3f} / {s[2]:.3f}) | {c[0]:.3f} ({c[1]:.3f} / {c[2]:.3f}) "
-            f"| {cm:.2f}x | {p:.3f} | **{pm:.2f}x** ({plo:.2f}-{phi:.2f}) | <= {GOAL}x: {met} | {once} | {same} |")
+    return (
+        f"| {label} | {r['groups']} | {s[0]:.3f} ({s[1]:.3f} / {s[2]:.3f}) | {c[0]:.3f} ({c[1]:.3f} / {c[2]:.3f}) "
+        f"| {cm:.2f}x | {p:.3f} | **{pm:.2f}x** ({plo:.2f}-{phi:.2f}) | <= {GOAL}x: {met} | {once} | {same} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,10 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS])
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"{args.repeats} random profiles per model (ratios 0.25..1.0, l1), medians; one thread; "
-          f"goal: precomputed / scratch <= {GOAL}x; load average at start {_load()}")
-    print("| model | groups | scratch s (load+trace / prune) | cached s (copy / prune) | cached / scratch "
-          "| precomputed s | precomputed / scratch (spread) | goal | once per worker s (trace / map / rank) | identical |")
+    print(
+        f"{args.repeats} random profiles per model (ratios 0.25..1.0, l1), medians; one thread; "
+        f"goal: precomputed / scratch <= {GOAL}x; load average at start {_load()}"
+    )
+    print(
+        "| model | groups | scratch s (load+trace / prune) | cached s (copy / prune) | cached / scratch "
+        "| precomputed s | precomputed / scratch (spread) | goal | once per worker s (trace / map / rank) | identical |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for name, width, size, label in MODELS:
         if name in args.models:

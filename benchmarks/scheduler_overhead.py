@@ -39,8 +39,19 @@ def noop_trial(config: dict) -> None:
     """A trial that does nothing but report what a real trial reports at its end."""
     from ray import tune
 
-    tune.report({"accuracy": 0.5, "loss": 1.0, "cost/macs": 1.0, "rel/macs": 0.5, "meets/macs": 1.0,
-                 "feasible": 1.0, "finetune_steps": 0, "done": True, "reported_at": time.time()})
+    tune.report(
+        {
+            "accuracy": 0.5,
+            "loss": 1.0,
+            "cost/macs": 1.0,
+            "rel/macs": 0.5,
+            "meets/macs": 1.0,
+            "feasible": 1.0,
+            "finetune_steps": 0,
+            "done": True,
+            "reported_at": time.time(),
+        }
+    )
 
 
 def bare(trials: int, concurrency: int, storage: Path) -> Run:
@@ -53,14 +64,17 @@ def bare(trials: int, concurrency: int, storage: Path) -> Run:
     tuner = tune.Tuner(
         tune.with_resources(noop_trial, {"cpu": 1}),
         param_space={"x": tune.uniform(0, 1)},
-        tune_config=tune.TuneConfig(num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=True,
-                                    metric="accuracy", mode="max"),
+        tune_config=tune.TuneConfig(
+            num_samples=trials, max_concurrent_trials=concurrency, reuse_actors=True, metric="accuracy", mode="max"
+        ),
         run_config=tune.RunConfig(name="bare", storage_path=str(storage), verbose=0),
     )
     return _fit(tuner)
 
 
-def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str | None = None) -> Run:
+def prunetune(
+    trials: int, concurrency: int, storage: Path, base: str, tracking: bool, name: str, period: str | None = None
+) -> Run:
     from ray import tune
 
     from prunetune.search.config import parse_config
@@ -68,12 +82,20 @@ def prunetune(trials: int, concurrency: int, storage: Path, base: str, tracking:
     from prunetune.search.run.tuner import build_tuner, snapshot_period
     from prunetune.search.store.manifest import write_manifest
 
-    config = parse_config({
-        "name": name, "storage_path": str(storage), "trials": trials, "concurrency": concurrency,
-        "model": {"name": "resnet20", "width": 0.25, "input_size": 8}, "data": {"name": "digits"},
-        "base": {"checkpoint": base}, "budgets": [{"cost": "macs", "max": 0.6, "relative": True}],
-        "searcher": {"name": "random"}, "tracking": {"enabled": tracking},
-    })
+    config = parse_config(
+        {
+            "name": name,
+            "storage_path": str(storage),
+            "trials": trials,
+            "concurrency": concurrency,
+            "model": {"name": "resnet20", "width": 0.25, "input_size": 8},
+            "data": {"name": "digits"},
+            "base": {"checkpoint": base},
+            "budgets": [{"cost": "macs", "max": 0.6, "relative": True}],
+            "searcher": {"name": "random"},
+            "tracking": {"enabled": tracking},
+        }
+    )
     prepared = prepare(config, show_progress=False)
     os.environ.pop("TUNE_GLOBAL_CHECKPOINT_S", None)
     if period:
@@ -109,7 +131,9 @@ def _base_checkpoint(storage: Path) -> str:
     from prunetune.trainables import DataSpec, ModelSpec, Recipe, ensure_base_checkpoint
 
     model = ModelSpec("resnet20", 0.25, 8)
-    return str(ensure_base_checkpoint(model, DataSpec("digits"), Recipe(steps=10), storage / "base", show_progress=False))
+    return str(
+        ensure_base_checkpoint(model, DataSpec("digits"), Recipe(steps=10), storage / "base", show_progress=False)
+    )
 
 
 def windows(trials: int) -> list[int]:
@@ -127,21 +151,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="which sides to run (default: all)")
-    parser.add_argument("--snapshot-period", default=None,
-                        help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (default: what run_search sets)")
+    parser.add_argument(
+        "--sides", nargs="+", choices=SIDES, default=list(SIDES), help="which sides to run (default: all)"
+    )
+    parser.add_argument(
+        "--snapshot-period",
+        default=None,
+        help="TUNE_GLOBAL_CHECKPOINT_S for the prunetune sides (default: what run_search sets)",
+    )
     args = parser.parse_args(argv)
     import ray
 
     with tempfile.TemporaryDirectory() as tmp:
         storage = Path(tmp)
         base = _base_checkpoint(storage)
-        ray.init(address="local", num_cpus=args.concurrency, include_dashboard=False, configure_logging=False,
-                 log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=args.concurrency,
+            include_dashboard=False,
+            configure_logging=False,
+            log_to_driver=False,
+        )
         run = {
             "bare": lambda i: bare(args.trials, args.concurrency, storage / f"bare{i}"),
-            "off": lambda i: prunetune(args.trials, args.concurrency, storage, base, False, f"off{i}", args.snapshot_period),
-            "on": lambda i: prunetune(args.trials, args.concurrency, storage, base, True, f"on{i}", args.snapshot_period),
+            "off": lambda i: prunetune(
+                args.trials, args.concurrency, storage, base, False, f"off{i}", args.snapshot_period
+            ),
+            "on": lambda i: prunetune(
+                args.trials, args.concurrency, storage, base, True, f"on{i}", args.snapshot_period
+            ),
         }
         runs: dict[str, list[Run]] = {side: [] for side in args.sides}
         for repeat in range(args.repeats):
@@ -156,29 +194,38 @@ def main(argv: list[str] | None = None) -> None:
 def report(args, runs: dict[str, list[Run]]) -> None:
     """The table of fit times against bare Ray Tune, then per-trial cost along the run."""
     medians = {side: statistics.median(r.fit_s for r in values) for side, values in runs.items()}
-    print(f"\n{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
-          f"prunetune snapshot period {args.snapshot_period or 'as run_search sets'!r}; load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{args.trials} no-op trials, concurrency {args.concurrency}, reused actors, {args.repeats} repeat(s), "
+        f"prunetune snapshot period {args.snapshot_period or 'as run_search sets'!r}; load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print("| path | fit s (median) | ms per trial | vs bare | goal |")
     print("|---|---:|---:|---:|---|")
     for side, median in medians.items():
         ratio = f"**{median / medians['bare']:.2f}x**" if "bare" in medians else "-"
-        met = "" if side == "bare" or "bare" not in medians else \
-            f"<= {GOAL}x: {'met' if median / medians['bare'] <= GOAL else 'not met'}"
+        met = (
+            ""
+            if side == "bare" or "bare" not in medians
+            else f"<= {GOAL}x: {'met' if median / medians['bare'] <= GOAL else 'not met'}"
+        )
         print(f"| {SIDES[side]} | {median:.1f} | {1000 * median / args.trials:.0f} | {ratio} | {met} |")
     starts = windows(args.trials)
     if not starts:
         return
     # Per-trial cost along the run (first repeat of each side): flat means the last window costs
     # what trials 100-200 did.
-    print(f"\nms per trial over each window of {WINDOW} trials (first repeat); goal: the last window "
-          f"within {FLAT_GOAL}x of trials {WINDOW}-{2 * WINDOW}")
+    print(
+        f"\nms per trial over each window of {WINDOW} trials (first repeat); goal: the last window "
+        f"within {FLAT_GOAL}x of trials {WINDOW}-{2 * WINDOW}"
+    )
     print("| trials | " + " | ".join(SIDES[side] for side in runs) + " |")
     print("|---|" + "---:|" * len(runs))
     for start in starts:
         cells = " | ".join(f"{values[0].per_trial_ms(start):.0f}" for values in runs.values())
         print(f"| {start}-{start + WINDOW} | {cells} |")
-    growth = {side: values[0].per_trial_ms(starts[-1]) / values[0].per_trial_ms(WINDOW) for side, values in runs.items()}
+    growth = {
+        side: values[0].per_trial_ms(starts[-1]) / values[0].per_trial_ms(WINDOW) for side, values in runs.items()
+    }
     cells = " | ".join(f"**{g:.2f}x** ({'met' if g <= FLAT_GOAL else 'not met'})" for g in growth.values())
     print(f"| last / {WINDOW}-{2 * WINDOW} | {cells} |")
 

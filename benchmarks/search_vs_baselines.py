@@ -54,8 +54,10 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-TASKS = {"resnet20": {"name": "resnet20", "width": 0.5, "input_size": 16},
-         "vgg11": {"name": "vgg11", "width": 0.25, "input_size": 16}}
+TASKS = {
+    "resnet20": {"name": "resnet20", "width": 0.5, "input_size": 16},
+    "vgg11": {"name": "vgg11", "width": 0.25, "input_size": 16},
+}
 DATA = {"name": "shapes", "options": {"n_train": 2000, "n_val": 500, "n_test": 500}}
 SEARCHED = ("random", "rl", "rl+warm", "exhaustive", "random+asha")
 
@@ -102,28 +104,55 @@ def base_config(args, task: str, seed: int, name: str, **changes) -> dict:
         "confirm": {"top": args.top, "steps": args.confirm_steps, "seeds": 1},
     }
     for key, value in changes.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+        config[key] = (
+            {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) else value
+        )
     return config
 
 
 def method_config(args, method: str, task: str, seed: int) -> dict:
     name = f"{task}-{method.replace('+', '-')}-s{seed}-b{args.budget:g}"
     if method == "uniform":
-        return base_config(args, task, seed, name, searcher={"name": "uniform", "seed": seed}, trials=1, confirm={"top": 1})
+        return base_config(
+            args, task, seed, name, searcher={"name": "uniform", "seed": seed}, trials=1, confirm={"top": 1}
+        )
     if method == "uniform-eq":  # the uniform profile given the profile searches' whole step budget as one fine-tune
         equal = args.trials * args.finetune_steps + args.top * args.confirm_steps - args.finetune_steps
-        return base_config(args, task, seed, name, searcher={"name": "uniform", "seed": seed}, trials=1,
-                           confirm={"top": 1, "steps": equal})
+        return base_config(
+            args,
+            task,
+            seed,
+            name,
+            searcher={"name": "uniform", "seed": seed},
+            trials=1,
+            confirm={"top": 1, "steps": equal},
+        )
     if method == "sensitivity":
-        return base_config(args, task, seed, name, searcher={"name": "sensitivity", "seed": seed}, trials=200, confirm={"top": 1})
+        return base_config(
+            args, task, seed, name, searcher={"name": "sensitivity", "seed": seed}, trials=200, confirm={"top": 1}
+        )
     if method == "exhaustive":
-        return base_config(args, task, seed, name, searcher={"name": "exhaustive", "seed": seed, "options": {"mode": "sampled"}},
-                           space={"levels": [0.25, 0.5, 0.75, 1.0]})
+        return base_config(
+            args,
+            task,
+            seed,
+            name,
+            searcher={"name": "exhaustive", "seed": seed, "options": {"mode": "sampled"}},
+            space={"levels": [0.25, 0.5, 0.75, 1.0]},
+        )
     if method == "rl+warm":  # the RL searcher started from the sensitivity probes' allocation
-        return base_config(args, task, seed, name, searcher={"name": "rl", "seed": seed, "options": {"warm_start": "sensitivity"}},
-                           trials=args.trials + sensitivity_probes(args, task))
+        return base_config(
+            args,
+            task,
+            seed,
+            name,
+            searcher={"name": "rl", "seed": seed, "options": {"warm_start": "sensitivity"}},
+            trials=args.trials + sensitivity_probes(args, task),
+        )
     if method == "random+asha":
-        return base_config(args, task, seed, name, trials=2 * args.trials, scheduler={"name": "asha", "grace_steps": 10})
+        return base_config(
+            args, task, seed, name, trials=2 * args.trials, scheduler={"name": "asha", "grace_steps": 10}
+        )
     return base_config(args, task, seed, name, searcher={"name": method, "seed": seed})
 
 
@@ -198,11 +227,21 @@ def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
     continued = Figure(own, taper_steps + args.confirm_steps, within, point["rel/macs"], point["accuracy"])
     # Its profile from the base, as every method's profiles are confirmed.
     final: list[dict] = []
-    run_trial(setup, Profile(point["profile"]), lambda metrics, _: final.append(metrics), steps=args.confirm_steps,
-              confirm=Confirmation("taper"))
+    run_trial(
+        setup,
+        Profile(point["profile"]),
+        lambda metrics, _: final.append(metrics),
+        steps=args.confirm_steps,
+        confirm=Confirmation("taper"),
+    )
     done = final[-1]
-    from_base = Figure(done["test/accuracy"], taper_steps + args.confirm_steps,
-                       bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9, done["rel/macs"], point["accuracy"])
+    from_base = Figure(
+        done["test/accuracy"],
+        taper_steps + args.confirm_steps,
+        bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9,
+        done["rel/macs"],
+        point["accuracy"],
+    )
     return continued, from_base
 
 
@@ -228,8 +267,12 @@ def correlation(args, task: str) -> dict[str, float]:
     splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
     test_x, test_y = splits.split("test")
     searcher = get_searcher("random")(prepared.space, seed=123)
-    columns: dict[str, list[float]] = {"0 steps, no BN recalibration": [], "0 steps, BN recalibrated": [],
-                                       f"{args.finetune_steps} steps (the search's trials)": [], "final": []}
+    columns: dict[str, list[float]] = {
+        "0 steps, no BN recalibration": [],
+        "0 steps, BN recalibrated": [],
+        f"{args.finetune_steps} steps (the search's trials)": [],
+        "final": [],
+    }
     for index in range(args.profiles):
         profile = Profile(searcher.suggest(f"p{index}")["profile"])
         torch.manual_seed(0)
@@ -245,7 +288,8 @@ def correlation(args, task: str) -> dict[str, float]:
         columns["final"].append(evaluate(model, test_x, test_y)[0])
     final = np.array(columns.pop("final"))
     return {name: float(spearmanr(values, final).statistic) for name, values in columns.items()} | {
-        "final accuracy range": f"{final.min():.3f}-{final.max():.3f}"}
+        "final accuracy range": f"{final.min():.3f}-{final.max():.3f}"
+    }
 
 
 # --- latency budget ---------------------------------------------------------------------------
@@ -256,9 +300,11 @@ def latency_run(args, method: str, seed: int) -> tuple[Figure, float]:
     from prunetune.search.config import parse_config
     from prunetune.search.run import prepare, run_search
 
-    changes = {"budgets": [{"cost": "latency", "max": args.latency, "relative": True}],
-               "model": {**TASKS["resnet20"], "input_size": args.latency_input_size},
-               "concurrency": 1}  # one trial measures at a time: the other core stays quiet
+    changes = {
+        "budgets": [{"cost": "latency", "max": args.latency, "relative": True}],
+        "model": {**TASKS["resnet20"], "input_size": args.latency_input_size},
+        "concurrency": 1,
+    }  # one trial measures at a time: the other core stays quiet
     config = method_config(args, method, "resnet20", seed)
     config.update(changes, name=f"{config['name']}-latency{args.latency:g}-{args.latency_input_size}px")
     if method == "uniform":  # bisected over trials on measured latency: up to `probes` (6) more trials
@@ -271,8 +317,13 @@ def latency_run(args, method: str, seed: int) -> tuple[Figure, float]:
     if not chosen:
         return Figure(math.nan, steps, False, math.nan), latency_noise(outcome.records)
     best = max(chosen, key=lambda r: r.accuracy if r.feasible else -1.0)
-    return Figure(best.accuracy, steps, all(r.feasible for r in chosen), best.relative.get("latency", math.nan),
-                  best.search_accuracy), latency_noise(outcome.records)
+    return Figure(
+        best.accuracy,
+        steps,
+        all(r.feasible for r in chosen),
+        best.relative.get("latency", math.nan),
+        best.search_accuracy,
+    ), latency_noise(outcome.records)
 
 
 def latency_noise(records) -> float:
@@ -297,7 +348,9 @@ def print_table(task: str, rows: dict[str, Row], budget: float) -> None:
         steps = statistics.fmean(f.steps for f in row.figures)
         macs = statistics.fmean(f.relative for f in row.figures)
         within = all(f.within_budget for f in row.figures)
-        print(f"{method:<14} {row.mean():>7.4f} {row.spread():>7.4f} {seeds:<26} {steps:>7.0f} {macs:>6.1%} {str(within):>9}")
+        print(
+            f"{method:<14} {row.mean():>7.4f} {row.spread():>7.4f} {seeds:<26} {steps:>7.0f} {macs:>6.1%} {str(within):>9}"
+        )
 
 
 def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
@@ -315,14 +368,20 @@ def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
             beats = gap > 2 * spread
             if label == "uniform-eq" or "uniform-eq" not in rows:
                 beats_somewhere |= beats
-            lines.append(f"{task}: best method {best_name} {best.mean():.4f} vs {label} {uniform.mean():.4f}: "
-                         f"gap {gap:+.4f}, twice the seed spread {2 * spread:.4f} -> {'beats' if beats else 'does not beat'} it")
+            lines.append(
+                f"{task}: best method {best_name} {best.mean():.4f} vs {label} {uniform.mean():.4f}: "
+                f"gap {gap:+.4f}, twice the seed spread {2 * spread:.4f} -> {'beats' if beats else 'does not beat'} it"
+            )
         for rl in [name for name in ("rl", "rl+warm") if name in rows and "random" in rows]:
-            lines.append(f"{task}: {rl} {rows[rl].mean():.4f} vs random {rows['random'].mean():.4f} -> "
-                         f"{'met' if rows[rl].mean() >= rows['random'].mean() else 'not met'} (goal: rl >= random)")
+            lines.append(
+                f"{task}: {rl} {rows[rl].mean():.4f} vs random {rows['random'].mean():.4f} -> "
+                f"{'met' if rows[rl].mean() >= rows['random'].mean() else 'not met'} (goal: rl >= random)"
+            )
         within = all(f.within_budget for row in rows.values() for f in row.figures)
         lines.append(f"{task}: every confirmed profile within budget: {within} (goal: True)")
-    lines.append(f"goal 'best search beats uniform by > 2x seed spread on at least one task': {'met' if beats_somewhere else 'not met'}")
+    lines.append(
+        f"goal 'best search beats uniform by > 2x seed spread on at least one task': {'met' if beats_somewhere else 'not met'}"
+    )
     return lines
 
 
@@ -339,8 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="+", default=["uniform", "uniform-eq", "sensitivity", *SEARCHED, "taper"])
     parser.add_argument("--latency", type=float, default=0.0, help="also run under this relative CPU latency budget")
-    parser.add_argument("--latency-input-size", type=int, default=32,
-                        help="input size of the latency run (at 16 px resnet20's latency is per-layer overhead)")
+    parser.add_argument(
+        "--latency-input-size",
+        type=int,
+        default=32,
+        help="input size of the latency run (at 16 px resnet20's latency is per-layer overhead)",
+    )
     parser.add_argument("--latency-only", action="store_true", help="only the latency run (needs --latency)")
     parser.add_argument("--no-correlation", action="store_true", help="leave out the cheap-vs-final correlation table")
     parser.add_argument("--storage", type=Path, default=Path("results/benchmarks/baselines").resolve())
@@ -366,7 +429,11 @@ def main(argv: list[str] | None = None) -> int:
                     figures = {method: run_method(args, method, task, seed)}
                 for label, figure in figures.items():
                     rows.setdefault(label, Row()).figures.append(figure)
-                    print(f"[{time.time() - started:6.0f} s] {task} {label} seed {seed}: {figure}", file=sys.stderr, flush=True)
+                    print(
+                        f"[{time.time() - started:6.0f} s] {task} {label} seed {seed}: {figure}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     for task, rows in results.items():
         print_table(task, rows, args.budget)
     print("\n## cheap accuracy vs the result a user gets (Spearman's rho with the long fine-tune's test accuracy)")
@@ -374,12 +441,16 @@ def main(argv: list[str] | None = None) -> int:
         rho = correlation(args, task)
         print(f"{task}: " + "; ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in rho.items()))
     if args.latency:
-        print(f"\n## resnet20 at {args.latency_input_size} px under a measured CPU latency budget <= {args.latency:.0%} "
-              "of dense (1 seed)")
+        print(
+            f"\n## resnet20 at {args.latency_input_size} px under a measured CPU latency budget <= {args.latency:.0%} "
+            "of dense (1 seed)"
+        )
         for method in [m for m in ("uniform", "sensitivity", "random") if m in args.methods]:
             figure, noise = latency_run(args, method, 0)
-            print(f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  steps {figure.steps}"
-                  f"  within budget {figure.within_budget}  latency noise (CV between re-measurements) {noise:.1%}")
+            print(
+                f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  steps {figure.steps}"
+                f"  within budget {figure.within_budget}  latency noise (CV between re-measurements) {noise:.1%}"
+            )
     if results:
         print("\n## verdict")
         for line in verdict(results):

@@ -38,16 +38,18 @@ BUDGET = 0.5
 def _config(args, overrides: dict | None = None, checkpoint: str | None = None):
     from prunetune.search.config import parse_config
 
-    return parse_config({
-        "name": "searcher-quality",
-        "model": {"name": "resnet20", "width": 0.5, "input_size": 16},
-        "data": {"name": "shapes"},
-        "base": {"steps": args.base_steps, "batch_size": 64, "checkpoint": checkpoint},
-        "finetune": {"steps": args.finetune_steps, "lr": 0.01, "batch_size": 64},
-        "space": {"levels": args.levels, "overrides": overrides or {}},
-        "budgets": [{"cost": "macs", "max": BUDGET, "relative": True}],
-        "tracking": {"enabled": False},
-    })
+    return parse_config(
+        {
+            "name": "searcher-quality",
+            "model": {"name": "resnet20", "width": 0.5, "input_size": 16},
+            "data": {"name": "shapes"},
+            "base": {"steps": args.base_steps, "batch_size": 64, "checkpoint": checkpoint},
+            "finetune": {"steps": args.finetune_steps, "lr": 0.01, "batch_size": 64},
+            "space": {"levels": args.levels, "overrides": overrides or {}},
+            "budgets": [{"cost": "macs", "max": BUDGET, "relative": True}],
+            "tracking": {"enabled": False},
+        }
+    )
 
 
 def problem(args):
@@ -82,7 +84,16 @@ def evaluate_profile(setup, profile: dict[str, float]) -> float:
     model = pruned_model(setup, Profile(profile), splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
     if setup.finetune.steps:
         optimizer = make_optimizer(model, setup.finetune)
-        train_steps(model, train_x, train_y, setup.finetune, seed=setup.seed, start=0, stop=setup.finetune.steps, optimizer=optimizer)
+        train_steps(
+            model,
+            train_x,
+            train_y,
+            setup.finetune,
+            seed=setup.seed,
+            start=0,
+            stop=setup.finetune.steps,
+            optimizer=optimizer,
+        )
     accuracy, _ = evaluate(model, val_x, val_y)
     return accuracy
 
@@ -135,13 +146,22 @@ def run_searcher(name: str, seed: int, trials: int, space, setup, table: dict, c
         violating += not feasible
         if feasible and (best is None or accuracy > best):
             best = accuracy
-        searcher.on_trial_complete(f"{name}{seed}-{i}", {
-            "accuracy": accuracy, "cost/macs": macs, "rel/macs": macs / dense, "limit/macs": BUDGET * dense,
-            "meets/macs": float(feasible), "feasible": float(feasible),
-        })
+        searcher.on_trial_complete(
+            f"{name}{seed}-{i}",
+            {
+                "accuracy": accuracy,
+                "cost/macs": macs,
+                "rel/macs": macs / dense,
+                "limit/macs": BUDGET * dense,
+                "meets/macs": float(feasible),
+                "feasible": float(feasible),
+            },
+        )
     ranked = sorted(table.values(), reverse=True)
     rank = 1 + sum(a > best for a in ranked) if best is not None else len(ranked) + 1
-    return Run(name, seed, best if best is not None else float("nan"), rank, violating / trials, time.perf_counter() - started)
+    return Run(
+        name, seed, best if best is not None else float("nan"), rank, violating / trials, time.perf_counter() - started
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,12 +182,18 @@ def main(argv: list[str] | None = None) -> None:
     exhaustive_s = time.perf_counter() - started
     trials = max(1, round(args.fraction * len(table)))
     ranked = sorted(table.values(), reverse=True)
-    print(f"problem: resnet20 w0.5 16px on shapes, groups {', '.join(free)} over levels {args.levels}, "
-          f"MACs <= {BUDGET:.0%}, {args.finetune_steps} fine-tune steps per profile")
-    print(f"exhaustive: {len(table)} feasible profiles evaluated in {exhaustive_s:.0f} s; best accuracy {ranked[0]:.3f}, "
-          f"median {statistics.median(ranked):.3f}")
-    print(f"evaluation: in-process, the trainable's prune + fine-tune + evaluate path (not through Tune); "
-          f"{trials} trials per search ({args.fraction:.0%} of the feasible set)")
+    print(
+        f"problem: resnet20 w0.5 16px on shapes, groups {', '.join(free)} over levels {args.levels}, "
+        f"MACs <= {BUDGET:.0%}, {args.finetune_steps} fine-tune steps per profile"
+    )
+    print(
+        f"exhaustive: {len(table)} feasible profiles evaluated in {exhaustive_s:.0f} s; best accuracy {ranked[0]:.3f}, "
+        f"median {statistics.median(ranked):.3f}"
+    )
+    print(
+        f"evaluation: in-process, the trainable's prune + fine-tune + evaluate path (not through Tune); "
+        f"{trials} trials per search ({args.fraction:.0%} of the feasible set)"
+    )
     cache: dict = {}
     runs = [
         run_searcher(name, seed, trials, space, setup, table, cache, options)
@@ -180,13 +206,19 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def format_table(runs: list[Run], feasible: int) -> str:
-    lines = [f"| searcher | seed | best feasible acc | rank of best (of {feasible}) | violating proposals | wall s |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r.searcher} | {r.seed} | {r.best:.3f} | {r.rank} | {r.violating:.0%} | {r.wall_s:.1f} |" for r in runs]
+    lines = [
+        f"| searcher | seed | best feasible acc | rank of best (of {feasible}) | violating proposals | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.searcher} | {r.seed} | {r.best:.3f} | {r.rank} | {r.violating:.0%} | {r.wall_s:.1f} |" for r in runs
+    ]
     for name in dict.fromkeys(r.searcher for r in runs):
         mine = [r for r in runs if r.searcher == name]
-        lines.append(f"| {name} | median | {statistics.median(r.best for r in mine):.3f} | "
-                     f"{statistics.median(r.rank for r in mine):g} | {statistics.median(r.violating for r in mine):.0%} | |")
+        lines.append(
+            f"| {name} | median | {statistics.median(r.best for r in mine):.3f} | "
+            f"{statistics.median(r.rank for r in mine):g} | {statistics.median(r.violating for r in mine):.0%} | |"
+        )
     return "\n".join(lines)
 
 

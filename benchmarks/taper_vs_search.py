@@ -44,7 +44,9 @@ def base_setup(directory: Path) -> TrialSetup:
 def taper_frontier(setup: TrialSetup) -> tuple[dict[float, dict], int]:
     """Accuracy and cost at each level, and the optimiser steps the run took."""
     points: dict[float, dict] = {}
-    run_taper(setup, TaperSettings(levels=LEVELS), lambda metrics, _: points.__setitem__(metrics["level"], dict(metrics)))
+    run_taper(
+        setup, TaperSettings(levels=LEVELS), lambda metrics, _: points.__setitem__(metrics["level"], dict(metrics))
+    )
     steps = max(p["taper_step"] for p in points.values()) + FINETUNE * len(points)
     return points, steps
 
@@ -56,7 +58,10 @@ def profile_at(rng: np.random.Generator, cost_model, level: float, prune: PruneS
     raw = {name: float(rng.uniform(0.2, 1.0)) for name in channels}
 
     def macs(scale: float) -> float:
-        kept = {n: kept_channels(c, min(1.0, max(raw[n] * scale, 1 / c)), min_channels=prune.min_channels) for n, c in channels.items()}
+        kept = {
+            n: kept_channels(c, min(1.0, max(raw[n] * scale, 1 / c)), min_channels=prune.min_channels)
+            for n, c in channels.items()
+        }
         return cost_model.evaluate(kept)["macs"]
 
     low, high = 0.0, 1.0 / min(raw.values())
@@ -88,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     setup = base_setup(args.base_dir)
-    splits, *_ , val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
+    splits, *_, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
     dense_acc = evaluate(pruned_model(setup, Profile({}), splits.num_classes), val_x, val_y)[0]
     started = time.time()
     points, steps = taper_frontier(setup)
@@ -97,13 +102,19 @@ def main() -> None:
     searched = random_search(setup, steps)
     search_s = time.time() - started
     print(f"ResNet-20 x0.5, 16 px digits; dense accuracy {dense_acc:.4f}; fine-tune {FINETUNE} steps per point/trial")
-    print(f"taper: {steps} optimiser steps in {taper_s:.0f} s; random search: {sum(map(len, searched.values()))} trials "
-          f"= {FINETUNE * sum(map(len, searched.values()))} steps in {search_s:.0f} s")
-    print(f"{'level':>6} {'taper acc':>10} {'taper macs':>11} {'gated=counted':>14} {'random best':>12} {'random mean':>12} {'n':>3}")
+    print(
+        f"taper: {steps} optimiser steps in {taper_s:.0f} s; random search: {sum(map(len, searched.values()))} trials "
+        f"= {FINETUNE * sum(map(len, searched.values()))} steps in {search_s:.0f} s"
+    )
+    print(
+        f"{'level':>6} {'taper acc':>10} {'taper macs':>11} {'gated=counted':>14} {'random best':>12} {'random mean':>12} {'n':>3}"
+    )
     for level in LEVELS:
         p, accs = points[level], searched[level]
         agree = p["gated_macs"] == p["counted_macs"]
-        print(f"{level:>6.2f} {p['accuracy']:>10.4f} {p['rel/macs']:>11.3f} {str(agree):>14} {max(accs):>12.4f} {np.mean(accs):>12.4f} {len(accs):>3}")
+        print(
+            f"{level:>6.2f} {p['accuracy']:>10.4f} {p['rel/macs']:>11.3f} {str(agree):>14} {max(accs):>12.4f} {np.mean(accs):>12.4f} {len(accs):>3}"
+        )
 
 
 if __name__ == "__main__":

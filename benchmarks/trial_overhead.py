@@ -27,12 +27,18 @@ def _setup(steps: int, directory: Path):
     from prunetune.search.config import parse_config
     from prunetune.search.run.prepare import prepare
 
-    config = parse_config({
-        "name": "overhead", "storage_path": str(directory),
-        "model": {"name": "resnet20", "width": 0.5, "input_size": 16}, "data": {"name": "digits"},
-        "base": {"steps": 100}, "finetune": {"steps": steps, "batch_size": 64},
-        "budgets": [{"cost": "macs", "max": 0.6, "relative": True}], "tracking": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "name": "overhead",
+            "storage_path": str(directory),
+            "model": {"name": "resnet20", "width": 0.5, "input_size": 16},
+            "data": {"name": "digits"},
+            "base": {"steps": 100},
+            "finetune": {"steps": steps, "batch_size": 64},
+            "budgets": [{"cost": "macs", "max": 0.6, "relative": True}],
+            "tracking": {"enabled": False},
+        }
+    )
     prepared = prepare(config, show_progress=False)
     profile = {g.name: 0.6 for g in prepared.space.groups}
     return prepared, replace(prepared.setup), profile
@@ -95,20 +101,26 @@ def in_tune(setup, profile: dict, trials: int, storage: Path) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--steps", type=int, nargs="+", default=[20, 300], help="fine-tune steps per trial (short, long)")
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[20, 300], help="fine-tune steps per trial (short, long)"
+    )
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)  # a Tune trial with 1 CPU gets one thread; match it
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11} {'steady s (Tune)':>16} {'steady eff.':>12}")
+        print(
+            f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11} {'steady s (Tune)':>16} {'steady eff.':>12}"
+        )
         for steps in args.steps:
             prepared, setup, profile = _setup(steps, Path(tmp))
             plain_loop(setup, profile, 1)  # warm caches (data, base weights) like a reused actor
             loop_s = plain_loop(setup, profile, args.trials)
             tune_s, steady_s = in_tune(setup, profile, args.trials, Path(tmp) / f"tune{steps}")
             loop = loop_s / args.trials
-            print(f"{steps:>6} {loop:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f} {steady_s:>16.2f} {loop / steady_s:>12.3f}")
+            print(
+                f"{steps:>6} {loop:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f} {steady_s:>16.2f} {loop / steady_s:>12.3f}"
+            )
 
 
 if __name__ == "__main__":

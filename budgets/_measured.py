@@ -161,9 +161,7 @@ def parse_device(spec: str) -> torch.device:
         device = torch.device(spec)
     except (RuntimeError, TypeError):
         device = None
-    if device is None or device.type not in ("cpu", "cuda") or (
-        device.type == "cpu" and device.index not in (None, 0)
-    ):
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
         raise BudgetError(f"device {spec!r} is not one of: cpu, cuda, cuda:N")
     return device
 

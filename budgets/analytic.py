@@ -69,9 +69,7 @@ class AnalyticCostModel:
 
     channels: Mapping[str, int]
     terms: tuple[Term, ...]
-    _compiled: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = field(
-        init=False, repr=False, compare=False
-    )
+    _compiled: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", {str(k): int(v) for k, v in self.channels.items()})

@@ -104,7 +104,6 @@ def register_cost(name: str) -> Callable[[_C], _C]:
     return decorate
 
 
-
 def _check_options(cls: type[CostFunction], options: dict[str, Any]) -> None:
     # Binding first, instead of catching TypeError from the constructor, keeps a bug inside
     # a constructor from being reported as the user's mistake.
@@ -113,17 +112,14 @@ def _check_options(cls: type[CostFunction], options: dict[str, Any]) -> None:
         signature.bind(**options)
     except TypeError:
         accepted = ", ".join(signature.parameters) or "none"
-        raise BudgetError(
-            f"cost {cls.name!r} got options {sorted(options)}; it accepts: {accepted}"
-        ) from None
+        raise BudgetError(f"cost {cls.name!r} got options {sorted(options)}; it accepts: {accepted}") from None
 
 
 def first_item(example_input: torch.Tensor) -> torch.Tensor:
     """The first item of a batch, keeping the batch dimension (shape ``(1, ...)``)."""
     if example_input.ndim == 0 or example_input.shape[0] == 0:
         raise BudgetError(
-            f"example_input must be a batch shaped (N, ...) with N >= 1, "
-            f"got shape {tuple(example_input.shape)}"
+            f"example_input must be a batch shaped (N, ...) with N >= 1, got shape {tuple(example_input.shape)}"
         )
     return example_input[:1]
 
@@ -244,9 +240,7 @@ class CallableCost(CostFunction):
         try:
             value = fn(copy.deepcopy(model), example_input, **self.options)
         except Exception as error:
-            raise BudgetError(
-                f"cost function {self.path} raised {type(error).__name__}: {error}"
-            ) from error
+            raise BudgetError(f"cost function {self.path} raised {type(error).__name__}: {error}") from error
         return _as_finite_float(value, self.path)
 
 
@@ -271,8 +265,7 @@ def _check_call(fn: Callable[..., Any], path: str, options: dict[str, Any]) -> N
         signature.bind(None, None, **options)
     except TypeError as error:
         raise BudgetError(
-            f"cost function {path}{signature} cannot be called as "
-            f"fn(model, example_input, **{options!r}): {error}"
+            f"cost function {path}{signature} cannot be called as fn(model, example_input, **{options!r}): {error}"
         ) from None
 
 
@@ -281,8 +274,7 @@ def _as_finite_float(value: Any, path: str) -> float:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BudgetError(
-            f"cost function {path} returned {value!r} ({type(value).__name__}); "
-            "it must return a real number"
+            f"cost function {path} returned {value!r} ({type(value).__name__}); it must return a real number"
         )
     if not math.isfinite(value):
         raise BudgetError(f"cost function {path} returned {value!r}; it must be finite")

@@ -65,7 +65,9 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{self.kind} name {name!r} is invalid: give a non-empty string")
         if name in self._items:
-            raise DuplicateName(f"{self.kind} {name!r} is already registered ({self._items[name]!r}); pick another name")
+            raise DuplicateName(
+                f"{self.kind} {name!r} is already registered ({self._items[name]!r}); pick another name"
+            )
         self._items[name] = obj
 
     def get(self, name: str) -> T:
@@ -101,7 +103,9 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {self.names()})"
 
 
-def split_path(path: str, *, kind: str, form: str = "module:attribute", error: type[PrunetuneError] = ConfigError) -> tuple[str, str]:
+def split_path(
+    path: str, *, kind: str, form: str = "module:attribute", error: type[PrunetuneError] = ConfigError
+) -> tuple[str, str]:
     """(module, attribute) of a plug-in's ``module:attribute`` path; ``error`` names ``kind``
     and the expected ``form`` (e.g. ``module:function``) when it is not one."""
     module_name, _, attribute = path.partition(":")
@@ -110,7 +114,9 @@ def split_path(path: str, *, kind: str, form: str = "module:attribute", error: t
     return module_name, attribute
 
 
-def import_path(path: str, *, kind: str, form: str = "module:attribute", error: type[PrunetuneError] = ConfigError) -> Any:
+def import_path(
+    path: str, *, kind: str, form: str = "module:attribute", error: type[PrunetuneError] = ConfigError
+) -> Any:
     """The object a ``module:attribute`` path names (``attribute`` may be dotted), imported now.
 
     The working directory is importable (:func:`with_working_directory`). A module that fails

@@ -88,14 +88,15 @@ def family(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     for key, value in metrics.items():
         if key.startswith(prefix):
             try:
-                members[key[len(prefix):]] = float(value)
+                members[key[len(prefix) :]] = float(value)
             except (TypeError, ValueError):
                 continue  # not a figure (a label some other writer put under the prefix)
     return members
 
 
-def budget_metrics(costs: Mapping[str, float], dense: Mapping[str, float], meets: Mapping[str, bool],
-                   limits: Mapping[str, float]) -> dict[str, float]:
+def budget_metrics(
+    costs: Mapping[str, float], dense: Mapping[str, float], meets: Mapping[str, bool], limits: Mapping[str, float]
+) -> dict[str, float]:
     """The costs part of a report: each cost absolute and relative to the dense model's, which
     budgets it meets, their absolute limits, and ``feasible`` (every budget met)."""
     metrics: dict[str, float] = {}

@@ -73,10 +73,7 @@ class Budget(pydantic.BaseModel):
     def parse(cls, data: Mapping[str, Any]) -> Budget:
         """A Budget from a config mapping; any mistake is one BudgetError line."""
         if not isinstance(data, Mapping):
-            raise BudgetError(
-                f"a budget must be a mapping with fields cost, max, relative, options; "
-                f"got {data!r}"
-            )
+            raise BudgetError(f"a budget must be a mapping with fields cost, max, relative, options; got {data!r}")
         try:
             return cls.model_validate(data)
         except pydantic.ValidationError as error:
@@ -134,9 +131,7 @@ class Budget(pydantic.BaseModel):
         return f"{name}<={_short_number(self.max)}" + (f" {unit}" if unit else "")
 
 
-def cost_functions(
-    budgets: Sequence[Budget], defaults: Sequence[str] = DEFAULT_COSTS
-) -> dict[str, CostFunction]:
+def cost_functions(budgets: Sequence[Budget], defaults: Sequence[str] = DEFAULT_COSTS) -> dict[str, CostFunction]:
     """The cost functions a trial measures, keyed as :func:`check_budgets` expects: the
     ``defaults`` by name, then each budget's by :attr:`Budget.key`, each resolved: a user
     function whose module does not import is a BudgetError here (a search calls this before
@@ -188,10 +183,7 @@ def check_budgets(
     for relative budgets. Two budgets with the same key are a BudgetError.
     """
     _check_unique_keys(budgets)
-    return {
-        budget.key: budget.meets(values[budget.key], dense.get(budget.key))
-        for budget in budgets
-    }
+    return {budget.key: budget.meets(values[budget.key], dense.get(budget.key)) for budget in budgets}
 
 
 def _check_unique_keys(budgets: Sequence[Budget]) -> None:
@@ -199,8 +191,7 @@ def _check_unique_keys(budgets: Sequence[Budget]) -> None:
     duplicates = sorted({key for key in keys if keys.count(key) > 1})
     if duplicates:
         raise BudgetError(
-            f"several budgets on the same cost and options: {', '.join(duplicates)}; "
-            "keep only the tightest one of each"
+            f"several budgets on the same cost and options: {', '.join(duplicates)}; keep only the tightest one of each"
         )
 
 

@@ -79,7 +79,9 @@ class SpaceConfig(_Section):
         for group, spec in overrides.items():
             unknown = sorted(set(spec) - {"low", "high", "levels"})
             if unknown:
-                raise ValueError(f"space.overrides.{group} has unknown key {unknown[0]!r}; a group override sets low, high or levels")
+                raise ValueError(
+                    f"space.overrides.{group} has unknown key {unknown[0]!r}; a group override sets low, high or levels"
+                )
         return overrides
 
 
@@ -183,7 +185,9 @@ class ConfirmConfig(_Section):
     @model_validator(mode="after")
     def _uniform_beside_the_top(self) -> ConfirmConfig:
         if self.uniform and not self.top:
-            raise ValueError("confirm.uniform confirms the uniform profile beside the search's best ones: set confirm.top too (e.g. 2)")
+            raise ValueError(
+                "confirm.uniform confirms the uniform profile beside the search's best ones: set confirm.top too (e.g. 2)"
+            )
         return self
 
     @property
@@ -388,7 +392,9 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchCon
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`")
+            raise ConfigError(
+                f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`"
+            )
     return parse_config(apply_overrides(data, list(overrides)))
 
 

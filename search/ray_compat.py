@@ -36,7 +36,9 @@ class RayInternalsChanged(RuntimeError):
         import ray
 
         detail = f": {type(err).__name__}: {err}" if err else ""
-        super().__init__(f"Ray {ray.__version__} changed {what}{detail}; prunetune supports Ray 2.60 (see search/ray_compat.py)")
+        super().__init__(
+            f"Ray {ray.__version__} changed {what}{detail}; prunetune supports Ray 2.60 (see search/ray_compat.py)"
+        )
 
 
 def replace_callbacks(tuner, callbacks: list) -> None:

@@ -50,7 +50,9 @@ def with_extra_bases(config: SearchConfig, setup: TrialSetup, checkpoints: Seque
     if not config.bases:
         return setup
     others = tuple(
-        replace(setup, data=data_spec(extra.data or config.data), base_checkpoint=checkpoint, label=config.base_label(extra))
+        replace(
+            setup, data=data_spec(extra.data or config.data), base_checkpoint=checkpoint, label=config.base_label(extra)
+        )
         for extra, checkpoint in zip(config.bases, checkpoints, strict=True)
     )
     return replace(setup, label=config.base_label(None), others=others)

@@ -61,7 +61,11 @@ def build(spec: ModelSpec, num_classes: int) -> nn.Module:
 def base_key(model: ModelSpec, data: DataSpec, recipe: Recipe, seed: int) -> str:
     """A short stable name for the base checkpoint trained from these settings."""
     # SPLITS_VERSION: a base trained before the test split existed saw today's test images.
-    blob = json.dumps([asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed, SPLITS_VERSION], sort_keys=True, default=str)
+    blob = json.dumps(
+        [asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed, SPLITS_VERSION],
+        sort_keys=True,
+        default=str,
+    )
     digest = hashlib.sha1(blob.encode()).hexdigest()[:10]
     return f"{model.name}-w{model.width:g}-{data.name}-{model.input_size}px-{digest}"
 
@@ -78,22 +82,28 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: ours (``{"state_dict": ...}``) or a plain state dict."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"base checkpoint {str(path)!r} does not exist; fix `base.checkpoint` or remove it to train one")
+        raise ConfigError(
+            f"base checkpoint {str(path)!r} does not exist; fix `base.checkpoint` or remove it to train one"
+        )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged file: pickle.UnpicklingError, RuntimeError (zip), EOFError, ...
         raise _unreadable(path, err) from None
     state = blob["state_dict"] if isinstance(blob, dict) and "state_dict" in blob else blob
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ConfigError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors; "
-                          "give a checkpoint prunetune or torch.save(model.state_dict()) wrote")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors; "
+            "give a checkpoint prunetune or torch.save(model.state_dict()) wrote"
+        )
     return state
 
 
 def _unreadable(path: Path, err: BaseException) -> ConfigError:
     reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {reason[:200]}); it is damaged "
-                       "or not a torch checkpoint: give another, or remove base.checkpoint to train one")
+    return ConfigError(
+        f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}: {reason[:200]}); it is damaged "
+        "or not a torch checkpoint: give another, or remove base.checkpoint to train one"
+    )
 
 
 def ensure_base_checkpoint(

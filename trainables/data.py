@@ -82,9 +82,7 @@ class RawSplits:
 class DatasetLoader(Protocol):
     """Reads one data set. Options are keyword-only parameters with defaults."""
 
-    def __call__(
-        self, *, input_size: int, root: Path | None, seed: int, **options: Any
-    ) -> RawSplits: ...
+    def __call__(self, *, input_size: int, root: Path | None, seed: int, **options: Any) -> RawSplits: ...
 
 
 _DATASETS: Registry[DatasetLoader] = Registry("dataset")
@@ -136,8 +134,9 @@ def _check_options(name: str, loader: DatasetLoader, options: Mapping[str, Any])
     allowed = sorted(set(parameters) - _STANDARD_ARGS)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ConfigError(f"dataset {name!r} has no option {', '.join(unknown)}; "
-                          f"its options are: {', '.join(allowed) or 'none'}")
+        raise ConfigError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(allowed) or 'none'}"
+        )
 
 
 @functools.lru_cache(maxsize=8)
@@ -157,8 +156,13 @@ def _with_test(raw: RawSplits, seed: int) -> RawSplits:
         raise ConfigError("a data set without its own test split needs at least 2 validation images to hold half out")
     order = torch.randperm(len(raw.val_labels), generator=torch.Generator().manual_seed(seed))
     val, test = order[: len(order) // 2].sort().values, order[len(order) // 2 :].sort().values
-    return dataclasses.replace(raw, val_images=raw.val_images[val], val_labels=raw.val_labels[val],
-                               test_images=raw.val_images[test], test_labels=raw.val_labels[test])
+    return dataclasses.replace(
+        raw,
+        val_images=raw.val_images[val],
+        val_labels=raw.val_labels[val],
+        test_images=raw.val_images[test],
+        test_labels=raw.val_labels[test],
+    )
 
 
 def _standardise(name: str, raw: RawSplits, input_size: int) -> DataSplits:
@@ -172,31 +176,42 @@ def _standardise(name: str, raw: RawSplits, input_size: int) -> DataSplits:
     for images in (train_x, val_x, test_x):
         images.sub_(mean[:, None, None]).div_(std[:, None, None])
     labels = [_as_labels(name, y, raw.num_classes) for y in (raw.train_labels, raw.val_labels, raw.test_labels)]
-    return DataSplits(train_x, labels[0], val_x, labels[1], raw.num_classes, name,
-                      tuple(mean.tolist()), tuple(std.tolist()), test_x, labels[2])
+    return DataSplits(
+        train_x,
+        labels[0],
+        val_x,
+        labels[1],
+        raw.num_classes,
+        name,
+        tuple(mean.tolist()),
+        tuple(std.tolist()),
+        test_x,
+        labels[2],
+    )
 
 
 def _as_rgb(name: str, images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
     """A fresh float32 (N, 3, size, size) tensor with values in [0, 1]."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ConfigError(f"dataset {name!r} gave images of shape {tuple(images.shape)}; "
-                          "its loader must return (N, C, H, W) with C 1 or 3")
+        raise ConfigError(
+            f"dataset {name!r} gave images of shape {tuple(images.shape)}; "
+            "its loader must return (N, C, H, W) with C 1 or 3"
+        )
     if len(images) == 0:
         raise ConfigError(f"dataset {name!r} gave an empty split")
     scale = 255.0 if images.dtype == torch.uint8 else 1.0
     out = torch.empty(len(images), 3, size, size)
     # Filling one preallocated tensor chunk by chunk keeps a single float copy of the set.
     for start in range(0, len(images), chunk):
-        part = images[start:start + chunk].float() / scale
-        out[start:start + chunk] = _resized(part, size)  # broadcasting replicates gray
+        part = images[start : start + chunk].float() / scale
+        out[start : start + chunk] = _resized(part, size)  # broadcasting replicates gray
     return out
 
 
 def _resized(images: torch.Tensor, size: int) -> torch.Tensor:
     if images.shape[-2:] == (size, size):
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
 def _as_labels(name: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -212,8 +227,9 @@ def _positive_int(key: str, value: object) -> int:
     return value
 
 
-def _subset(images: torch.Tensor, labels: torch.Tensor, option: str, limit: int | None,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _subset(
+    images: torch.Tensor, labels: torch.Tensor, option: str, limit: int | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of at most ``limit`` examples, kept in file order."""
     if limit is None or _positive_int(option, limit) >= len(labels):
         return images, labels
@@ -226,8 +242,9 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, option: str, limit: int 
 
 
 @register_dataset("digits")
-def _digits(*, input_size: int, root: Path | None, seed: int, val_fraction: float = 0.2,
-            test_fraction: float = 0.2) -> RawSplits:
+def _digits(
+    *, input_size: int, root: Path | None, seed: int, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> RawSplits:
     """1797 real 8x8 gray digits shipped with scikit-learn; stratified seeded train, val and
     test splits (by default 60/20/20)."""
     from sklearn.datasets import load_digits
@@ -237,17 +254,28 @@ def _digits(*, input_size: int, root: Path | None, seed: int, val_fraction: floa
         if not 0.0 < fraction < 1.0:
             raise ConfigError(f"option {option}={fraction!r} is invalid: it must be in (0, 1)")
     if val_fraction + test_fraction >= 1.0:
-        raise ConfigError(f"options val_fraction + test_fraction = {val_fraction + test_fraction:g} "
-                          "leave no training images; keep their sum below 1")
+        raise ConfigError(
+            f"options val_fraction + test_fraction = {val_fraction + test_fraction:g} "
+            "leave no training images; keep their sum below 1"
+        )
     bunch = load_digits()
     images = torch.from_numpy(bunch.images / 16.0).float().unsqueeze(1)
     labels = torch.from_numpy(bunch.target)
-    rest, test = train_test_split(np.arange(len(labels)), test_size=test_fraction,
-                                  stratify=bunch.target, random_state=seed)
-    train, val = train_test_split(rest, test_size=val_fraction / (1.0 - test_fraction),
-                                  stratify=bunch.target[rest], random_state=seed)
-    return RawSplits(images[train], labels[train], images[val], labels[val], num_classes=10,
-                     test_images=images[test], test_labels=labels[test])
+    rest, test = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=bunch.target, random_state=seed
+    )
+    train, val = train_test_split(
+        rest, test_size=val_fraction / (1.0 - test_fraction), stratify=bunch.target[rest], random_state=seed
+    )
+    return RawSplits(
+        images[train],
+        labels[train],
+        images[val],
+        labels[val],
+        num_classes=10,
+        test_images=images[test],
+        test_labels=labels[test],
+    )
 
 
 # --- shapes: ten procedural classes, generated from the seed ---------------------------------
@@ -280,8 +308,9 @@ SHAPE_CLASSES: tuple[str, ...] = tuple(name for name, _ in _SHAPES)
 
 
 @register_dataset("shapes")
-def _shapes(*, input_size: int, root: Path | None, seed: int, n_train: int = 2000,
-            n_val: int = 500, n_test: int = 500) -> RawSplits:
+def _shapes(
+    *, input_size: int, root: Path | None, seed: int, n_train: int = 2000, n_val: int = 500, n_test: int = 500
+) -> RawSplits:
     """Ten balanced classes of shapes and textures with random place, size, colours and noise.
 
     Train, val and test draw from separate streams of ``seed``, so ``n_train`` never changes
@@ -290,12 +319,10 @@ def _shapes(*, input_size: int, root: Path | None, seed: int, n_train: int = 200
     train_x, train_y = _draw_shapes(_positive_int("n_train", n_train), input_size, seed, 0)
     val_x, val_y = _draw_shapes(_positive_int("n_val", n_val), input_size, seed, 1)
     test_x, test_y = _draw_shapes(_positive_int("n_test", n_test), input_size, seed, 2)
-    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(_SHAPES),
-                     test_images=test_x, test_labels=test_y)
+    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(_SHAPES), test_images=test_x, test_labels=test_y)
 
 
-def _draw_shapes(count: int, size: int, seed: int, stream: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_shapes(count: int, size: int, seed: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng([seed, stream])
     labels = torch.from_numpy(rng.permutation(np.arange(count) % len(_SHAPES)))
     radius = rng.uniform(0.2, 0.42, count)
@@ -324,9 +351,17 @@ def _draw_shapes(count: int, size: int, seed: int, stream: int
 
 
 @register_dataset("cifar10")
-def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = True, val_size: int = 5000,
-             limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None
-             ) -> RawSplits:
+def _cifar10(
+    *,
+    input_size: int,
+    root: Path | None,
+    seed: int,
+    verify: bool = True,
+    val_size: int = 5000,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    limit_test: int | None = None,
+) -> RawSplits:
     """CIFAR-10's python version under ``<root>/cifar-10-batches-py``; never downloaded.
 
     Validation is ``val_size`` seeded images held out of the training files; test is the
@@ -338,9 +373,17 @@ def _cifar10(*, input_size: int, root: Path | None, seed: int, verify: bool = Tr
 
 
 @register_dataset("cifar100")
-def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = True, val_size: int = 5000,
-             limit_train: int | None = None, limit_val: int | None = None, limit_test: int | None = None
-             ) -> RawSplits:
+def _cifar100(
+    *,
+    input_size: int,
+    root: Path | None,
+    seed: int,
+    verify: bool = True,
+    val_size: int = 5000,
+    limit_train: int | None = None,
+    limit_val: int | None = None,
+    limit_test: int | None = None,
+) -> RawSplits:
     """CIFAR-100's python version under ``<root>/cifar-100-python``; never downloaded (splits as
     for cifar10). ``verify: false`` unpickles files without the md5 check: use only files you
     trust."""
@@ -349,15 +392,24 @@ def _cifar100(*, input_size: int, root: Path | None, seed: int, verify: bool = T
     return _read_cifar("cifar100", CIFAR100, root, seed, verify, val_size, (limit_train, limit_val, limit_test))
 
 
-def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool, val_size: int,
-                limits: tuple[int | None, int | None, int | None]) -> RawSplits:
+def _read_cifar(
+    name: str,
+    cls: type,
+    root: Path | None,
+    seed: int,
+    verify: bool,
+    val_size: int,
+    limits: tuple[int | None, int | None, int | None],
+) -> RawSplits:
     _check_cifar_files(name, cls, root)
     reader = cls if verify else _unverified(cls)
     try:
         train, val = (reader(str(root), train=split, download=False) for split in (True, False))
     except RuntimeError as error:
-        raise ConfigError(f"{name} files in {root / cls.base_folder} fail torchvision's md5 "
-                          "check; for a re-packed copy set option verify: false") from error
+        raise ConfigError(
+            f"{name} files in {root / cls.base_folder} fail torchvision's md5 "
+            "check; for a re-packed copy set option verify: false"
+        ) from error
     except _UNREADABLE_PICKLE:  # only without the md5 check: a truncated or foreign file
         raise _unreadable_cifar(name, cls, root) from None
     images = torch.from_numpy(train.data).permute(0, 3, 1, 2)
@@ -366,19 +418,35 @@ def _read_cifar(name: str, cls: type, root: Path | None, seed: int, verify: bool
         raise ConfigError(f"option val_size={val_size} is invalid: it must be below the {len(labels)} training images")
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     held, kept = order[:val_size].sort().values, order[val_size:].sort().values
-    parts = [(images[kept], labels[kept]), (images[held], labels[held]),
-             (torch.from_numpy(val.data).permute(0, 3, 1, 2), torch.tensor(val.targets))]
-    splits = [_subset(x, y, option, limit, seed)
-              for (x, y), option, limit in zip(parts, ("limit_train", "limit_val", "limit_test"), limits)]
+    parts = [
+        (images[kept], labels[kept]),
+        (images[held], labels[held]),
+        (torch.from_numpy(val.data).permute(0, 3, 1, 2), torch.tensor(val.targets)),
+    ]
+    splits = [
+        _subset(x, y, option, limit, seed)
+        for (x, y), option, limit in zip(parts, ("limit_train", "limit_val", "limit_test"), limits)
+    ]
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = splits
-    return RawSplits(train_x, train_y, val_x, val_y, num_classes=len(train.classes),
-                     test_images=test_x, test_labels=test_y)
+    return RawSplits(
+        train_x, train_y, val_x, val_y, num_classes=len(train.classes), test_images=test_x, test_labels=test_y
+    )
 
 
 # What unpickling a truncated or random-bytes file raises, and torchvision reading a pickle of
 # something other than a CIFAR batch.
-_UNREADABLE_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError,
-                      AttributeError, ImportError, OverflowError, MemoryError)
+_UNREADABLE_PICKLE = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ImportError,
+    OverflowError,
+    MemoryError,
+)
 
 
 def _unreadable_cifar(name: str, cls: type, root: Path) -> ConfigError:
@@ -393,10 +461,14 @@ def _unreadable_cifar(name: str, cls: type, root: Path) -> ConfigError:
                 raise TypeError(f"it holds a {type(blob).__name__}, not a dict")
         except _UNREADABLE_PICKLE as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            return ConfigError(f"{name} file {folder / file} cannot be read ({detail}): it is truncated or "
-                               f"not from CIFAR's python version; replace it with the original file")
-    return ConfigError(f"{name} files in {folder} are not CIFAR's python version (their batches do not "
-                       f"hold 32x32 images with labels); replace them with the original files")
+            return ConfigError(
+                f"{name} file {folder / file} cannot be read ({detail}): it is truncated or "
+                f"not from CIFAR's python version; replace it with the original file"
+            )
+    return ConfigError(
+        f"{name} files in {folder} are not CIFAR's python version (their batches do not "
+        f"hold 32x32 images with labels); replace them with the original files"
+    )
 
 
 def _check_cifar_files(name: str, cls: type, root: Path | None) -> None:
@@ -413,11 +485,15 @@ def _check_cifar_files(name: str, cls: type, root: Path | None) -> None:
 @functools.cache
 def _unverified(cls: type) -> type:
     """``cls`` with md5 sums removed: torchvision's check_integrity then only needs the files."""
-    return type(f"Unverified{cls.__name__}", (cls,), {
-        "train_list": [[file, None] for file, _ in cls.train_list],
-        "test_list": [[file, None] for file, _ in cls.test_list],
-        "meta": {**cls.meta, "md5": None},
-    })
+    return type(
+        f"Unverified{cls.__name__}",
+        (cls,),
+        {
+            "train_list": [[file, None] for file, _ in cls.train_list],
+            "test_list": [[file, None] for file, _ in cls.test_list],
+            "meta": {**cls.meta, "md5": None},
+        },
+    )
 
 
 @register_dataset("imagefolder")
@@ -428,16 +504,17 @@ def _imagefolder(*, input_size: int, root: Path | None, seed: int) -> RawSplits:
 
     if root is None:
         raise ConfigError("imagefolder needs root=<folder holding train/ and val/>")
-    transform = transforms.Compose([
-        transforms.Resize((input_size, input_size), antialias=True),
-        transforms.PILToTensor(),
-    ])
+    transform = transforms.Compose(
+        [
+            transforms.Resize((input_size, input_size), antialias=True),
+            transforms.PILToTensor(),
+        ]
+    )
     train_x, train_y, classes = _read_folder(root / "train", transform)
     val_x, val_names, val_classes = _read_folder(root / "val", transform)
     unknown = sorted(set(val_classes) - set(classes))
     if unknown:
-        raise ConfigError(f"{root / 'val'} has classes missing from {root / 'train'}: "
-                          f"{', '.join(unknown)}")
+        raise ConfigError(f"{root / 'val'} has classes missing from {root / 'train'}: {', '.join(unknown)}")
     # ImageFolder numbers each folder's classes alphabetically; map val's onto train's numbers.
     to_train = torch.tensor([classes.index(c) for c in val_classes], dtype=torch.int64)
     test = {}
@@ -451,8 +528,9 @@ def _imagefolder(*, input_size: int, root: Path | None, seed: int) -> RawSplits:
     return RawSplits(train_x, train_y, val_x, to_train[val_names], num_classes=len(classes), **test)
 
 
-def _read_folder(folder: Path, transform: Callable[[Any], torch.Tensor]
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _read_folder(
+    folder: Path, transform: Callable[[Any], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     from torchvision.datasets import ImageFolder
 
     if not folder.is_dir():
@@ -474,5 +552,6 @@ def _decoded(dataset, index: int) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         # PIL: UnidentifiedImageError (an OSError), "image file is truncated", "broken PNG file"
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(f"imagefolder: {dataset.samples[index][0]} cannot be decoded ({detail}); "
-                          f"replace the file or remove it") from None
+        raise ConfigError(
+            f"imagefolder: {dataset.samples[index][0]} cannot be decoded ({detail}); replace the file or remove it"
+        ) from None

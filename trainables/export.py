@@ -53,7 +53,11 @@ class PrunedArchitecture:
 
 
 def save_pruned(
-    directory: str | Path, model: nn.Module, profile: Profile, architecture: PrunedArchitecture, info: dict | None = None
+    directory: str | Path,
+    model: nn.Module,
+    profile: Profile,
+    architecture: PrunedArchitecture,
+    info: dict | None = None,
 ) -> Path:
     """Write ``model`` (already pruned to ``profile``) into ``directory``; ``info`` (plain JSON:
     accuracy, costs, source trial) is stored beside the architecture in ``export.json``."""
@@ -89,7 +93,11 @@ def load_pruned(directory: str | Path) -> nn.Module:
     arch = PrunedArchitecture(**read_export_info(directory)["architecture"])
     profile = Profile.from_json((directory / PROFILE_FILE).read_text())
     model = build_model(
-        arch.model, num_classes=arch.num_classes, input_size=arch.input_size, width=arch.width, in_channels=arch.in_channels
+        arch.model,
+        num_classes=arch.num_classes,
+        input_size=arch.input_size,
+        width=arch.width,
+        in_channels=arch.in_channels,
     )
     structural = PruneSettings("l1", arch.round_to, arch.min_channels)
     apply_profile(model, profile, arch.example_input(), structural)

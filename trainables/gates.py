@@ -164,7 +164,9 @@ class SoftCost:
             if term.cost == cost:
                 merged[term.groups] = merged.get(term.groups, 0) + term.coef
         if not merged:
-            raise ProfileError(f"the analytic cost model has no {cost!r} terms; it models {sorted({t.cost for t in cost_model.terms})}")
+            raise ProfileError(
+                f"the analytic cost model has no {cost!r} terms; it models {sorted({t.cost for t in cost_model.terms})}"
+            )
         self.cost = cost
         self.channels = dict(cost_model.channels)
         self.monomials = tuple(merged.items())
@@ -178,4 +180,3 @@ class SoftCost:
                 value = value * torch.as_tensor(counts.get(group, self.channels[group]), dtype=torch.float64)
             total = total + value
         return total
-

@@ -98,8 +98,7 @@ def _root_groups(graph: tp.DependencyGraph, model: nn.Module) -> dict[str, nn.Mo
         members = [
             dep.target.module
             for dep, _ in group
-            if graph.is_out_channel_pruning_fn(dep.handler)
-            and isinstance(dep.target.module, PRUNABLE_TYPES)
+            if graph.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, PRUNABLE_TYPES)
         ]
         roots.append(min(members, key=lambda m: order[m][0]))
     roots.sort(key=lambda m: order[m][0])
@@ -234,9 +233,7 @@ class PruneSettings(Settings):
         return criterion
 
 
-def target_channels(
-    groups: Mapping[str, int], profile: Profile, settings: PruneSettings
-) -> dict[str, int]:
+def target_channels(groups: Mapping[str, int], profile: Profile, settings: PruneSettings) -> dict[str, int]:
     """Channels each group keeps under ``profile`` (every group named, unnamed ones dense)."""
     profile.check_groups(list(groups))
     kept = {}
@@ -286,8 +283,14 @@ class PruningStructure:
     structure: its channel counts no longer hold, so it cannot be pruned or copied again.
     """
 
-    def __init__(self, model: nn.Module, graph: tp.DependencyGraph, roots: dict[str, nn.Module], channels: dict[str, int],
-                 groups: dict[str, tp.Group] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        graph: tp.DependencyGraph,
+        roots: dict[str, nn.Module],
+        channels: dict[str, int],
+        groups: dict[str, tp.Group] | None = None,
+    ):
         self.model = model
         self.graph = graph
         self.roots = roots
@@ -385,8 +388,9 @@ class PruningStructure:
                 }
         return dict(self._scores[criterion, seed])
 
-    def _dense_drops(self, kept: dict[str, int], settings: PruneSettings,
-                     scores: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    def _dense_drops(
+        self, kept: dict[str, int], settings: PruneSettings, scores: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor] | None:
         """The root channels each pruned group drops, when they do not depend on the profile
         (explicit ``scores``, or a dense criterion under ``ranking: dense``); else None."""
         pruned = [name for name, keep in kept.items() if keep < self.channels[name]]
@@ -401,8 +405,13 @@ class PruningStructure:
             for name in pruned
         }
 
-    def _prune_sequentially(self, kept: dict[str, int], settings: PruneSettings,
-                            calibration: Batch | None, scores: Mapping[str, torch.Tensor]) -> None:
+    def _prune_sequentially(
+        self,
+        kept: dict[str, int],
+        settings: PruneSettings,
+        calibration: Batch | None,
+        scores: Mapping[str, torch.Tensor],
+    ) -> None:
         """torch-pruning's way: each group scored on the model as the groups before it left it,
         then pruned through a fresh walk of the graph."""
         model, graph = self.model, self.graph

@@ -37,9 +37,7 @@ TORCHVISION_PREFIX = "tv:"
 class ModelFactory(Protocol):
     """Builds a randomly initialised model; :func:`build_model` calls it with keywords."""
 
-    def __call__(
-        self, *, num_classes: int, input_size: int, width: float, in_channels: int
-    ) -> nn.Module: ...
+    def __call__(self, *, num_classes: int, input_size: int, width: float, in_channels: int) -> nn.Module: ...
 
 
 _MODELS: Registry[ModelFactory] = Registry("model")
@@ -100,14 +98,11 @@ def build_model(
     downloaded), or the path of a saved state dict. Where the weights were trained for another
     class count, everything but the classifier head is loaded.
     """
-    _check_positive(num_classes=num_classes, input_size=input_size, width=width,
-                    in_channels=in_channels)
+    _check_positive(num_classes=num_classes, input_size=input_size, width=width, in_channels=in_channels)
     if name in _MODELS:
-        model = _MODELS.get(name)(num_classes=num_classes, input_size=input_size, width=width,
-                                  in_channels=in_channels)
+        model = _MODELS.get(name)(num_classes=num_classes, input_size=input_size, width=width, in_channels=in_channels)
     else:
-        model = _build_torchvision(_torchvision_name(name), num_classes, input_size, width,
-                                   in_channels)
+        model = _build_torchvision(_torchvision_name(name), num_classes, input_size, width, in_channels)
     if weights is not None:
         _load_weights(model, name, weights, num_classes)
     return model
@@ -139,19 +134,13 @@ _TORCHVISION_SIZE_KWARGS: Mapping[str, Callable[[int], dict[str, object]]] = {
 }
 
 
-def _build_torchvision(
-    name: str, num_classes: int, input_size: int, width: float, in_channels: int
-) -> nn.Module:
+def _build_torchvision(name: str, num_classes: int, input_size: int, width: float, in_channels: int) -> nn.Module:
     import torchvision
 
     if width != 1.0:
-        raise ConfigError(
-            f"width={width} is only supported by our own models; torchvision's {name!r} "
-            "needs width=1.0"
-        )
+        raise ConfigError(f"width={width} is only supported by our own models; torchvision's {name!r} needs width=1.0")
     if in_channels != 3:
-        raise ConfigError(f"in_channels={in_channels} is not supported by torchvision's "
-                          f"{name!r}; use 3")
+        raise ConfigError(f"in_channels={in_channels} is not supported by torchvision's {name!r}; use 3")
     kwargs: dict[str, object] = {}
     for prefix, size_kwargs in _TORCHVISION_SIZE_KWARGS.items():
         if name.startswith(prefix):
@@ -160,8 +149,10 @@ def _build_torchvision(
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     except (ValueError, AssertionError) as err:  # e.g. MaxViT: the size does not divide into windows
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"torchvision's {name!r} cannot be built for input_size={input_size}: {reason}; "
-                          "choose an input size it accepts (e.g. 224)") from None
+        raise ConfigError(
+            f"torchvision's {name!r} cannot be built for input_size={input_size}: {reason}; "
+            "choose an input size it accepts (e.g. 224)"
+        ) from None
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -182,16 +173,16 @@ def _torchvision_state_dict(name: str, weights: str) -> Mapping[str, torch.Tenso
     import torchvision
 
     if name in _MODELS:
-        raise ConfigError(f"torchvision weights {weights!r} do not fit our model {name!r}; "
-                          f"use tv:{name} or pass a state-dict path")
+        raise ConfigError(
+            f"torchvision weights {weights!r} do not fit our model {name!r}; use tv:{name} or pass a state-dict path"
+        )
     try:
         value = torchvision.models.get_weight(weights)
     except (ValueError, KeyError) as error:
         raise ConfigError(f"unknown torchvision weights {weights!r}: {error}") from error
     expected = torchvision.models.get_model_weights(_torchvision_name(name))
     if not isinstance(value, expected):
-        raise ConfigError(f"weights {weights!r} belong to another model; {name!r} takes "
-                          f"{expected.__name__}.<name>")
+        raise ConfigError(f"weights {weights!r} belong to another model; {name!r} takes {expected.__name__}.<name>")
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(value.url)
     if not path.is_file():
         raise ConfigError(
@@ -203,41 +194,40 @@ def _torchvision_state_dict(name: str, weights: str) -> Mapping[str, torch.Tenso
 
 def _file_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     if not path.is_file():
-        raise ConfigError(f"weights file {str(path)!r} does not exist; pass the path of a saved "
-                          "state dict or a torchvision weights name")
+        raise ConfigError(
+            f"weights file {str(path)!r} does not exist; pass the path of a saved "
+            "state dict or a torchvision weights name"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
     # Training scripts (torchvision's references among them) wrap the state dict in a checkpoint.
     for key in ("model", "state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping):
-        raise ConfigError(f"weights file {str(path)!r} holds a {type(state).__name__}, "
-                          "not a state dict")
+        raise ConfigError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
-def _load_state_dict(
-    model: nn.Module, state: Mapping[str, torch.Tensor], source: str, num_classes: int
-) -> None:
+def _load_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, num_classes: int) -> None:
     """Load ``state`` strictly, except head tensors that differ only in the class count."""
     own = model.state_dict()
-    mismatched = {key for key, value in state.items()
-                  if key in own and own[key].shape != value.shape}
+    mismatched = {key for key, value in state.items() if key in own and own[key].shape != value.shape}
     heads = {key for key in mismatched if _is_class_dim_only(own[key], state[key], num_classes)}
     if mismatched - heads:
-        raise ConfigError(f"weights {source!r} do not fit the model: shapes differ for "
-                          f"{_preview(sorted(mismatched - heads))}")
-    result = model.load_state_dict({k: v for k, v in state.items() if k not in heads},
-                                   strict=False)
+        raise ConfigError(
+            f"weights {source!r} do not fit the model: shapes differ for {_preview(sorted(mismatched - heads))}"
+        )
+    result = model.load_state_dict({k: v for k, v in state.items() if k not in heads}, strict=False)
     missing = [key for key in result.missing_keys if key not in heads]
     if missing or result.unexpected_keys:
-        raise ConfigError(f"weights {source!r} do not fit the model: missing "
-                          f"{_preview(missing)}; unexpected {_preview(result.unexpected_keys)}")
+        raise ConfigError(
+            f"weights {source!r} do not fit the model: missing "
+            f"{_preview(missing)}; unexpected {_preview(result.unexpected_keys)}"
+        )
 
 
 def _is_class_dim_only(own: torch.Tensor, theirs: torch.Tensor, num_classes: int) -> bool:
-    return own.dim() == theirs.dim() >= 1 and own.shape[0] == num_classes \
-        and own.shape[1:] == theirs.shape[1:]
+    return own.dim() == theirs.dim() >= 1 and own.shape[0] == num_classes and own.shape[1:] == theirs.shape[1:]
 
 
 def _preview(keys: Sequence[str]) -> str:
@@ -292,9 +282,7 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """He et al. 2016's CIFAR ResNet: a 3x3 stem, then stages of 16/32/64 channels x width."""
 
-    def __init__(
-        self, blocks_per_stage: int, num_classes: int, width: float, in_channels: int
-    ) -> None:
+    def __init__(self, blocks_per_stage: int, num_classes: int, width: float, in_channels: int) -> None:
         super().__init__()
         widths = [_scaled(channels, width) for channels in (16, 32, 64)]
         self.stem = nn.Sequential(
@@ -316,15 +304,13 @@ class CifarResNet(nn.Module):
 
 def _stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
     first = BasicBlock(in_channels, out_channels, stride)
-    return nn.Sequential(first, *(BasicBlock(out_channels, out_channels, 1)
-                                  for _ in range(blocks - 1)))
+    return nn.Sequential(first, *(BasicBlock(out_channels, out_channels, 1) for _ in range(blocks - 1)))
 
 
 # VGG configurations A (vgg11) and D (vgg16): channel counts, "M" for a 2x2 max-pool.
 _VGG_CONFIGS: Mapping[str, tuple[int | str, ...]] = {
     "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
 }
 
 
@@ -352,8 +338,7 @@ class CifarVGG(nn.Module):
                     size //= 2
                 continue
             out = _scaled(int(entry), width)
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

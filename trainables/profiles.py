@@ -50,9 +50,7 @@ class Profile:
         clean = {str(k): float(v) for k, v in self.ratios.items()}
         for name, ratio in clean.items():
             if not 0.0 < ratio <= 1.0 or math.isnan(ratio):
-                raise ProfileError(
-                    f"profile ratio for group {name!r} is {ratio!r}; ratios must lie in (0, 1]"
-                )
+                raise ProfileError(f"profile ratio for group {name!r} is {ratio!r}; ratios must lie in (0, 1]")
         object.__setattr__(self, "ratios", clean)
 
     def ratio(self, group: str) -> float:

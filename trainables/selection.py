@@ -93,8 +93,9 @@ def members(graph: tp.DependencyGraph, group) -> tuple[Member, ...] | None:
     return tuple(found)
 
 
-def gather(plans: Mapping[str, Sequence[Member]], channels: Mapping[str, int],
-           drops: Mapping[str, torch.Tensor]) -> list[tuple[Member, torch.Tensor]]:
+def gather(
+    plans: Mapping[str, Sequence[Member]], channels: Mapping[str, int], drops: Mapping[str, torch.Tensor]
+) -> list[tuple[Member, torch.Tensor]]:
     """Every layer's dense indices to remove when group ``name`` drops root channels
     ``drops[name]`` (sorted): one entry per (layer, handler), merged over groups (a layer after
     a concatenation takes its inputs from several of them)."""
@@ -234,8 +235,12 @@ def copy_modules(model: nn.Module, memo: dict[int, object]) -> nn.Module:
         return found
     cls = type(model)
     state = model.__getstate__()
-    if (cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__
-            or hasattr(cls, "__deepcopy__") or type(state) is not dict):
+    if (
+        cls.__reduce_ex__ is not object.__reduce_ex__
+        or cls.__reduce__ is not object.__reduce__
+        or hasattr(cls, "__deepcopy__")
+        or type(state) is not dict
+    ):
         return copy.deepcopy(model, memo)
     twin = cls.__new__(cls)
     memo[id(model)] = twin
@@ -277,8 +282,11 @@ def _own_tensors(model: nn.Module, dense: Mapping[int, torch.Tensor]) -> None:
         return clones[id(tensor)]
 
     for module in model.modules():
-        shared = [(name, t) for name, t in (*module._parameters.items(), *module._buffers.items())
-                  if t is not None and dense.get(id(t)) is t]
+        shared = [
+            (name, t)
+            for name, t in (*module._parameters.items(), *module._buffers.items())
+            if t is not None and dense.get(id(t)) is t
+        ]
         for name, tensor in shared:
             setattr(module, name, own(tensor))
         for parameter in module._parameters.values():

@@ -223,9 +223,7 @@ def _counted(model: nn.Module, sample: torch.Tensor) -> dict[str, float]:
     return {"macs": Macs()(model, sample), "params": Params()(model, sample)}
 
 
-def _check(
-    cost_model: AnalyticCostModel, model: nn.Module, sample: torch.Tensor, kept: dict[str, int]
-) -> None:
+def _check(cost_model: AnalyticCostModel, model: nn.Module, sample: torch.Tensor, kept: dict[str, int]) -> None:
     pruned = _pruned_copy(model, cost_model.channels, kept, sample) if kept else model
     counted, analytic = _counted(pruned, sample), cost_model.evaluate(kept)
     if counted != analytic:
@@ -235,9 +233,7 @@ def _check(
         )
 
 
-def extract_cost_model(
-    model: nn.Module, example_input: torch.Tensor, *, verify: bool = True
-) -> AnalyticCostModel:
+def extract_cost_model(model: nn.Module, example_input: torch.Tensor, *, verify: bool = True) -> AnalyticCostModel:
     """The exact analytic MACs/params model of ``model`` at ``example_input``'s size.
 
     ``model`` is left unchanged (probes prune deep copies). Costs are per forward pass at

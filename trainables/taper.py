@@ -245,7 +245,11 @@ class TaperRun:
         self.gates.attach(model)
         lr = settings.lr or recipe.lr
         self.weights_opt = torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0
+            model.parameters(),
+            lr=lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.momentum > 0,
         )
         self.gates_opt = _gate_optimizer(settings, self.gates.parameters())
         self.controller = TaperController.from_settings(settings)
@@ -374,15 +378,17 @@ def finetune_point(
     train_steps(model, train_x, train_y, recipe, seed=seed)
     model = model.cpu()
     metrics = measure(model)
-    metrics.update({
-        R.ACCURACY_PRUNED: accuracy_pruned,
-        R.FINETUNE_STEPS: recipe.steps,
-        R.LEVEL: hardened.level,
-        R.gated_key(cost): hardened.gated_cost,
-        R.TAPER_COST: hardened.live_cost,
-        R.TAPER_STEP: hardened.step,
-        R.TAPER_TARGET: hardened.target,
-        R.TAPER_LAMBDA: hardened.multiplier,
-        R.TAPER_RATE: hardened.rate,
-    })
+    metrics.update(
+        {
+            R.ACCURACY_PRUNED: accuracy_pruned,
+            R.FINETUNE_STEPS: recipe.steps,
+            R.LEVEL: hardened.level,
+            R.gated_key(cost): hardened.gated_cost,
+            R.TAPER_COST: hardened.live_cost,
+            R.TAPER_STEP: hardened.step,
+            R.TAPER_TARGET: hardened.target,
+            R.TAPER_LAMBDA: hardened.multiplier,
+            R.TAPER_RATE: hardened.rate,
+        }
+    )
     return model, metrics

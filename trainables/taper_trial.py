@@ -72,7 +72,9 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
         def measure(pruned, point_setup=point_setup):
             return measure_point(point_setup, pruned, splits.num_classes, val_x, val_y, device)
 
-        pruned, metrics = finetune_point(hardened, recipe, data, measure, settings.cost, seed=setup.seed, calibration=setup.evaluate)
+        pruned, metrics = finetune_point(
+            hardened, recipe, data, measure, settings.cost, seed=setup.seed, calibration=setup.evaluate
+        )
         metrics[R.counted_key(settings.cost)] = metrics[R.cost_key(settings.cost)]
         # Tune ends a trial at a report with ``done``: only the last level's report says so.
         metrics[R.DONE] = taper.state.levels_done == len(settings.levels)

@@ -50,8 +50,12 @@ class ShuffleFinder(TorchFunctionMode, AbstractContextManager):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func in _RESHAPES and isinstance(out, torch.Tensor) and out.grad_fn is not None \
-                and is_channel_shuffle(args[0].shape, out.shape):
+        if (
+            func in _RESHAPES
+            and isinstance(out, torch.Tensor)
+            and out.grad_fn is not None
+            and is_channel_shuffle(args[0].shape, out.shape)
+        ):
             self._nodes.append(out.grad_fn)
         return out
 

@@ -165,7 +165,9 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
             yield order[start : start + batch_size]
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimizer(
+    model: nn.Module, recipe: Recipe
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """SGD over ``model``'s parameters (Nesterov when there is momentum) and its cosine decay
     over ``recipe.steps`` steps: the pair :func:`train_steps` steps and a trial checkpoints."""
     optimizer = torch.optim.SGD(
@@ -227,9 +229,7 @@ def train_steps(
 
 
 @torch.inference_mode()
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512
-) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
     """Top-1 accuracy (0..1) and mean cross-entropy of ``model`` on ``(x, y)``."""
     model.eval()
     correct, loss_sum = 0, 0.0
@@ -283,5 +283,9 @@ class PlainProgress:
         if self._due is None:
             return
         extra = "".join(f", {key} {value}" for key, value in values.items())
-        print(f"{self.description}: {self._due / self.total:.0%} ({self._due}/{self.total} steps){extra}", file=sys.stderr, flush=True)
+        print(
+            f"{self.description}: {self._due / self.total:.0%} ({self._due}/{self.total} steps){extra}",
+            file=sys.stderr,
+            flush=True,
+        )
         self._due = None

@@ -138,8 +138,15 @@ def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classe
     return model
 
 
-def finetune_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: int, epochs: int, *,
-                        label: str = "", show_progress: bool = True) -> tuple[nn.Module, Recipe, float, float]:
+def finetune_checkpoint(
+    setup: TrialSetup,
+    directory: str | Path,
+    num_classes: int,
+    epochs: int,
+    *,
+    label: str = "",
+    show_progress: bool = True,
+) -> tuple[nn.Module, Recipe, float, float]:
     """Continue the pruned model of a trial checkpoint for ``epochs`` whole epochs of the
     training set with the search's fine-tune recipe (one cosine decay over the whole run), on
     the GPU when there is one, with a progress bar; returns the model (on the CPU), the recipe
@@ -152,7 +159,9 @@ def finetune_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: i
     model = to_device(rebuild_from_checkpoint(setup, directory, num_classes), device)
     torch.manual_seed(setup.seed)
     interval = 0.1 if sys.stderr.isatty() else 2.0  # a log file gets a line every 2 s
-    with tqdm(total=recipe.steps, desc=f"fine-tuning {label}".strip(), disable=not show_progress, mininterval=interval) as bar:
+    with tqdm(
+        total=recipe.steps, desc=f"fine-tuning {label}".strip(), disable=not show_progress, mininterval=interval
+    ) as bar:
         train_steps(model, splits.train_x.to(device), splits.train_y.to(device), recipe, seed=setup.seed, progress=bar)
     accuracy, loss = evaluate(model, splits.val_x.to(device), splits.val_y.to(device))
     return model.cpu(), recipe, accuracy, loss
@@ -252,8 +261,15 @@ def report_points(steps: int, start: int, *every: int) -> list[int]:
     return sorted(p for p in points if p > start or p == steps)
 
 
-def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int | None = None, resume: Path | None = None,
-              confirm: Confirmation | None = None) -> None:
+def run_trial(
+    setup: TrialSetup,
+    profile: Profile,
+    report: Report,
+    *,
+    steps: int | None = None,
+    resume: Path | None = None,
+    confirm: Confirmation | None = None,
+) -> None:
     """Prune ``setup``'s base model to ``profile``, recalibrate its BatchNorm statistics
     (``setup.evaluate``), fine-tune it for ``steps`` (None: the recipe's) and measure it,
     calling ``report(metrics, checkpoint_dir)`` every ``setup.report_every`` and
@@ -297,8 +313,9 @@ def run_trial(setup: TrialSetup, profile: Profile, report: Report, *, steps: int
         if not confirm:
             metrics[R.RUNG_STEPS] = stop
         state["step"] = stop
-        metrics.update({R.FINETUNE_STEPS: stop, R.ACCURACY_PRUNED: state[R.ACCURACY_PRUNED], R.DONE: done,
-                        R.NODE_ID: _node_id()})
+        metrics.update(
+            {R.FINETUNE_STEPS: stop, R.ACCURACY_PRUNED: state[R.ACCURACY_PRUNED], R.DONE: done, R.NODE_ID: _node_id()}
+        )
         with tempfile.TemporaryDirectory() as directory:
             save_trial_checkpoint(Path(directory), model.cpu() if done else model, profile, state, optimizer)
             report(metrics, Path(directory))
@@ -339,13 +356,18 @@ def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: tor
     return evaluate(model, val_x, val_y)[0]
 
 
-def mean_over_bases(setup: TrialSetup, accuracy: float, profile: Profile, recipe: Recipe, device: torch.device) -> dict[str, float]:
+def mean_over_bases(
+    setup: TrialSetup, accuracy: float, profile: Profile, recipe: Recipe, device: torch.device
+) -> dict[str, float]:
     """``accuracy/<label>`` for the search's base (``accuracy``, already measured) and each of
     ``setup.others``, and ``accuracy``: their mean, the figure searchers rank (the RL reward).
     Costs stay those of the search's base: same architecture, same channels kept."""
     per_base = {setup.label: accuracy}
     per_base.update({other.label: accuracy_on(other, profile, recipe, device) for other in setup.others})
-    return {**{R.per_base_key(label): value for label, value in per_base.items()}, R.ACCURACY: sum(per_base.values()) / len(per_base)}
+    return {
+        **{R.per_base_key(label): value for label, value in per_base.items()},
+        R.ACCURACY: sum(per_base.values()) / len(per_base),
+    }
 
 
 def _node_id() -> str:
@@ -355,8 +377,14 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
-def measure_point(setup: TrialSetup, model: nn.Module, num_classes: int, val_x: torch.Tensor, val_y: torch.Tensor,
-                  device: torch.device) -> dict[str, float]:
+def measure_point(
+    setup: TrialSetup,
+    model: nn.Module,
+    num_classes: int,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    device: torch.device,
+) -> dict[str, float]:
     """Validation accuracy and loss of ``model`` (evaluated on ``device``) with its costs and
     budget checks: what a trial's final report holds (the taper method's points use it)."""
     accuracy, loss = evaluate(to_device(model, device), val_x, val_y)

@@ -71,22 +71,30 @@ _SPEC_TYPES = {"name": (str,), "width": (int, float), "input_size": (int,)}
 def _check_types(blob: dict, origin: str) -> None:
     ratios = blob.get("ratios")
     if ratios is not None and not isinstance(ratios, dict):
-        raise ConfigError(f"{origin}: 'ratios' is a {type(ratios).__name__}; it must map each group name to a keep "
-                          f"ratio in (0, 1], e.g. {{\"layer1.0.conv1\": 0.5}}; re-export it with `prunetune export-profiles`")
+        raise ConfigError(
+            f"{origin}: 'ratios' is a {type(ratios).__name__}; it must map each group name to a keep "
+            f'ratio in (0, 1], e.g. {{"layer1.0.conv1": 0.5}}; re-export it with `prunetune export-profiles`'
+        )
     for group, ratio in (ratios or {}).items():
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-            raise ConfigError(f"{origin}: ratios[{group!r}] is {ratio!r} (a {type(ratio).__name__}); "
-                              f"a keep ratio is a number in (0, 1]")
+            raise ConfigError(
+                f"{origin}: ratios[{group!r}] is {ratio!r} (a {type(ratio).__name__}); "
+                f"a keep ratio is a number in (0, 1]"
+            )
     for field_name in ("architecture", "dataset", "groups"):
         value = blob.get(field_name)
         if value is not None and not isinstance(value, dict):
-            raise ConfigError(f"{origin}: {field_name!r} is a {type(value).__name__}, not a mapping; "
-                              f"re-export it with `prunetune export-profiles`")
+            raise ConfigError(
+                f"{origin}: {field_name!r} is a {type(value).__name__}, not a mapping; "
+                f"re-export it with `prunetune export-profiles`"
+            )
     for key, types in _SPEC_TYPES.items():
         value = (blob.get("architecture") or {}).get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            raise ConfigError(f"{origin}: architecture[{key!r}] is {value!r} (a {type(value).__name__}); "
-                              f"expected a {' or '.join(t.__name__ for t in types)}")
+            raise ConfigError(
+                f"{origin}: architecture[{key!r}] is {value!r} (a {type(value).__name__}); "
+                f"expected a {' or '.join(t.__name__ for t in types)}"
+            )
 
 
 def _names_unique(profiles: Sequence[LibraryProfile]) -> None:

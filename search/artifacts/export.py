@@ -88,7 +88,9 @@ class ExportFormat(abc.ABC):
     def check_structure(self, loaded: object, reference: nn.Module, example: torch.Tensor) -> None:
         """Raise :class:`ExportError` where the artifact's layers are not the reference's."""
 
-    def log_model(self, loaded: object, path: Path, registered_name: str, signature, example, metadata: dict | None = None):
+    def log_model(
+        self, loaded: object, path: Path, registered_name: str, signature, example, metadata: dict | None = None
+    ):
         """Log the artifact at ``path`` (``loaded`` is what :meth:`load` returned for it) as the
         model of the active MLflow run, registered as ``registered_name``, with ``metadata`` (the
         input preprocessing) in its MLmodel file; returns MLflow's ``ModelInfo``. Called by the
@@ -97,8 +99,14 @@ class ExportFormat(abc.ABC):
         import mlflow.pytorch
 
         return mlflow.pytorch.log_model(
-            loaded, name="model", registered_model_name=registered_name, signature=signature, input_example=example,
-            pip_requirements=requirements("torch"), serialization_format=self.mlflow_serialization, metadata=metadata,
+            loaded,
+            name="model",
+            registered_model_name=registered_name,
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements("torch"),
+            serialization_format=self.mlflow_serialization,
+            metadata=metadata,
         )
 
 
@@ -252,7 +260,9 @@ class OnnxFormat(ExportFormat):
                 dynamic_shapes=({0: batch},),
             )
         proto = onnx.load(str(path))
-        onnx.helper.set_model_props(proto, {"prunetune": json.dumps(info), PREPROCESSING: json.dumps(info[PREPROCESSING])})
+        onnx.helper.set_model_props(
+            proto, {"prunetune": json.dumps(info), PREPROCESSING: json.dumps(info[PREPROCESSING])}
+        )
         onnx.save(proto, str(path))
 
     def load(self, path):
@@ -278,8 +288,13 @@ class OnnxFormat(ExportFormat):
         import mlflow.onnx
 
         return mlflow.onnx.log_model(
-            loaded, name="model", registered_model_name=registered_name, signature=signature,
-            pip_requirements=requirements("onnx", "onnxruntime"), save_as_external_data=False, metadata=metadata,
+            loaded,
+            name="model",
+            registered_model_name=registered_name,
+            signature=signature,
+            pip_requirements=requirements("onnx", "onnxruntime"),
+            save_as_external_data=False,
+            metadata=metadata,
         )
 
 

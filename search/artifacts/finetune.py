@@ -39,7 +39,13 @@ class FinetuneResult:
 
 
 def finetune_trial(
-    manifest, trial: TrialInfo, epochs: int, *, out: str | Path | None = None, force: bool = False, show_progress: bool = True
+    manifest,
+    trial: TrialInfo,
+    epochs: int,
+    *,
+    out: str | Path | None = None,
+    force: bool = False,
+    show_progress: bool = True,
 ) -> FinetuneResult:
     """Continue ``trial``'s checkpoint for ``epochs`` epochs; write and return the result."""
     if epochs < 1:
@@ -49,7 +55,12 @@ def finetune_trial(
     if out.exists() and not force:
         raise ConfigError(f"output {out} already exists; choose another --out or pass --force to replace it")
     model, recipe, accuracy, loss = finetune_checkpoint(
-        manifest.setup(), trial.checkpoint, manifest.num_classes, epochs, label=trial.trial_id, show_progress=show_progress
+        manifest.setup(),
+        trial.checkpoint,
+        manifest.num_classes,
+        epochs,
+        label=trial.trial_id,
+        show_progress=show_progress,
     )
     result = FinetuneResult(new_id, trial.trial_id, out, epochs, recipe.steps, accuracy, loss, trial.report.accuracy)
     _write(result, model, trial, recipe)

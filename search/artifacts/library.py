@@ -79,7 +79,10 @@ class LibraryProfile:
         extra = [g for g in self.ratios if g not in set(groups)]
         if not missing and not extra:
             return
-        parts = [f"missing group(s) {_few(missing)}" if missing else "", f"extra group(s) {_few(extra)}" if extra else ""]
+        parts = [
+            f"missing group(s) {_few(missing)}" if missing else "",
+            f"extra group(s) {_few(extra)}" if extra else "",
+        ]
         raise ProfileError(
             f"profile {self.name!r} (found on {self.source}) does not fit {target}: "
             f"{'; '.join(p for p in parts if p)}; apply it to the architecture it was found on "
@@ -101,7 +104,7 @@ class LibraryProfile:
     def from_dict(cls, blob: Mapping[str, Any], origin: str = "profile") -> LibraryProfile:
         if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
             raise ConfigError(
-                f"{origin} is not a prunetune profile (no \"format\": \"{FORMAT}\"); "
+                f'{origin} is not a prunetune profile (no "format": "{FORMAT}"); '
                 "write one with `prunetune export-profiles RESULTS`"
             )
         version = blob.get("version")
@@ -184,7 +187,9 @@ def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: s
     finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.profile]
     feasible = [t for t in finished if t.report.feasible]
     if not feasible:
-        raise ConfigError(f"no feasible trial among {len(finished)} finished trials: nothing to export; run more trials or loosen the budgets")
+        raise ConfigError(
+            f"no feasible trial among {len(finished)} finished trials: nothing to export; run more trials or loosen the budgets"
+        )
     if frontier_cost is not None:
         by_id = {t.trial_id: t for t in feasible}
         records = [TrialRecord.from_report(t.trial_id, t.report, dict(t.profile)) for t in feasible]
@@ -193,7 +198,9 @@ def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: s
     return ranked[:top]
 
 
-def export_profiles(experiment: str | Path, top: int, out: str | Path | None = None, *, frontier: bool = False) -> list[Path]:
+def export_profiles(
+    experiment: str | Path, top: int, out: str | Path | None = None, *, frontier: bool = False
+) -> list[Path]:
     """Write the chosen trials of a finished search as library profiles into ``out``
     (default ``<experiment>/profiles/``); returns the files, best first."""
     from prunetune.search.store.manifest import read_manifest

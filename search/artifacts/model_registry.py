@@ -77,7 +77,9 @@ def _log_model(result, name: str, example: np.ndarray):
     preprocessing = result.info.get("preprocessing")
     if preprocessing is None or "metadata" not in inspect.signature(fmt.log_model).parameters:
         return fmt.log_model(loaded, result.path, name, signature, example)  # a plug-in format from before metadata
-    return fmt.log_model(loaded, result.path, name, signature, example, metadata={"prunetune.preprocessing": preprocessing})
+    return fmt.log_model(
+        loaded, result.path, name, signature, example, metadata={"prunetune.preprocessing": preprocessing}
+    )
 
 
 def register_export(result, name: str, tracking_uri: str, experiment: str, example: np.ndarray) -> RegisteredExport:
@@ -100,7 +102,9 @@ def register_export(result, name: str, tracking_uri: str, experiment: str, examp
         experiment_id = tracker.ensure_experiment(client, tracking_uri, experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{result.trial_id}") as run:
             mlflow.set_tags({"prunetune.export": result.format, **tags})
-            mlflow.log_metrics({R.ACCURACY: float(result.info[R.ACCURACY]), **{R.cost_key(k): v for k, v in result.costs.items()}})
+            mlflow.log_metrics(
+                {R.ACCURACY: float(result.info[R.ACCURACY]), **{R.cost_key(k): v for k, v in result.costs.items()}}
+            )
             info = _log_model(result, name, example)
             if result.info.get("preprocessing") is not None:
                 from prunetune.search.artifacts.raw_images import NAME, log_raw_image_model

@@ -40,8 +40,12 @@ class Preprocessing:
     @classmethod
     def of_splits(cls, splits, input_size: int) -> Preprocessing:
         """What the search's data set (``DataSplits``) went through at ``input_size``."""
-        return cls(input_size, tuple(float(v) for v in splits.mean), tuple(float(v) for v in splits.std),
-                   channels=splits.input_shape[0])
+        return cls(
+            input_size,
+            tuple(float(v) for v in splits.mean),
+            tuple(float(v) for v in splits.std),
+            channels=splits.input_shape[0],
+        )
 
     def to_json(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std), "steps": list(STEPS)}
@@ -50,8 +54,14 @@ class Preprocessing:
     def from_json(cls, blob: dict | str) -> Preprocessing:
         """Read back what :meth:`to_json` wrote (a dict or its JSON text)."""
         blob = json.loads(blob) if isinstance(blob, str) else blob
-        return cls(int(blob["input_size"]), tuple(blob["mean"]), tuple(blob["std"]), int(blob.get("channels", 3)),
-                   blob.get("resize", "bilinear-antialias"), blob.get("layout", "NCHW"))
+        return cls(
+            int(blob["input_size"]),
+            tuple(blob["mean"]),
+            tuple(blob["std"]),
+            int(blob.get("channels", 3)),
+            blob.get("resize", "bilinear-antialias"),
+            blob.get("layout", "NCHW"),
+        )
 
     def apply(self, images) -> torch.Tensor:
         """Raw images (a tensor or array: (N, C, H, W) or (N, H, W, C) with C 1 or 3, or
@@ -62,10 +72,14 @@ class Preprocessing:
         if x.dim() == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
             x = x.permute(0, 3, 1, 2)  # channels last, as image libraries give them
         if x.dim() != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images of shape {tuple(x.shape)}: expected (N, C, H, W) or (N, H, W, C) with C 1 or 3, or (N, H, W)")
+            raise ValueError(
+                f"images of shape {tuple(x.shape)}: expected (N, C, H, W) or (N, H, W, C) with C 1 or 3, or (N, H, W)"
+            )
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False
+            )
         x = x.expand(-1, self.channels, -1, -1)
         mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]

@@ -37,7 +37,13 @@ def named(config, name: str):
 
 def add_config_args(parser) -> None:
     parser.add_argument("config", nargs="?", help="YAML search config (omit for the embedded defaults)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable), e.g. --set trials=8")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set trials=8",
+    )
 
 
 def print_results(errors: dict, directory, files: dict, label: str) -> None:

@@ -14,10 +14,21 @@ def register(sub) -> None:
         description="Train or load the config's base model (as `prunetune search` does), prune it with each "
         "--profile, fine-tune with the config's finetune recipe and report accuracy and costs.",
     )
-    parser.add_argument("--profile", action="extend", nargs="+", required=True, metavar="FILE", help="library profile file(s); repeatable")
-    parser.add_argument("--config", metavar="CONFIG", help="YAML search config: model, data, criterion, finetune, budgets")
+    parser.add_argument(
+        "--profile",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="library profile file(s); repeatable",
+    )
+    parser.add_argument(
+        "--config", metavar="CONFIG", help="YAML search config: model, data, criterion, finetune, budgets"
+    )
     parser.add_argument("--name", help="results folder name (default <config name>-apply)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
     parser.set_defaults(func=run)
 
 

@@ -8,11 +8,21 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("compare", help="overlay the frontiers of several searches (studies or search run ids) from MLflow")
-    parser.add_argument("names", nargs="+", metavar="STUDY_OR_RUN", help="a study (every search in it) or a search's parent run id")
-    parser.add_argument("--tracking-uri", help="MLflow to read (default: MLFLOW_TRACKING_URI, else sqlite:///results/mlflow.db)")
-    parser.add_argument("--cost", help="the cost on the x axis, relative to dense (default: the first search's frontier cost)")
-    parser.add_argument("--out", type=Path, help="folder for compare.{png,html,csv,json,txt} (default: ./compare-<timestamp>)")
+    parser = sub.add_parser(
+        "compare", help="overlay the frontiers of several searches (studies or search run ids) from MLflow"
+    )
+    parser.add_argument(
+        "names", nargs="+", metavar="STUDY_OR_RUN", help="a study (every search in it) or a search's parent run id"
+    )
+    parser.add_argument(
+        "--tracking-uri", help="MLflow to read (default: MLFLOW_TRACKING_URI, else sqlite:///results/mlflow.db)"
+    )
+    parser.add_argument(
+        "--cost", help="the cost on the x axis, relative to dense (default: the first search's frontier cost)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder for compare.{png,html,csv,json,txt} (default: ./compare-<timestamp>)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,7 +53,9 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ConfigError(f"cannot reach the tracking server at {uri}: its port is not a number in 0..65535; {hint}") from None
+        raise ConfigError(
+            f"cannot reach the tracking server at {uri}: its port is not a number in 0..65535; {hint}"
+        ) from None
     try:
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
             pass
@@ -59,13 +71,18 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or default_uri()
     database = embedded_database(uri)
     if database is not None and not database.is_file():
-        raise ConfigError(f"no MLflow store at {uri}; pass --tracking-uri (the URI `prunetune search` printed as 'MLflow:')")
+        raise ConfigError(
+            f"no MLflow store at {uri}; pass --tracking-uri (the URI `prunetune search` printed as 'MLflow:')"
+        )
     check_reachable(uri)
     out = args.out or Path(f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     result = compare(uri, args.names, out, args.cost)
     print(result.table)
     print()
-    print(f"compared {len(result.searches)} searches: " + ", ".join(f"{s.label} ({len(s.trials)} trials)" for s in result.searches))
+    print(
+        f"compared {len(result.searches)} searches: "
+        + ", ".join(f"{s.label} ({len(s.trials)} trials)" for s in result.searches)
+    )
     for kind, path in result.files.items():
         print(f"compare {kind}: {path}")
     print(f"MLflow run: {result.run_id} at {uri}")

@@ -14,28 +14,32 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "experiment",
         help="does the criterion matter at a fixed profile (criteria)? do profiles transfer between data sets "
-             "(transfer)? writes a report",
+        "(transfer)? writes a report",
         description="Test a claim of the out-of-the-box profiles paper (Out-of-the-box channel pruned networks, "
-                    "arXiv:2004.14584) on your config's model and data, and write a report (Markdown, JSON, PNG; "
-                    "also on the MLflow parent run). Results go to <storage_path>/<config name>-<experiment>.",
+        "arXiv:2004.14584) on your config's model and data, and write a report (Markdown, JSON, PNG; "
+        "also on the MLflow parent run). Results go to <storage_path>/<config name>-<experiment>.",
     )
     kinds = parser.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     criteria = kinds.add_parser(
-        "criteria", help="does the channel-selection criterion matter once the profile is fixed? (l1 vs l2 vs random vs bn_scale)",
+        "criteria",
+        help="does the channel-selection criterion matter once the profile is fixed? (l1 vs l2 vs random vs bn_scale)",
         description="Does the channel-selection criterion matter once the profile is fixed? The same profiles are "
-                    "pruned from one base model with each criterion (l1, l2, random, bn_scale by default) over "
-                    "several seeds and fine-tuned; the report compares random with the best metric criterion.",
+        "pruned from one base model with each criterion (l1, l2, random, bn_scale by default) over "
+        "several seeds and fine-tuned; the report compares random with the best metric criterion.",
     )
     add_config_args(criteria)
-    criteria.add_argument("--criteria", default="l1,l2,random,bn_scale", help="comma-separated criteria (default %(default)s)")
+    criteria.add_argument(
+        "--criteria", default="l1,l2,random,bn_scale", help="comma-separated criteria (default %(default)s)"
+    )
     criteria.add_argument("--seeds", type=int, default=3, help="seeds per (profile, criterion) (default 3)")
     _common(criteria, profiles=3)
     criteria.set_defaults(func=run_criteria)
     transfer = kinds.add_parser(
-        "transfer", help="do good profiles on one data set stay good on another? (rank correlation, top-k placement)",
+        "transfer",
+        help="do good profiles on one data set stay good on another? (rank correlation, top-k placement)",
         description="Do good profiles on one data set stay good on another? Sampled profiles (and the uniform ones) "
-                    "are pruned and fine-tuned on the config's data set and a second one; the report gives their "
-                    "rank correlation, where each data set's top-k land on the other, and which beat uniform.",
+        "are pruned and fine-tuned on the config's data set and a second one; the report gives their "
+        "rank correlation, where each data set's top-k land on the other, and which beat uniform.",
     )
     add_config_args(transfer)
     transfer.add_argument("--other", help="the second data set (default shapes, or digits when the config's is shapes)")
@@ -46,8 +50,12 @@ def register(sub) -> None:
 
 
 def _common(parser, profiles: int) -> None:
-    parser.add_argument("--profiles", type=int, default=profiles, help=f"profiles to draw from the space (default {profiles})")
-    parser.add_argument("--profile", action="extend", nargs="+", default=[], metavar="FILE", help="library profiles instead of drawing")
+    parser.add_argument(
+        "--profiles", type=int, default=profiles, help=f"profiles to draw from the space (default {profiles})"
+    )
+    parser.add_argument(
+        "--profile", action="extend", nargs="+", default=[], metavar="FILE", help="library profiles instead of drawing"
+    )
     parser.add_argument("--name", help="results folder name (default <config name>-<experiment>)")
 
 
@@ -95,8 +103,10 @@ def run_transfer(args: argparse.Namespace) -> int:
     a, b = outcome.datasets
     stats = outcome.stats
     print()
-    print(f"Spearman rank correlation {a} vs {b}: {stats['spearman']:.3f} (p {stats['p_value']:.3g}, n {stats['profiles']}); "
-          f"given MACs: {stats['partial_spearman_given_macs']:.3f}")
+    print(
+        f"Spearman rank correlation {a} vs {b}: {stats['spearman']:.3f} (p {stats['p_value']:.3g}, n {stats['profiles']}); "
+        f"given MACs: {stats['partial_spearman_given_macs']:.3f}"
+    )
     for direction, places in stats["placement"].items():
         print(f"top-{stats['top']} {direction}: ranks " + ", ".join(f"{p['rank_target']:g}" for p in places))
     _print_files(outcome)

@@ -28,13 +28,21 @@ def register(sub) -> None:
     )
     parser.add_argument("results", metavar="RESULTS", help="experiment folder, e.g. results/demo")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--trial", metavar="ID", help="trial id (see frontier.csv), <trial>-e<N>, or a fine-tuned folder")
+    which.add_argument(
+        "--trial", metavar="ID", help="trial id (see frontier.csv), <trial>-e<N>, or a fine-tuned folder"
+    )
     which.add_argument("--best", action="store_true", help="the feasible trial with the highest accuracy")
-    parser.add_argument("--budget", metavar="NAME<=VALUE", help="with --best: only trials within this cost, e.g. macs<=40%%")
+    parser.add_argument(
+        "--budget", metavar="NAME<=VALUE", help="with --best: only trials within this cost, e.g. macs<=40%%"
+    )
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, metavar="PATH", help="file (torchscript, onnx) or folder (state_dict) to write")
+    parser.add_argument(
+        "--out", required=True, metavar="PATH", help="file (torchscript, onnx) or folder (state_dict) to write"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
-    parser.add_argument("--register", metavar="NAME", help="also register the model in the MLflow model registry as NAME")
+    parser.add_argument(
+        "--register", metavar="NAME", help="also register the model in the MLflow model registry as NAME"
+    )
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow for --register (default: the search's own store)")
     parser.set_defaults(func=run)
 

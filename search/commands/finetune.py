@@ -17,9 +17,16 @@ def register(sub) -> None:
     )
     parser.add_argument("results", metavar="RESULTS", help="experiment folder, e.g. results/demo")
     parser.add_argument("--trial", required=True, metavar="ID", help="trial id (see frontier.csv)")
-    parser.add_argument("--epochs", required=True, type=int, metavar="N",
-                        help="whole passes over the training set (one cosine LR decay over all of them)")
-    parser.add_argument("--out", metavar="PATH", help="checkpoint folder to write (default RESULTS/finetuned/<trial>-e<N>)")
+    parser.add_argument(
+        "--epochs",
+        required=True,
+        type=int,
+        metavar="N",
+        help="whole passes over the training set (one cosine LR decay over all of them)",
+    )
+    parser.add_argument(
+        "--out", metavar="PATH", help="checkpoint folder to write (default RESULTS/finetuned/<trial>-e<N>)"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.set_defaults(func=run)
 
@@ -37,5 +44,7 @@ def run(args: argparse.Namespace) -> int:
         f"{result.accuracy:.4f} (search's estimate {result.estimate:.4f}, {result.accuracy - result.estimate:+.4f})"
     )
     print(f"checkpoint: {result.directory}")
-    print(f"export it:  prunetune export {args.results} --trial {result.directory if args.out else result.trial_id} --format onnx --out model.onnx")
+    print(
+        f"export it:  prunetune export {args.results} --trial {result.directory if args.out else result.trial_id} --format onnx --out model.onnx"
+    )
     return 0

@@ -18,9 +18,14 @@ from prunetune.search.commands._console import add_console_args, exit_code, star
 def register(sub) -> None:
     parser = sub.add_parser("resume", help="continue an interrupted search from its results folder")
     parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
-    parser.add_argument("--address", help="Ray cluster to join (default: the one the search was started on, else a private local Ray)")
-    parser.add_argument("--trust", action="store_true",
-                        help="resume an experiment folder owned by another user (resuming unpickles its state)")
+    parser.add_argument(
+        "--address", help="Ray cluster to join (default: the one the search was started on, else a private local Ray)"
+    )
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="resume an experiment folder owned by another user (resuming unpickles its state)",
+    )
     add_console_args(parser)
     parser.set_defaults(func=run)
 
@@ -71,6 +76,8 @@ def _finished(manifest) -> bool:
     progress = read_progress(manifest.directory, get_method(manifest.config.method).trial_count(manifest.config))
     if not progress.finished or progress.having("errored"):
         return False
-    print(f"search {progress.name} is finished ({len(progress.having('done'))} trials done): nothing to resume; "
-          f"its frontier is in {progress.directory}")
+    print(
+        f"search {progress.name} is finished ({len(progress.having('done'))} trials done): nothing to resume; "
+        f"its frontier is in {progress.directory}"
+    )
     return True

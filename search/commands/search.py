@@ -14,8 +14,11 @@ def register(sub) -> None:
     parser = sub.add_parser("search", help="run a profile search from a YAML config")
     add_config_args(parser)
     parser.add_argument("--address", help="join a running Ray cluster (default: a private local Ray)")
-    parser.add_argument("--trust", action="store_true",
-                        help="resume an experiment folder owned by another user (resuming unpickles its state)")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="resume an experiment folder owned by another user (resuming unpickles its state)",
+    )
     add_console_args(parser)
     parser.set_defaults(func=run)
 
@@ -79,7 +82,10 @@ def _delete_parent_runs(directory) -> None:
         try:
             MlflowClient(uri).delete_run(run_id)
         except (MlflowException, OSError) as err:  # the server is gone: say so, do not hide the real error
-            print(f"prunetune: warning: could not delete the unstarted search's MLflow run {run_id} at {uri}: {err}", file=sys.stderr)
+            print(
+                f"prunetune: warning: could not delete the unstarted search's MLflow run {run_id} at {uri}: {err}",
+                file=sys.stderr,
+            )
 
 
 def print_outcome(prepared, outcome) -> None:
@@ -99,7 +105,11 @@ def print_outcome(prepared, outcome) -> None:
     print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:
         uri = tracking_uri(prepared.config, prepared.storage)
-        print(f"MLflow:   {uri}  (browse: prunetune ui {prepared.storage})" if uri.startswith("sqlite:") else f"MLflow:   {uri}")
+        print(
+            f"MLflow:   {uri}  (browse: prunetune ui {prepared.storage})"
+            if uri.startswith("sqlite:")
+            else f"MLflow:   {uri}"
+        )
 
 
 def print_confirmed(prepared, outcome) -> None:
@@ -109,12 +119,16 @@ def print_confirmed(prepared, outcome) -> None:
     if not confirmed:
         return
     settings = prepared.config.confirm
-    print(f"Confirmed on the test split: {len(confirmed)} profile(s) fine-tuned again for {settings.steps} steps "
-          f"x {settings.seeds} seed(s); the frontier's accuracy is their test accuracy")
+    print(
+        f"Confirmed on the test split: {len(confirmed)} profile(s) fine-tuned again for {settings.steps} steps "
+        f"x {settings.seeds} seed(s); the frontier's accuracy is their test accuracy"
+    )
     for r in confirmed:
         searched = f"val {r.search_accuracy:.4f}" if r.search_accuracy is not None else "val ?"
-        print(f"  {r.trial_id:<12} test {r.accuracy:.4f}   search trial {r.confirms}: {searched} "
-              f"after {prepared.config.finetune.steps} steps")
+        print(
+            f"  {r.trial_id:<12} test {r.accuracy:.4f}   search trial {r.confirms}: {searched} "
+            f"after {prepared.config.finetune.steps} steps"
+        )
     from prunetune.search.store.frontier import references
 
     for line in against_uniform(confirmed, references(outcome.records), prepared.frontier_cost):
@@ -129,9 +143,16 @@ def against_uniform(confirmed: list, uniform: list, cost: str) -> list[str]:
         share = ref.relative.get(cost)
         at = f"{share:.1%} {cost}" if share is not None else f"{ref.costs.get(cost, float('nan')):,.0f} {cost}"
         broken = "" if ref.feasible else " (breaks a budget)"
-        rivals = [r for r in confirmed if r.feasible and r.costs.get(cost, math.inf) <= ref.costs.get(cost, math.inf) * (1 + 1e-9)]
+        rivals = [
+            r
+            for r in confirmed
+            if r.feasible and r.costs.get(cost, math.inf) <= ref.costs.get(cost, math.inf) * (1 + 1e-9)
+        ]
         best = max(rivals, key=lambda r: r.accuracy, default=None)
-        verdict = ("no confirmed search profile costs as little" if best is None else
-                   f"best search profile at no more cost: {best.accuracy:.4f} ({100 * (best.accuracy - ref.accuracy):+.2f} points)")
+        verdict = (
+            "no confirmed search profile costs as little"
+            if best is None
+            else f"best search profile at no more cost: {best.accuracy:.4f} ({100 * (best.accuracy - ref.accuracy):+.2f} points)"
+        )
         lines.append(f"  uniform      test {ref.accuracy:.4f}   at {at}{broken}, {ref.seeds} seed(s); {verdict}")
     return lines

@@ -6,7 +6,9 @@ import argparse
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("sync", help="write a search's results to MLflow (after a tracking outage); never duplicates runs")
+    parser = sub.add_parser(
+        "sync", help="write a search's results to MLflow (after a tracking outage); never duplicates runs"
+    )
     parser.add_argument("results", help="the experiment folder `prunetune search` printed as 'results:'")
     parser.add_argument("--tracking-uri", help="MLflow to write to (default: the search's own tracking URI)")
     parser.set_defaults(func=run)
@@ -17,7 +19,9 @@ def run(args: argparse.Namespace) -> int:
 
     result = sync(args.results, args.tracking_uri)
     points = f" and {_count(result.points, 'taper point')}" if result.points else ""
-    print(f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}")
+    print(
+        f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}"
+    )
     return 0
 
 

@@ -27,5 +27,9 @@ def run(args: argparse.Namespace) -> int:
 
     accuracy = dense_accuracy(path)
     print(f"base checkpoint: {path}")
-    print(f"validation accuracy: {accuracy:.4f}" if accuracy is not None else "validation accuracy: not recorded in the checkpoint")
+    print(
+        f"validation accuracy: {accuracy:.4f}"
+        if accuracy is not None
+        else "validation accuracy: not recorded in the checkpoint"
+    )
     return 0

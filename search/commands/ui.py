@@ -16,9 +16,18 @@ MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 def register(sub) -> None:
     parser = sub.add_parser("ui", help="start the MLflow UI over a results folder's store (127.0.0.1)")
-    parser.add_argument("results", nargs="?", default="results", help="results folder (storage_path), an experiment folder in it, or a backend store URI (default: results)")
+    parser.add_argument(
+        "results",
+        nargs="?",
+        default="results",
+        help="results folder (storage_path), an experiment folder in it, or a backend store URI (default: results)",
+    )
     parser.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster whose dashboard to show (default: RAY_ADDRESS)")
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="Ray cluster whose dashboard to show (default: RAY_ADDRESS)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,7 +46,9 @@ def store(results: str) -> tuple[str, Path]:
         folder = folder.parent
     uri = embedded_uri(folder)
     if not embedded_database(uri).is_file():
-        raise ConfigError(f"no MLflow store at {embedded_database(uri)}; pass the storage_path of a search (default: results)")
+        raise ConfigError(
+            f"no MLflow store at {embedded_database(uri)}; pass the storage_path of a search (default: results)"
+        )
     return uri, artifact_root(uri)
 
 
@@ -71,7 +82,9 @@ def check_port(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as err:
             why = "is in use" if err.errno == errno.EADDRINUSE else f"cannot be opened ({err.strerror})"
-            raise ConfigError(f"port {port} on 127.0.0.1 {why}; choose another with --port, e.g. --port {port + 1}") from None
+            raise ConfigError(
+                f"port {port} on 127.0.0.1 {why}; choose another with --port, e.g. --port {port + 1}"
+            ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,11 +93,26 @@ def run(args: argparse.Namespace) -> int:
     if args.ray_address:
         print(f"Ray dashboard: {ray_dashboard(args.ray_address)}")
     command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(args.port),
-        "--backend-store-uri", uri, "--artifacts-destination", str(artifacts), "--workers", "1",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--backend-store-uri",
+        uri,
+        "--artifacts-destination",
+        str(artifacts),
+        "--workers",
+        "1",
     ]
     # MLflow 3 opens in its GenAI view unless the URL asks for model training (runs, charts).
-    print(f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{MODEL_TRAINING_VIEW}  (store {uri}; Ctrl-C stops it)", flush=True)
+    print(
+        f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{MODEL_TRAINING_VIEW}  (store {uri}; Ctrl-C stops it)",
+        flush=True,
+    )
     server = subprocess.Popen(command)
     # `kill` (SIGTERM) stops the server too, like Ctrl-C, instead of orphaning it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

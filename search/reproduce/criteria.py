@@ -51,7 +51,9 @@ class CriteriaSettings:
     def __post_init__(self) -> None:
         unknown = [c for c in self.criteria if c not in CRITERIA]
         if unknown or not self.criteria:
-            raise ConfigError(f"--criteria {','.join(self.criteria)}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(CRITERIA)}")
+            raise ConfigError(
+                f"--criteria {','.join(self.criteria)}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(CRITERIA)}"
+            )
         if self.seeds < 1 or self.profiles < 1:
             raise ConfigError(f"--seeds {self.seeds} and --profiles {self.profiles} must be at least 1")
 
@@ -76,16 +78,26 @@ def run_criteria(config: SearchConfig, settings: CriteriaSettings) -> CriteriaOu
     grid = {"profile": profiles, "criterion": list(settings.criteria), "seed": list(range(settings.seeds))}
     rows, errors = finished(run_grid(prepared, grid))
     index = {profile_key(p): i for i, p in enumerate(profiles)}
-    table = {(index[profile_key(r["config"]["profile"])], r["config"]["criterion"], r["config"]["seed"]): r for r in rows}
+    table = {
+        (index[profile_key(r["config"]["profile"])], r["config"]["criterion"], r["config"]["seed"]): r for r in rows
+    }
     summary, per_profile = summarise(table, settings.criteria, len(profiles), settings.seeds)
     directory = prepared.experiment_dir
     files = {
         "md": directory / REPORT_MD,
-        "json": write_json(directory / REPORT_JSON, {
-            "experiment": "criteria", "config": config.model_dump(mode="json"), "profiles": profiles,
-            "criteria": list(settings.criteria), "seeds": settings.seeds, "summary": summary,
-            "per_profile": per_profile, "errors": errors,
-        }),
+        "json": write_json(
+            directory / REPORT_JSON,
+            {
+                "experiment": "criteria",
+                "config": config.model_dump(mode="json"),
+                "profiles": profiles,
+                "criteria": list(settings.criteria),
+                "seeds": settings.seeds,
+                "summary": summary,
+                "per_profile": per_profile,
+                "errors": errors,
+            },
+        ),
         "png": plot(summary, per_profile, settings.criteria, directory / "criteria.png", config),
     }
     files["md"].write_text(report(config, profiles, settings, summary, per_profile, errors, len(rows)))
@@ -102,7 +114,9 @@ def summarise(table: dict, criteria: Sequence[str], n_profiles: int, seeds: int)
         for metric in METRICS:
             seed_means = []
             for seed in range(seeds):
-                values = [table[(p, criterion, seed)][metric] for p in range(n_profiles) if (p, criterion, seed) in table]
+                values = [
+                    table[(p, criterion, seed)][metric] for p in range(n_profiles) if (p, criterion, seed) in table
+                ]
                 if values:
                     seed_means.append(float(np.mean(values)))
             if seed_means:
@@ -127,8 +141,10 @@ def verdict(summary: dict, metric: str = R.ACCURACY) -> str:
     gap, spread = b_mean - r_mean, max(r_std, b_std)
     within = abs(gap) <= 2 * spread if spread > 0 else abs(gap) < 1e-9
     word = "within" if within else "outside"
-    return (f"{metric}: random {r_mean:.4f} vs best metric criterion {best} {b_mean:.4f} (gap {gap:+.4f}); "
-            f"the gap is {word} twice the seed spread ({2 * spread:.4f}).")
+    return (
+        f"{metric}: random {r_mean:.4f} vs best metric criterion {best} {b_mean:.4f} (gap {gap:+.4f}); "
+        f"the gap is {word} twice the seed spread ({2 * spread:.4f})."
+    )
 
 
 def report(config, profiles, settings, summary, per_profile, errors, trials: int) -> str:
@@ -148,15 +164,26 @@ def report(config, profiles, settings, summary, per_profile, errors, trials: int
     for criterion, stats in summary.items():
         cells = [pm(*stats[m]) if m in stats else "-" for m in METRICS]
         lines.append(f"| {criterion} | {cells[0]} | {cells[1]} |")
-    lines += ["", "## Verdict (the out-of-the-box profiles paper, arXiv:2004.14584, claims random selection is as good as a metric)", "",
-              f"- {verdict(summary, R.ACCURACY)}", f"- {verdict(summary, R.ACCURACY_PRUNED)}", "",
-              "## Per profile (after fine-tune; mean ± std over seeds)", "",
-              "| profile | MACs of dense | " + " | ".join(settings.criteria) + " |",
-              "|---|---:|" + "---:|" * len(settings.criteria)]
+    lines += [
+        "",
+        "## Verdict (the out-of-the-box profiles paper, arXiv:2004.14584, claims random selection is as good as a metric)",
+        "",
+        f"- {verdict(summary, R.ACCURACY)}",
+        f"- {verdict(summary, R.ACCURACY_PRUNED)}",
+        "",
+        "## Per profile (after fine-tune; mean ± std over seeds)",
+        "",
+        "| profile | MACs of dense | " + " | ".join(settings.criteria) + " |",
+        "|---|---:|" + "---:|" * len(settings.criteria),
+    ]
     for p in range(len(profiles)):
         rel = next((per_profile[c][p].get("rel_macs") for c in settings.criteria if p in per_profile[c]), None)
         cells = [pm(*per_profile[c][p][R.ACCURACY]) if p in per_profile[c] else "-" for c in settings.criteria]
-        lines.append(f"| {p} | {rel:.1%} | " + " | ".join(cells) + " |" if rel is not None else f"| {p} | - | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {p} | {rel:.1%} | " + " | ".join(cells) + " |"
+            if rel is not None
+            else f"| {p} | - | " + " | ".join(cells) + " |"
+        )
     lines += ["", "Profiles (keep ratio per group, in group order):", ""]
     lines += [f"- {p}: {' '.join(f'{v:.2f}' for v in profile.values())}" for p, profile in enumerate(profiles)]
     lines += [f"- errored {trial}: {reason}" for trial, reason in errors.items()]
@@ -169,8 +196,15 @@ def plot(summary, per_profile, criteria, path: Path, config) -> Path:
     x = np.arange(len(criteria))
     for offset, metric, colour in ((-0.2, R.ACCURACY_PRUNED, "tab:grey"), (0.2, R.ACCURACY, "tab:blue")):
         stats = [summary.get(c, {}).get(metric, (np.nan, 0.0)) for c in criteria]
-        axes[0].bar(x + offset, [s[0] for s in stats], 0.4, yerr=[s[1] for s in stats], color=colour, capsize=3,
-                    label="after pruning" if metric == R.ACCURACY_PRUNED else "after fine-tune")
+        axes[0].bar(
+            x + offset,
+            [s[0] for s in stats],
+            0.4,
+            yerr=[s[1] for s in stats],
+            color=colour,
+            capsize=3,
+            label="after pruning" if metric == R.ACCURACY_PRUNED else "after fine-tune",
+        )
     axes[0].set_xticks(x, criteria)
     axes[0].set_ylabel("validation accuracy")
     axes[0].set_title("mean over profiles (± seed spread)")
@@ -179,8 +213,14 @@ def plot(summary, per_profile, criteria, path: Path, config) -> Path:
     width = 0.8 / max(len(criteria), 1)
     for i, criterion in enumerate(criteria):
         stats = [per_profile[criterion].get(p, {}).get(R.ACCURACY, (np.nan, 0.0)) for p in range(n_profiles)]
-        axes[1].bar(np.arange(n_profiles) + (i - (len(criteria) - 1) / 2) * width, [s[0] for s in stats], width,
-                    yerr=[s[1] for s in stats], capsize=2, label=criterion)
+        axes[1].bar(
+            np.arange(n_profiles) + (i - (len(criteria) - 1) / 2) * width,
+            [s[0] for s in stats],
+            width,
+            yerr=[s[1] for s in stats],
+            capsize=2,
+            label=criterion,
+        )
     axes[1].set_xticks(np.arange(n_profiles), [f"profile {p}" for p in range(n_profiles)])
     axes[1].set_title("after fine-tune, per profile (± std over seeds)")
     axes[1].legend(loc="lower right", fontsize=8)

@@ -47,7 +47,9 @@ class TransferSettings:
     def second(self, first: str) -> str:
         other = self.other or ("digits" if first == "shapes" else "shapes")
         if other == first:
-            raise ConfigError(f"--other {other!r} is the config's own data set; name a different one, e.g. shapes or digits")
+            raise ConfigError(
+                f"--other {other!r} is the config's own data set; name a different one, e.g. shapes or digits"
+            )
         return other
 
 
@@ -91,10 +93,14 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
     files = library_profiles(settings.files, config) if settings.files else []
     prepared = prepare(config)
     # base.checkpoint, if given, is the first data set's: the second's is trained (or found) anew.
-    other = prepare(config.model_copy(update={
-        "data": config.data.model_copy(update={"name": second}),
-        "base": config.base.model_copy(update={"checkpoint": None}),
-    }))
+    other = prepare(
+        config.model_copy(
+            update={
+                "data": config.data.model_copy(update={"name": second}),
+                "base": config.base.model_copy(update={"checkpoint": None}),
+            }
+        )
+    )
     named = _named_profiles(prepared.space, settings, levels, config.searcher.seed, files)
     grid = {"profile": [p for _, p in named], "base": [first, second]}
     rows, errors = finished(run_grid(prepared, grid, bases={first: prepared.setup, second: other.setup}))
@@ -103,10 +109,17 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
     directory = prepared.experiment_dir
     files = {
         "md": directory / REPORT_MD,
-        "json": write_json(directory / REPORT_JSON, {
-            "experiment": "transfer", "config": config.model_dump(mode="json"), "datasets": [first, second],
-            "stats": stats, "profiles": table, "errors": errors,
-        }),
+        "json": write_json(
+            directory / REPORT_JSON,
+            {
+                "experiment": "transfer",
+                "config": config.model_dump(mode="json"),
+                "datasets": [first, second],
+                "stats": stats,
+                "profiles": table,
+                "errors": errors,
+            },
+        ),
         "png": plot(table, (first, second), stats, settings.top, directory / "transfer.png", config),
     }
     files["md"].write_text(report(config, (first, second), settings, stats, table, errors))
@@ -120,7 +133,9 @@ def _named_profiles(space, settings, levels, seed, files) -> list[tuple[str, dic
     named = [(f"sampled-{i}", p) for i, p in enumerate(sampled_profiles(space, settings.profiles, seed))]
     if settings.uniform:
         seen = {profile_key(p) for _, p in named}
-        named += [(f"uniform-{p[space.names[0]]:g}", p) for p in uniform_profiles(space, levels) if profile_key(p) not in seen]
+        named += [
+            (f"uniform-{p[space.names[0]]:g}", p) for p in uniform_profiles(space, levels) if profile_key(p) not in seen
+        ]
     return named
 
 
@@ -128,7 +143,9 @@ def _table(named, rows, datasets) -> list[dict]:
     """One entry per profile: its name, ratios, MACs share and accuracy on each data set
     (NaN where that trial errored)."""
     by_key = {profile_key(p): i for i, (_, p) in enumerate(named)}
-    table = [{"name": name, "profile": p, "rel_macs": math.nan, **dict.fromkeys(datasets, math.nan)} for name, p in named]
+    table = [
+        {"name": name, "profile": p, "rel_macs": math.nan, **dict.fromkeys(datasets, math.nan)} for name, p in named
+    ]
     for row in rows:
         entry = table[by_key[profile_key(row["config"]["profile"])]]
         entry[row["config"]["base"]] = float(row[R.ACCURACY])
@@ -163,7 +180,8 @@ def analyse(table: list[dict], datasets: tuple[str, str], top: int) -> dict:
     for source, target in ((a, b), (b, a)):
         best = np.argsort(ranks[source], kind="stable")[:k]
         placement[f"{source}->{target}"] = [
-            {"name": rows[i]["name"], "rank_source": float(ranks[source][i]), "rank_target": float(ranks[target][i])} for i in best
+            {"name": rows[i]["name"], "rank_source": float(ranks[source][i]), "rank_target": float(ranks[target][i])}
+            for i in best
         ]
     top_sets = [set(np.argsort(ranks[d], kind="stable")[:k]) for d in datasets]
     return {
@@ -188,8 +206,11 @@ def _uniform_comparison(rows, datasets, ranks) -> list[dict]:
             continue
         entry = {"name": row["name"], "rel_macs": row["rel_macs"]}
         for d in datasets:
-            beaten = [r["name"] for r in rows if not r["name"].startswith("uniform-")
-                      and r["rel_macs"] <= row["rel_macs"] + 1e-9 and r[d] > row[d]]
+            beaten = [
+                r["name"]
+                for r in rows
+                if not r["name"].startswith("uniform-") and r["rel_macs"] <= row["rel_macs"] + 1e-9 and r[d] > row[d]
+            ]
             entry[d] = {R.ACCURACY: row[d], "rank": float(ranks[d][i]), "beaten_by_cheaper": beaten}
         out.append(entry)
     return out
@@ -218,17 +239,29 @@ def report(config, datasets, settings, stats, table, errors) -> str:
     ]
     for direction, places in stats["placement"].items():
         for place in places:
-            lines.append(f"| {direction.split('->')[0]} | {place['name']} | {place['rank_source']:g} | {place['rank_target']:g} |")
+            lines.append(
+                f"| {direction.split('->')[0]} | {place['name']} | {place['rank_source']:g} | {place['rank_target']:g} |"
+            )
     if stats["uniform"]:
-        lines += ["", "## Uniform baselines (the paper claims some profiles beat uniform ones)", "",
-                  f"| uniform profile | MACs of dense | acc {a} (rank) | sampled beating it with <= MACs on {a} | acc {b} (rank) | ... on {b} |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Uniform baselines (the paper claims some profiles beat uniform ones)",
+            "",
+            f"| uniform profile | MACs of dense | acc {a} (rank) | sampled beating it with <= MACs on {a} | acc {b} (rank) | ... on {b} |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for u in stats["uniform"]:
             lines.append(
                 f"| {u['name']} | {u['rel_macs']:.1%} | {u[a][R.ACCURACY]:.4f} ({u[a]['rank']:g}) | {len(u[a]['beaten_by_cheaper'])} | "
                 f"{u[b][R.ACCURACY]:.4f} ({u[b]['rank']:g}) | {len(u[b]['beaten_by_cheaper'])} |"
             )
-    lines += ["", "## Every profile", "", f"| profile | MACs of dense | acc {a} | acc {b} | ratios |", "|---|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "## Every profile",
+        "",
+        f"| profile | MACs of dense | acc {a} | acc {b} | ratios |",
+        "|---|---:|---:|---:|---|",
+    ]
     for r in sorted(table, key=lambda r: -np.nan_to_num(r[a], nan=-1)):
         ratios = " ".join(f"{v:.2f}" for v in r["profile"].values())
         lines.append(f"| {r['name']} | {r['rel_macs']:.1%} | {r[a]:.4f} | {r[b]:.4f} | {ratios} |")
@@ -243,9 +276,23 @@ def plot(table, datasets, stats, top, path: Path, config) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), dpi=110)
     uniform = [r for r in rows if r["name"].startswith("uniform-")]
     sampled = [r for r in rows if not r["name"].startswith("uniform-")]
-    points = axes[0].scatter([r[a] for r in sampled], [r[b] for r in sampled], c=[r["rel_macs"] for r in sampled],
-                             cmap="viridis", s=28, label="sampled")
-    axes[0].scatter([r[a] for r in uniform], [r[b] for r in uniform], marker="s", facecolors="none", edgecolors="tab:red", s=50, label="uniform")
+    points = axes[0].scatter(
+        [r[a] for r in sampled],
+        [r[b] for r in sampled],
+        c=[r["rel_macs"] for r in sampled],
+        cmap="viridis",
+        s=28,
+        label="sampled",
+    )
+    axes[0].scatter(
+        [r[a] for r in uniform],
+        [r[b] for r in uniform],
+        marker="s",
+        facecolors="none",
+        edgecolors="tab:red",
+        s=50,
+        label="uniform",
+    )
     fig.colorbar(points, ax=axes[0], label="MACs of dense")
     axes[0].set_xlabel(f"accuracy on {a}")
     axes[0].set_ylabel(f"accuracy on {b}")

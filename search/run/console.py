@@ -38,8 +38,12 @@ LOOK_S = 0.25  # the live view looks at the trials at most this often (each look
 # Tune's lines that the live view replaces: a traceback per errored trial (the view prints one
 # line and the log's path), "Resume experiment with: Tuner.restore(...)" (prunetune resume is
 # the way) and the incomplete-trials list of an interrupted run.
-_REPLACED = ("Trial task failed for trial", "Resume experiment with", "Trials did not complete",
-             "Experiment has been interrupted")
+_REPLACED = (
+    "Trial task failed for trial",
+    "Resume experiment with",
+    "Trials did not complete",
+    "Experiment has been interrupted",
+)
 _INTERRUPTED = threading.Event()
 
 
@@ -90,7 +94,11 @@ def _chain_sigint() -> None:
 
 def _duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 class LiveView:
@@ -161,13 +169,17 @@ class LiveView:
         elapsed = time.time() - self._start
         finished = done + errored
         eta = f", ETA {_duration(elapsed / finished * (total - finished))}" if finished and total > finished else ""
-        return (f"trials {done} done, {running} running, {errored} errored, {left} left | {best_text(trials, self.cost)} "
-                f"| {_duration(elapsed)} elapsed{eta}")
+        return (
+            f"trials {done} done, {running} running, {errored} errored, {left} left | {best_text(trials, self.cost)} "
+            f"| {_duration(elapsed)} elapsed{eta}"
+        )
 
 
 def best_text(trials: Sequence, cost: str) -> str:
     """The best accuracy among finished trials that met every budget, with its cost."""
-    reports = [TrialReport.read(t.last_result) for t in trials if t.status == "TERMINATED" and R.is_finished(t.last_result)]
+    reports = [
+        TrialReport.read(t.last_result) for t in trials if t.status == "TERMINATED" and R.is_finished(t.last_result)
+    ]
     feasible = [r for r in reports if r.feasible]
     if not feasible:
         return "no feasible trial yet"

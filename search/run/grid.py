@@ -34,8 +34,13 @@ def check_new(config) -> None:
         raise ConfigError(f"results {directory} already exist; choose another --name or remove that folder")
 
 
-def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Mapping[str, Any] | None = None,
-             bases: Mapping[str, Any] | None = None) -> list:
+def run_grid(
+    prepared: Prepared,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    bases: Mapping[str, Any] | None = None,
+) -> list:
     """One Tune trial per combination of ``grid``'s values (``profile`` among them), run with
     :func:`~prunetune.trainables.variants.prune_and_finetune_variant` on ``prepared``'s setup (``bases``:
     other setups a trial's ``base`` key selects). Returns Tune's results, errored ones included."""
@@ -47,7 +52,12 @@ def run_grid(prepared: Prepared, grid: Mapping[str, Sequence[Any]], *, fixed: Ma
     start(prepared)
     write_manifest(prepared)
     trainable = with_resources(prepared, prune_and_finetune_variant, bases=dict(bases or {}))
-    space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion, **dict(fixed or {})}
+    space = {
+        "model": config.model.name,
+        "data": config.data.name,
+        "criterion": config.prune.criterion,
+        **dict(fixed or {}),
+    }
     if "base" in grid:  # the data set is the base's: which one is in the trial's ``base``
         space.pop("data")
     space.update({key: tune.grid_search(list(values)) for key, values in grid.items()})

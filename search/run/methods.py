@@ -95,8 +95,10 @@ class ProfileSearch(Method):
         check_scheduler(config)
         cost = self.frontier_cost(config)
         if config.confirm.uniform and cost not in ("macs", "params"):
-            raise ConfigError(f"confirm.uniform places the uniform profile on the exact cost model (macs, params), but the frontier "
-                              f"cost {cost!r} is measured by trials: run `searcher: uniform` for it, or list an analytic budget first")
+            raise ConfigError(
+                f"confirm.uniform places the uniform profile on the exact cost model (macs, params), but the frontier "
+                f"cost {cost!r} is measured by trials: run `searcher: uniform` for it, or list an analytic budget first"
+            )
 
     def trainable(self) -> Callable:
         from prunetune.trainables import prune_and_finetune
@@ -111,12 +113,21 @@ class ProfileSearch(Method):
         from prunetune.search.searchers import ConfirmingSearcher, get_searcher
 
         config = prepared.config
-        searcher = get_searcher(config.searcher.name)(prepared.space, seed=config.searcher.seed, **config.searcher.options)
+        searcher = get_searcher(config.searcher.name)(
+            prepared.space, seed=config.searcher.seed, **config.searcher.options
+        )
         if config.confirm.top:
             confirm = config.confirm
-            searcher = ConfirmingSearcher(searcher, trials=config.trials, top=confirm.top, steps=confirm.steps,
-                                          seeds=confirm.seeds, levels=confirm.levels, cost=self.frontier_cost(config),
-                                          uniform=confirm.uniform)
+            searcher = ConfirmingSearcher(
+                searcher,
+                trials=config.trials,
+                top=confirm.top,
+                steps=confirm.steps,
+                seeds=confirm.seeds,
+                levels=confirm.levels,
+                cost=self.frontier_cost(config),
+                uniform=confirm.uniform,
+            )
         space = {"model": config.model.name, "data": config.data.name, "criterion": config.prune.criterion}
         limited = ConcurrencyLimiter(TuneSearcher(searcher), max_concurrent=config.concurrency)
         tune_config = {"search_alg": limited, "num_samples": self.trial_count(config)}
@@ -134,8 +145,10 @@ class ProfileSearch(Method):
         if config.scheduler.name != "fifo":
             how += f", {config.scheduler.name} stopping weak ones from {config.scheduler.grace_steps} steps"
         if config.confirm.top:
-            how += (f", then the top {config.confirm.top}{' and the uniform profile' if config.confirm.uniform else ''}"
-                    f" confirmed at {config.confirm.steps} steps x {config.confirm.seeds} seed(s) on the test split")
+            how += (
+                f", then the top {config.confirm.top}{' and the uniform profile' if config.confirm.uniform else ''}"
+                f" confirmed at {config.confirm.steps} steps x {config.confirm.seeds} seed(s) on the test split"
+            )
         return how
 
     def frontier_cost(self, config: SearchConfig) -> str:
@@ -156,11 +169,15 @@ class TaperSweep(Method):
 
     def check(self, config: SearchConfig) -> None:
         if config.scheduler.name != "fifo":
-            raise ConfigError(f"scheduler {config.scheduler.name!r} stops searched trials at rungs; a taper run reports "
-                              "once per level: use scheduler fifo with method taper")
+            raise ConfigError(
+                f"scheduler {config.scheduler.name!r} stops searched trials at rungs; a taper run reports "
+                "once per level: use scheduler fifo with method taper"
+            )
         if config.confirm.top:
-            raise ConfigError("confirm re-trains a search's best profiles; with method taper set taper.finetune_steps "
-                              "to the full length instead (each level's point is hardened and fine-tuned)")
+            raise ConfigError(
+                "confirm re-trains a search's best profiles; with method taper set taper.finetune_steps "
+                "to the full length instead (each level's point is hardened and fine-tuned)"
+            )
 
     def trainable(self) -> Callable:
         from prunetune.trainables import taper_run
@@ -179,7 +196,10 @@ class TaperSweep(Method):
         return taper_trial_config(config.model.name, config.data.name, options)
 
     def trials(self, prepared) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.param_space(prepared.config), {"num_samples": 1, "max_concurrent_trials": prepared.config.concurrency}
+        return self.param_space(prepared.config), {
+            "num_samples": 1,
+            "max_concurrent_trials": prepared.config.concurrency,
+        }
 
     def trial_count(self, config: SearchConfig) -> int:
         return len(list(itertools.product(*config.taper.sweep.values()))) if config.taper.sweep else 1

@@ -75,12 +75,16 @@ class Prepared:
 
 def _check_names(config: SearchConfig) -> None:
     check_config(config)  # the method, scheduler and searcher names and options, before anything is written
-    for where, data in [("data", config.data)] + [(f"bases[{i}].data", b.data) for i, b in enumerate(config.bases) if b.data]:
+    for where, data in [("data", config.data)] + [
+        (f"bases[{i}].data", b.data) for i, b in enumerate(config.bases) if b.data
+    ]:
         if data.name not in dataset_names():
             raise ConfigError(f"unknown data set {data.name!r} in {where}; choose one of {', '.join(dataset_names())}")
     for index, extra in enumerate(config.bases):
         if extra.checkpoint and not Path(extra.checkpoint).is_file():
-            raise ConfigError(f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one")
+            raise ConfigError(
+                f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one"
+            )
     cost_functions(config.budgets)  # two budgets on one cost (absolute and relative, say)
     # Building raises the registry's error (with close matches) for a bad name or width. On the
     # meta device: a width too big for memory is _check_memory's to refuse, not this build's to swap.
@@ -173,9 +177,13 @@ def writable_storage(config: SearchConfig) -> Path:
     key = "local_dir" if is_uri(config.storage_path) else "storage_path"
     existing = next(p for p in (storage, *storage.parents) if p.exists())
     if not existing.is_dir():
-        raise ConfigError(f"{key} {str(storage)!r} cannot hold results: {existing} is a file; choose a folder (--set {key}=...)")
+        raise ConfigError(
+            f"{key} {str(storage)!r} cannot hold results: {existing} is a file; choose a folder (--set {key}=...)"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key} {str(storage)!r} cannot hold results: {existing} is not writable for this user; choose another folder (--set {key}=...)")
+        raise ConfigError(
+            f"{key} {str(storage)!r} cannot hold results: {existing} is not writable for this user; choose another folder (--set {key}=...)"
+        )
     return storage
 
 
@@ -202,7 +210,11 @@ def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
         return out
 
     a, b = flat(old.model_dump(mode="json")), flat(new.model_dump(mode="json"))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if k not in _FREE and a.get(k) != b.get(k)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if k not in _FREE and a.get(k) != b.get(k)
+    ]
 
 
 def _existing(config: SearchConfig, storage: Path, trust: bool) -> Prepared | None:
@@ -242,7 +254,9 @@ def ensure_extra_bases(config: SearchConfig, storage: Path, *, show_progress: bo
             continue
         seed = config.seed if extra.seed is None else extra.seed
         data = data_spec(extra.data or config.data)
-        paths.append(str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=seed, show_progress=show_progress)))
+        paths.append(
+            str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=seed, show_progress=show_progress))
+        )
     return paths
 
 
@@ -339,8 +353,11 @@ def _out_of_memory(config: SearchConfig) -> Iterator[None]:
         yield
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as err:
         text = str(err)
-        if isinstance(err, RuntimeError) and not isinstance(err, torch.OutOfMemoryError) and not (
-                "not enough memory" in text or "DefaultCPUAllocator" in text or "out of memory" in text):
+        if (
+            isinstance(err, RuntimeError)
+            and not isinstance(err, torch.OutOfMemoryError)
+            and not ("not enough memory" in text or "DefaultCPUAllocator" in text or "out of memory" in text)
+        ):
             raise
         detail = text.splitlines()[0] if text else type(err).__name__
         spec = config.model
@@ -372,11 +389,17 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
         checkpoint = config.base.checkpoint
         try:
             if checkpoint is None:
-                checkpoint = str(ensure_base_checkpoint(model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress))
+                checkpoint = str(
+                    ensure_base_checkpoint(
+                        model, data, recipe, storage / "base", seed=config.seed, show_progress=show_progress
+                    )
+                )
             setup = replace(trial_setup(config), base_checkpoint=str(Path(checkpoint).resolve()))
             setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
         except DivergedError as err:  # the recipe's fault: the config's to fix
-            raise ConfigError(f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint") from None
+            raise ConfigError(
+                f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint"
+            ) from None
         dense = load_base(model, splits.num_classes, setup.base_checkpoint)
         dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
         return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

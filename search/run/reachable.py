@@ -69,4 +69,3 @@ def check_measured_budgets(space: ProfileSpace, setup: TrialSetup, num_classes: 
             f"its lowest ratio) measures {value:.4g} {cost.unit}, over the limit {limit:.4g}; raise `max` "
             f"or lower space.low"
         )
-

@@ -101,8 +101,11 @@ def await_fit(
     if wait_s <= 0:
         raise unschedulable(request, current, where)
     (ask or _ask_autoscaler)(request)
-    print(f"waiting up to {wait_s:g} s (resources.wait_s) for {where} to add a node with {_describe(request)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"waiting up to {wait_s:g} s (resources.wait_s) for {where} to add a node with {_describe(request)}",
+        file=sys.stderr,
+        flush=True,
+    )
     deadline = clock() + wait_s
     while clock() < deadline:
         sleep(min(POLL_S, max(0.0, deadline - clock())))

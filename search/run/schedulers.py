@@ -17,7 +17,9 @@ from prunetune.search.config import SearchConfig
 
 TIME_ATTR = R.RUNG_STEPS
 
-SCHEDULERS: Registry[Callable[[SearchConfig], object | None]] = Registry("scheduler", hint=" (config key `scheduler.name`)")
+SCHEDULERS: Registry[Callable[[SearchConfig], object | None]] = Registry(
+    "scheduler", hint=" (config key `scheduler.name`)"
+)
 
 
 @SCHEDULERS.register("fifo")
@@ -30,8 +32,13 @@ def _asha(config: SearchConfig):
     from ray.tune.schedulers import ASHAScheduler
 
     s = config.scheduler
-    return ASHAScheduler(time_attr=TIME_ATTR, max_t=config.finetune.steps, grace_period=s.grace_steps,
-                         reduction_factor=s.reduction_factor, brackets=s.brackets)
+    return ASHAScheduler(
+        time_attr=TIME_ATTR,
+        max_t=config.finetune.steps,
+        grace_period=s.grace_steps,
+        reduction_factor=s.reduction_factor,
+        brackets=s.brackets,
+    )
 
 
 @SCHEDULERS.register("hyperband")

@@ -39,8 +39,9 @@ SNAPSHOT_FLOOR_S = 1.0  # ... adapting from every second
 SNAPSHOT_SHARE = 0.05  # ... so that snapshots take at most this share of the driver's time
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence[Budget] = (),
-             plugins: Sequence[str] = ()) -> None:
+def init_ray(
+    address: str | None, num_cpus: int | None = None, budgets: Sequence[Budget] = (), plugins: Sequence[str] = ()
+) -> None:
     """Join ``address`` (refused in one line when nothing answers there within
     ``resources.CONNECT_TIMEOUT_S``), or start a private local Ray on the loopback interface.
 
@@ -61,7 +62,9 @@ def init_ray(address: str | None, num_cpus: int | None = None, budgets: Sequence
         try:
             ray.init(address=address, log_to_driver=mode() == "verbose", runtime_env=runtime_env)
         except ConnectionError as err:  # e.g. the port answers but is no Ray cluster
-            raise ConfigError(f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}") from None
+            raise ConfigError(
+                f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}"
+            ) from None
         return
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False)
 
@@ -170,8 +173,9 @@ def check_resources(prepared: Prepared) -> None:
     await_fit(trial_request(config.resources.cpu, config.resources.gpu), config.resources.wait_s, where)
 
 
-def make_tuner(prepared: Prepared, trainable, param_space: Mapping[str, Any], tune_config: Mapping[str, Any], *,
-               reporter=None):
+def make_tuner(
+    prepared: Prepared, trainable, param_space: Mapping[str, Any], tune_config: Mapping[str, Any], *, reporter=None
+):
     """The one Tuner assembly of every run: ``trainable`` over ``param_space``, trials made as
     ``tune_config`` says (a search algorithm, a sample count, a concurrency limit), maximising
     ``accuracy``, reused actors, ``trial_<id>`` folders, the run's callbacks and retries."""
@@ -223,7 +227,9 @@ def restore_tuner(prepared: Prepared):
 
         repaired = repair(prepared.experiment_dir)
         if repaired:
-            print(f"the crash cut Tune's copy of its snapshot short: resuming from the last whole one ({', '.join(repaired)})")
+            print(
+                f"the crash cut Tune's copy of its snapshot short: resuming from the last whole one ({', '.join(repaired)})"
+            )
         for name in set_aside_orphans(prepared.experiment_dir):
             print(f"{name} started after the last snapshot: its work is redone; moved to {ABANDONED_DIR}/")
         clear_stale_staging(prepared.experiment_dir)  # or the restored run would copy it back
@@ -278,8 +284,12 @@ def reference(prepared: Prepared, records: Sequence[TrialRecord] = ()):
     from prunetune.search.store.dense import dense_accuracy
     from prunetune.search.store.frontier import reference_of, references
 
-    return reference_of(prepared.config, prepared.dense_costs, dense_accuracy(prepared.setup.base_checkpoint),
-                        baseline=references(records))
+    return reference_of(
+        prepared.config,
+        prepared.dense_costs,
+        dense_accuracy(prepared.setup.base_checkpoint),
+        baseline=references(records),
+    )
 
 
 def render(prepared: Prepared, records: list[TrialRecord]) -> dict[str, Path]:
@@ -289,5 +299,12 @@ def render(prepared: Prepared, records: list[TrialRecord]) -> dict[str, Path]:
     from prunetune.search.run.console import was_interrupted
     from prunetune.search.store.plots import render_frontier, shared_plotlyjs
 
-    return render_frontier(records, frontier_costs(prepared.config), prepared.experiment_dir, prepared.config.name,
-                           reference=reference(prepared, records), partial=was_interrupted(), plotlyjs=shared_plotlyjs(prepared.storage))
+    return render_frontier(
+        records,
+        frontier_costs(prepared.config),
+        prepared.experiment_dir,
+        prepared.config.name,
+        reference=reference(prepared, records),
+        partial=was_interrupted(),
+        plotlyjs=shared_plotlyjs(prepared.storage),
+    )

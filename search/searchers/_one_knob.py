@@ -46,8 +46,9 @@ class KnobLevel:
     done: bool = False
 
 
-def analytic_knob(space: ProfileSpace, family: Family, low: float, high: float, cost: str,
-                  level: float | None) -> float:
+def analytic_knob(
+    space: ProfileSpace, family: Family, low: float, high: float, cost: str, level: float | None
+) -> float:
     """The largest knob in ``[low, high]`` whose profile meets the analytic limits and
     ``level`` (relative ``cost``); ``low`` when even that does not (the caller checks)."""
 
@@ -73,8 +74,16 @@ def analytic_knob(space: ProfileSpace, family: Family, low: float, high: float, 
 class KnobSearch:
     """The levels of a one-knob search and the rule of the bisection over trials."""
 
-    def __init__(self, space: ProfileSpace, family: Family, levels: list[float | None], cost: str,
-                 low: float, high: float, probes: int):
+    def __init__(
+        self,
+        space: ProfileSpace,
+        family: Family,
+        levels: list[float | None],
+        cost: str,
+        low: float,
+        high: float,
+        probes: int,
+    ):
         self.space, self.family, self.cost, self.probes = space, family, cost, probes
         self.low = low
         self.levels = [KnobLevel(level, low, analytic_knob(space, family, low, high, cost, level)) for level in levels]

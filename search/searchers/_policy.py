@@ -133,8 +133,13 @@ def build_engine(settings, dims: tuple[int, int], seed: int, learner_state: dict
         .learners(num_learners=0, learner_class=LagrangianPPOLearner)
         # No KL penalty: its adaptive coefficient is not part of the learner's state, so a
         # restored search would drift from an uninterrupted one; PPO's clipping remains.
-        .training(lr=settings.lr, gamma=settings.gamma, lambda_=settings.gae_lambda,
-                  clip_param=settings.clip, use_kl_loss=False)
+        .training(
+            lr=settings.lr,
+            gamma=settings.gamma,
+            lambda_=settings.gae_lambda,
+            clip_param=settings.clip,
+            use_kl_loss=False,
+        )
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)

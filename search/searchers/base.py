@@ -31,13 +31,16 @@ from prunetune.budgets.registry import Registry, import_path
 from prunetune.search.space import ProfileSpace
 
 SEARCHERS: Registry[type[ProfileSearcher]] = Registry(
-    "searcher", hint=" (config key `searcher.name`), or a user's class given as 'module:Class'")
+    "searcher", hint=" (config key `searcher.name`), or a user's class given as 'module:Class'"
+)
 
 
 def register_searcher(name: str) -> Callable[[type[ProfileSearcher]], type[ProfileSearcher]]:
     """Class decorator: make a :class:`ProfileSearcher` subclass available as ``name``."""
     if ":" in name:
-        raise ConfigError(f"searcher name {name!r} contains ':', which is reserved for 'module:Class' paths; pick another name")
+        raise ConfigError(
+            f"searcher name {name!r} contains ':', which is reserved for 'module:Class' paths; pick another name"
+        )
 
     def decorate(cls: type[ProfileSearcher]) -> type[ProfileSearcher]:
         SEARCHERS.add(name, cls)
@@ -66,8 +69,10 @@ def load_searcher(path: str) -> type[ProfileSearcher]:
     found = import_path(path, kind="searcher", form="module:Class")
     if not (isinstance(found, type) and issubclass(found, ProfileSearcher)):
         what = f"class {found.__name__}" if isinstance(found, type) else type(found).__name__
-        raise ConfigError(f"searcher {path!r} is a {what}, not a ProfileSearcher subclass; "
-                          "derive it from prunetune.search.searchers.ProfileSearcher")
+        raise ConfigError(
+            f"searcher {path!r} is a {what}, not a ProfileSearcher subclass; "
+            "derive it from prunetune.search.searchers.ProfileSearcher"
+        )
     if found.propose is ProfileSearcher.propose:
         raise ConfigError(f"searcher {path!r} does not implement propose(trial_id); see docs/searchers.md")
     return found
@@ -79,9 +84,14 @@ class SearcherOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_CONSTRAINTS = {"greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
-                "less_than_equal": "must be <= {le}", "less_than": "must be < {lt}",
-                "int_type": "must be a whole number", "float_type": "must be a number"}
+_CONSTRAINTS = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+}
 
 
 def describe_options_error(name: str, options_cls: type[BaseModel], err: ValidationError) -> str:
@@ -117,8 +127,16 @@ class ProfileSearcher:
         if "registry_name" not in cls.__dict__:
             cls.registry_name = f"{cls.__module__}:{cls.__qualname__}"
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str | None = R.ACCURACY, mode: str | None = "max",
-                 options: Mapping[str, Any] | None = None, **more: Any):
+    def __init__(
+        self,
+        space: ProfileSpace,
+        *,
+        seed: int = 0,
+        metric: str | None = R.ACCURACY,
+        mode: str | None = "max",
+        options: Mapping[str, Any] | None = None,
+        **more: Any,
+    ):
         """``searcher.options`` come as keywords (``**more``), or as one mapping from a subclass
         whose own option names collide with ``mode`` or ``metric`` (``exhaustive``'s ``mode``)."""
         self.options = self.parse_options({**(options or {}), **more})

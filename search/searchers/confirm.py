@@ -36,8 +36,18 @@ class ConfirmingSearcher(ProfileSearcher):
 
     registry_name = "confirm"
 
-    def __init__(self, inner: ProfileSearcher, *, trials: int, top: int, steps: int, seeds: int = 1,
-                 levels: Sequence[float] | None = None, cost: str = "macs", uniform: bool = False):
+    def __init__(
+        self,
+        inner: ProfileSearcher,
+        *,
+        trials: int,
+        top: int,
+        steps: int,
+        seeds: int = 1,
+        levels: Sequence[float] | None = None,
+        cost: str = "macs",
+        uniform: bool = False,
+    ):
         super().__init__(inner.space, seed=inner.seed, metric=inner.metric, mode=inner.mode)
         self.inner, self.trials, self.top, self.steps, self.seeds = inner, trials, top, steps, seeds
         self.levels, self.cost, self.uniform = (list(levels) if levels else None), cost, uniform
@@ -86,20 +96,40 @@ class ConfirmingSearcher(ProfileSearcher):
 
     def _confirmations(self) -> list[dict[str, Any]]:
         chosen = select_top(self.results, self.top, self.levels, self.cost, self.mode or "max")
-        queue = [{"profile": self.results[tid]["profile"], R.FINETUNE_STEPS: self.steps, "confirm": {"source": tid, "seed": seed}}
-                 for tid in chosen for seed in range(self.seeds)]
+        queue = [
+            {
+                "profile": self.results[tid]["profile"],
+                R.FINETUNE_STEPS: self.steps,
+                "confirm": {"source": tid, "seed": seed},
+            }
+            for tid in chosen
+            for seed in range(self.seeds)
+        ]
         if self.uniform:
             for level in self.levels or [None]:
                 source = "uniform" if level is None else f"uniform@{level:g}"
                 profile = uniform_reference(self.space, self.cost, level)
-                queue += [{"profile": profile, R.FINETUNE_STEPS: self.steps,
-                           "confirm": {"source": source, "seed": seed, R.REFERENCE: "uniform"}} for seed in range(self.seeds)]
+                queue += [
+                    {
+                        "profile": profile,
+                        R.FINETUNE_STEPS: self.steps,
+                        "confirm": {"source": source, "seed": seed, R.REFERENCE: "uniform"},
+                    }
+                    for seed in range(self.seeds)
+                ]
         return queue
 
     # -- state -----------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        return {"confirm": {"suggested": self.suggested, "inner_finished": self.inner_finished, "results": self.results,
-                            "queue": self.queue, "inner": self.inner.get_state()}}
+        return {
+            "confirm": {
+                "suggested": self.suggested,
+                "inner_finished": self.inner_finished,
+                "results": self.results,
+                "queue": self.queue,
+                "inner": self.inner.get_state(),
+            }
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         mine = state["confirm"]
@@ -121,8 +151,9 @@ def uniform_reference(space: ProfileSpace, cost: str, level: float | None) -> di
     return uniform.family(analytic_knob(space, uniform.family, low, high, cost, level))
 
 
-def select_top(results: dict[str, dict[str, Any]], top: int, levels: Sequence[float] | None, cost: str,
-               mode: str = "max") -> list[str]:
+def select_top(
+    results: dict[str, dict[str, Any]], top: int, levels: Sequence[float] | None, cost: str, mode: str = "max"
+) -> list[str]:
     """The trial ids of the ``top`` best feasible results per level (relative ``cost`` at most
     the level), best first, each profile once: trials that ran to the end before those a
     scheduler stopped, then by accuracy."""

@@ -135,8 +135,11 @@ class ExhaustiveSearcher(ProfileSearcher):
 
     def _describe(self) -> str:
         size = f"{self.feasible_count:,}" if self.exact else f"about {self.feasible_count:,} (estimated)"
-        shape = " x ".join(map(str, self.radices)) if len(self.radices) <= 8 else (
-            f"{len(self.radices)} groups of {min(self.radices)}-{max(self.radices)}")
+        shape = (
+            " x ".join(map(str, self.radices))
+            if len(self.radices) <= 8
+            else (f"{len(self.radices)} groups of {min(self.radices)}-{max(self.radices)}")
+        )
         return f"{size} feasible profiles of {self.product:,} ({shape} levels)"
 
     def _check_size(self) -> None:

@@ -132,7 +132,9 @@ class RLSearcher(ProfileSearcher):
 
     Options = RLSettings
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
+    def __init__(
+        self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any
+    ):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
         self.settings: RLSettings = self.options
         target = self.settings.target if self.settings.reward == "target" else None
@@ -197,11 +199,19 @@ class RLSearcher(ProfileSearcher):
     # -- warm start ------------------------------------------------------------------------
     def _prober(self) -> SensitivitySearcher:
         if self.space.cost_model is None:
-            raise ConfigError("rl searcher option warm_start=sensitivity allocates on the exact cost model, which this "
-                              "model has none of; use warm_start: none")
-        return SensitivitySearcher(self.space, seed=self.seed, metric=self.metric or R.ACCURACY, mode=self.mode or "max",
-                                   ratios=self.settings.probe_ratios, probe_steps=self.settings.probe_steps,
-                                   cost=self.settings.target_cost if self.settings.reward == "target" else "macs")
+            raise ConfigError(
+                "rl searcher option warm_start=sensitivity allocates on the exact cost model, which this "
+                "model has none of; use warm_start: none"
+            )
+        return SensitivitySearcher(
+            self.space,
+            seed=self.seed,
+            metric=self.metric or R.ACCURACY,
+            mode=self.mode or "max",
+            ratios=self.settings.probe_ratios,
+            probe_steps=self.settings.probe_steps,
+            cost=self.settings.target_cost if self.settings.reward == "target" else "macs",
+        )
 
     def _warm_prior(self) -> dict[str, float]:
         """The probes' greedy allocation at the analytic budget (``target`` with ``reward:
@@ -246,7 +256,9 @@ class RLSearcher(ProfileSearcher):
         _, module, dist_cls = self._policy()
         with torch.no_grad():
             # The sampling module stays in eval mode (built so in _policy.build_engine).
-            inputs = ray_compat.forward_exploration(module, {Columns.OBS: torch.from_numpy(obs[None])})[Columns.ACTION_DIST_INPUTS]
+            inputs = ray_compat.forward_exploration(module, {Columns.OBS: torch.from_numpy(obs[None])})[
+                Columns.ACTION_DIST_INPUTS
+            ]
             mean, log_std = inputs[0].chunk(2)
             noise = torch.from_numpy(self.rng.standard_normal(mean.shape[0]).astype(np.float32))
             raw = mean + log_std.exp() * noise

@@ -63,11 +63,15 @@ class SensitivitySearcher(LevelSearcher):
 
     Options = SensitivityOptions
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
+    def __init__(
+        self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any
+    ):
         super().__init__(space, seed=seed, metric=metric, mode=mode, **options)
         if space.cost_model is None:
-            raise ConfigError("searcher sensitivity allocates on the exact cost model, which this model has none of; "
-                              "use searcher uniform or random")
+            raise ConfigError(
+                "searcher sensitivity allocates on the exact cost model, which this model has none of; "
+                "use searcher uniform or random"
+            )
         self.queue: list[tuple[str, float]] = self._probe_plan()
         self.probing: dict[str, tuple[str, float]] = {}  # trial -> (group, ratio)
         self.probes: dict[str, dict[float, float]] = {}  # group -> ratio -> accuracy
@@ -95,7 +99,11 @@ class SensitivitySearcher(LevelSearcher):
         if self.queue:
             group, ratio = self.queue.pop(0)
             self.probing[trial_id] = (group, ratio)
-            return {"profile": self._probe_profile(group, ratio), R.FINETUNE_STEPS: self.options.probe_steps, "probe": group}
+            return {
+                "profile": self._probe_profile(group, ratio),
+                R.FINETUNE_STEPS: self.options.probe_steps,
+                "probe": group,
+            }
         if self.probing:
             return None  # the allocation needs every probe's result
         return self.propose_level(trial_id)
@@ -178,8 +186,9 @@ class SensitivitySearcher(LevelSearcher):
                 self._path.append((cost, dict(profile)))
         return self._path
 
-    def _next_saving(self, profile: dict[str, float], name: str, grid: np.ndarray, index: int,
-                     cost: float) -> tuple[int, float] | None:
+    def _next_saving(
+        self, profile: dict[str, float], name: str, grid: np.ndarray, index: int, cost: float
+    ) -> tuple[int, float] | None:
         """The next grid point of group ``name`` below ``index`` that lowers the cost (the
         channel rule keeps the same channels over neighbouring ratios), and that cost."""
         for later in range(index + 1, len(grid)):
@@ -190,9 +199,15 @@ class SensitivitySearcher(LevelSearcher):
 
     # -- state -----------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "sensitivity": {"queue": list(self.queue), "probing": dict(self.probing),
-                                                         "probes": {g: dict(p) for g, p in self.probes.items()},
-                                                         "reference": self.reference}}
+        return {
+            **super().extra_state(),
+            "sensitivity": {
+                "queue": list(self.queue),
+                "probing": dict(self.probing),
+                "probes": {g: dict(p) for g, p in self.probes.items()},
+                "reference": self.reference,
+            },
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         mine = state["sensitivity"]

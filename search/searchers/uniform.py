@@ -59,7 +59,9 @@ class LevelSearcher(ProfileSearcher):
     unique_proposals = False
     seeded = False
 
-    def __init__(self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any):
+    def __init__(
+        self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any
+    ):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
         self._knobs: KnobSearch | None = None
 
@@ -110,7 +112,9 @@ class UniformSearcher(LevelSearcher):
         return {group.name: ratio_in(group, knob) for group in self.space.groups}
 
     def knob_range(self) -> tuple[float, float]:
-        return min(g.smallest for g in self.space.groups), max(g.high if g.levels is None else max(g.choices()) for g in self.space.groups)
+        return min(g.smallest for g in self.space.groups), max(
+            g.high if g.levels is None else max(g.choices()) for g in self.space.groups
+        )
 
     def propose(self, trial_id: str) -> dict[str, Any] | None | str:
         return self.propose_level(trial_id)

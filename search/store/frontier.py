@@ -54,7 +54,9 @@ class TrialRecord:
         return cls.from_report(trial_id, TrialReport.read(metrics), profile, checkpoint)
 
     @classmethod
-    def from_report(cls, trial_id: str, report: TrialReport, profile: dict, checkpoint: str | None = None) -> TrialRecord:
+    def from_report(
+        cls, trial_id: str, report: TrialReport, profile: dict, checkpoint: str | None = None
+    ) -> TrialRecord:
         return cls(
             trial_id=trial_id,
             accuracy=report.accuracy,
@@ -91,8 +93,16 @@ def confirmed(records: Iterable[TrialRecord]) -> list[TrialRecord]:
         runs.sort(key=lambda r: r.trial_id)
         mean = sum(r.test_accuracy for r in runs) / len(runs)
         origin = search.get(source)
-        merged.append(replace(runs[0], accuracy=mean, test_accuracy=mean, confirmed=True, seeds=len(runs),
-                              search_accuracy=origin.accuracy if origin else None))
+        merged.append(
+            replace(
+                runs[0],
+                accuracy=mean,
+                test_accuracy=mean,
+                confirmed=True,
+                seeds=len(runs),
+                search_accuracy=origin.accuracy if origin else None,
+            )
+        )
     return [*search.values(), *merged]
 
 
@@ -152,12 +162,15 @@ class Reference:
         return None
 
 
-def reference_of(config, dense_costs: dict[str, float], dense_accuracy: float | None = None,
-                 baseline: Sequence[TrialRecord] = ()) -> Reference:
+def reference_of(
+    config, dense_costs: dict[str, float], dense_accuracy: float | None = None, baseline: Sequence[TrialRecord] = ()
+) -> Reference:
     """The :class:`Reference` of a search ``config`` (its budgets) over the dense model's
     measured ``dense_costs`` and accuracy (None when the base checkpoint does not say)."""
     limits = {b.key: b.limit(dense_costs.get(b.key)) for b in config.budgets if not b.relative or b.key in dense_costs}
-    return Reference(dense_accuracy, dict(dense_costs), limits, {b.key: b.label for b in config.budgets}, tuple(baseline))
+    return Reference(
+        dense_accuracy, dict(dense_costs), limits, {b.key: b.label for b in config.budgets}, tuple(baseline)
+    )
 
 
 def broken_budgets(record: TrialRecord) -> list[str]:
@@ -178,7 +191,7 @@ def profile_columns(records: Sequence[TrialRecord]) -> tuple[str, Callable[[Tria
         fixed = sorted({r.profile[g] for r in records for g in groups if g not in varying and g in r.profile})
         rest = f"  (other {len(groups) - len(varying)} at {fixed[0]:.2f})" if len(fixed) == 1 and varying else ""
         if not varying:
-            return "profile (every group)", lambda r: (f"all {fixed[0]:.2f}" if len(fixed) == 1 else _ratios(r, groups))
+            return "profile (every group)", lambda r: f"all {fixed[0]:.2f}" if len(fixed) == 1 else _ratios(r, groups)
         return "profile (groups that vary)", lambda r: _ratios(r, varying) + rest
     stages = list(dict.fromkeys(g.split(".", 1)[0] for g in groups))
     return "profile (mean keep ratio per stage)", lambda r: " ".join(f"{s} {_stage_mean(r, s):.2f}" for s in stages)
@@ -193,7 +206,9 @@ def _stage_mean(record: TrialRecord, stage: str) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def format_table(front: Sequence[TrialRecord], cost: str, reference: Reference | None = None, *, partial: bool = False) -> str:
+def format_table(
+    front: Sequence[TrialRecord], cost: str, reference: Reference | None = None, *, partial: bool = False
+) -> str:
     """A plain-text table of the frontier for the terminal, the dense model as its first row
     when ``reference`` knows it (accuracy and ``cost`` "of dense" columns beside the values).
     ``partial`` marks the frontier of an interrupted search."""
@@ -213,15 +228,19 @@ def format_table(front: Sequence[TrialRecord], cost: str, reference: Reference |
             acc_share = r.accuracy / reference.dense_accuracy if reference.dense_accuracy else math.nan
             rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
             ratios = sorted(set(r.profile.values()))
-            lines.append(f"{reference.baseline_label + ' (reference)':<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} "
-                         f"{r.costs[cost]:>14,.0f} {_pct(rel):>8}  all {ratios[0]:.2f}"
-                         + (f"-{ratios[-1]:.2f}" if len(ratios) > 1 else ""))
+            lines.append(
+                f"{reference.baseline_label + ' (reference)':<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} "
+                f"{r.costs[cost]:>14,.0f} {_pct(rel):>8}  all {ratios[0]:.2f}"
+                + (f"-{ratios[-1]:.2f}" if len(ratios) > 1 else "")
+            )
     for r in front:
         acc_share = r.accuracy / reference.dense_accuracy if reference.dense_accuracy else math.nan
         rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
         text = profile(r)
         text = text if len(text) <= 72 else text[:69] + "..."
-        lines.append(f"{r.trial_id:<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} {r.costs[cost]:>14,.0f} {_pct(rel):>8}  {text}")
+        lines.append(
+            f"{r.trial_id:<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} {r.costs[cost]:>14,.0f} {_pct(rel):>8}  {text}"
+        )
     if not front:
         lines.append("(no feasible trial: loosen the budget or run more trials)")
     if partial:
@@ -241,8 +260,14 @@ def _pct(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1%}"
 
 
-def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, partial: bool = False,
-                   uniform: Sequence[TrialRecord] = ()) -> dict[str, Path]:
+def write_frontier(
+    front: Sequence[TrialRecord],
+    cost: str,
+    directory: Path,
+    *,
+    partial: bool = False,
+    uniform: Sequence[TrialRecord] = (),
+) -> dict[str, Path]:
     """Write ``frontier.csv`` and ``frontier.json`` into ``directory``; ``partial`` (an
     interrupted search) and the ``uniform`` reference records (``confirm.uniform``) are
     recorded in the JSON."""
@@ -253,8 +278,21 @@ def write_frontier(front: Sequence[TrialRecord], cost: str, directory: Path, *, 
         writer.writerow(["trial_id", R.ACCURACY, R.LOSS, cost, f"{cost}_relative", R.FINETUNE_STEPS, "profile"])
         for r in front:
             writer.writerow(
-                [r.trial_id, r.accuracy, r.loss, r.costs[cost], r.relative.get(cost), r.finetune_steps, json.dumps(r.profile)]
+                [
+                    r.trial_id,
+                    r.accuracy,
+                    r.loss,
+                    r.costs[cost],
+                    r.relative.get(cost),
+                    r.finetune_steps,
+                    json.dumps(r.profile),
+                ]
             )
-    blob = {"cost": cost, "partial": partial, "frontier": [asdict(r) for r in front], "uniform": [asdict(r) for r in uniform]}
+    blob = {
+        "cost": cost,
+        "partial": partial,
+        "frontier": [asdict(r) for r in front],
+        "uniform": [asdict(r) for r in uniform],
+    }
     paths["json"].write_text(json.dumps(blob, indent=2))
     return paths

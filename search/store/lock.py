@@ -161,7 +161,9 @@ class ExperimentLock:
             holder, age = found
             if holder is None:
                 if age < STALE_S:  # unreadable and fresh: not a file of ours; leave it be
-                    raise ExperimentLocked(f"{self.directory} is locked by {self.path}, which is not a prunetune lock; remove it if no driver uses the folder")
+                    raise ExperimentLocked(
+                        f"{self.directory} is locked by {self.path}, which is not a prunetune lock; remove it if no driver uses the folder"
+                    )
             elif holder.alive(age):
                 raise ExperimentLocked(
                     f"experiment {self.directory.name!r} in {self.directory.parent} is in use by {holder.describe()}; "
@@ -197,7 +199,11 @@ class ExperimentLock:
         os.close(fd)
         try:
             found = _read(self.path)
-            if found is not None and (found[0] is None or found[0] == dead) and not (found[0] and found[0].alive(found[1])):
+            if (
+                found is not None
+                and (found[0] is None or found[0] == dead)
+                and not (found[0] and found[0].alive(found[1]))
+            ):
                 self.path.unlink(missing_ok=True)
         finally:
             mutex.unlink(missing_ok=True)

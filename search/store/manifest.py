@@ -87,7 +87,13 @@ def read_manifest(directory: str | Path) -> Manifest:
             extra_bases=tuple(blob.get("extra_bases", ())),
         )
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError, ConfigError) as err:
-        detail = f"missing key {err}" if isinstance(err, KeyError) else str(err).splitlines()[0] if str(err) else type(err).__name__
+        detail = (
+            f"missing key {err}"
+            if isinstance(err, KeyError)
+            else str(err).splitlines()[0]
+            if str(err)
+            else type(err).__name__
+        )
         raise ConfigError(
             f"{path} is damaged ({detail}); restore it from a copy, or start the search again under a new name"
         ) from None

@@ -57,16 +57,34 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8.4, 4.6), dpi=110)
     for (label, members), marker in zip(infeasible_groups(records, cost, reference).items(), "osD^v<>p*h" * 10):
-        ax.scatter([x(r) for r in members], [r.accuracy for r in members], c="0.72", marker=marker, s=20, label=label, zorder=2)
+        ax.scatter(
+            [x(r) for r in members], [r.accuracy for r in members], c="0.72", marker=marker, s=20, label=label, zorder=2
+        )
     feasible = [r for r in records if r.feasible and cost in r.costs]
     ax.scatter([x(r) for r in feasible], [r.accuracy for r in feasible], c="tab:blue", s=20, label="feasible", zorder=3)
     front = pareto(records, cost)
-    ax.step([x(r) for r in front], [r.accuracy for r in front], where="post", c="tab:red", marker="o", ms=5,
-            label="frontier", zorder=4)
+    ax.step(
+        [x(r) for r in front],
+        [r.accuracy for r in front],
+        where="post",
+        c="tab:red",
+        marker="o",
+        ms=5,
+        label="frontier",
+        zorder=4,
+    )
     baseline = sorted((r for r in reference.baseline if cost in r.costs), key=x)
     if baseline:
-        ax.plot([x(r) for r in baseline], [r.accuracy for r in baseline], ls="--", c="tab:green", marker="s", ms=4,
-                label=reference.baseline_label, zorder=3)
+        ax.plot(
+            [x(r) for r in baseline],
+            [r.accuracy for r in baseline],
+            ls="--",
+            c="tab:green",
+            marker="s",
+            ms=4,
+            label=reference.baseline_label,
+            zorder=3,
+        )
     if cost in reference.limits:
         limit = reference.limits[cost] / dense if dense else reference.limits[cost]
         ax.axvline(limit, c="tab:orange", ls=":", lw=1.5, label=f"budget {reference.labels.get(cost, cost)}", zorder=1)
@@ -88,8 +106,9 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
     return fig
 
 
-def frontier_png(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *,
-                 reference: Reference | None = None) -> Path:
+def frontier_png(
+    records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *, reference: Reference | None = None
+) -> Path:
     """Save :func:`frontier_figure` as a PNG at ``path``."""
     import matplotlib.pyplot as plt
 
@@ -99,8 +118,9 @@ def frontier_png(records: Sequence[TrialRecord], cost: str, path: Path, title: s
     return path
 
 
-def plot_frontier(records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *,
-                  reference: Reference | None = None) -> Path:
+def plot_frontier(
+    records: Sequence[TrialRecord], cost: str, path: Path, title: str = "", *, reference: Reference | None = None
+) -> Path:
     """The static frontier PNG of one cost (:func:`frontier_png`): accuracy against ``cost`` as
     a share of the dense model, the budget, the dense model and ``reference``'s baseline;
     infeasible trials grey, by the budget they broke."""
@@ -121,8 +141,16 @@ def _hover(record: TrialRecord, cost: str) -> str:
 def _trace(members: Sequence[TrialRecord], cost: str, x, label: str, first: bool, **style):
     import plotly.graph_objects as go
 
-    return go.Scatter(x=[x(r) for r in members], y=[r.accuracy for r in members], name=label, legendgroup=label,
-                      showlegend=first, hovertext=[_hover(r, cost) for r in members], hoverinfo="text", **style)
+    return go.Scatter(
+        x=[x(r) for r in members],
+        y=[r.accuracy for r in members],
+        name=label,
+        legendgroup=label,
+        showlegend=first,
+        hovertext=[_hover(r, cost) for r in members],
+        hoverinfo="text",
+        **style,
+    )
 
 
 def _cost_traces(records: Sequence[TrialRecord], cost: str, first: bool, reference: Reference) -> list:
@@ -132,21 +160,50 @@ def _cost_traces(records: Sequence[TrialRecord], cost: str, first: bool, referen
     dense = reference.dense_cost(cost, records)
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     grey = {"color": "lightgrey", "size": 8}
-    traces = [_trace(members, cost, x, label, first, mode="markers", marker=grey)
-              for label, members in infeasible_groups(records, cost, reference).items()]
+    traces = [
+        _trace(members, cost, x, label, first, mode="markers", marker=grey)
+        for label, members in infeasible_groups(records, cost, reference).items()
+    ]
     feasible = [r for r in records if r.feasible and cost in r.costs]
     traces.append(_trace(feasible, cost, x, "feasible", first, mode="markers", marker={"color": "#1f77b4", "size": 8}))
-    traces.append(_trace(pareto(records, cost), cost, x, "frontier", first, mode="lines+markers",
-                         line={"shape": "hv", "color": "#d62728"}))
+    traces.append(
+        _trace(
+            pareto(records, cost),
+            cost,
+            x,
+            "frontier",
+            first,
+            mode="lines+markers",
+            line={"shape": "hv", "color": "#d62728"},
+        )
+    )
     baseline = sorted((r for r in reference.baseline if cost in r.costs), key=x)
     if baseline:
-        traces.append(_trace(baseline, cost, x, reference.baseline_label, first, mode="lines+markers",
-                             line={"dash": "dash", "color": "#2ca02c"}))
+        traces.append(
+            _trace(
+                baseline,
+                cost,
+                x,
+                reference.baseline_label,
+                first,
+                mode="lines+markers",
+                line={"dash": "dash", "color": "#2ca02c"},
+            )
+        )
     if reference.dense_accuracy is not None and dense:
-        traces.append(go.Scatter(x=[1.0], y=[reference.dense_accuracy], mode="markers", name="dense model",
-                                 legendgroup="dense model", showlegend=first,
-                                 marker={"symbol": "star", "size": 14, "color": "black"}, hoverinfo="text",
-                                 hovertext=[f"dense model<br>accuracy {reference.dense_accuracy:.4f}<br>{cost} {dense:,.0f}"]))
+        traces.append(
+            go.Scatter(
+                x=[1.0],
+                y=[reference.dense_accuracy],
+                mode="markers",
+                name="dense model",
+                legendgroup="dense model",
+                showlegend=first,
+                marker={"symbol": "star", "size": 14, "color": "black"},
+                hoverinfo="text",
+                hovertext=[f"dense model<br>accuracy {reference.dense_accuracy:.4f}<br>{cost} {dense:,.0f}"],
+            )
+        )
     return traces
 
 
@@ -170,39 +227,70 @@ def _write_page(fig, path: Path, plotlyjs: str | Path) -> Path:
     import os
 
     include = True if plotlyjs == "inline" else os.path.relpath(plotlyjs, Path(path).parent)
-    fig.write_html(str(path), include_plotlyjs=include, full_html=True, default_width="100%",
-                   config={"responsive": True})
+    fig.write_html(
+        str(path), include_plotlyjs=include, full_html=True, default_width="100%", config={"responsive": True}
+    )
     return path
 
 
-def frontier_html(records: Sequence[TrialRecord], costs: Sequence[str], path: Path, title: str = "", *,
-                  reference: Reference | None = None, plotlyjs: str | Path = "inline") -> Path:
+def frontier_html(
+    records: Sequence[TrialRecord],
+    costs: Sequence[str],
+    path: Path,
+    title: str = "",
+    *,
+    reference: Reference | None = None,
+    plotlyjs: str | Path = "inline",
+) -> Path:
     """One interactive page: accuracy against each cost (a share of the dense model's),
     stacked so each plot keeps the page's full width. ``plotlyjs``: "inline", or the path of a
     shared script (:func:`shared_plotlyjs`)."""
     from plotly.subplots import make_subplots
 
     reference = reference or Reference()
-    fig = make_subplots(rows=len(costs), cols=1, subplot_titles=[f"accuracy vs {c}" for c in costs], vertical_spacing=0.12)
+    fig = make_subplots(
+        rows=len(costs), cols=1, subplot_titles=[f"accuracy vs {c}" for c in costs], vertical_spacing=0.12
+    )
     for row, cost in enumerate(costs, start=1):
         for trace in _cost_traces(records, cost, row == 1, reference):
             fig.add_trace(trace, row=row, col=1)
         dense = reference.dense_cost(cost, records)
         if cost in reference.limits:
             limit = reference.limits[cost] / dense if dense else reference.limits[cost]
-            fig.add_vline(x=limit, line={"dash": "dot", "color": "#ff7f0e"}, row=row, col=1,
-                          annotation_text=f"budget {reference.labels.get(cost, cost)}")
-        axis = {"title_text": f"{cost} (share of dense, {dense:,.0f})", "tickformat": ".0%"} if dense else {"title_text": cost}
+            fig.add_vline(
+                x=limit,
+                line={"dash": "dot", "color": "#ff7f0e"},
+                row=row,
+                col=1,
+                annotation_text=f"budget {reference.labels.get(cost, cost)}",
+            )
+        axis = (
+            {"title_text": f"{cost} (share of dense, {dense:,.0f})", "tickformat": ".0%"}
+            if dense
+            else {"title_text": cost}
+        )
         fig.update_xaxes(row=row, col=1, **axis)
         fig.update_yaxes(title_text=accuracy_label(records), row=row, col=1)
-    fig.update_layout(title=title or "frontier", height=420 * len(costs) + 80, autosize=True, template="plotly_white",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    fig.update_layout(
+        title=title or "frontier",
+        height=420 * len(costs) + 80,
+        autosize=True,
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
     return _write_page(fig, path, plotlyjs)
 
 
-def render_frontier(records: Sequence[TrialRecord], costs: Sequence[str], directory: Path, title: str, *,
-                    reference: Reference | None = None, partial: bool = False,
-                    plotlyjs: str | Path = "inline") -> dict[str, Path]:
+def render_frontier(
+    records: Sequence[TrialRecord],
+    costs: Sequence[str],
+    directory: Path,
+    title: str,
+    *,
+    reference: Reference | None = None,
+    partial: bool = False,
+    plotlyjs: str | Path = "inline",
+) -> dict[str, Path]:
     """Every frontier file of a search in ``directory``: frontier.csv/.json (first cost),
     frontier.png (first cost) and frontier-<cost>.png for each other cost, and frontier.html
     with a plot per cost. Returns them by kind (``png``, ``png:<cost>``, ...) for listing."""
@@ -211,13 +299,22 @@ def render_frontier(records: Sequence[TrialRecord], costs: Sequence[str], direct
     files = write_frontier(pareto(records, costs[0]), costs[0], directory, partial=partial, uniform=uniform)
     for index, cost in enumerate(costs):
         name = "frontier.png" if index == 0 else f"frontier-{cost}.png"
-        files["png" if index == 0 else f"png:{cost}"] = frontier_png(records, cost, directory / name, title, reference=reference)
-    files["html"] = frontier_html(records, costs, directory / "frontier.html", title, reference=reference, plotlyjs=plotlyjs)
+        files["png" if index == 0 else f"png:{cost}"] = frontier_png(
+            records, cost, directory / name, title, reference=reference
+        )
+    files["html"] = frontier_html(
+        records, costs, directory / "frontier.html", title, reference=reference, plotlyjs=plotlyjs
+    )
     return files
 
 
-def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str,
-                 dense: Mapping[str, float | None] | None = None) -> Path:
+def compare_html(
+    curves: dict[str, list[tuple[float, float, str]]],
+    cost: str,
+    path: Path,
+    title: str,
+    dense: Mapping[str, float | None] | None = None,
+) -> Path:
     """Overlay of frontiers: ``curves`` maps a search label to (relative cost, accuracy, trial);
     ``dense`` a label to its dense model's accuracy, drawn as a star at 100% of dense cost."""
     import plotly.colors
@@ -229,9 +326,17 @@ def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, p
         color = palette[index % len(palette)]
         accuracy = (dense or {}).get(label)
         if accuracy is not None:
-            fig.add_trace(go.Scatter(x=[1.0], y=[accuracy], mode="markers", name=f"{label}: dense model",
-                                     marker={"symbol": "star", "size": 13, "color": color},
-                                     hovertext=[f"{label}<br>dense model<br>accuracy {accuracy:.4f}"], hoverinfo="text"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[1.0],
+                    y=[accuracy],
+                    mode="markers",
+                    name=f"{label}: dense model",
+                    marker={"symbol": "star", "size": 13, "color": color},
+                    hovertext=[f"{label}<br>dense model<br>accuracy {accuracy:.4f}"],
+                    hoverinfo="text",
+                )
+            )
         fig.add_trace(
             go.Scatter(
                 x=[x for x, _, _ in points],
@@ -240,7 +345,9 @@ def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, p
                 line={"shape": "hv"},
                 name=label,
                 line_color=color,
-                hovertext=[f"{label}<br>{trial}<br>accuracy {y:.4f}<br>{x:.1%} of dense {cost}" for x, y, trial in points],
+                hovertext=[
+                    f"{label}<br>{trial}<br>accuracy {y:.4f}<br>{x:.1%} of dense {cost}" for x, y, trial in points
+                ],
                 hoverinfo="text",
             )
         )
@@ -255,8 +362,13 @@ def compare_html(curves: dict[str, list[tuple[float, float, str]]], cost: str, p
     return _write_page(fig, path, "inline")
 
 
-def compare_png(curves: dict[str, list[tuple[float, float, str]]], cost: str, path: Path, title: str,
-                dense: Mapping[str, float | None] | None = None) -> Path:
+def compare_png(
+    curves: dict[str, list[tuple[float, float, str]]],
+    cost: str,
+    path: Path,
+    title: str,
+    dense: Mapping[str, float | None] | None = None,
+) -> Path:
     """The same overlay as :func:`compare_html`, as a static PNG."""
     import matplotlib
 
@@ -265,9 +377,19 @@ def compare_png(curves: dict[str, list[tuple[float, float, str]]], cost: str, pa
 
     fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=110)
     for label, points in curves.items():
-        (line,) = ax.step([x for x, _, _ in points], [y for _, y, _ in points], where="post", marker="o", ms=4, label=label)
+        (line,) = ax.step(
+            [x for x, _, _ in points], [y for _, y, _ in points], where="post", marker="o", ms=4, label=label
+        )
         if (dense or {}).get(label) is not None:
-            ax.plot([1.0], [dense[label]], marker="*", ms=12, ls="none", color=line.get_color(), label=f"{label}: dense model")
+            ax.plot(
+                [1.0],
+                [dense[label]],
+                marker="*",
+                ms=12,
+                ls="none",
+                color=line.get_color(),
+                label=f"{label}: dense model",
+            )
     ax.set_xlabel(f"{cost} (fraction of dense)")
     ax.set_ylabel("validation accuracy")
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

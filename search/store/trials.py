@@ -253,11 +253,16 @@ def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = No
     also within ``budget``; ties go to the cheaper trial by MACs. A search with confirmation
     trials gives its best confirmed one (by test accuracy, averaged over seeds); reference
     profiles confirmed beside it (``confirm.uniform``) are not the search's."""
-    finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.checkpoint
-                and t.report.reference is None]
+    finished = [
+        t
+        for t in trials.values()
+        if t.finished and t.source_trial is None and t.checkpoint and t.report.reference is None
+    ]
     if budget is not None and finished and not any(budget.measured(t.report) for t in finished):
         known = sorted({key for t in finished for key in t.report.costs})
-        raise ConfigError(f"--budget {budget.label}: trials report no cost {budget.cost!r}; costs reported: {', '.join(known)}")
+        raise ConfigError(
+            f"--budget {budget.label}: trials report no cost {budget.cost!r}; costs reported: {', '.join(known)}"
+        )
     feasible = [t for t in finished if t.report.feasible and (budget is None or budget.admits(t.report))]
     if not feasible:
         within = f" within {budget.label}" if budget else ""
@@ -271,5 +276,7 @@ def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = No
         for t in confirmed:
             by_source.setdefault(str(t.report.confirms), []).append(t.report.test_accuracy)
         mean = {source: sum(values) / len(values) for source, values in by_source.items()}
-        return max(confirmed, key=lambda t: (mean[str(t.report.confirms)], t.report.test_accuracy, -t.report.cost("macs", 0.0)))
+        return max(
+            confirmed, key=lambda t: (mean[str(t.report.confirms)], t.report.test_accuracy, -t.report.cost("macs", 0.0))
+        )
     return max(feasible, key=lambda t: (t.report.accuracy, -t.report.cost("macs", 0.0)))

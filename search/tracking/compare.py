@@ -64,18 +64,26 @@ def _parents(client, names: list[str]) -> list[tuple[str, object]]:
     for name in names:
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
-            runs = client.search_runs([experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'", order_by=["start_time ASC"])
+            runs = client.search_runs(
+                [experiment.experiment_id], f"tags.`{TAG_ROLE}` = 'search'", order_by=["start_time ASC"]
+            )
             if not runs:
-                raise ConfigError(f"study {name!r} has no prunetune searches yet; run `prunetune search` with tracking.experiment={name}")
+                raise ConfigError(
+                    f"study {name!r} has no prunetune searches yet; run `prunetune search` with tracking.experiment={name}"
+                )
             found += [(name, run) for run in runs]
             continue
         try:
             run = client.get_run(name)
         except MlflowException:
             studies = ", ".join(e.name for e in client.search_experiments()) or "none"
-            raise ConfigError(f"{name!r} is neither a study nor a run id in this tracking store (studies: {studies})") from None
+            raise ConfigError(
+                f"{name!r} is neither a study nor a run id in this tracking store (studies: {studies})"
+            ) from None
         if run.data.tags.get(TAG_ROLE) != "search":
-            raise ConfigError(f"run {name} is not a prunetune search (parent) run; pass a study name or a search's run id")
+            raise ConfigError(
+                f"run {name} is not a prunetune search (parent) run; pass a study name or a search's run id"
+            )
         found.append((client.get_experiment(run.info.experiment_id).name, run))
     return found
 
@@ -137,7 +145,9 @@ def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
         label = f"{study}/{run.info.run_name}"
         if run_names.count(run.info.run_name) > 1:
             label += f" ({run.info.run_id[:6]})"
-        searches.append(ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost), dense_accuracy_of(run)))
+        searches.append(
+            ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost), dense_accuracy_of(run))
+        )
     return searches
 
 
@@ -146,7 +156,11 @@ def best_at(trials: tuple[ComparedTrial, ...], level: float) -> LevelBest:
     best, spent = None, 0.0
     for index, trial in enumerate(trials, start=1):
         spent += trial.cpu_hours
-        if math.isfinite(trial.accuracy) and trial.relative <= level + 1e-9 and (best is None or trial.accuracy > best.accuracy):
+        if (
+            math.isfinite(trial.accuracy)
+            and trial.relative <= level + 1e-9
+            and (best is None or trial.accuracy > best.accuracy)
+        ):
             best = LevelBest(level, trial.accuracy, trial.trial_id, index, spent)
     return best or LevelBest(level, None, None, None, None)
 
@@ -168,7 +182,11 @@ def format_compare(table: dict[str, list[LevelBest]], cost: str, dense: dict[str
         cells = []
         for label in labels:
             best = table[label][row]
-            cell = "-" if best.accuracy is None else f"{best.accuracy:.4f} ({best.trials_spent} / {best.cpu_hours_spent:.3f})"
+            cell = (
+                "-"
+                if best.accuracy is None
+                else f"{best.accuracy:.4f} ({best.trials_spent} / {best.cpu_hours_spent:.3f})"
+            )
             cells.append(f"{cell:>30}")
         lines.append(f"{level:>6.0%}  " + "  ".join(cells))
     if dense is not None:
@@ -187,7 +205,9 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
     dense = {s.label: s.dense_accuracy for s in searches}
     title = f"accuracy vs {cost}: " + ", ".join(s.label for s in searches)
     files = {
-        "png": compare_png(curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}", dense=dense),
+        "png": compare_png(
+            curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}", dense=dense
+        ),
         "html": compare_html(curves, cost, out / "compare.html", title, dense=dense),
         "csv": out / "compare.csv",
         "json": out / "compare.json",
@@ -198,14 +218,34 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
         writer.writerow(["search", "run_id", "level", "best_accuracy", "trial_id", "trials_spent", "cpu_hours_spent"])
         for search in searches:
             for best in table[search.label]:
-                writer.writerow([search.label, search.run_id, best.level, best.accuracy, best.trial_id, best.trials_spent, best.cpu_hours_spent])
+                writer.writerow(
+                    [
+                        search.label,
+                        search.run_id,
+                        best.level,
+                        best.accuracy,
+                        best.trial_id,
+                        best.trials_spent,
+                        best.cpu_hours_spent,
+                    ]
+                )
             writer.writerow([search.label, search.run_id, "dense", search.dense_accuracy, "dense", "", ""])
     blob = {
         "cost": cost,
-        "searches": [{"label": s.label, "run_id": s.run_id, "study": s.study, "trials": len(s.trials),
-                      "dense_accuracy": s.dense_accuracy} for s in searches],
+        "searches": [
+            {
+                "label": s.label,
+                "run_id": s.run_id,
+                "study": s.study,
+                "trials": len(s.trials),
+                "dense_accuracy": s.dense_accuracy,
+            }
+            for s in searches
+        ],
         "levels": {label: [asdict(b) for b in rows] for label, rows in table.items()},
-        "frontiers": {label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in pts] for label, pts in curves.items()},
+        "frontiers": {
+            label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in pts] for label, pts in curves.items()
+        },
     }
     files["json"].write_text(json.dumps(blob, indent=2))
     files["txt"].write_text(format_compare(table, cost, dense) + "\n")
@@ -247,7 +287,9 @@ def compare(uri: str, names: list[str], out: Path, cost: str | None = None) -> C
         cost = next((t for t in tags if t), "macs")
     searches = load_searches(client, names, cost)
     if not any(s.trials for s in searches):
-        raise ConfigError(f"no finished trial of these searches reports rel/{cost}; choose another --cost (e.g. macs, params)")
+        raise ConfigError(
+            f"no finished trial of these searches reports rel/{cost}; choose another --cost (e.g. macs, params)"
+        )
     files = write_compare(searches, cost, out)
     run_id = log_compare(client, searches, cost, files)
     return Comparison(searches, cost, files, run_id, files["txt"].read_text())

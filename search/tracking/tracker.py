@@ -90,8 +90,11 @@ def ensure_experiment(client, uri: str, name: str) -> str:
         return found.experiment_id
     root = artifact_root(uri)
     try:
-        return client.create_experiment(name, artifact_location=None if root is None else (root / name).as_uri(),
-                                        tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING})
+        return client.create_experiment(
+            name,
+            artifact_location=None if root is None else (root / name).as_uri(),
+            tags={TAG_EXPERIMENT_KIND: MODEL_TRAINING},
+        )
     except MlflowException:  # created meanwhile by a search beside this one
         return client.get_experiment_by_name(name).experiment_id
 
@@ -259,7 +262,10 @@ class SearchTracker:
             log.warning(
                 "MLflow tracking at %s failed (%s); the search goes on untracked. Backfill later with: "
                 "prunetune sync %s --tracking-uri %s",
-                self.uri, first[:300], self.directory, self.uri,
+                self.uri,
+                first[:300],
+                self.directory,
+                self.uri,
             )
             return None
 
@@ -390,7 +396,9 @@ class SearchTracker:
             if run_id is None:
                 run_id = self._create_child(parent, updates[0])
                 params = [Param(f"profile.{group}", f"{ratio:.6g}") for group, ratio in last.profile.items()]
-            metrics = [Metric(k, v, _stamp(u), u.step) for u in updates for k, v in trial_metrics(u, self.config).items()]
+            metrics = [
+                Metric(k, v, _stamp(u), u.step) for u in updates for k, v in trial_metrics(u, self.config).items()
+            ]
             tags = [RunTag(TAG_CHECKPOINT, last.checkpoint)] if last.checkpoint else []
             if last.error:
                 tags.append(RunTag("prunetune.error", last.error[:4000]))
@@ -401,7 +409,12 @@ class SearchTracker:
 
     def _create_child(self, parent: str, summary: TrialSummary) -> str:
         started = (summary.ended or time.time()) - summary.time_total_s
-        tags = {PARENT_ID: parent, TAG_ROLE: summary.role, TAG_TRIAL_ID: summary.trial_id, TAG_SEARCH_ID: self.search_id}
+        tags = {
+            PARENT_ID: parent,
+            TAG_ROLE: summary.role,
+            TAG_TRIAL_ID: summary.trial_id,
+            TAG_SEARCH_ID: self.search_id,
+        }
         if summary.taper_trial:
             tags[TAG_TAPER_TRIAL] = summary.taper_trial
         run = self.client.create_run(
@@ -420,7 +433,9 @@ class SearchTracker:
         if reference is not None and references(records):
             reference = replace(reference, baseline=tuple(references(records)))
         with tempfile.TemporaryDirectory(prefix="prunetune-frontier-") as tmp:
-            render_frontier(records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=reference)
+            render_frontier(
+                records, frontier_costs(self.config), Path(tmp), title=self.config.name, reference=reference
+            )
             self.client.log_artifacts(parent, tmp)
 
     def _finish(self, summaries: list[TrialSummary], wall_s: float) -> None:

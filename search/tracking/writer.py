@@ -58,8 +58,11 @@ def writer_lock(directory: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    log.warning("another MLflow writer still holds %s after %.0f s; writing anyway",
-                                directory / LOCK_FILE, wait_s)
+                    log.warning(
+                        "another MLflow writer still holds %s after %.0f s; writing anyway",
+                        directory / LOCK_FILE,
+                        wait_s,
+                    )
                     break
                 time.sleep(0.1)
         handle.seek(0)
@@ -82,8 +85,9 @@ class TrackingWriter:
     def __init__(self, settings) -> None:
         context = multiprocessing.get_context("spawn")  # the driver runs Ray's threads: no fork
         self._queue = context.Queue()
-        self._process = context.Process(target=serve, args=(settings, self._queue), name="prunetune-tracking",
-                                        daemon=True)
+        self._process = context.Process(
+            target=serve, args=(settings, self._queue), name="prunetune-tracking", daemon=True
+        )
         self._process.start()
         self._closed = False
         atexit.register(self.close)  # a driver that fails before Tune ends the experiment
@@ -102,7 +106,9 @@ class TrackingWriter:
         self._queue.close()
         self._process.join(timeout_s)
         if self._process.is_alive():  # only with a timeout: the writer is stuck on MLflow
-            log.warning("the MLflow writer did not finish within %.0f s; `prunetune sync` backfills the rest", timeout_s)
+            log.warning(
+                "the MLflow writer did not finish within %.0f s; `prunetune sync` backfills the rest", timeout_s
+            )
             self._process.terminate()
 
     @property
