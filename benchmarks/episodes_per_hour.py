@@ -125,14 +125,16 @@ def main(argv: list[str] | None = None) -> None:
     per_hour = args.trials / fit_s * 3600
     bound = args.concurrency * 3600 / (trial_s + searcher_s)  # the driver's searcher shares the cores
     print(
-        f"problem: searcher-quality (resnet20 w0.5 16px, shapes, {args.groups} groups x {len(args.levels)} levels, MACs <= 50%); "
+        f"problem: searcher-quality (resnet20 w0.5 16px, shapes, {args.groups} groups x {len(args.levels)} levels, "
+        "MACs <= 50%); "
         f"rl searcher, fidelity [[0, 0]]; {args.trials} trials, concurrency {args.concurrency}; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print("| measure | value |")
     print("|---|---:|")
     print(
-        f"| episodes per hour through Tune | **{per_hour:,.0f}** ({args.trials} in {fit_s:.1f} s, {1000 * fit_s / args.trials:.0f} ms each) |"
+        f"| episodes per hour through Tune | **{per_hour:,.0f}** "
+        f"({args.trials} in {fit_s:.1f} s, {1000 * fit_s / args.trials:.0f} ms each) |"
     )
     print(f"| in-process: searcher ms per episode (suggest + result, PPO updates included) | {1000 * searcher_s:.1f} |")
     print(

@@ -349,7 +349,8 @@ def print_table(task: str, rows: dict[str, Row], budget: float) -> None:
         macs = statistics.fmean(f.relative for f in row.figures)
         within = all(f.within_budget for f in row.figures)
         print(
-            f"{method:<14} {row.mean():>7.4f} {row.spread():>7.4f} {seeds:<26} {steps:>7.0f} {macs:>6.1%} {str(within):>9}"
+            f"{method:<14} {row.mean():>7.4f} {row.spread():>7.4f} {seeds:<26} "
+            f"{steps:>7.0f} {macs:>6.1%} {str(within):>9}"
         )
 
 
@@ -380,7 +381,8 @@ def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
         within = all(f.within_budget for row in rows.values() for f in row.figures)
         lines.append(f"{task}: every confirmed profile within budget: {within} (goal: True)")
     lines.append(
-        f"goal 'best search beats uniform by > 2x seed spread on at least one task': {'met' if beats_somewhere else 'not met'}"
+        "goal 'best search beats uniform by > 2x seed spread on at least one task': "
+        f"{'met' if beats_somewhere else 'not met'}"
     )
     return lines
 
@@ -448,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         for method in [m for m in ("uniform", "sensitivity", "random") if m in args.methods]:
             figure, noise = latency_run(args, method, 0)
             print(
-                f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  steps {figure.steps}"
+                f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  "
+                f"steps {figure.steps}"
                 f"  within budget {figure.within_budget}  latency noise (CV between re-measurements) {noise:.1%}"
             )
     if results:

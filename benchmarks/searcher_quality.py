@@ -225,7 +225,10 @@ def format_table(runs: list[Run], feasible: int) -> str:
 def verdict(runs: list[Run]) -> str:
     median = {name: statistics.median(r.best for r in runs if r.searcher == name) for name in ("random", "rl")}
     outcome = "beats" if median["rl"] > median["random"] else "does NOT beat"
-    return f"goal: RL beats random at equal trials on the median best accuracy -> RL {outcome} random ({median['rl']:.3f} vs {median['random']:.3f})"
+    return (
+        f"goal: RL beats random at equal trials on the median best accuracy -> RL {outcome} random "
+        f"({median['rl']:.3f} vs {median['random']:.3f})"
+    )
 
 
 if __name__ == "__main__":

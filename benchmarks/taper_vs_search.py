@@ -107,13 +107,15 @@ def main() -> None:
         f"= {FINETUNE * sum(map(len, searched.values()))} steps in {search_s:.0f} s"
     )
     print(
-        f"{'level':>6} {'taper acc':>10} {'taper macs':>11} {'gated=counted':>14} {'random best':>12} {'random mean':>12} {'n':>3}"
+        f"{'level':>6} {'taper acc':>10} {'taper macs':>11} {'gated=counted':>14} "
+        f"{'random best':>12} {'random mean':>12} {'n':>3}"
     )
     for level in LEVELS:
         p, accs = points[level], searched[level]
         agree = p["gated_macs"] == p["counted_macs"]
         print(
-            f"{level:>6.2f} {p['accuracy']:>10.4f} {p['rel/macs']:>11.3f} {str(agree):>14} {max(accs):>12.4f} {np.mean(accs):>12.4f} {len(accs):>3}"
+            f"{level:>6.2f} {p['accuracy']:>10.4f} {p['rel/macs']:>11.3f} {str(agree):>14} "
+            f"{max(accs):>12.4f} {np.mean(accs):>12.4f} {len(accs):>3}"
         )
 
 

@@ -110,7 +110,8 @@ def main() -> None:
     torch.set_num_threads(1)  # a Tune trial with 1 CPU gets one thread; match it
     with tempfile.TemporaryDirectory() as tmp:
         print(
-            f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11} {'steady s (Tune)':>16} {'steady eff.':>12}"
+            f"{'steps':>6} {'trial s (loop)':>15} {'trial s (Tune)':>15} {'efficiency':>11} "
+            f"{'steady s (Tune)':>16} {'steady eff.':>12}"
         )
         for steps in args.steps:
             prepared, setup, profile = _setup(steps, Path(tmp))
@@ -119,7 +120,8 @@ def main() -> None:
             tune_s, steady_s = in_tune(setup, profile, args.trials, Path(tmp) / f"tune{steps}")
             loop = loop_s / args.trials
             print(
-                f"{steps:>6} {loop:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f} {steady_s:>16.2f} {loop / steady_s:>12.3f}"
+                f"{steps:>6} {loop:>15.2f} {tune_s / args.trials:>15.2f} {loop_s / tune_s:>11.3f} "
+                f"{steady_s:>16.2f} {loop / steady_s:>12.3f}"
             )
 
 

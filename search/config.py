@@ -186,7 +186,8 @@ class ConfirmConfig(_Section):
     def _uniform_beside_the_top(self) -> ConfirmConfig:
         if self.uniform and not self.top:
             raise ValueError(
-                "confirm.uniform confirms the uniform profile beside the search's best ones: set confirm.top too (e.g. 2)"
+                "confirm.uniform confirms the uniform profile beside the search's best ones: "
+                "set confirm.top too (e.g. 2)"
             )
         return self
 
@@ -393,7 +394,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> SearchCon
             raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise ConfigError(
-                f"config file {path} holds a {type(data).__name__}, not a mapping of keys; start it with e.g. `name: demo`"
+                f"config file {path} holds a {type(data).__name__}, not a mapping of keys; "
+                "start it with e.g. `name: demo`"
             )
     return parse_config(apply_overrides(data, list(overrides)))
 

@@ -188,7 +188,8 @@ def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: s
     feasible = [t for t in finished if t.report.feasible]
     if not feasible:
         raise ConfigError(
-            f"no feasible trial among {len(finished)} finished trials: nothing to export; run more trials or loosen the budgets"
+            f"no feasible trial among {len(finished)} finished trials: nothing to export; "
+            "run more trials or loosen the budgets"
         )
     if frontier_cost is not None:
         by_id = {t.trial_id: t for t in feasible}

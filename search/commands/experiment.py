@@ -104,7 +104,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     stats = outcome.stats
     print()
     print(
-        f"Spearman rank correlation {a} vs {b}: {stats['spearman']:.3f} (p {stats['p_value']:.3g}, n {stats['profiles']}); "
+        f"Spearman rank correlation {a} vs {b}: {stats['spearman']:.3f} "
+        f"(p {stats['p_value']:.3g}, n {stats['profiles']}); "
         f"given MACs: {stats['partial_spearman_given_macs']:.3f}"
     )
     for direction, places in stats["placement"].items():

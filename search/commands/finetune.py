@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"checkpoint: {result.directory}")
     print(
-        f"export it:  prunetune export {args.results} --trial {result.directory if args.out else result.trial_id} --format onnx --out model.onnx"
+        f"export it:  prunetune export {args.results} --trial {result.directory if args.out else result.trial_id} "
+        "--format onnx --out model.onnx"
     )
     return 0

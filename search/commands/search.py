@@ -97,7 +97,8 @@ def print_outcome(prepared, outcome) -> None:
     cost = prepared.frontier_cost
     print()
     print(
-        f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of {sum(not r.confirmed for r in outcome.records)} finished trials; "
+        f"Frontier: accuracy vs {cost} ({len(outcome.frontier)} of "
+        f"{sum(not r.confirmed for r in outcome.records)} finished trials; "
         f"{len(outcome.errors)} errored) in {outcome.wall_s:.0f} s"
     )
     print(format_table(outcome.frontier, cost, reference(prepared, outcome.records), partial=was_interrupted()))
@@ -152,7 +153,10 @@ def against_uniform(confirmed: list, uniform: list, cost: str) -> list[str]:
         verdict = (
             "no confirmed search profile costs as little"
             if best is None
-            else f"best search profile at no more cost: {best.accuracy:.4f} ({100 * (best.accuracy - ref.accuracy):+.2f} points)"
+            else (
+                f"best search profile at no more cost: {best.accuracy:.4f} "
+                f"({100 * (best.accuracy - ref.accuracy):+.2f} points)"
+            )
         )
         lines.append(f"  uniform      test {ref.accuracy:.4f}   at {at}{broken}, {ref.seeds} seed(s); {verdict}")
     return lines

@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     result = sync(args.results, args.tracking_uri)
     points = f" and {_count(result.points, 'taper point')}" if result.points else ""
     print(
-        f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, search run {result.parent_run_id}"
+        f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, "
+        f"search run {result.parent_run_id}"
     )
     return 0
 

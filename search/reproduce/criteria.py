@@ -52,7 +52,8 @@ class CriteriaSettings:
         unknown = [c for c in self.criteria if c not in CRITERIA]
         if unknown or not self.criteria:
             raise ConfigError(
-                f"--criteria {','.join(self.criteria)}: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(CRITERIA)}"
+                f"--criteria {','.join(self.criteria)}: unknown {', '.join(unknown) or 'empty list'}; "
+                f"choose from {', '.join(CRITERIA)}"
             )
         if self.seeds < 1 or self.profiles < 1:
             raise ConfigError(f"--seeds {self.seeds} and --profiles {self.profiles} must be at least 1")
@@ -166,7 +167,8 @@ def report(config, profiles, settings, summary, per_profile, errors, trials: int
         lines.append(f"| {criterion} | {cells[0]} | {cells[1]} |")
     lines += [
         "",
-        "## Verdict (the out-of-the-box profiles paper, arXiv:2004.14584, claims random selection is as good as a metric)",
+        "## Verdict (the out-of-the-box profiles paper, arXiv:2004.14584, "
+        "claims random selection is as good as a metric)",
         "",
         f"- {verdict(summary, R.ACCURACY)}",
         f"- {verdict(summary, R.ACCURACY_PRUNED)}",

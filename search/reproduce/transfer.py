@@ -226,9 +226,11 @@ def report(config, datasets, settings, stats, table, errors) -> str:
         f"levels {config.space.levels}; fine-tune {config.finetune.steps} steps at lr {config.finetune.lr:g}, "
         f"base {config.base.steps} steps per data set.",
         "",
-        "## Rank agreement (the out-of-the-box profiles paper, arXiv:2004.14584, claims top profiles on one data set are top on another)",
+        "## Rank agreement (the out-of-the-box profiles paper, arXiv:2004.14584, "
+        "claims top profiles on one data set are top on another)",
         "",
-        f"- Spearman rank correlation of accuracy, {a} vs {b}: **{stats['spearman']:.3f}** (p = {stats['p_value']:.3g}, n = {stats['profiles']})",
+        f"- Spearman rank correlation of accuracy, {a} vs {b}: **{stats['spearman']:.3f}** "
+        f"(p = {stats['p_value']:.3g}, n = {stats['profiles']})",
         f"- Spearman of accuracy with MACs: {a} {stats['spearman_macs'][a]:.3f}, {b} {stats['spearman_macs'][b]:.3f}",
         f"- Partial rank correlation {a} vs {b} given MACs: {stats['partial_spearman_given_macs']:.3f} "
         "(what agreement is left once 'bigger is better' is taken out)",
@@ -240,19 +242,22 @@ def report(config, datasets, settings, stats, table, errors) -> str:
     for direction, places in stats["placement"].items():
         for place in places:
             lines.append(
-                f"| {direction.split('->')[0]} | {place['name']} | {place['rank_source']:g} | {place['rank_target']:g} |"
+                f"| {direction.split('->')[0]} | {place['name']} | {place['rank_source']:g} | "
+                f"{place['rank_target']:g} |"
             )
     if stats["uniform"]:
         lines += [
             "",
             "## Uniform baselines (the paper claims some profiles beat uniform ones)",
             "",
-            f"| uniform profile | MACs of dense | acc {a} (rank) | sampled beating it with <= MACs on {a} | acc {b} (rank) | ... on {b} |",
+            f"| uniform profile | MACs of dense | acc {a} (rank) | sampled beating it with <= MACs on {a} | "
+            f"acc {b} (rank) | ... on {b} |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for u in stats["uniform"]:
             lines.append(
-                f"| {u['name']} | {u['rel_macs']:.1%} | {u[a][R.ACCURACY]:.4f} ({u[a]['rank']:g}) | {len(u[a]['beaten_by_cheaper'])} | "
+                f"| {u['name']} | {u['rel_macs']:.1%} | {u[a][R.ACCURACY]:.4f} ({u[a]['rank']:g}) | "
+                f"{len(u[a]['beaten_by_cheaper'])} | "
                 f"{u[b][R.ACCURACY]:.4f} ({u[b]['rank']:g}) | {len(u[b]['beaten_by_cheaper'])} |"
             )
     lines += [

@@ -103,8 +103,9 @@ def _duration(seconds: float) -> str:
 
 class LiveView:
     """Tune's progress reporter for a search (the legacy ``ray.tune.ProgressReporter`` API:
-    ``setup``, ``should_report``, ``report``; Tune duck-types it). ``cost`` is the frontier cost shown beside the best accuracy; ``total`` the
-    configured trial count (Tune's own sample count when None)."""
+    ``setup``, ``should_report``, ``report``; Tune duck-types it). ``cost`` is the frontier cost
+    shown beside the best accuracy; ``total`` the configured trial count (Tune's own sample
+    count when None)."""
 
     def __init__(self, cost: str, total: int | None = None) -> None:
         self.cost, self.total = cost, total
@@ -161,7 +162,8 @@ class LiveView:
         sys.stdout.flush()
 
     def status_line(self, trials: Sequence) -> str:
-        """``trials 5 done, 2 running, 1 errored, 4 left | best feasible 0.9417 at 35.2% macs | 1:02 elapsed, ETA 1:30``"""
+        """``trials 5 done, 2 running, 1 errored, 4 left | best feasible 0.9417 at 35.2% macs |
+        1:02 elapsed, ETA 1:30``"""
         counts = {s: sum(t.status == s for t in trials) for s in ("TERMINATED", "RUNNING", "ERROR")}
         done, running, errored = counts["TERMINATED"], counts["RUNNING"], counts["ERROR"]
         total = max(self.total or len(trials), len(trials))

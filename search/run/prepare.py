@@ -83,7 +83,8 @@ def _check_names(config: SearchConfig) -> None:
     for index, extra in enumerate(config.bases):
         if extra.checkpoint and not Path(extra.checkpoint).is_file():
             raise ConfigError(
-                f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; give a trained checkpoint or null to train one"
+                f"bases[{index}].checkpoint {extra.checkpoint!r} does not exist; "
+                "give a trained checkpoint or null to train one"
             )
     cost_functions(config.budgets)  # two budgets on one cost (absolute and relative, say)
     # Building raises the registry's error (with close matches) for a bad name or width. On the
@@ -182,7 +183,8 @@ def writable_storage(config: SearchConfig) -> Path:
         )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"{key} {str(storage)!r} cannot hold results: {existing} is not writable for this user; choose another folder (--set {key}=...)"
+            f"{key} {str(storage)!r} cannot hold results: {existing} is not writable for this user; "
+            f"choose another folder (--set {key}=...)"
         )
     return storage
 
@@ -268,7 +270,8 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
     check_config(config)  # so does a user searcher's, which Tune's restore unpickles by its module
     if manifest.directory.name != config.name:  # read_manifest renames all but object storage's
         raise ConfigError(
-            f"{manifest.directory} was renamed, but its trials are in {experiment_uri(config, manifest.directory.parent)}; "
+            f"{manifest.directory} was renamed, but its trials are in "
+            f"{experiment_uri(config, manifest.directory.parent)}; "
             f"rename the folder back to {config.name!r} to resume it"
         )
     space = build_space(config, manifest.num_classes)
@@ -338,7 +341,8 @@ def _check_memory(config: SearchConfig) -> None:
     raise ConfigError(
         f"model.width {spec.width:g} with model.input_size {spec.input_size} needs about {need / 2**30:,.1f} GiB to "
         f"train {spec.name} ({params:,} parameters, {activations:,} activation values per batch of "
-        f"{max(config.base.batch_size, config.finetune.batch_size)}), but this machine has {available / 2**30:,.1f} GiB "
+        f"{max(config.base.batch_size, config.finetune.batch_size)}), "
+        f"but this machine has {available / 2**30:,.1f} GiB "
         f"available; lower model.width or model.input_size (or the batch sizes)"
     )
 
@@ -398,7 +402,8 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
             setup = with_extra_bases(config, setup, ensure_extra_bases(config, storage, show_progress=show_progress))
         except DivergedError as err:  # the recipe's fault: the config's to fix
             raise ConfigError(
-                f"training the base model diverged ({err}); lower base.lr (now {config.base.lr:g}) or give base.checkpoint"
+                f"training the base model diverged ({err}); "
+                f"lower base.lr (now {config.base.lr:g}) or give base.checkpoint"
             ) from None
         dense = load_base(model, splits.num_classes, setup.base_checkpoint)
         dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())

@@ -56,7 +56,8 @@ def check_scheduler(config: SearchConfig) -> None:
     if s.name != "fifo" and s.grace_steps >= config.finetune.steps:
         raise ConfigError(
             f"scheduler.grace_steps={s.grace_steps} is not below finetune.steps={config.finetune.steps}: "
-            f"no trial could be stopped early; lower grace_steps (e.g. {max(1, config.finetune.steps // 9)}) or use scheduler fifo"
+            "no trial could be stopped early; "
+            f"lower grace_steps (e.g. {max(1, config.finetune.steps // 9)}) or use scheduler fifo"
         )
 
 

@@ -228,7 +228,8 @@ def restore_tuner(prepared: Prepared):
         repaired = repair(prepared.experiment_dir)
         if repaired:
             print(
-                f"the crash cut Tune's copy of its snapshot short: resuming from the last whole one ({', '.join(repaired)})"
+                "the crash cut Tune's copy of its snapshot short: resuming from the last whole one "
+                f"({', '.join(repaired)})"
             )
         for name in set_aside_orphans(prepared.experiment_dir):
             print(f"{name} started after the last snapshot: its work is redone; moved to {ABANDONED_DIR}/")

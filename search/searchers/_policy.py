@@ -13,10 +13,10 @@ objective of the constrained-RL paper (Malik et al., "Neural network pruning thr
 reinforcement learning", arXiv:2110.08558): the policy is trained on
 ``(A_r - nu * A_c) / (1 + nu)`` where ``A_r`` is RLlib's GAE reward advantage and
 ``A_c = C_t - V_c(s_t)`` the cost advantage with GAE lambda 1 (a Monte-Carlo cost return, as in
-the paper), and the cost head is regressed on ``C_t``. Both advantages are standardised (RLlib standardises ``A_r`` over the batch; we
-standardise ``A_c`` over the minibatch, by default the whole batch, so ``nu`` weighs two
-quantities of one scale; our choice). The episodes
-carry ``C_t`` and the multiplier ``nu`` at update time as extra model outputs per step.
+the paper), and the cost head is regressed on ``C_t``. Both advantages are standardised (RLlib
+standardises ``A_r`` over the batch; we standardise ``A_c`` over the minibatch, by default the
+whole batch, so ``nu`` weighs two quantities of one scale; our choice). The episodes carry
+``C_t`` and the multiplier ``nu`` at update time as extra model outputs per step.
 """
 
 from __future__ import annotations

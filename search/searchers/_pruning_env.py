@@ -1,9 +1,10 @@
 """The pruning "environment" the RL searcher's policy acts in: observations, the mapping from a
 raw policy action to a keep ratio, and AMC-style clipping to analytic budgets.
 
-Plain numpy over a :class:`~prunetune.search.space.ProfileSpace`; no RLlib, no torch. An episode walks the
-groups in the space's order (one step per group, as in the constrained-RL paper, arXiv:2110.08558),
-or decides every group at once (one-step mode); both go through :meth:`PruningEnv.decide`, so both are feasible by construction.
+Plain numpy over a :class:`~prunetune.search.space.ProfileSpace`; no RLlib, no torch. An episode
+walks the groups in the space's order (one step per group, as in the constrained-RL paper,
+arXiv:2110.08558), or decides every group at once (one-step mode); both go through
+:meth:`PruningEnv.decide`, so both are feasible by construction.
 """
 
 from __future__ import annotations

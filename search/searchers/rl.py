@@ -17,9 +17,9 @@ Formulation (the constrained-RL paper's, with our choices named):
   of the range. Analytic budgets (``space.limits``) clip each ratio AMC-style so that every
   suggested profile is feasible: such budgets never cost a trial.
 - **Reward.** 0 at intermediate steps, the trial's ``accuracy`` at the last one. Option
-  ``reward: target`` (the out-of-the-box profiles paper; our formula): ``R = accuracy - beta * |c - target|`` with ``c`` the
-  profile's relative ``target_cost`` (default ``macs``) from the analytic cost model, else the
-  trial's ``rel/<cost>``.
+  ``reward: target`` (the out-of-the-box profiles paper; our formula):
+  ``R = accuracy - beta * |c - target|`` with ``c`` the profile's relative ``target_cost``
+  (default ``macs``) from the analytic cost model, else the trial's ``rel/<cost>``.
 - **Cost.** Budgets only a trial can measure (latency, peak memory, user functions; every
   ``meets/<key>`` in a result that is not an analytic limit) give the episode's cost at its
   last step: ``max_k (cost_k / limit_k - 1)``, the worst relative excess (``limit/<key>`` is

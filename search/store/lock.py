@@ -162,7 +162,8 @@ class ExperimentLock:
             if holder is None:
                 if age < STALE_S:  # unreadable and fresh: not a file of ours; leave it be
                     raise ExperimentLocked(
-                        f"{self.directory} is locked by {self.path}, which is not a prunetune lock; remove it if no driver uses the folder"
+                        f"{self.directory} is locked by {self.path}, which is not a prunetune lock; "
+                        "remove it if no driver uses the folder"
                     )
             elif holder.alive(age):
                 raise ExperimentLocked(

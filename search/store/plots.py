@@ -135,7 +135,10 @@ def _hover(record: TrialRecord, cost: str) -> str:
     share = f" ({relative:.1%} of dense)" if relative is not None else ""
     broken = broken_budgets(record)
     over = f"<br>over {', '.join(broken)}" if broken else ""
-    return f"{record.trial_id}<br>accuracy {record.accuracy:.4f}<br>{cost} {record.costs[cost]:,.0f}{share}{over}<br>{profile}"
+    return (
+        f"{record.trial_id}<br>accuracy {record.accuracy:.4f}<br>{cost} {record.costs[cost]:,.0f}{share}{over}"
+        f"<br>{profile}"
+    )
 
 
 def _trace(members: Sequence[TrialRecord], cost: str, x, label: str, first: bool, **style):

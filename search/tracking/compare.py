@@ -69,7 +69,8 @@ def _parents(client, names: list[str]) -> list[tuple[str, object]]:
             )
             if not runs:
                 raise ConfigError(
-                    f"study {name!r} has no prunetune searches yet; run `prunetune search` with tracking.experiment={name}"
+                    f"study {name!r} has no prunetune searches yet; "
+                    f"run `prunetune search` with tracking.experiment={name}"
                 )
             found += [(name, run) for run in runs]
             continue

@@ -3,8 +3,9 @@
 Where runs go: ``tracking.tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else the
 embedded SQLite store ``<storage>/mlflow.db`` (artifacts in ``<storage>/mlartifacts``), so a
 first search needs no server. Only the driver talks to MLflow (through
-:class:`~prunetune.search.tracking.callback.TrackingCallback` during a search, or :func:`prunetune.search.tracking.sync.sync`
-afterwards): trials on remote workers need no tracking access.
+:class:`~prunetune.search.tracking.callback.TrackingCallback` during a search, or
+:func:`prunetune.search.tracking.sync.sync` afterwards): trials on remote workers need no
+tracking access.
 
 :class:`SearchTracker` is idempotent, so a resumed search or a repeated ``prunetune sync``
 re-attaches instead of duplicating: the parent run is found by the ``prunetune.search_id`` tag
@@ -75,7 +76,8 @@ def artifact_root(uri: str) -> Path | None:
 def ensure_experiment(client, uri: str, name: str) -> str:
     """The id of the MLflow experiment ``name`` in the store at ``uri`` (``client``'s), created
     if missing, with its artifacts under :func:`artifact_root` for an embedded store, and
-    restored if deleted, and tagged as model training (:data:`TAG_EXPERIMENT_KIND`). Another process creating it at the same moment is fine.
+    restored if deleted, and tagged as model training (:data:`TAG_EXPERIMENT_KIND`). Another
+    process creating it at the same moment is fine.
 
     Used by every writer of a study: the search's tracker, ``prunetune sync`` and the model
     registry."""

@@ -46,9 +46,9 @@ _MAX_BATCH = 2000  # messages written as one batch at most
 @contextmanager
 def writer_lock(directory: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold the tracking lock of the experiment folder ``directory``: one MLflow writer at a
-    time; the file names the holder's process id. The kernel releases it when its holder exits, however it exits. Waits up to
-    ``wait_s`` for another holder (a killed driver's writer finishing its last batch), then
-    goes on without it, with a warning."""
+    time; the file names the holder's process id. The kernel releases it when its holder exits,
+    however it exits. Waits up to ``wait_s`` for another holder (a killed driver's writer
+    finishing its last batch), then goes on without it, with a warning."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / LOCK_FILE, "a+") as handle:
         deadline = time.monotonic() + wait_s
