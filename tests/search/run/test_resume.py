@@ -126,17 +126,16 @@ def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(tiny_config, tmp_path):
-    tiny_config.update(trials=2, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "lr": 1e12})
-    path = tmp_path / "diverge.yaml"
-    path.write_text(yaml.safe_dump(tiny_config))
-    out = _cli("search", str(path), cwd=tmp_path)
+def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(diverged_search):
+    out = diverged_search.output  # 2 trials at lr 1e12 (tests/search/conftest.py)
     # The search goes on past errored trials and runs them all; with none finished it failed (exit 1).
     assert out.returncode == 1, out.stderr[-3000:]
     shown = out.stdout + out.stderr  # the frontier on stdout, one line per errored trial on stderr
     assert "2 errored" in shown and shown.count("fine-tune diverged: loss is") >= 2
 
-    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    experiment = diverged_search.directory
+    tmp_path = experiment.parent.parent
+    path = tmp_path / "config.yaml"
     status = _cli("status", str(experiment), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "errored   2" in status.stdout and "DivergedError: fine-tune diverged" in status.stdout
