@@ -190,7 +190,7 @@ def test_installed_cli_searches_from_outside_the_checkout(venv, tmp_path):
                               cwd=work, env=env, timeout=120)
     assert help_out.returncode == 0 and "search" in help_out.stdout and "inspect" in help_out.stdout, help_out.stderr
 
-    overrides = ["trials=2", "base.steps=30", "finetune.steps=2", "confirm.steps=2", f"storage_path={tmp_path / 'results'}"]
+    overrides = ["trials=2", "base.steps=5", "finetune.steps=2", "confirm.steps=2", f"storage_path={tmp_path / 'results'}"]
     args = [str(venv.root / "bin" / "prunetune"), "search", str(REPO / "configs" / "demo.yaml")]
     out = subprocess.run([*args, *(a for o in overrides for a in ("--set", o))], capture_output=True, text=True,
                          cwd=work, env=env, timeout=600)
