@@ -79,3 +79,15 @@ def diverged_search(tmp_path_factory, tiny_base) -> TrackedSearch:
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     out = prunetune("search", str(tmp / "config.yaml"), cwd=tmp)
     return TrackedSearch(config["name"], tmp / "results" / config["name"], out)
+
+
+@pytest.fixture(scope="session")
+def quiet_uri_search(tmp_path_factory, tiny_base) -> TrackedSearch:
+    """A 2-trial search run with ``--quiet`` whose storage_path is a ``file://`` URI (``bucket/``:
+    the trials) and whose local_dir (``local/``) takes the rest; ``directory`` is the local one."""
+    tmp = tmp_path_factory.mktemp("uri")
+    config = {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "trials": 2, "tracking": {"enabled": False},
+              "storage_path": f"file://{tmp / 'bucket'}", "local_dir": str(tmp / "local")}
+    (tmp / "uri.yaml").write_text(yaml.safe_dump(config))
+    out = prunetune("search", str(tmp / "uri.yaml"), "--quiet", cwd=tmp)
+    return TrackedSearch(config["name"], tmp / "local" / config["name"], out)

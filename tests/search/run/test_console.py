@@ -82,9 +82,8 @@ def test_a_small_search_prints_a_short_readable_log(tracked_search):
 
 
 @pytest.mark.integration
-def test_quiet_prints_only_the_result(tiny_config, tmp_path):
-    tiny_config.update(trials=2, tracking={"enabled": False})
-    out = _search(tiny_config, tmp_path, "--quiet")
+def test_quiet_prints_only_the_result(quiet_uri_search):
+    out = quiet_uri_search.output  # a 2-trial search with --quiet (tests/search/conftest.py)
     assert out.returncode == 0, out.stderr[-3000:]
     assert not any(line.startswith(("trials ", "dense model:")) for line in out.stdout.splitlines())
     assert "Frontier: accuracy vs macs" in out.stdout
