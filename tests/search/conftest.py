@@ -1,5 +1,6 @@
-"""Fixtures for tracking tests: one live MLflow server and the searches logged to it, shared
-by every test of the session (a server takes ~10 s to start, a tiny search ~30 s)."""
+"""Searches shared by every test of the session that only reads their outcome (a tiny search
+takes ~30 s): one live MLflow server and the searches logged to it, and a search whose every
+trial errored."""
 
 from __future__ import annotations
 
@@ -66,3 +67,27 @@ def outage_search(tmp_path_factory, tiny_base) -> TrackedSearch:
     """A search whose tracking server was down throughout (a closed port on 127.0.0.1)."""
     closed = f"http://127.0.0.1:{free_port()}"
     return run_tiny_search(tmp_path_factory.mktemp("outage"), tiny_base, "s2", closed, seed=2)
+
+
+@pytest.fixture(scope="session")
+def diverged_search(tmp_path_factory, tiny_base) -> TrackedSearch:
+    """A 2-trial search whose fine-tunes diverge (lr 1e12): every trial errors, exit code 1.
+    Its ``config.yaml`` is beside the results; a test that resumes it runs after those that read it."""
+    tmp = tmp_path_factory.mktemp("diverged")
+    config = {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "trials": 2, "tracking": {"enabled": False},
+              "finetune": {**TINY["finetune"], "lr": 1e12}, "storage_path": str(tmp / "results")}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    out = prunetune("search", str(tmp / "config.yaml"), cwd=tmp)
+    return TrackedSearch(config["name"], tmp / "results" / config["name"], out)
+
+
+@pytest.fixture(scope="session")
+def quiet_uri_search(tmp_path_factory, tiny_base) -> TrackedSearch:
+    """A 2-trial search run with ``--quiet`` whose storage_path is a ``file://`` URI (``bucket/``:
+    the trials) and whose local_dir (``local/``) takes the rest; ``directory`` is the local one."""
+    tmp = tmp_path_factory.mktemp("uri")
+    config = {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "trials": 2, "tracking": {"enabled": False},
+              "storage_path": f"file://{tmp / 'bucket'}", "local_dir": str(tmp / "local")}
+    (tmp / "uri.yaml").write_text(yaml.safe_dump(config))
+    out = prunetune("search", str(tmp / "uri.yaml"), "--quiet", cwd=tmp)
+    return TrackedSearch(config["name"], tmp / "local" / config["name"], out)

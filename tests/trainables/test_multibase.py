@@ -17,8 +17,9 @@ from prunetune.trainables.trial import accuracy_on, mean_over_bases
 
 @pytest.fixture(scope="module")
 def two_bases(tmp_path_factory, tiny_base):
-    """The tiny search's setup with a second base model trained from another seed."""
-    config = parse_config({**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "bases": [{"seed": 1}]})
+    """The tiny search's setup with a second base model trained from another seed (a few steps:
+    the search's own base is given, so the recipe trains only the second one)."""
+    config = parse_config({**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base), "steps": 8}, "bases": [{"seed": 1}]})
     setup = replace(trial_setup(config), base_checkpoint=str(tiny_base))
     checkpoints = ensure_extra_bases(config, tmp_path_factory.mktemp("bases"), show_progress=False)
     return config, with_extra_bases(config, setup, checkpoints)

@@ -137,7 +137,7 @@ def test_multiplier_rises_while_the_constraint_is_violated_and_falls_below_it():
     assert multiplier.update(-0.3) < 0.25
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def taper_run(resnet):
     model, sample, _ = resnet
     generator = torch.Generator().manual_seed(0)
@@ -152,6 +152,13 @@ def taper_run(resnet):
     return make
 
 
+@pytest.fixture(scope="module")
+def straight_run(taper_run):
+    """One uninterrupted run through every level, and its points (two tests read them)."""
+    run = taper_run()
+    return run, list(run.points())
+
+
 def test_the_multiplier_rises_in_a_run_whose_cost_is_above_its_target(taper_run):
     run = taper_run(rate=0.0001)
     run.state.target = 0.2
@@ -163,10 +170,9 @@ def test_the_multiplier_rises_in_a_run_whose_cost_is_above_its_target(taper_run)
     assert values[0] > 0 and all(b > a for a, b in zip(values, values[1:]))
 
 
-def test_each_level_hardens_into_a_pruned_model_whose_counted_cost_meets_it(taper_run, resnet):
+def test_each_level_hardens_into_a_pruned_model_whose_counted_cost_meets_it(straight_run, resnet):
     _, sample, _ = resnet
-    run = taper_run()
-    points = list(run.points())
+    run, points = straight_run
     assert [p.level for p in points] == [0.7, 0.5]
     dense = run.cost.dense
     for point in points:
@@ -182,9 +188,9 @@ def test_hard_mask_keeps_the_channels_the_pruner_keeps():
     assert hard_mask(values, 3).tolist() == [1.0, 0.0, 0.0, 1.0, 1.0]
 
 
-def test_a_resumed_run_continues_exactly_where_it_stopped(taper_run, tmp_path):
-    straight = taper_run()
-    expected = [p.gated_cost for p in straight.points()]
+def test_a_resumed_run_continues_exactly_where_it_stopped(taper_run, straight_run, tmp_path):
+    straight, points = straight_run
+    expected = [p.gated_cost for p in points]
     first = taper_run()
     points = first.points()
     got = [next(points).gated_cost]

@@ -1,9 +1,9 @@
 """Export, fine-tune and registry: search/export.py, search/results.py, search/finetune.py,
 search/model_registry.py, their CLI commands, and trainables/export.py.
 
-A finished "experiment" is built without Ray: prepare() trains a tiny base and writes the
-manifest, then each trial folder gets a checkpoint and a result.json written the way the
-trainable writes them (same checkpoint helper, same metric keys). The CLI is called in this
+A finished "experiment" is built without Ray: prepare() writes the manifest (on the session's
+tiny base, or a base it trains), then each trial folder gets a checkpoint and a result.json
+written the way the trainable writes them (same checkpoint helper, same metric keys). The CLI is called in this
 process through ``cli.main`` (what the console script runs); the exported artifacts are reloaded
 together in one fresh Python process.
 """
@@ -48,14 +48,14 @@ TORCHVISION = {
 }
 
 
-def build_experiment(root: Path, raw: dict) -> Path:
-    """A finished experiment folder under ``root`` with the trials of :data:`TRIALS`, plus
+def build_experiment(root: Path, raw: dict, trials: dict[str, float] = TRIALS) -> Path:
+    """A finished experiment folder under ``root`` with ``trials`` (id -> keep ratio), plus
     ``broken01``: a trial that reported once and left no checkpoint."""
     prepared = prepare(parse_config({**raw, "storage_path": str(root)}), show_progress=False)
     write_manifest(prepared)
     setup, n = prepared.setup, prepared.num_classes
     splits = setup.data.load(setup.model.input_size)
-    for trial_id, ratio in TRIALS.items():
+    for trial_id, ratio in trials.items():
         profile = Profile({g.name: ratio for g in prepared.space.groups})
         torch.manual_seed(0)
         model = pruned_model(setup, profile, n)
@@ -74,13 +74,9 @@ def build_experiment(root: Path, raw: dict) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cifar_exp(tmp_path_factory) -> Path:
-    return build_experiment(tmp_path_factory.mktemp("cifar"), CIFAR)
-
-
-@pytest.fixture(scope="module")
 def tv_exp(tmp_path_factory) -> Path:
-    return build_experiment(tmp_path_factory.mktemp("tv"), TORCHVISION)
+    """Only the trial the round trips export: a torchvision model's trials cost seconds each."""
+    return build_experiment(tmp_path_factory.mktemp("tv"), TORCHVISION, {"half0002": TRIALS["half0002"]})
 
 
 def reference(experiment: Path, trial_id: str):
@@ -140,11 +136,12 @@ def round_trips(cifar_exp, tv_exp, tmp_path_factory) -> dict[tuple[str, str], Ro
     """Every format of both models exported, each to its own folder; then all eight artifacts
     reloaded and run in ONE new Python process (nothing of this one shared)."""
     experiments = {"cifar": cifar_exp, "torchvision": tv_exp}
+    references = {which: reference(experiment, "half0002") for which, experiment in experiments.items()}
     io = tmp_path_factory.mktemp("reload")
     cases, spec = {}, []
     for which, fmt in CASES:
         folder = tmp_path_factory.mktemp(f"{which}-{fmt}")
-        manifest, trial, _, inputs, expected = reference(experiments[which], "half0002")
+        manifest, trial, _, inputs, expected = references[which]
         out = folder / OUT_NAMES[fmt]
         try:
             result = export_trial(manifest, trial, fmt, out)

@@ -10,10 +10,6 @@ import torch
 
 from prunetune.search.artifacts.preprocess import Preprocessing
 from prunetune.trainables import load_dataset
-from tests.search.artifacts.test_export import CIFAR, build_experiment
-
-# A base trained long enough to be well above chance on 8 px digits.
-RAW_EXPERIMENT = {**CIFAR, "name": "exp-raw", "base": {"steps": 80, "lr": 0.05, "batch_size": 64}}
 
 
 def raw_digits(split: str = "val"):
@@ -36,16 +32,11 @@ def test_recorded_preprocessing_turns_raw_images_into_the_training_inputs():
         pre.apply(torch.zeros(2, 2, 8, 8))
 
 
-@pytest.fixture(scope="module")
-def raw_exp(tmp_path_factory):
-    return build_experiment(tmp_path_factory.mktemp("raw"), RAW_EXPERIMENT)
-
-
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accuracy(raw_exp, tmp_path):
+def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accuracy(cifar_exp, tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
     import onnxruntime
@@ -54,8 +45,8 @@ def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accur
     from prunetune.search.store.manifest import read_manifest
     from prunetune.search.store.trials import find_trial, read_trials
 
-    manifest = read_manifest(raw_exp)
-    trial = find_trial(read_trials(raw_exp), "wide0001")
+    manifest = read_manifest(cifar_exp)
+    trial = find_trial(read_trials(cifar_exp), "wide0001")
     out = export_trial(manifest, trial, "onnx", tmp_path / "m.onnx").path
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     pre = Preprocessing.from_json(props["preprocessing"])
@@ -71,13 +62,13 @@ def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accur
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("torch_export", "m.pt2"), ("torchscript", "m.pt"), ("state_dict", "m")])
-def test_every_format_carries_the_preprocessing(raw_exp, tmp_path, fmt, name):
+def test_every_format_carries_the_preprocessing(cifar_exp, tmp_path, fmt, name):
     from prunetune.search.artifacts.export import export_trial
     from prunetune.search.store.manifest import read_manifest
     from prunetune.search.store.trials import find_trial, read_trials
 
-    manifest = read_manifest(raw_exp)
-    trial = find_trial(read_trials(raw_exp), "half0002")
+    manifest = read_manifest(cifar_exp)
+    trial = find_trial(read_trials(cifar_exp), "half0002")
     result = export_trial(manifest, trial, fmt, tmp_path / name)
     if fmt == "state_dict":
         recorded = json.loads((result.path / "preprocessing.json").read_text())

@@ -12,13 +12,7 @@ from prunetune.search.artifacts.export import export_trial
 from prunetune.search.artifacts.model_registry import register_export
 from prunetune.search.store.manifest import read_manifest
 from prunetune.search.store.trials import find_trial, read_trials
-from tests.search.artifacts.test_export import build_experiment
-from tests.search.artifacts.test_export_preprocessing import RAW_EXPERIMENT, raw_digits
-
-
-@pytest.fixture(scope="module")
-def raw_exp(tmp_path_factory):
-    return build_experiment(tmp_path_factory.mktemp("pyfunc"), RAW_EXPERIMENT)
+from tests.search.artifacts.test_export_preprocessing import raw_digits
 
 
 @pytest.fixture
@@ -30,9 +24,9 @@ def tracking_uri_for_loading():
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("torch_export", "m.pt2"), ("state_dict", "m")])
-def test_the_raw_images_pyfunc_reaches_the_trials_accuracy(raw_exp, tmp_path, fmt, name, tracking_uri_for_loading):
-    manifest = read_manifest(raw_exp)
-    trial = find_trial(read_trials(raw_exp), "wide0001")
+def test_the_raw_images_pyfunc_reaches_the_trials_accuracy(cifar_exp, tmp_path, fmt, name, tracking_uri_for_loading):
+    manifest = read_manifest(cifar_exp)
+    trial = find_trial(read_trials(cifar_exp), "wide0001")
     result = export_trial(manifest, trial, fmt, tmp_path / name)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     example = manifest.setup().data.load(8).val_x[:2].float().numpy()

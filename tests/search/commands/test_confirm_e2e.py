@@ -64,8 +64,7 @@ def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny
                        scheduler={"name": "asha", "grace_steps": 2, "reduction_factor": 2},
                        confirm={"top": 2, "steps": 6}, tracking={"enabled": False})
     path = tmp_path / "random.yaml"
-    path.write_text(yaml.safe_dump(tiny_config))
-    _cli("train-base", str(path), cwd=tmp_path)  # so the driver is killed during trials, not base training
+    path.write_text(yaml.safe_dump(tiny_config))  # the session's base: the driver is killed during trials
     experiment = Path(tiny_config["storage_path"]) / "tiny"
     driver = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

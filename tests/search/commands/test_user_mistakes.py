@@ -160,7 +160,12 @@ def test_a_search_refused_before_its_first_trial_leaves_nothing_that_blocks_its_
     tiny_config["budgets"] = [{"cost": "macs", "max": corner * 1.001, "relative": True}]
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
-    code = main(["search", str(path)])
+    try:
+        code = main(["search", str(path)])
+    finally:
+        import ray
+
+        ray.shutdown()  # the private local Ray it started in this process: later tests start their own
     last = capsys.readouterr().err.strip().splitlines()[-1]  # Ray and MLflow log above it
     assert code == 2 and last.startswith("prunetune: error: random search drew"), last
     results = Path(tiny_config["storage_path"])

@@ -65,10 +65,9 @@ NOISE = ("╭", "Current best trial", "AIR_VERBOSITY", "tensorboard", "repeated"
 
 
 @pytest.mark.integration
-def test_a_small_search_prints_a_short_readable_log(tiny_config, tmp_path):
-    tiny_config.update(budgets=[{"cost": "macs", "max": 0.6, "relative": True}], tracking={"enabled": False})
-    out = _search(tiny_config, tmp_path)
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_a_small_search_prints_a_short_readable_log(tracked_search):
+    """The session's tracked search (tests/search/conftest.py): 3 trials, tracked live."""
+    out = tracked_search.output
     lines = out.stdout.splitlines()
     assert len(lines) < 30, out.stdout  # Tune's own output was ~20 lines per trial
     for noise in NOISE:
@@ -78,14 +77,13 @@ def test_a_small_search_prints_a_short_readable_log(tiny_config, tmp_path):
     table = lines[lines.index(next(line for line in lines if line.startswith("trial "))) + 2]
     assert table.startswith("dense ")  # the reference row heads the frontier
     listed = {line.split(": ", 1)[1] for line in lines if line.startswith("frontier ")}
-    assert {str(Path(tiny_config["storage_path"]) / "tiny" / name) for name in ("frontier.png", "frontier.html")} <= listed
-    assert (Path(tiny_config["storage_path"]) / "plotly.min.js").is_file()
+    assert {str(tracked_search.directory / name) for name in ("frontier.png", "frontier.html")} <= listed
+    assert (tracked_search.directory.parent / "plotly.min.js").is_file()
 
 
 @pytest.mark.integration
-def test_quiet_prints_only_the_result(tiny_config, tmp_path):
-    tiny_config.update(trials=2, tracking={"enabled": False})
-    out = _search(tiny_config, tmp_path, "--quiet")
+def test_quiet_prints_only_the_result(quiet_uri_search):
+    out = quiet_uri_search.output  # a 2-trial search with --quiet (tests/search/conftest.py)
     assert out.returncode == 0, out.stderr[-3000:]
     assert not any(line.startswith(("trials ", "dense model:")) for line in out.stdout.splitlines())
     assert "Frontier: accuracy vs macs" in out.stdout
@@ -102,16 +100,14 @@ def test_verbose_brings_back_tunes_own_output(tiny_config, tmp_path):
 
 
 @pytest.mark.integration
-def test_a_search_where_every_trial_errored_fails_with_one_line_each(tiny_config, tmp_path):
-    tiny_config.update(trials=2, tracking={"enabled": False}, space={"levels": [0.5]})
-    tiny_config["budgets"] = [{"cost": "tests.search.costfuncs:stem_width_meter", "max": 100}]
-    out = _search(tiny_config, tmp_path)
+def test_a_search_where_every_trial_errored_fails_with_one_line_each(diverged_search):
+    out = diverged_search.output
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     errored = [line for line in out.stdout.splitlines() if line.startswith("errored trial_")]
-    assert len(errored) == 2 and all("meter cannot handle a stem of 2 channels (log: " in line for line in errored)
+    assert len(errored) == 2 and all("fine-tune diverged: loss is " in line and " (log: " in line for line in errored)
     log = Path(errored[0].rsplit("(log: ", 1)[1].rstrip(")"))
-    assert log.parent.parent == Path(tiny_config["storage_path"]) / "tiny"  # in the experiment folder
-    assert "stem_width_meter" in log.read_text()  # the full story is where the line says
+    assert log.parent.parent == diverged_search.directory  # in the experiment folder
+    assert "DivergedError" in log.read_text()  # the full story is where the line says
     assert "Traceback" not in out.stdout + out.stderr
     assert "search failed: all 2 trials errored" in out.stderr
 

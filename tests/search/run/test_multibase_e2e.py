@@ -21,6 +21,7 @@ def test_an_rl_search_over_two_data_sets_reports_each_base_and_ranks_by_their_me
         "name": "multi",
         "trials": 4,
         "bases": [{"data": {"name": "shapes"}}],
+        "base": {**tiny_config["base"], "steps": 10},  # trains only the shapes base: its own is the session's
         "searcher": {"name": "rl", "seed": 0, "options": {"batch_episodes": 2, "num_epochs": 1}},
     }
     path = tmp_path / "multi.yaml"

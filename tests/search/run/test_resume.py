@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
@@ -126,17 +125,16 @@ def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(tiny_config, tmp_path):
-    tiny_config.update(trials=2, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "lr": 1e12})
-    path = tmp_path / "diverge.yaml"
-    path.write_text(yaml.safe_dump(tiny_config))
-    out = _cli("search", str(path), cwd=tmp_path)
+def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_differences(diverged_search):
+    out = diverged_search.output  # 2 trials at lr 1e12 (tests/search/conftest.py)
     # The search goes on past errored trials and runs them all; with none finished it failed (exit 1).
     assert out.returncode == 1, out.stderr[-3000:]
     shown = out.stdout + out.stderr  # the frontier on stdout, one line per errored trial on stderr
     assert "2 errored" in shown and shown.count("fine-tune diverged: loss is") >= 2
 
-    experiment = Path(tiny_config["storage_path"]) / "tiny"
+    experiment = diverged_search.directory
+    tmp_path = experiment.parent.parent
+    path = tmp_path / "config.yaml"
     status = _cli("status", str(experiment), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "errored   2" in status.stdout and "DivergedError: fine-tune diverged" in status.stdout
@@ -151,13 +149,12 @@ def test_a_diverging_fine_tune_errors_its_trials_and_search_resumes_or_names_dif
 
 
 @pytest.mark.integration
-def test_a_uri_storage_path_gets_the_trials_and_local_dir_the_rest(tiny_config, tmp_path):
-    bucket, local = tmp_path / "bucket", tmp_path / "local"
-    tiny_config.update(trials=2, tracking={"enabled": False}, storage_path=f"file://{bucket}", local_dir=str(local))
-    path = tmp_path / "uri.yaml"
-    path.write_text(yaml.safe_dump(tiny_config))
-    out = _cli("search", str(path), cwd=tmp_path)
+def test_a_uri_storage_path_gets_the_trials_and_local_dir_the_rest(quiet_uri_search):
+    out = quiet_uri_search.output  # 2 trials, storage_path file://<tmp>/bucket, local_dir <tmp>/local
     assert out.returncode == 0, out.stderr[-3000:]
+    local = quiet_uri_search.directory.parent
+    tmp_path = local.parent
+    bucket = tmp_path / "bucket"
     assert len(list(bucket.glob("tiny/trial_*/checkpoint_*/model.pt"))) == 2  # through pyarrow's URI filesystem
     assert list(bucket.glob("tiny/experiment_state-*.json"))
     assert (local / "tiny" / "prunetune.json").is_file() and (local / "tiny" / "frontier.csv").is_file()
