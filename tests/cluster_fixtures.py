@@ -4,12 +4,13 @@ Started with ``ray start`` like a user's cluster, every node on 127.0.0.2 (``ray
 127.0.0.1 for the machine's other interface) with its own short ``--temp-dir``, dashboard agent
 port and working directory, token auth off on every node. Stopped by PID (SIGKILL: SIGTERM
 leaves gcs_server and raylet running), never with ``ray stop``, which would stop other people's
-clusters on this machine. Import the fixture into a test module with
-``from tests.cluster_fixtures import ray_cluster  # noqa: F401``.
+clusters on this machine. tests/conftest.py loads this module as a pytest plugin, so a test
+takes ``ray_cluster`` as an argument like any fixture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -65,10 +66,8 @@ def _processes() -> dict[int, tuple[int, str, str]]:
             name = stat[stat.index("(") + 1 : stat.rindex(")")]
             ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
             text = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            try:
+            with contextlib.suppress(OSError):
                 text += " " + os.readlink(entry / "cwd")
-            except OSError:
-                pass
         except (OSError, ValueError):
             continue  # gone meanwhile
         table[int(entry.name)] = (ppid, name, text)
@@ -108,10 +107,8 @@ class Node:
 
     def kill(self) -> None:
         for pid in self.processes():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @dataclass

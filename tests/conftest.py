@@ -12,6 +12,9 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+# The loopback multi-node cluster fixture (``ray_cluster``), for the tests that take it.
+pytest_plugins = ["tests.cluster_fixtures"]
+
 TINY = {
     "name": "tiny",
     "model": {"name": "resnet20", "width": 0.25, "input_size": 8},

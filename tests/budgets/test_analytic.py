@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from prunetune.budgets import AnalyticCostModel, Term, channels_kept, get_cost
-from prunetune.trainables import PruneSettings, Profile, apply_profile, build_model, extract_cost_model, target_channels
+from prunetune.trainables import Profile, PruneSettings, apply_profile, build_model, extract_cost_model, target_channels
 from prunetune.trainables.profiles import kept_channels
 
 # (model, input size, width)

@@ -6,8 +6,8 @@ import torch
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
 from prunetune.search.setup import specs
-from tests.conftest import TINY
 from prunetune.trainables import ensure_base_checkpoint, load_base
+from tests.conftest import TINY
 
 
 def test_base_checkpoint_is_trained_once_and_loads_weights_only(tiny_base):

@@ -10,9 +10,9 @@ import torch
 from prunetune.search.config import parse_config
 from prunetune.search.run.prepare import ensure_extra_bases
 from prunetune.search.setup import trial_setup, with_extra_bases
-from tests.conftest import TINY
 from prunetune.trainables import Profile, Recipe
 from prunetune.trainables.trial import accuracy_on, mean_over_bases
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,15 @@ import torchvision
 from torch import nn
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.trainables import CRITERIA, Profile, PruneSettings, PruningStructure, apply_profile, build_model, register_criterion
+from prunetune.trainables import (
+    CRITERIA,
+    Profile,
+    PruneSettings,
+    PruningStructure,
+    apply_profile,
+    build_model,
+    register_criterion,
+)
 from prunetune.trainables.groups import _out_group, _root_groups, build_graph, target_channels
 from prunetune.trainables.selection import copy_modules
 from prunetune.trainables.train import Recipe, train_steps
@@ -135,7 +143,7 @@ def test_the_cached_structure_prunes_any_number_of_trials_and_never_changes(trac
 def test_fine_tuning_a_pruned_copy_leaves_the_cached_weights_unchanged(ratio):
     model, sample = _dense("resnet20")
     structure = PruningStructure.trace(copy.deepcopy(model), sample)
-    pruned = structure.pruned_copy(Profile({g: ratio for g in structure.channels}))
+    pruned = structure.pruned_copy(Profile(dict.fromkeys(structure.channels, ratio)))
     dense_storage = {t.untyped_storage().data_ptr() for t in structure.model.state_dict().values()}
     assert not any(t.untyped_storage().data_ptr() in dense_storage for t in pruned.state_dict().values())
     assert all(p.requires_grad and p.grad is None for p in pruned.parameters())
@@ -179,7 +187,7 @@ def _old_prune(model: nn.Module, sample: torch.Tensor, profile: Profile) -> None
 def test_sequential_ranking_is_the_old_behaviour_and_differs_from_the_dense_one():
     model, sample = _dense("resnet20")
     structure = PruningStructure.trace(copy.deepcopy(model), sample)
-    profile = Profile({g: 0.5 for g in structure.channels})
+    profile = Profile(dict.fromkeys(structure.channels, 0.5))
     old = copy.deepcopy(model)
     _old_prune(old, sample, profile)
     assert _same_weights(structure.pruned_copy(profile, SEQUENTIAL), old)
@@ -190,7 +198,7 @@ def test_sequential_ranking_is_the_old_behaviour_and_differs_from_the_dense_one(
 def test_dense_random_drops_the_same_channels_whatever_the_trials_random_state():
     model, sample = _dense("resnet20")
     structure = PruningStructure.trace(model, sample)
-    profile = Profile({g: 0.5 for g in structure.channels})
+    profile = Profile(dict.fromkeys(structure.channels, 0.5))
     torch.manual_seed(1)
     first = structure.pruned_copy(profile, PruneSettings("random"))
     torch.manual_seed(2)

@@ -9,7 +9,16 @@ import copy
 import pytest
 import torch
 
-from prunetune.trainables import CRITERIA, Profile, PruneSettings, apply_profile, build_model, evaluate, load_base, train_steps
+from prunetune.trainables import (
+    CRITERIA,
+    Profile,
+    PruneSettings,
+    apply_profile,
+    build_model,
+    evaluate,
+    load_base,
+    train_steps,
+)
 from prunetune.trainables.base import DataSpec, ModelSpec
 from prunetune.trainables.groups import PruningStructure
 from prunetune.trainables.train import Recipe, recalibrate_bn
@@ -74,7 +83,7 @@ def test_copied_graph_points_into_the_copied_model(name, width, size):
     reference = copy.deepcopy(model)
     dense = copy.deepcopy(model)
     structure = PruningStructure.trace(model, sample)
-    profile = Profile({group: 0.5 for group in list(structure.channels)[::3]})
+    profile = Profile(dict.fromkeys(list(structure.channels)[::3], 0.5))
     pruned = structure.copy()
     originals = set(model.modules())
     assert not any(node.module in originals for node in pruned.graph.module2node.values())

@@ -40,7 +40,7 @@ def test_shufflenet_prunes_everything_but_the_groups_its_channel_shuffles_interl
     # A block's output (branch2.5) is shuffled with the other branch: never a group of its own.
     assert not any(name.endswith("branch2.5") or name.endswith("branch1.2") for name in names)
     dense = sum(p.numel() for p in model.parameters())
-    kept = apply_profile(model, Profile({name: 0.5 for name in names}), sample[:1])
+    kept = apply_profile(model, Profile(dict.fromkeys(names, 0.5)), sample[:1])
     assert kept["stage2.0.branch2.0"] == 12
     assert model.eval()(sample).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) < dense

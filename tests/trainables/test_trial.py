@@ -3,6 +3,7 @@ a retried trial continues from its checkpoint and ends exactly where an uninterr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -37,10 +38,8 @@ def _trial(setup: TrialSetup, keep: Path, *, resume: Path | None = None, die_aft
         if metrics["finetune_steps"] == die_after:
             raise Interrupted
 
-    try:
+    with contextlib.suppress(Interrupted):
         run_trial(setup, PROFILE, report, resume=resume)
-    except Interrupted:
-        pass
     return reports
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunetune.search.config import parse_config
-from prunetune.search.store.manifest import read_manifest, write_manifest
 from prunetune.search.artifacts.export import ExportError, StateDictFormat, export_trial, register_format
-from prunetune.search.store.trials import find_trial, read_trials
+from prunetune.search.config import parse_config
 from prunetune.search.run.prepare import prepare
+from prunetune.search.store.manifest import read_manifest, write_manifest
+from prunetune.search.store.trials import find_trial, read_trials
 from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
 from prunetune.trainables.trial import measure_point, pruned_model
 

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.reproduce.criteria import summarise, verdict
 from prunetune.search.reproduce.transfer import TransferSettings, analyse
-from prunetune.budgets.errors import ConfigError
-from prunetune.trainables.trial import TrialSetup
 from prunetune.trainables import DataSpec, ModelSpec, PruneSettings
+from prunetune.trainables.trial import TrialSetup
 from prunetune.trainables.variants import variant_setup
 
 

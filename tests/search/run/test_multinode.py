@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from prunetune.search.store.progress import kept_dir, snapshot_states
-from tests.cluster_fixtures import env, ray_cluster  # noqa: F401  (module-scoped fixture)
+from tests.cluster_fixtures import env
 
 pytestmark = pytest.mark.integration
 CHUNK = 10  # fine-tune steps between trial checkpoints

@@ -60,8 +60,8 @@ def _snapshot_set(directory: Path, trials: list[str], counter: int, session: str
 
 
 def test_a_cut_snapshot_is_put_back_from_the_last_whole_set(tmp_path):
-    from prunetune.search.store.progress import snapshot_states
     from prunetune.search.run.snapshots import keep, repair
+    from prunetune.search.store.progress import snapshot_states
 
     staging, experiment = tmp_path / "staging", tmp_path / "experiment"
     _snapshot_set(staging, ["aaaa"], 1)
@@ -92,8 +92,8 @@ def test_a_snapshot_copied_half_way_is_made_one_moment_again(tmp_path):
 
 
 def test_a_broken_set_never_replaces_a_whole_one(tmp_path):
-    from prunetune.search.store.progress import kept_dir
     from prunetune.search.run.snapshots import keep
+    from prunetune.search.store.progress import kept_dir
 
     staging, experiment = tmp_path / "staging", tmp_path / "experiment"
     _snapshot_set(staging, ["aaaa"], 1)

@@ -42,9 +42,9 @@ def test_taper_config_mistakes_are_one_line_errors(taper, message):
 
 @pytest.mark.integration
 def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tmp_path):
+    from prunetune.budgets import get_cost
     from prunetune.search.store.manifest import read_manifest
     from prunetune.search.store.trials import read_trials
-    from prunetune.budgets import get_cost
     from prunetune.trainables import rebuild_from_checkpoint
     from prunetune.trainables.trial import example_input
 

@@ -79,8 +79,8 @@ def test_frontier_artifacts_are_on_the_parent_run(mlflow_server, tracked_search,
 
 
 def test_restored_callback_resume_and_sync_reattach_without_duplicates(mlflow_server, tracked_search):
-    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.run.prepare import from_manifest
+    from prunetune.search.store.manifest import read_manifest
     from prunetune.search.tracking.callback import tracking_callback
 
     before_parent, before_children = runs_of(mlflow_server, "s1")
