@@ -129,10 +129,21 @@ class LocalCluster:
 def _ray_start(node: Node, *args: str) -> str:
     node.directory.mkdir(parents=True, exist_ok=True)
     out = subprocess.run(
-        [RAY, "start", f"--node-ip-address={NODE_IP}", f"--temp-dir={node.directory}",
-         f"--dashboard-agent-listen-port={free_port()}", "--object-store-memory=100000000",
-         "--disable-usage-stats", *args],
-        capture_output=True, text=True, timeout=120, cwd=node.directory, env=env(),
+        [
+            RAY,
+            "start",
+            f"--node-ip-address={NODE_IP}",
+            f"--temp-dir={node.directory}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=node.directory,
+        env=env(),
     )
     node.remember()
     assert out.returncode == 0, f"ray start ({node.name}) failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
@@ -143,15 +154,27 @@ def start_cluster(root: Path, workers: int = 2) -> LocalCluster:
     port = free_port()
     head = Node("head", root / "h")
     # The head takes no trials (0 CPUs): trials land on the one-CPU worker nodes only.
-    _ray_start(head, "--head", f"--port={port}", "--num-cpus=0", "--include-dashboard=false",
-               f"--ray-client-server-port={free_port()}")
+    _ray_start(
+        head,
+        "--head",
+        f"--port={port}",
+        "--num-cpus=0",
+        "--include-dashboard=false",
+        f"--ray-client-server-port={free_port()}",
+    )
     address = f"{NODE_IP}:{port}"
     nodes = [Node(f"worker{i + 1}", root / f"w{i + 1}") for i in range(workers)]
     cluster = LocalCluster(address, head, nodes, [])
     for node in nodes:
         _ray_start(node, f"--address={address}", "--num-cpus=1")
-    out = subprocess.run([sys.executable, "-c", _NODES_SCRIPT, address, str(workers + 1)],
-                         capture_output=True, text=True, timeout=120, env=env(), cwd=root)
+    out = subprocess.run(
+        [sys.executable, "-c", _NODES_SCRIPT, address, str(workers + 1)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(),
+        cwd=root,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     cluster.reported = json.loads(out.stdout.strip().splitlines()[-1])
     for node in cluster.nodes:
@@ -173,7 +196,9 @@ def ray_cluster():
             assert ipaddress.ip_address(reported["ip"]).is_loopback, reported
         yield cluster
     finally:
-        nodes = cluster.nodes if cluster else [Node("head", root / "h"), Node("w1", root / "w1"), Node("w2", root / "w2")]
+        nodes = (
+            cluster.nodes if cluster else [Node("head", root / "h"), Node("w1", root / "w1"), Node("w2", root / "w2")]
+        )
         for node in reversed(nodes):
             node.kill()
         shutil.rmtree(root, ignore_errors=True)

@@ -83,7 +83,13 @@ def test_nothing_imports_upward():
         package, here = room(module)
         for target in targets:
             other, there = room(target)
-            if PACKAGE_RANKS[other] > PACKAGE_RANKS[package] or package == other == "search" and here and there and SEARCH_RANKS[there] > SEARCH_RANKS[here]:
+            if (
+                PACKAGE_RANKS[other] > PACKAGE_RANKS[package]
+                or package == other == "search"
+                and here
+                and there
+                and SEARCH_RANKS[there] > SEARCH_RANKS[here]
+            ):
                 upward.append(f"{module} -> {target}")
     assert not upward, "imports that run upward:\n" + "\n".join(sorted(upward))
 
@@ -96,7 +102,7 @@ def test_no_import_cycles():
         state[node] = "open"
         for target in sorted(edges.get(node, ())):
             if state.get(target) == "open":
-                cycles.append(" -> ".join(trail[trail.index(target):] + [target]))
+                cycles.append(" -> ".join(trail[trail.index(target) :] + [target]))
             elif target not in state:
                 visit(target, [*trail, target])
         state[node] = "done"
@@ -146,7 +152,14 @@ def _report_keys() -> tuple[tuple[str, ...], set[str], set[str]]:
     exec(compile(SCHEMA.read_text(), str(SCHEMA), "exec"), namespace)  # noqa: S102 - our own module
     families = tuple(namespace["FAMILIES"])
     keys = {v for k, v in namespace.items() if k.isupper() and isinstance(v, str) and v not in families}
-    common = {"accuracy", "loss", "done", "level", "reference", "feasible"}  # plain words too: flagged where read as keys
+    common = {
+        "accuracy",
+        "loss",
+        "done",
+        "level",
+        "reference",
+        "feasible",
+    }  # plain words too: flagged where read as keys
     return families, keys - common, keys & common
 
 
@@ -166,7 +179,12 @@ def _read_as_key(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
     parent = parents.get(id(node))
     if isinstance(parent, ast.Subscript) and parent.slice is node:
         return True
-    if isinstance(parent, ast.Call) and parent.args and parent.args[0] is node and isinstance(parent.func, ast.Attribute):
+    if (
+        isinstance(parent, ast.Call)
+        and parent.args
+        and parent.args[0] is node
+        and isinstance(parent.func, ast.Attribute)
+    ):
         return parent.func.attr in {"get", "pop", "setdefault"}
     if isinstance(parent, ast.Compare) and parent.left is node:
         return any(isinstance(op, (ast.In, ast.NotIn)) for op in parent.ops)
@@ -215,7 +233,7 @@ def test_the_report_key_check_catches_each_way_of_spelling_a_key(tmp_path, monke
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     module = tmp_path / "m.py"
     module.write_text(
-        'def f(metrics, cost):\n'
+        "def f(metrics, cost):\n"
         '    """Reads ``feasible`` and rel/macs (a docstring may name keys)."""\n'
         '    a = metrics["accuracy"]\n'
         '    b = metrics.get(f"rel/{cost}")\n'

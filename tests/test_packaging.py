@@ -22,12 +22,29 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # The installed namespace: prunetune.<name> is the repository's top-level folder <name>/.
-FOLDERS = {"prunetune": REPO / "prunetune", "prunetune.search": REPO / "search",
-           "prunetune.trainables": REPO / "trainables", "prunetune.budgets": REPO / "budgets"}
+FOLDERS = {
+    "prunetune": REPO / "prunetune",
+    "prunetune.search": REPO / "search",
+    "prunetune.trainables": REPO / "trainables",
+    "prunetune.budgets": REPO / "budgets",
+}
 HEAVY = ("torch", "ray", "mlflow")
 # Not part of a build: what .gitignore leaves out, plus git's own folder.
-NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "results", "build",
-                                     "dist", ".pytest_cache", ".gl", ".whl", "mlflow.db", "test-artifacts")
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "results",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".gl",
+    ".whl",
+    "mlflow.db",
+    "test-artifacts",
+)
 
 
 def source_packages() -> dict[str, Path]:
@@ -65,8 +82,13 @@ except SystemExit as exit:
 
 @pytest.mark.parametrize("action", [HELP, "import prunetune.search.searchers"], ids=["help", "import-searchers"])
 def test_help_and_searchers_load_no_torch_ray_or_mlflow(action, tmp_path):
-    out = subprocess.run([sys.executable, "-c", LOADED_HEAVY.format(action=action, heavy=HEAVY)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED_HEAVY.format(action=action, heavy=HEAVY)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "loaded:"  # names torch, ray or mlflow if any was imported
 
@@ -78,9 +100,24 @@ def wheel(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "src"
     shutil.copytree(REPO, source, ignore=NOT_SOURCES)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--wheel-dir", str(tmp / "dist"), str(source)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(tmp / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     (built,) = (tmp / "dist").glob("prunetune-*.whl")
     return built
@@ -104,13 +141,19 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def fresh_python(venv_root: Path, code: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(venv_root / "bin" / "python"), "-c", code], capture_output=True, text=True,
-                          cwd=cwd, env=clean_env(), timeout=120)
+    return subprocess.run(
+        [str(venv_root / "bin" / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(),
+        timeout=120,
+    )
 
 
 # Started by a .pth line in the fresh venv: with PRUNETUNE_TEST_IMPORTS set, every Python
 # process writes the files of the prunetune modules it imported when it exits.
-RECORD_IMPORTS = '''
+RECORD_IMPORTS = """
 import atexit, json, os, sys
 
 def _record():
@@ -121,7 +164,7 @@ def _record():
 
 if os.environ.get("PRUNETUNE_TEST_IMPORTS"):
     atexit.register(_record)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +182,32 @@ def venv(tmp_path_factory, wheel) -> Venv:
     probe = fresh_python(root, "import yaml, importlib.util as u; assert u.find_spec('torch'); import prunetune", tmp)
     assert "No module named 'prunetune'" in probe.stderr, (
         "prunetune must be importable only through this environment's editable install (make install): "
-        + probe.stdout + probe.stderr)
+        + probe.stdout
+        + probe.stderr
+    )
 
     # pip must not see this environment's prunetune metadata while installing (it would
     # uninstall the editable one), so the path line is off during the install.
     (site / "this-env-packages.pth").unlink()
     before = {p.name for p in site.iterdir()}
-    out = subprocess.run([sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install", "-q",
-                          "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, env=clean_env(),
-                         timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(root / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     new = frozenset({p.name for p in site.iterdir()} - before - {"__pycache__"})
     (site / "this-env-packages.pth").write_text(deps)
@@ -186,14 +246,27 @@ def test_installed_cli_searches_from_outside_the_checkout(venv, tmp_path):
     work.mkdir()
     records.mkdir()
     env = clean_env(PRUNETUNE_TEST_IMPORTS=str(records))
-    help_out = subprocess.run([str(venv.python), "-m", "prunetune", "--help"], capture_output=True, text=True,
-                              cwd=work, env=env, timeout=120)
+    help_out = subprocess.run(
+        [str(venv.python), "-m", "prunetune", "--help"], capture_output=True, text=True, cwd=work, env=env, timeout=120
+    )
     assert help_out.returncode == 0 and "search" in help_out.stdout and "inspect" in help_out.stdout, help_out.stderr
 
-    overrides = ["trials=2", "base.steps=5", "finetune.steps=2", "confirm.steps=2", f"storage_path={tmp_path / 'results'}"]
+    overrides = [
+        "trials=2",
+        "base.steps=5",
+        "finetune.steps=2",
+        "confirm.steps=2",
+        f"storage_path={tmp_path / 'results'}",
+    ]
     args = [str(venv.root / "bin" / "prunetune"), "search", str(REPO / "configs" / "demo.yaml")]
-    out = subprocess.run([*args, *(a for o in overrides for a in ("--set", o))], capture_output=True, text=True,
-                         cwd=work, env=env, timeout=600)
+    out = subprocess.run(
+        [*args, *(a for o in overrides for a in ("--set", o))],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Frontier: accuracy vs macs" in out.stdout and "of 2 finished trials" in out.stdout, out.stdout
     assert "Confirmed on the test split: " in out.stdout, out.stdout  # the demo confirms its best profiles

@@ -82,8 +82,12 @@ def test_costs_shrink_with_channels_and_split_by_layer():
 
 def test_synthetic_model_and_batch_evaluation_agree():
     channels = {"a": 8, "b": 16}
-    terms = (Term("macs", "conv", 9, ("a", "b")), Term("macs", "bn", 2, ("b",)), Term("params", "fc", 5, ("b",)),
-             Term("params", "head", 7))
+    terms = (
+        Term("macs", "conv", 9, ("a", "b")),
+        Term("macs", "bn", 2, ("b",)),
+        Term("params", "fc", 5, ("b",)),
+        Term("params", "head", 7),
+    )
     cost_model = AnalyticCostModel(channels, terms)
     assert cost_model.evaluate({"a": 2, "b": 4}) == {"macs": 9 * 8 + 8, "params": 20 + 7}
     assert cost_model.evaluate({"a": 2}) == {"macs": 9 * 32 + 32, "params": 80 + 7}  # b dense
@@ -95,9 +99,17 @@ def test_synthetic_model_and_batch_evaluation_agree():
         AnalyticCostModel({"a": 8}, (Term("macs", "x", 1, ("b",)),))
 
 
-@pytest.mark.parametrize("channels,ratio,round_to,min_channels,expected",
-                         [(64, 0.5, 1, 1, 32), (64, 0.3, 8, 1, 16), (64, 0.01, 8, 1, 8), (10, 0.1, 1, 4, 4),
-                          (12, 1.0, 8, 1, 12), (7, 0.5, 1, 1, 4)])
+@pytest.mark.parametrize(
+    "channels,ratio,round_to,min_channels,expected",
+    [
+        (64, 0.5, 1, 1, 32),
+        (64, 0.3, 8, 1, 16),
+        (64, 0.01, 8, 1, 8),
+        (10, 0.1, 1, 4, 4),
+        (12, 1.0, 8, 1, 12),
+        (7, 0.5, 1, 1, 4),
+    ],
+)
 def test_channels_kept_is_the_pruners_rule(channels, ratio, round_to, min_channels, expected):
     assert channels_kept(channels, ratio, round_to, min_channels) == expected
     if ratio * channels >= 0.5:

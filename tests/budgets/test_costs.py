@@ -204,7 +204,12 @@ class TestUserFunction:
         assert costs_module.source_path("costpkg.sub.meters:one") == tmp_path / "costpkg"  # the top package
         repo_tests = Path(__file__).resolve().parents[1]
         assert costs_module.source_path("tests.budgets.userfuncs:bias_count").resolve() == repo_tests
-        for shipped_anyway in ("math:fsum", "prunetune.budgets.costs:first_item", "torch.nn:Module", "nowhere_at_all:fn"):
+        for shipped_anyway in (
+            "math:fsum",
+            "prunetune.budgets.costs:first_item",
+            "torch.nn:Module",
+            "nowhere_at_all:fn",
+        ):
             assert costs_module.source_path(shipped_anyway) is None, shipped_anyway
 
     @pytest.mark.parametrize(
@@ -228,9 +233,7 @@ class TestOnCuda:
         assert median > 0 and iqr >= 0
         assert all(p.device.type == "cpu" for p in dense.parameters())
 
-    def test_peak_memory_on_cuda_counts_weights_and_shrinks_when_pruned(
-        self, dense, pruned, example_input
-    ) -> None:
+    def test_peak_memory_on_cuda_counts_weights_and_shrinks_when_pruned(self, dense, pruned, example_input) -> None:
         cost = PeakMemory(device="cuda", batch_size=8)
         weights = sum(p.numel() * p.element_size() for p in dense.parameters())
         dense_peak = cost(dense, example_input)

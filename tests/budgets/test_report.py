@@ -11,8 +11,12 @@ from prunetune.budgets.report import TrialReport
 
 
 def a_report(**extra) -> dict:
-    costs = R.budget_metrics({"macs": 40.0, "latency": 3.0}, {"macs": 100.0, "latency": 4.0},
-                             meets={"macs": True, "latency_cpu": False}, limits={"macs": 50.0, "latency_cpu": 2.5})
+    costs = R.budget_metrics(
+        {"macs": 40.0, "latency": 3.0},
+        {"macs": 100.0, "latency": 4.0},
+        meets={"macs": True, "latency_cpu": False},
+        limits={"macs": 50.0, "latency_cpu": 2.5},
+    )
     return {R.ACCURACY: 0.9, R.LOSS: 0.3, R.FINETUNE_STEPS: 7, R.DONE: True, **costs, **extra}
 
 
@@ -34,7 +38,9 @@ def test_a_report_reads_back_what_was_written():
 
 def test_confirmation_fields_and_a_dense_cost_of_zero():
     metrics = R.budget_metrics({"energy": 2.0}, {"energy": 0.0}, meets={}, limits={})
-    report = TrialReport.read({R.ACCURACY: 0.5, **metrics, R.TEST_ACCURACY: 0.48, R.CONFIRMS: "t1", R.REFERENCE: "uniform"})
+    report = TrialReport.read(
+        {R.ACCURACY: 0.5, **metrics, R.TEST_ACCURACY: 0.48, R.CONFIRMS: "t1", R.REFERENCE: "uniform"}
+    )
     assert math.isnan(report.relative["energy"])  # no share of a dense cost of zero
     assert report.feasible  # no budgets: nothing missed
     assert (report.test_accuracy, report.confirms, report.reference) == (0.48, "t1", "uniform")

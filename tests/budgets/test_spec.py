@@ -146,9 +146,7 @@ class TestTrialHelpers:
         dense.train()
         dense[1].eval()  # a mixed state must come back exactly
         modes = [m.training for m in dense.modules()]
-        values = measure_costs(
-            dense, example_input, {"params": get_cost("params"), "sloppy": SwitchesToEval()}
-        )
+        values = measure_costs(dense, example_input, {"params": get_cost("params"), "sloppy": SwitchesToEval()})
         params = float(sum(p.numel() for p in dense.parameters()))
         assert values == {"params": params, "sloppy": 1.0}
         assert [m.training for m in dense.modules()] == modes

@@ -13,7 +13,9 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 CONSTRAINTS = dict(
-    line.split("==", 1) for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#")
+    line.split("==", 1)
+    for line in (REPO / "constraints.txt").read_text().splitlines()
+    if "==" in line and not line.startswith("#")
 )
 INSTRUCTIONS = {"FROM", "ARG", "ENV", "RUN", "COPY", "WORKDIR", "ENTRYPOINT", "CMD", "LABEL", "USER", "EXPOSE"}
 

@@ -19,7 +19,9 @@ STUDY = "study-a"
 
 
 def prunetune(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +76,14 @@ def diverged_search(tmp_path_factory, tiny_base) -> TrackedSearch:
     """A 2-trial search whose fine-tunes diverge (lr 1e12): every trial errors, exit code 1.
     Its ``config.yaml`` is beside the results; a test that resumes it runs after those that read it."""
     tmp = tmp_path_factory.mktemp("diverged")
-    config = {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "trials": 2, "tracking": {"enabled": False},
-              "finetune": {**TINY["finetune"], "lr": 1e12}, "storage_path": str(tmp / "results")}
+    config = {
+        **TINY,
+        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
+        "trials": 2,
+        "tracking": {"enabled": False},
+        "finetune": {**TINY["finetune"], "lr": 1e12},
+        "storage_path": str(tmp / "results"),
+    }
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     out = prunetune("search", str(tmp / "config.yaml"), cwd=tmp)
     return TrackedSearch(config["name"], tmp / "results" / config["name"], out)
@@ -86,8 +94,14 @@ def quiet_uri_search(tmp_path_factory, tiny_base) -> TrackedSearch:
     """A 2-trial search run with ``--quiet`` whose storage_path is a ``file://`` URI (``bucket/``:
     the trials) and whose local_dir (``local/``) takes the rest; ``directory`` is the local one."""
     tmp = tmp_path_factory.mktemp("uri")
-    config = {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base)}, "trials": 2, "tracking": {"enabled": False},
-              "storage_path": f"file://{tmp / 'bucket'}", "local_dir": str(tmp / "local")}
+    config = {
+        **TINY,
+        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
+        "trials": 2,
+        "tracking": {"enabled": False},
+        "storage_path": f"file://{tmp / 'bucket'}",
+        "local_dir": str(tmp / "local"),
+    }
     (tmp / "uri.yaml").write_text(yaml.safe_dump(config))
     out = prunetune("search", str(tmp / "uri.yaml"), "--quiet", cwd=tmp)
     return TrackedSearch(config["name"], tmp / "local" / config["name"], out)

@@ -18,7 +18,9 @@ from prunetune.search.cli import main
 
 
 def prunetune(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:

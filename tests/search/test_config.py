@@ -74,7 +74,13 @@ def test_trial_setup_parts_hash_and_pickle_as_values(tiny_base):
 
     config = parse_config({"prune": {"criterion": "taylor", "round_to": 4}, "finetune": {"steps": 7}})
     setup = TrialSetup(ModelSpec(), DataSpec(), str(tiny_base), prune=config.prune, finetune=config.finetune)
-    again = TrialSetup(ModelSpec(), DataSpec(), str(tiny_base), prune=parse_config({"prune": {"criterion": "taylor", "round_to": 4}}).prune, finetune=config.finetune)
+    again = TrialSetup(
+        ModelSpec(),
+        DataSpec(),
+        str(tiny_base),
+        prune=parse_config({"prune": {"criterion": "taylor", "round_to": 4}}).prune,
+        finetune=config.finetune,
+    )
     assert hash(setup) == hash(again) and setup == again  # usable as an lru_cache key
     shipped = pickle.loads(pickle.dumps(setup))  # what Ray does to reach a worker
     assert shipped == setup and shipped.prune.round_to == 4 and shipped.finetune.steps == 7

@@ -63,7 +63,9 @@ def test_every_adapter_works_on_a_real_tune_run(tmp_path, local_ray):
     from prunetune.search import ray_compat
 
     recorder = make_recorder()
-    tuner = tune.Tuner(reporting, run_config=tune.RunConfig(name="compat", storage_path=str(tmp_path), callbacks=[recorder]))
+    tuner = tune.Tuner(
+        reporting, run_config=tune.RunConfig(name="compat", storage_path=str(tmp_path), callbacks=[recorder])
+    )
     tuner.fit()
 
     # A running trial's reports with checkpoints, oldest first, and the driver's staging folder.

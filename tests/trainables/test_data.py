@@ -65,8 +65,7 @@ def test_shapes_are_reproducible_from_the_seed_and_cached_per_process() -> None:
     other_seed = load_dataset("shapes", seed=4, options=options)
     assert not torch.equal(other_seed.train_x, first.train_x)
     more_train = load_dataset("shapes", seed=3, options={"n_train": 150, "n_val": 20})
-    assert torch.allclose(_pixels(more_train, more_train.val_x), _pixels(first, first.val_x),
-                          atol=1e-5)
+    assert torch.allclose(_pixels(more_train, more_train.val_x), _pixels(first, first.val_x), atol=1e-5)
 
 
 def test_unknown_names_and_options_list_the_valid_ones() -> None:
@@ -81,10 +80,16 @@ def test_unknown_names_and_options_list_the_valid_ones() -> None:
 
 CIFAR_LAYOUTS = {
     # name: (folder, train files, test file, meta file, label key, meta key, classes)
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                "batches.meta", "labels", "label_names", 10),
-    "cifar100": ("cifar-100-python", ["train"], "test", "meta", "fine_labels",
-                 "fine_label_names", 100),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "batches.meta",
+        "labels",
+        "label_names",
+        10,
+    ),
+    "cifar100": ("cifar-100-python", ["train"], "test", "meta", "fine_labels", "fine_label_names", 100),
 }
 
 
@@ -117,7 +122,11 @@ def test_cifar_files_load_with_pixels_and_labels_intact(tmp_path: Path, name: st
     splits = load_dataset(name, root=tmp_path, options={"verify": False, "val_size": 4})
     assert splits.num_classes == CIFAR_LAYOUTS[name][-1] and splits.input_shape == (3, 32, 32)
     # Validation is held out of the training files; test is the official test batch.
-    assert len(splits.train_y) == len(labels) - 4 and len(splits.val_y) == 4 and len(splits.test_y) == (6 if name == "cifar100" else 3)
+    assert (
+        len(splits.train_y) == len(labels) - 4
+        and len(splits.val_y) == 4
+        and len(splits.test_y) == (6 if name == "cifar100" else 3)
+    )
     assert sorted(splits.train_y.tolist() + splits.val_y.tolist()) == sorted(labels)
     expected = torch.from_numpy(images).reshape(-1, 3, 32, 32) / 255.0
     pixels = torch.cat([_pixels(splits, splits.train_x), _pixels(splits, splits.val_x)])

@@ -136,9 +136,7 @@ def test_weights_of_another_architecture_are_a_config_error(tmp_path) -> None:
         build_model("resnet20", num_classes=10, weights=str(tmp_path / "missing.pt"))
 
 
-def test_torchvision_weights_come_from_the_hub_cache_never_the_network(
-    tmp_path, monkeypatch
-) -> None:
+def test_torchvision_weights_come_from_the_hub_cache_never_the_network(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ConfigError, match="resnet18-f37072fd.pth") as error:
         build_model("resnet18", num_classes=10, weights="ResNet18_Weights.IMAGENET1K_V1")

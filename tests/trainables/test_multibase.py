@@ -19,7 +19,9 @@ from tests.conftest import TINY
 def two_bases(tmp_path_factory, tiny_base):
     """The tiny search's setup with a second base model trained from another seed (a few steps:
     the search's own base is given, so the recipe trains only the second one)."""
-    config = parse_config({**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base), "steps": 8}, "bases": [{"seed": 1}]})
+    config = parse_config(
+        {**TINY, "base": {**TINY["base"], "checkpoint": str(tiny_base), "steps": 8}, "bases": [{"seed": 1}]}
+    )
     setup = replace(trial_setup(config), base_checkpoint=str(tiny_base))
     checkpoints = ensure_extra_bases(config, tmp_path_factory.mktemp("bases"), show_progress=False)
     return config, with_extra_bases(config, setup, checkpoints)
@@ -37,7 +39,10 @@ def test_each_extra_base_gets_its_own_checkpoint_and_label(two_bases, tiny_base)
     config, setup = two_bases
     assert setup.label == "digits-s0" and [o.label for o in setup.others] == ["digits-s1"]
     assert setup.others[0].base_checkpoint != str(tiny_base)
-    assert torch.load(setup.others[0].base_checkpoint, weights_only=True).keys() == torch.load(tiny_base, weights_only=True).keys()
+    assert (
+        torch.load(setup.others[0].base_checkpoint, weights_only=True).keys()
+        == torch.load(tiny_base, weights_only=True).keys()
+    )
 
 
 def test_the_reported_accuracy_is_the_mean_over_the_base_models(two_bases):
@@ -51,11 +56,14 @@ def test_the_reported_accuracy_is_the_mean_over_the_base_models(two_bases):
     assert own != other  # two different base models: the mean is not either one
 
 
-@pytest.mark.parametrize("bases,message", [
-    ([{"seed": 0}], "bases[0] is the search's own base model"),
-    ([{"seed": 1}, {"seed": 1}], "base label 'digits-s1' names two base models"),
-    ([{"data": {"name": "digitz"}}], "unknown data set 'digitz' in bases[0].data"),
-])
+@pytest.mark.parametrize(
+    "bases,message",
+    [
+        ([{"seed": 0}], "bases[0] is the search's own base model"),
+        ([{"seed": 1}, {"seed": 1}], "base label 'digits-s1' names two base models"),
+        ([{"data": {"name": "digitz"}}], "unknown data set 'digitz' in bases[0].data"),
+    ],
+)
 def test_base_list_mistakes_are_one_line_errors(bases, message, tmp_path):
     from prunetune.budgets.errors import ConfigError
     from prunetune.search.run.prepare import prepare

@@ -155,7 +155,10 @@ def test_fine_tuning_a_pruned_copy_leaves_the_cached_weights_unchanged(ratio):
 def test_explicit_scores_the_taper_passes_prune_the_same_channels_either_way():
     model, sample = _dense("resnet20")
     structure = PruningStructure.trace(copy.deepcopy(model), sample)
-    gates = {g: torch.rand(c, generator=torch.Generator().manual_seed(i)) for i, (g, c) in enumerate(structure.channels.items())}
+    gates = {
+        g: torch.rand(c, generator=torch.Generator().manual_seed(i))
+        for i, (g, c) in enumerate(structure.channels.items())
+    }
     profile = _profile(structure, seed=5)
     dense, sequential = copy.deepcopy(model), copy.deepcopy(model)
     apply_profile(dense, profile, sample, PruneSettings(), scores=gates)
@@ -221,6 +224,7 @@ def test_a_criterion_declares_whether_it_is_ranked_once_on_the_dense_model(monke
         def factory(model, calibration):
             calls[key] += 1
             return tp.importance.GroupMagnitudeImportance(p=1)
+
         return factory
 
     register_criterion("once", dense=True)(counted("once"))

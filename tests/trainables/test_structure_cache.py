@@ -114,11 +114,23 @@ def test_zero_step_trials_in_one_reused_worker_report_what_their_checkpoint_hold
     from prunetune.search.store.trials import read_trials
     from prunetune.trainables import rebuild_from_checkpoint
 
-    config = {**tiny_config, "name": "zero", "trials": 2, "concurrency": 1, "finetune": {"steps": 0},
-              "searcher": {"name": "random", "seed": 4}, "tracking": {"enabled": False}}
+    config = {
+        **tiny_config,
+        "name": "zero",
+        "trials": 2,
+        "concurrency": 1,
+        "finetune": {"steps": 0},
+        "searcher": {"name": "random", "seed": 4},
+        "tracking": {"enabled": False},
+    }
     (tmp_path / "zero.yaml").write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "prunetune", "search", str(tmp_path / "zero.yaml")],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "prunetune", "search", str(tmp_path / "zero.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     experiment = tmp_path / "results" / "zero"
     trials = read_trials(experiment)

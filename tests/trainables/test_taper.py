@@ -179,7 +179,9 @@ def test_each_level_hardens_into_a_pruned_model_whose_counted_cost_meets_it(stra
         counted = get_cost("macs")(point.model, sample)
         assert counted == point.gated_cost <= point.level * dense
         assert counted > 0.5 * point.level * dense  # the level's budget is used, not wasted
-        assert point.profile.ratios == {k: v / c for (k, v), c in zip(point.kept.items(), [len(t) for t in run.gates.theta])}
+        assert point.profile.ratios == {
+            k: v / c for (k, v), c in zip(point.kept.items(), [len(t) for t in run.gates.theta])
+        }
     assert points[0].step < points[1].step
 
 

@@ -45,8 +45,12 @@ def test_shufflenet_prunes_everything_but_the_groups_its_channel_shuffles_interl
     assert model.eval()(sample).shape == (2, 10)
     assert sum(p.numel() for p in model.parameters()) < dense
     # The exact cost model probes and checks itself by pruning: it holds across the shuffles.
-    assert extract_cost_model(build_model("shufflenet_v2_x0_5", num_classes=10, input_size=64),
-                              sample[:1]).dense()["params"] == dense
+    assert (
+        extract_cost_model(build_model("shufflenet_v2_x0_5", num_classes=10, input_size=64), sample[:1]).dense()[
+            "params"
+        ]
+        == dense
+    )
 
 
 def test_inspect_of_a_shufflenet_lists_its_groups(capsys):

@@ -43,4 +43,7 @@ def test_three_steps_print_at_each_mark_once(capsys):
         progress.update(1)
         progress.set_postfix(loss="1.000")
     assert capsys.readouterr().err.splitlines() == [
-        "x: 33% (1/3 steps), loss 1.000", "x: 67% (2/3 steps), loss 1.000", "x: 100% (3/3 steps), loss 1.000"]
+        "x: 33% (1/3 steps), loss 1.000",
+        "x: 67% (2/3 steps), loss 1.000",
+        "x: 100% (3/3 steps), loss 1.000",
+    ]

@@ -24,10 +24,14 @@ class Interrupted(Exception):
 
 def _setup(tiny_base: Path) -> TrialSetup:
     recipe = Recipe(steps=6, lr=0.05, batch_size=32)
-    return TrialSetup(ModelSpec("resnet20", 0.25, 8), DataSpec("digits"), str(tiny_base), finetune=recipe, checkpoint_every=2)
+    return TrialSetup(
+        ModelSpec("resnet20", 0.25, 8), DataSpec("digits"), str(tiny_base), finetune=recipe, checkpoint_every=2
+    )
 
 
-def _trial(setup: TrialSetup, keep: Path, *, resume: Path | None = None, die_after: int | None = None) -> list[tuple[dict, Path]]:
+def _trial(
+    setup: TrialSetup, keep: Path, *, resume: Path | None = None, die_after: int | None = None
+) -> list[tuple[dict, Path]]:
     """Run one trial as Tune would; every reported checkpoint is kept (copied) under ``keep``."""
     reports: list[tuple[dict, Path]] = []
 

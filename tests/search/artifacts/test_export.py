@@ -64,9 +64,16 @@ def build_experiment(root: Path, raw: dict, trials: dict[str, float] = TRIALS) -
         folder = prepared.experiment_dir / f"trial_{trial_id}"
         (folder / "checkpoint_000000").mkdir(parents=True)
         save_trial_checkpoint(folder / "checkpoint_000000", model, profile, {"step": setup.finetune.steps})
-        report = {**metrics, "done": True, "trial_id": trial_id, "checkpoint_dir_name": "checkpoint_000000",
-                  "config": {"profile": dict(profile.ratios)}}
-        (folder / "result.json").write_text(json.dumps({"accuracy": 0.0, "trial_id": trial_id}) + "\n" + json.dumps(report) + "\n")
+        report = {
+            **metrics,
+            "done": True,
+            "trial_id": trial_id,
+            "checkpoint_dir_name": "checkpoint_000000",
+            "config": {"profile": dict(profile.ratios)},
+        }
+        (folder / "result.json").write_text(
+            json.dumps({"accuracy": 0.0, "trial_id": trial_id}) + "\n" + json.dumps(report) + "\n"
+        )
     broken = prepared.experiment_dir / "trial_broken01"
     broken.mkdir()
     (broken / "result.json").write_text(json.dumps({"accuracy": 0.1, "loss": 2.0, "trial_id": "broken01"}) + "\n")
@@ -100,7 +107,9 @@ LOADERS = {
 
 
 OUT_NAMES = {"state_dict": "model", "torchscript": "model.pt", "torch_export": "model.pt2", "onnx": "model.onnx"}
-CASES = [(which, fmt) for which in ("cifar", "torchvision") for fmt in ("state_dict", "torch_export", "torchscript", "onnx")]
+CASES = [
+    (which, fmt) for which in ("cifar", "torchvision") for fmt in ("state_dict", "torch_export", "torchscript", "onnx")
+]
 # Run by a new Python process: loads each artifact listed in the JSON file argv[1], runs it on
 # its inputs and saves the outputs (or the traceback, beside them as <y>.error). TorchScript and
 # ONNX load first, before the state_dict cases import prunetune into that process.
@@ -154,8 +163,9 @@ def round_trips(cifar_exp, tv_exp, tmp_path_factory) -> dict[tuple[str, str], Ro
             spec.append({"fmt": fmt, "loader": LOADERS[fmt], "path": str(out), "x": str(x), "y": str(y)})
         cases[which, fmt] = RoundTrip(trial, out, result, listing, expected, y)
     (io / "cases.json").write_text(json.dumps(spec))
-    done = subprocess.run([sys.executable, "-c", RELOAD, str(io / "cases.json")], capture_output=True, text=True,
-                          cwd=io, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(io / "cases.json")], capture_output=True, text=True, cwd=io, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return cases
 
@@ -183,10 +193,23 @@ def test_state_dict_folder_rebuilds_without_pickles_and_records_its_source(cifar
     manifest, trial, model, inputs, expected = reference(cifar_exp, "small003")
     export_trial(manifest, trial, "state_dict", tmp_path / "m")
 
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "preprocessing.json", "profile.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "export.json",
+        "model.pt",
+        "preprocessing.json",
+        "profile.json",
+    ]
     info = json.loads((tmp_path / "m" / "export.json").read_text())
-    assert info["architecture"] == {"model": "resnet20", "width": 0.25, "input_size": 8, "num_classes": 10,
-                                    "round_to": 1, "min_channels": 1, "criterion": "l1", "in_channels": 3}
+    assert info["architecture"] == {
+        "model": "resnet20",
+        "width": 0.25,
+        "input_size": 8,
+        "num_classes": 10,
+        "round_to": 1,
+        "min_channels": 1,
+        "criterion": "l1",
+        "in_channels": 3,
+    }
     assert info["source"]["trial_id"] == "small003" and info["source"]["experiment"] == "exp-cifar"
     assert info["accuracy"] == trial.metrics["accuracy"] and info["costs"]["macs"] == trial.metrics["cost/macs"]
     assert info["budgets"] == ["macs<=60%"] and set(info["profile"].values()) == {0.3}
@@ -212,8 +235,13 @@ def test_onnx_carries_a_dynamic_batch_and_the_export_info(round_trips):
 
 def test_a_checkpoint_that_does_not_match_the_trials_costs_is_refused_and_nothing_is_written(cifar_exp, tmp_path):
     manifest, trial, *_ = reference(cifar_exp, "half0002")
-    lying = type(trial)(trial.trial_id, {**trial.metrics, "cost/macs": trial.metrics["cost/macs"] * 0.9},
-                        trial.profile, trial.checkpoint, trial.directory)
+    lying = type(trial)(
+        trial.trial_id,
+        {**trial.metrics, "cost/macs": trial.metrics["cost/macs"] * 0.9},
+        trial.profile,
+        trial.checkpoint,
+        trial.directory,
+    )
 
     with pytest.raises(ExportError, match="reported macs="):
         export_trial(manifest, lying, "onnx", tmp_path / "m.onnx")
@@ -270,7 +298,9 @@ def prunetune(capsys, monkeypatch):
 
 
 def best_feasible(experiment: Path, max_rel_macs: float = 1.0) -> str:
-    trials = [t for t in read_trials(experiment).values() if t.checkpoint and t.metrics["feasible"] and not t.source_trial]
+    trials = [
+        t for t in read_trials(experiment).values() if t.checkpoint and t.metrics["feasible"] and not t.source_trial
+    ]
     trials = [t for t in trials if t.metrics["rel/macs"] <= max_rel_macs]
     return max(trials, key=lambda t: (t.metrics["accuracy"], -t.metrics["cost/macs"])).trial_id
 
@@ -282,10 +312,16 @@ def test_best_is_the_most_accurate_feasible_trial_then_the_cheapest(tmp_path):
         metrics = {"accuracy": accuracy, "feasible": feasible, "cost/macs": macs, "rel/macs": macs / 100}
         return TrialInfo(trial_id, metrics, {}, tmp_path, tmp_path, source)
 
-    trials = {t.trial_id: t for t in [
-        trial("a", 0.90, 80, feasible=0.0), trial("b", 0.80, 60), trial("c", 0.80, 40),
-        trial("d", 0.70, 20), trial("b-e9", 0.99, 60, source="b"),
-    ]}
+    trials = {
+        t.trial_id: t
+        for t in [
+            trial("a", 0.90, 80, feasible=0.0),
+            trial("b", 0.80, 60),
+            trial("c", 0.80, 40),
+            trial("d", 0.70, 20),
+            trial("b-e9", 0.99, 60, source="b"),
+        ]
+    }
     assert best_trial(trials).trial_id == "c"  # b ties on accuracy but costs more; a is infeasible
     assert best_trial(trials, parse_budget_filter("macs<=30%")).trial_id == "d"
     assert best_trial(trials, parse_budget_filter("macs<=40")).trial_id == "c"
@@ -294,8 +330,17 @@ def test_best_is_the_most_accurate_feasible_trial_then_the_cheapest(tmp_path):
 def test_cli_exports_the_best_feasible_trial_under_a_budget(cifar_exp, tmp_path, prunetune):
     rel = {t: read_trials(cifar_exp)[t].metrics["rel/macs"] for t in TRIALS}
     cap = (rel["half0002"] + rel["small003"]) / 2  # between the two feasible trials: only the small one
-    done = prunetune("export", cifar_exp, "--best", "--budget", f"macs<={cap * 100:.4f}%", "--format", "torchscript",
-                     "--out", tmp_path / "best.pt")
+    done = prunetune(
+        "export",
+        cifar_exp,
+        "--best",
+        "--budget",
+        f"macs<={cap * 100:.4f}%",
+        "--format",
+        "torchscript",
+        "--out",
+        tmp_path / "best.pt",
+    )
 
     assert done.returncode == 0, done.stderr
     assert "trial small003:" in done.stdout and "verified:" in done.stdout
@@ -335,7 +380,12 @@ def test_cli_refuses_an_existing_output_unless_forced(cifar_exp, tmp_path, prune
     assert (tmp_path / "m" / "old.txt").read_text() == "keep me"
     forced = prunetune(*args, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["export.json", "model.pt", "preprocessing.json", "profile.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "export.json",
+        "model.pt",
+        "preprocessing.json",
+        "profile.json",
+    ]
 
 
 def test_cli_names_the_package_a_format_is_missing(cifar_exp, tmp_path, prunetune, monkeypatch):
@@ -372,7 +422,9 @@ def test_finetune_continues_a_trial_and_export_takes_the_result(cifar_exp, tmp_p
 
     again = prunetune("finetune", cifar_exp, "--trial", "small003", "--epochs", "1")
     assert again.returncode == 2 and "already exists" in again.stderr
-    exported = prunetune("export", cifar_exp, "--trial", "small003-e1", "--format", "state_dict", "--out", tmp_path / "ft")
+    exported = prunetune(
+        "export", cifar_exp, "--trial", "small003-e1", "--format", "state_dict", "--out", tmp_path / "ft"
+    )
     assert exported.returncode == 0, exported.stderr
     manifest, _, model, inputs, expected = reference(cifar_exp, "small003-e1")
     assert torch.allclose(load_pruned(tmp_path / "ft")(inputs), expected, atol=1e-5)
@@ -397,8 +449,21 @@ def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, m
 
     best = best_feasible(cifar_exp)
     for version, (fmt, out) in enumerate([("state_dict", "m"), ("onnx", "m.onnx")], start=1):
-        done = prunetune("export", cifar_exp, "--best", "--budget", "macs<=60%", "--format", fmt, "--out", tmp_path / out,
-                         "--register", "pruned-resnet20", "--tracking-uri", mlflow_server)
+        done = prunetune(
+            "export",
+            cifar_exp,
+            "--best",
+            "--budget",
+            "macs<=60%",
+            "--format",
+            fmt,
+            "--out",
+            tmp_path / out,
+            "--register",
+            "pruned-resnet20",
+            "--tracking-uri",
+            mlflow_server,
+        )
         assert done.returncode == 0, done.stderr
         assert f"registered: pruned-resnet20 version {version} (models:/pruned-resnet20/{version})" in done.stdout
 
@@ -429,8 +494,19 @@ def test_registered_exports_are_fetched_by_name_and_version_and_run(cifar_exp, m
 def test_register_defaults_to_the_searchs_own_sqlite_store(cifar_exp, tmp_path, prunetune):
     import mlflow.pytorch
 
-    done = prunetune("export", cifar_exp, "--trial", "half0002", "--format", "torchscript", "--out", tmp_path / "m.pt",
-                     "--register", "tiny-ts", cwd=tmp_path)
+    done = prunetune(
+        "export",
+        cifar_exp,
+        "--trial",
+        "half0002",
+        "--format",
+        "torchscript",
+        "--out",
+        tmp_path / "m.pt",
+        "--register",
+        "tiny-ts",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     uri = f"sqlite:///{cifar_exp.parent / 'mlflow.db'}"
     assert f"registered: tiny-ts version 1 (models:/tiny-ts/1) at {uri}" in done.stdout

@@ -29,7 +29,9 @@ def test_formats_are_a_registry_by_name():
 
 
 def test_an_unknown_format_names_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown export format 'onx' \(did you mean 'onnx'\?\); choose one of: .*torchscript"):
+    with pytest.raises(
+        ConfigError, match=r"unknown export format 'onx' \(did you mean 'onnx'\?\); choose one of: .*torchscript"
+    ):
         get_format("onx")
 
 

@@ -50,7 +50,11 @@ def test_onnx_export_on_raw_images_through_its_metadata_reaches_the_trials_accur
     out = export_trial(manifest, trial, "onnx", tmp_path / "m.onnx").path
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     pre = Preprocessing.from_json(props["preprocessing"])
-    assert pre.input_size == 8 and len(pre.mean) == 3 and json.loads(props["prunetune"])["preprocessing"]["std"] == list(pre.std)
+    assert (
+        pre.input_size == 8
+        and len(pre.mean) == 3
+        and json.loads(props["prunetune"])["preprocessing"]["std"] == list(pre.std)
+    )
 
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     run = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])  # noqa: E731

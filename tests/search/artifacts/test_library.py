@@ -42,7 +42,18 @@ def test_round_trip_keeps_every_field(tmp_path):
 def test_file_names_format_version_and_provenance(tmp_path):
     blob = json.loads(library_profile().save(tmp_path / "p.json").read_text())
     assert blob["format"] == FORMAT and blob["version"] == VERSION == 1
-    for key in ("architecture", "groups", "criterion", "dataset", "budgets", "accuracy", "costs", "search", "trial_id", "prunetune_version"):
+    for key in (
+        "architecture",
+        "groups",
+        "criterion",
+        "dataset",
+        "budgets",
+        "accuracy",
+        "costs",
+        "search",
+        "trial_id",
+        "prunetune_version",
+    ):
         assert key in blob, key
     assert blob["prunetune_version"] not in ("", None)
 

@@ -18,7 +18,9 @@ def test_models_with_no_match_says_so(capsys):
 
 
 def test_models_piped_into_a_reader_that_leaves_ends_quietly():
-    listing = subprocess.Popen([sys.executable, "-m", "prunetune", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "prunetune", "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     listing.stdout.close()  # like `| head` exiting before the list is written
     err = listing.stderr.read().decode()
     assert listing.wait() == 0

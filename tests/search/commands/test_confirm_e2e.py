@@ -23,8 +23,14 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def _reports(trial: Path) -> list[dict]:
@@ -33,9 +39,14 @@ def _reports(trial: Path) -> list[dict]:
 
 
 def test_uniform_under_asha_is_confirmed_on_the_test_split_with_two_seeds(tiny_config, tmp_path):
-    tiny_config.update(searcher="uniform", budgets=[{"cost": "macs", "max": 0.5, "relative": True}],
-                       finetune={**tiny_config["finetune"], "steps": 6}, scheduler={"name": "asha", "grace_steps": 2},
-                       confirm={"top": 1, "steps": 8, "seeds": 2}, tracking={"enabled": False})
+    tiny_config.update(
+        searcher="uniform",
+        budgets=[{"cost": "macs", "max": 0.5, "relative": True}],
+        finetune={**tiny_config["finetune"], "steps": 6},
+        scheduler={"name": "asha", "grace_steps": 2},
+        confirm={"top": 1, "steps": 8, "seeds": 2},
+        tracking={"enabled": False},
+    )
     path = tmp_path / "uniform.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     out = _cli("search", str(path), cwd=tmp_path)
@@ -58,17 +69,27 @@ def test_uniform_under_asha_is_confirmed_on_the_test_split_with_two_seeds(tiny_c
 
 
 def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny_config, tmp_path):
-    tiny_config.update(searcher={"name": "random", "seed": 1}, trials=8, concurrency=2,
-                       budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
-                       finetune={**tiny_config["finetune"], "steps": 8},
-                       scheduler={"name": "asha", "grace_steps": 2, "reduction_factor": 2},
-                       confirm={"top": 2, "steps": 6}, tracking={"enabled": False})
+    tiny_config.update(
+        searcher={"name": "random", "seed": 1},
+        trials=8,
+        concurrency=2,
+        budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
+        finetune={**tiny_config["finetune"], "steps": 8},
+        scheduler={"name": "asha", "grace_steps": 2, "reduction_factor": 2},
+        confirm={"top": 2, "steps": 6},
+        tracking={"enabled": False},
+    )
     path = tmp_path / "random.yaml"
     path.write_text(yaml.safe_dump(tiny_config))  # the session's base: the driver is killed during trials
     experiment = Path(tiny_config["storage_path"]) / "tiny"
-    driver = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         deadline = time.monotonic() + 300
         while sum(1 for t in experiment.glob("trial_*") if _reports(t)) < 2:
@@ -92,8 +113,12 @@ def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny
 
 
 def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_won(tiny_config, tmp_path):
-    tiny_config.update(searcher={"name": "random", "seed": 3}, trials=4, budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
-                       confirm={"top": 1, "steps": 8, "uniform": True})
+    tiny_config.update(
+        searcher={"name": "random", "seed": 3},
+        trials=4,
+        budgets=[{"cost": "macs", "max": 0.6, "relative": True}],
+        confirm={"top": 1, "steps": 8, "uniform": True},
+    )
     path = tmp_path / "reference.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     out = _cli("search", str(path), cwd=tmp_path)
@@ -113,9 +138,13 @@ def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_wo
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{Path(tiny_config['storage_path']) / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'reference'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'reference'"
+    )
     assert len(runs) == 1 and "test/accuracy" in runs[0].data.metrics
-    [parent] = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'search'")
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.`prunetune.role` = 'search'"
+    )
     dense = next(line for line in lines if line.startswith("dense model: accuracy "))
     assert f"accuracy {parent.data.metrics['dense_accuracy']:.4f}" in dense  # the parent run records the reference
     # compare reads the confirmed test accuracies from MLflow, and leaves the reference out

@@ -16,8 +16,14 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 
@@ -26,11 +32,15 @@ def _browser_or_fail():
     """Chromium and Playwright, or a clear failure under `make test`/CI (plain pytest may skip)."""
     problem = None
     if not CHROMIUM.is_file():
-        problem = f"{CHROMIUM} is missing; `make test` installs it (apt-get install -y --no-install-recommends chromium)"
+        problem = (
+            f"{CHROMIUM} is missing; `make test` installs it (apt-get install -y --no-install-recommends chromium)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        problem = "the playwright package is missing; install the test extras: pip install -c constraints.txt -e '.[test]'"
+        problem = (
+            "the playwright package is missing; install the test extras: pip install -c constraints.txt -e '.[test]'"
+        )
     if problem and (os.environ.get("CI") or os.environ.get("PRUNETUNE_REQUIRE_BROWSER")):
         pytest.fail(problem)
     if problem:
@@ -44,7 +54,9 @@ def test_mlflow_ui_shows_the_study_with_nested_trial_runs(mlflow_server, tracked
 
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name(STUDY)
-    (parent,) = client.search_runs([experiment.experiment_id], "tags.`prunetune.search` = 's1' and tags.`prunetune.role` = 'search'")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], "tags.`prunetune.search` = 's1' and tags.`prunetune.role` = 'search'"
+    )
     children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     trial_names = sorted(run.info.run_name for run in children)
     runs_shot, artifacts_shot = tmp_path / "mlflow-ui-runs.png", tmp_path / "mlflow-ui-artifacts.png"

@@ -26,18 +26,26 @@ def workspace(tmp_path_factory, tiny_base) -> Path:
     (no checkpoint: trained on first use) and one finished 3-trial search on digits."""
     tmp = tmp_path_factory.mktemp("profiles")
     common = {**TINY, "trials": 2, "finetune": {**TINY["finetune"], "steps": 2}, "storage_path": str(tmp / "results")}
-    digits = {**common, "name": "src", "base": {**TINY["base"], "checkpoint": str(tiny_base)},
-              "budgets": [{"cost": "macs", "max": 0.8, "relative": True}]}
+    digits = {
+        **common,
+        "name": "src",
+        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
+        "budgets": [{"cost": "macs", "max": 0.8, "relative": True}],
+    }
     (tmp / "digits.yaml").write_text(yaml.safe_dump(digits))
     # A short base recipe, shared with the transfer test's shapes base: trained once.
-    (tmp / "shapes.yaml").write_text(yaml.safe_dump({**common, "name": "dst", "data": {"name": "shapes"}, "base": {**TINY["base"], "steps": 20}}))
+    (tmp / "shapes.yaml").write_text(
+        yaml.safe_dump({**common, "name": "dst", "data": {"name": "shapes"}, "base": {**TINY["base"], "steps": 20}})
+    )
     out = prunetune("search", str(tmp / "digits.yaml"), cwd=tmp)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return tmp
 
 
 def test_export_then_apply_on_another_data_set(workspace):
-    out = prunetune("export-profiles", str(workspace / "results" / "src"), "--top", "2", "--out", str(workspace / "lib"))
+    out = prunetune(
+        "export-profiles", str(workspace / "results" / "src"), "--top", "2", "--out", str(workspace / "lib")
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     files = sorted((workspace / "lib").glob("*.json"))
     assert len(files) == 2
@@ -55,16 +63,36 @@ def test_export_then_apply_on_another_data_set(workspace):
     assert "| acc on shapes |" in out.stdout and files[0].stem in out.stdout
     # Tracked like a search: one parent run with a child run per profile, the report attached.
     with sqlite3.connect(workspace / "results" / "mlflow.db") as db:
-        runs = db.execute("select r.name from runs r join experiments e using(experiment_id) where e.name = 'dst-apply'").fetchall()
+        runs = db.execute(
+            "select r.name from runs r join experiments e using(experiment_id) where e.name = 'dst-apply'"
+        ).fetchall()
     assert len(runs) == 3
 
 
 def test_apply_to_another_architecture_names_the_mismatch(workspace):
-    out = prunetune("export-profiles", str(workspace / "results" / "src"), "--top", "1", "--frontier", "--out", str(workspace / "one"))
+    out = prunetune(
+        "export-profiles",
+        str(workspace / "results" / "src"),
+        "--top",
+        "1",
+        "--frontier",
+        "--out",
+        str(workspace / "one"),
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (profile,) = (workspace / "one").glob("*.json")
-    out = prunetune("apply", "--profile", str(profile), "--config", str(workspace / "shapes.yaml"),
-                    "--set", "model.name=resnet32", "--set", "name=deeper", cwd=workspace)
+    out = prunetune(
+        "apply",
+        "--profile",
+        str(profile),
+        "--config",
+        str(workspace / "shapes.yaml"),
+        "--set",
+        "model.name=resnet32",
+        "--set",
+        "name=deeper",
+        cwd=workspace,
+    )
     assert out.returncode == 2
     error = out.stderr.strip().splitlines()
     assert len(error) == 1 and error[0].startswith(f"prunetune: error: profile '{profile.stem}'")
@@ -72,8 +100,18 @@ def test_apply_to_another_architecture_names_the_mismatch(workspace):
 
 
 def test_criteria_experiment_reports_accuracy_per_criterion(workspace):
-    out = prunetune("experiment", "criteria", str(workspace / "digits.yaml"), "--criteria", "l1,random",
-                    "--seeds", "2", "--profiles", "1", cwd=workspace)
+    out = prunetune(
+        "experiment",
+        "criteria",
+        str(workspace / "digits.yaml"),
+        "--criteria",
+        "l1,random",
+        "--seeds",
+        "2",
+        "--profiles",
+        "1",
+        cwd=workspace,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     directory = workspace / "results" / "src-criteria"
     report = json.loads((directory / "report.json").read_text())
@@ -86,8 +124,24 @@ def test_criteria_experiment_reports_accuracy_per_criterion(workspace):
 
 
 def test_transfer_experiment_reports_rank_correlation(workspace):
-    out = prunetune("experiment", "transfer", str(workspace / "digits.yaml"), "--other", "shapes", "--profiles", "2",
-                    "--top", "2", "--set", "space.levels=[0.5,1.0]", "--set", "budgets=[]", "--set", "base.steps=20", cwd=workspace)
+    out = prunetune(
+        "experiment",
+        "transfer",
+        str(workspace / "digits.yaml"),
+        "--other",
+        "shapes",
+        "--profiles",
+        "2",
+        "--top",
+        "2",
+        "--set",
+        "space.levels=[0.5,1.0]",
+        "--set",
+        "budgets=[]",
+        "--set",
+        "base.steps=20",
+        cwd=workspace,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     directory = workspace / "results" / "src-transfer"
     report = json.loads((directory / "report.json").read_text())

@@ -23,7 +23,10 @@ def _search(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(
         [sys.executable, "-m", "prunetune", "search", str(path), *extra],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},  # user cost functions live in tests/
     )
 
@@ -42,7 +45,9 @@ def test_cli_search_runs_trials_logs_mlflow_and_writes_frontier(tracked_search, 
     assert (experiment / "frontier.png").stat().st_size > 1000
     client = MlflowClient(tracking_uri=mlflow_server)
     study = client.get_experiment_by_name(STUDY)
-    runs = client.search_runs([study.experiment_id], f"tags.`prunetune.search` = '{tracked_search.name}'", max_results=1000)
+    runs = client.search_runs(
+        [study.experiment_id], f"tags.`prunetune.search` = '{tracked_search.name}'", max_results=1000
+    )
     [parent] = [r for r in runs if r.data.tags.get("prunetune.role") == "search"]  # one parent run for the search
     children = client.search_runs([study.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 3  # one child run per trial
@@ -58,7 +63,9 @@ def test_measured_and_user_budgets_are_reported_and_a_raising_cost_ends_only_its
     """A measured budget (latency), a user cost and a user cost that raises for a half-width
     stem: the trials it raises for error with its reason, the search goes on, and every other
     trial reports each cost."""
-    tiny_config.update(trials=4, tracking={"enabled": False}, space={"levels": [0.5, 1.0]}, searcher={"name": "random", "seed": 0})
+    tiny_config.update(
+        trials=4, tracking={"enabled": False}, space={"levels": [0.5, 1.0]}, searcher={"name": "random", "seed": 0}
+    )
     tiny_config["budgets"] = [
         {"cost": "latency", "max": 10_000, "options": {"repeats": 3, "warmup": 1}},
         {"cost": "tests.budgets.userfuncs:bias_count", "max": 1e9},
@@ -70,7 +77,11 @@ def test_measured_and_user_budgets_are_reported_and_a_raising_cost_ends_only_its
     experiment = Path(tiny_config["storage_path"]) / "tiny"
     finished = list(experiment.glob("trial_*/checkpoint_*"))
     assert 0 < len(finished) < 4
-    results = [json.loads(p.read_text().splitlines()[-1]) for p in experiment.glob("trial_*/result.json") if p.read_text().strip()]
+    results = [
+        json.loads(p.read_text().splitlines()[-1])
+        for p in experiment.glob("trial_*/result.json")
+        if p.read_text().strip()
+    ]
     results = [r for r in results if "accuracy" in r]
     assert len(results) == len(finished)
     for result in results:

@@ -23,7 +23,10 @@ def test_ui_on_a_busy_port_says_so_and_starts_nothing(tmp_path, capsys, monkeypa
         code = cli.main(["ui", str(tmp_path), "--port", str(port)])
     out, err = capsys.readouterr()
     assert code == 2 and started == []
-    assert err.strip() == f"prunetune: error: port {port} on 127.0.0.1 is in use; choose another with --port, e.g. --port {port + 1}"
+    assert (
+        err.strip()
+        == f"prunetune: error: port {port} on 127.0.0.1 is in use; choose another with --port, e.g. --port {port + 1}"
+    )
     assert "MLflow UI:" not in out  # no URL to a server that is not ours
 
 

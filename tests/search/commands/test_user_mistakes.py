@@ -55,17 +55,28 @@ def _search_refused(capsys, tmp_path: Path, config: dict, *extra: str) -> str:
         ({"searcher": {"options": {"seed": 3}}}, "searcher 'random' got unknown option 'seed'"),
         ({"searcher": {"options": {"nonsense": 1}}}, "got unknown option 'nonsense' in searcher.options"),
         ({"method": "tapr"}, "unknown search method 'tapr' (did you mean 'taper'?); choose one of: search, taper"),
-        ({"scheduler": "ashaa"}, "unknown scheduler 'ashaa' (did you mean 'asha'?); choose one of: asha, fifo, hyperband"),
-        ({"searcher": "no_such_module_here:Mine"}, "searcher 'no_such_module_here:Mine': cannot import module 'no_such_module_here'"),
+        (
+            {"scheduler": "ashaa"},
+            "unknown scheduler 'ashaa' (did you mean 'asha'?); choose one of: asha, fifo, hyperband",
+        ),
+        (
+            {"searcher": "no_such_module_here:Mine"},
+            "searcher 'no_such_module_here:Mine': cannot import module 'no_such_module_here'",
+        ),
         ({"searcher": f"{USER}:Missing"}, f"searcher '{USER}:Missing': module '{USER}' has no 'Missing'"),
         ({"searcher": f"{USER}:NotASearcher"}, "is a class NotASearcher, not a ProfileSearcher subclass"),
-        ({"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 2}}},
-         f"searcher '{USER}:LocalSearcher' option explore=2: must be <= 1"),
+        (
+            {"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 2}}},
+            f"searcher '{USER}:LocalSearcher' option explore=2: must be <= 1",
+        ),
         ({"base": {**TINY["base"], "lr": float("inf")}}, "'base.lr': Input should be a finite number"),
         ({"base": {**TINY["base"], "lr": float("nan")}}, "'base.lr': Input should be a finite number"),
         ({"finetune": {**TINY["finetune"], "lr": float("inf")}}, "'finetune.lr': Input should be a finite number"),
         ({"base": {**TINY["base"], "momentum": float("nan")}}, "'base.momentum': Input should be a finite number"),
-        ({"finetune": {**TINY["finetune"], "weight_decay": float("inf")}}, "'finetune.weight_decay': Input should be a finite number"),
+        (
+            {"finetune": {**TINY["finetune"], "weight_decay": float("inf")}},
+            "'finetune.weight_decay': Input should be a finite number",
+        ),
     ],
 )
 def test_a_config_mistake_is_one_line_before_any_write(capsys, tmp_path, change, expected):
@@ -84,10 +95,22 @@ def test_a_base_recipe_that_diverges_is_one_line_and_trains_nothing(capsys, tmp_
 @pytest.mark.parametrize(
     ("budgets", "expected"),
     [
-        ([{"cost": "tests.search.costfuncs:negative_meter", "max": 10}], "measured -5.0; a cost must be a finite number >= 0"),
-        ([{"cost": "tests.search.costfuncs:failing_meter", "max": 10}], "failing_meter raised RuntimeError: meter unplugged"),
-        ([{"cost": "macs", "max": 0.5, "relative": True}, {"cost": "macs", "max": 1e5}], "several budgets on the same cost"),
-        ([{"cost": "latency", "max": 1e-6, "options": {"repeats": 2, "warmup": 1}}], "cannot be met: the smallest profile"),
+        (
+            [{"cost": "tests.search.costfuncs:negative_meter", "max": 10}],
+            "measured -5.0; a cost must be a finite number >= 0",
+        ),
+        (
+            [{"cost": "tests.search.costfuncs:failing_meter", "max": 10}],
+            "failing_meter raised RuntimeError: meter unplugged",
+        ),
+        (
+            [{"cost": "macs", "max": 0.5, "relative": True}, {"cost": "macs", "max": 1e5}],
+            "several budgets on the same cost",
+        ),
+        (
+            [{"cost": "latency", "max": 1e-6, "options": {"repeats": 2, "warmup": 1}}],
+            "cannot be met: the smallest profile",
+        ),
     ],
 )
 def test_a_bad_budget_is_refused_before_the_base_model_is_trained(capsys, tmp_path, budgets, expected):
@@ -181,8 +204,12 @@ def _cpus() -> float:
 @pytest.mark.parametrize(
     ("resources", "expected"),
     [
-        pytest.param({"gpu": 1}, "asks for resources 1 CPUs and 1 GPUs", id="a GPU on a machine without one",
-                     marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")),
+        pytest.param(
+            {"gpu": 1},
+            "asks for resources 1 CPUs and 1 GPUs",
+            id="a GPU on a machine without one",
+            marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU"),
+        ),
         pytest.param({"cpu": 4096}, "asks for resources 4096 CPUs and 0 GPUs", id="more CPUs than the machine"),
     ],
 )
@@ -247,8 +274,14 @@ def _foreign_experiment(tmp_path: Path) -> Path:
 
     experiment = tmp_path / "results" / "tiny"
     experiment.mkdir(parents=True)
-    blob = {"version": 1, "config": parse_config(_untrained(tmp_path)).model_dump(mode="json"),
-            "base_checkpoint": str(tmp_path / "base.pt"), "num_classes": 10, "dense_costs": {}, "groups": {}}
+    blob = {
+        "version": 1,
+        "config": parse_config(_untrained(tmp_path)).model_dump(mode="json"),
+        "base_checkpoint": str(tmp_path / "base.pt"),
+        "num_classes": 10,
+        "dense_costs": {},
+        "groups": {},
+    }
     (experiment / "prunetune.json").write_text(json.dumps(blob))
     return experiment
 
@@ -310,7 +343,10 @@ def test_a_state_file_of_another_users_inside_ones_own_folder_needs_trust(capsys
     [
         ({"ratios": [0.5, 0.5]}, "'ratios' is a list; it must map each group name to a keep ratio in (0, 1]"),
         ({"ratios": "layer1.0.conv1=0.5"}, "'ratios' is a str"),
-        ({"ratios": {"layer1.0.conv1": "half"}}, "ratios['layer1.0.conv1'] is 'half' (a str); a keep ratio is a number"),
+        (
+            {"ratios": {"layer1.0.conv1": "half"}},
+            "ratios['layer1.0.conv1'] is 'half' (a str); a keep ratio is a number",
+        ),
         ({"ratios": {"layer1.0.conv1": True}}, "ratios['layer1.0.conv1'] is True (a bool)"),
         ({"ratios": {"layer1.0.conv1": None}}, "ratios['layer1.0.conv1'] is None"),
         ({"architecture": "resnet20"}, "'architecture' is a str, not a mapping"),
@@ -325,9 +361,16 @@ def test_apply_with_a_profile_field_of_the_wrong_type_is_one_line(capsys, tmp_pa
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(_untrained(tmp_path)))
-    blob = {"format": FORMAT, "version": VERSION, "name": "p", "ratios": {"layer1.0.conv1": 0.5},
-            "groups": {"layer1.0.conv1": 4}, "architecture": {"name": "resnet20", "width": 0.25, "input_size": 8},
-            "criterion": "l1", "dataset": {"name": "digits"}}
+    blob = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": "p",
+        "ratios": {"layer1.0.conv1": 0.5},
+        "groups": {"layer1.0.conv1": 4},
+        "architecture": {"name": "resnet20", "width": 0.25, "input_size": 8},
+        "criterion": "l1",
+        "dataset": {"name": "digits"},
+    }
     profile = tmp_path / "p.json"
     profile.write_text(json.dumps({**blob, **change}))
     err = _refused(capsys, "apply", "--config", str(config), "--profile", str(profile))
@@ -340,9 +383,20 @@ def test_a_profile_of_the_right_types_loads_for_apply(tmp_path):
     from prunetune.search.artifacts.library import FORMAT, VERSION
 
     profile = tmp_path / "p.json"
-    profile.write_text(json.dumps({"format": FORMAT, "version": VERSION, "name": "p", "ratios": {"a": 0.5, "b": 1},
-                                   "groups": {"a": 4, "b": 8}, "architecture": {"name": "resnet20", "width": 1, "input_size": 8},
-                                   "criterion": "l1", "dataset": {"name": "digits"}}))
+    profile.write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "name": "p",
+                "ratios": {"a": 0.5, "b": 1},
+                "groups": {"a": 4, "b": 8},
+                "architecture": {"name": "resnet20", "width": 1, "input_size": 8},
+                "criterion": "l1",
+                "dataset": {"name": "digits"},
+            }
+        )
+    )
     [loaded] = load_profiles([profile])
     assert loaded.profile.ratios == {"a": 0.5, "b": 1.0} and loaded.source == "resnet20 on digits"
 
@@ -375,8 +429,10 @@ def test_torchs_out_of_memory_error_while_preparing_is_one_line(capsys, monkeypa
     prepare = importlib.import_module("prunetune.search.run.prepare")
 
     def exhausted(*args, **kwargs):
-        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
-                           "you tried to allocate 1099511627776 bytes.\nmore detail")
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 1099511627776 bytes.\nmore detail"
+        )
 
     monkeypatch.setattr(prepare, "build_space", exhausted)
     err = _search_refused(capsys, tmp_path, _untrained(tmp_path))

@@ -65,6 +65,11 @@ def test_variant_setup_overrides_criterion_seed_and_base():
     setup = TrialSetup(ModelSpec(), DataSpec("digits"), "a.pt", PruneSettings("l1"))
     other = TrialSetup(ModelSpec(), DataSpec("shapes"), "b.pt", PruneSettings("l1"))
     varied = variant_setup({"criterion": "random", "seed": 3, "base": "shapes"}, setup, {"shapes": other})
-    assert (varied.data.name, varied.base_checkpoint, varied.prune.criterion, varied.seed) == ("shapes", "b.pt", "random", 3)
+    assert (varied.data.name, varied.base_checkpoint, varied.prune.criterion, varied.seed) == (
+        "shapes",
+        "b.pt",
+        "random",
+        3,
+    )
     assert varied.prune.seed == 3  # the random criterion's channels change with the seed too
     assert variant_setup({"profile": {}}, setup) == setup

@@ -18,10 +18,22 @@ from prunetune.search.run.schedulers import SCHEDULERS
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"method": "tapr"}, r"^unknown search method 'tapr' \(did you mean 'taper'\?\); choose one of: search, taper \(config key `method`\)$"),
-        ({"scheduler": "ashaa"}, r"^unknown scheduler 'ashaa' \(did you mean 'asha'\?\); choose one of: asha, fifo, hyperband "),
-        ({"method": "taper", "scheduler": "median"}, r"^unknown scheduler 'median'; choose one of: asha, fifo, hyperband "),
-        ({"searcher": "randon"}, r"^unknown searcher 'randon' \(did you mean 'random'\?\); choose one of: .*'module:Class'$"),
+        (
+            {"method": "tapr"},
+            r"^unknown search method 'tapr' \(did you mean 'taper'\?\); choose one of: search, taper \(config key `method`\)$",
+        ),
+        (
+            {"scheduler": "ashaa"},
+            r"^unknown scheduler 'ashaa' \(did you mean 'asha'\?\); choose one of: asha, fifo, hyperband ",
+        ),
+        (
+            {"method": "taper", "scheduler": "median"},
+            r"^unknown scheduler 'median'; choose one of: asha, fifo, hyperband ",
+        ),
+        (
+            {"searcher": "randon"},
+            r"^unknown searcher 'randon' \(did you mean 'random'\?\); choose one of: .*'module:Class'$",
+        ),
     ],
 )
 def test_an_unknown_name_is_one_line_listing_the_valid_ones(config, expected):
@@ -50,9 +62,17 @@ def test_resuming_with_the_searcher_module_gone_is_one_line_before_ray_starts(tm
     directory = tmp_path / "exp"
     directory.mkdir()
     config = parse_config({**TINY, "name": "exp", "storage_path": str(tmp_path), "searcher": "gone_searchers:Mine"})
-    (directory / "prunetune.json").write_text(json.dumps({
-        "version": 1, "config": config.model_dump(mode="json"), "base_checkpoint": str(tmp_path / "none.pt"),
-        "num_classes": 10, "dense_costs": {"macs": 1000.0, "params": 100.0}, "groups": {"stem.0": 4},
-    }))
+    (directory / "prunetune.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "config": config.model_dump(mode="json"),
+                "base_checkpoint": str(tmp_path / "none.pt"),
+                "num_classes": 10,
+                "dense_costs": {"macs": 1000.0, "params": 100.0},
+                "groups": {"stem.0": 4},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"^searcher 'gone_searchers:Mine': cannot import module 'gone_searchers'"):
         from_manifest(read_manifest(directory))

@@ -43,7 +43,9 @@ def test_the_live_line_counts_trials_and_names_the_best_that_meets_every_budget(
 
 def test_an_errored_trial_is_one_line_with_its_reason_and_log(tmp_path):
     log = tmp_path / "error.txt"
-    log.write_text("Traceback (most recent call last):\n  File ...\nValueError: meter cannot handle a stem of 2 channels\n")
+    log.write_text(
+        "Traceback (most recent call last):\n  File ...\nValueError: meter cannot handle a stem of 2 channels\n"
+    )
     staged = tmp_path / "staging" / "error.txt"  # Tune's driver copy, before the run ends
     staged.parent.mkdir()
     log.rename(staged)
@@ -55,13 +57,26 @@ def _search(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedPr
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(
-        [sys.executable, "-m", "prunetune", "search", str(path), *extra], capture_output=True, text=True,
-        timeout=600, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "prunetune", "search", str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
 
-NOISE = ("╭", "Current best trial", "AIR_VERBOSITY", "tensorboard", "repeated", "Tuner.restore", "Traceback",
-         "Trial status:", "\x1b[")
+NOISE = (
+    "╭",
+    "Current best trial",
+    "AIR_VERBOSITY",
+    "tensorboard",
+    "repeated",
+    "Tuner.restore",
+    "Traceback",
+    "Trial status:",
+    "\x1b[",
+)
 
 
 @pytest.mark.integration
@@ -124,12 +139,16 @@ def _a_trial_done(experiment: Path) -> bool:
 
 @pytest.mark.integration
 def test_ctrl_c_exits_130_with_a_partial_frontier_and_how_to_resume(tiny_config, tmp_path):
-    tiny_config.update(trials=40, concurrency=1, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "steps": 30})
+    tiny_config.update(
+        trials=40, concurrency=1, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "steps": 30}
+    )
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     experiment = Path(tiny_config["storage_path"]) / "tiny"
     with (tmp_path / "out.txt").open("w") as stdout, (tmp_path / "err.txt").open("w") as stderr:
-        search = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], stdout=stdout, stderr=stderr, cwd=tmp_path)
+        search = subprocess.Popen(
+            [sys.executable, "-m", "prunetune", "search", str(path)], stdout=stdout, stderr=stderr, cwd=tmp_path
+        )
     deadline = time.monotonic() + 300
     while not _a_trial_done(experiment):  # the first trial finishing is the signal to interrupt
         assert search.poll() is None, "the search ended before it could be interrupted"
@@ -143,5 +162,7 @@ def test_ctrl_c_exits_130_with_a_partial_frontier_and_how_to_resume(tiny_config,
     assert "Tuner.restore" not in out + err
     assert "(partial: the search was interrupted" in out
     assert json.loads((experiment / "frontier.json").read_text())["partial"] is True
-    status = subprocess.run([sys.executable, "-m", "prunetune", "status", str(experiment)], capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "prunetune", "status", str(experiment)], capture_output=True, text=True
+    )
     assert "(not finished)" in status.stdout and "left      0" not in status.stdout

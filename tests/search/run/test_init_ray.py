@@ -39,8 +39,12 @@ def test_a_user_cost_module_is_shipped_to_the_workers(joined, tmp_path, monkeypa
     (tmp_path / "meters" / "power.py").write_text("def watts(model, example_input):\n    return 1.0\n")
     (tmp_path / "single_meter.py").write_text("def joules(model, example_input):\n    return 1.0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    budgets = [Budget(cost="meters.power:watts", max=5), Budget(cost="single_meter:joules", max=5),
-               Budget(cost="tests.search.costfuncs:stem_width_meter", max=100), Budget(cost="latency", max=5)]
+    budgets = [
+        Budget(cost="meters.power:watts", max=5),
+        Budget(cost="single_meter:joules", max=5),
+        Budget(cost="tests.search.costfuncs:stem_width_meter", max=100),
+        Budget(cost="latency", max=5),
+    ]
     tuner.init_ray("127.0.0.1:6379", budgets=budgets)
     shipped = [Path(p) for p in joined[0]["runtime_env"]["py_modules"]]
     assert sorted(shipped) == sorted([tmp_path / "meters", tmp_path / "single_meter.py", Path(__file__).parents[2]])
@@ -52,7 +56,9 @@ def test_a_user_searcher_module_is_shipped_with_the_cost_modules(joined, tmp_pat
     (tmp_path / "mysearchers" / "local.py").write_text("class Mine:\n    pass\n")
     (tmp_path / "meter.py").write_text("def joules(model, example_input):\n    return 1.0\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    config = parse_config({"searcher": {"name": "mysearchers.local:Mine"}, "budgets": [{"cost": "meter:joules", "max": 5}]})
+    config = parse_config(
+        {"searcher": {"name": "mysearchers.local:Mine"}, "budgets": [{"cost": "meter:joules", "max": 5}]}
+    )
     tuner.init_ray("127.0.0.1:6379", budgets=config.budgets, plugins=tuner.plugins_of(config))
     shipped = [Path(p) for p in joined[0]["runtime_env"]["py_modules"]]
     assert sorted(shipped) == sorted([tmp_path / "mysearchers", tmp_path / "meter.py"])

@@ -26,7 +26,13 @@ def test_an_rl_search_over_two_data_sets_reports_each_base_and_ranks_by_their_me
     }
     path = tmp_path / "multi.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "prunetune", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     storage = Path(config["storage_path"])
     experiment = storage / "multi"
@@ -41,6 +47,8 @@ def test_an_rl_search_over_two_data_sets_reports_each_base_and_ranks_by_their_me
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
-    children = client.search_runs([client.get_experiment_by_name("multi").experiment_id], "tags.`prunetune.role` = 'trial'")
+    children = client.search_runs(
+        [client.get_experiment_by_name("multi").experiment_id], "tags.`prunetune.role` = 'trial'"
+    )
     assert state["parent_runs"] and len(children) == 4
     assert all("accuracy/shapes-s0" in run.data.metrics for run in children)

@@ -48,12 +48,16 @@ def _write(config: dict, tmp_path: Path) -> str:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env())
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env()
+    )
 
 
 def _driver(*args: str, cwd: Path) -> subprocess.Popen:
     log = open(cwd / "driver.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "prunetune", *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunetune", *args], stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env()
+    )
 
 
 def _reports(experiment: Path) -> dict[str, list[dict]]:
@@ -105,7 +109,9 @@ def _searcher_state(experiment: Path) -> dict:
 
 def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_config, tmp_path):
     config = _config(tiny_config, "spread", trials=4)
-    refused = _cli("search", _write({**config, "shared_storage": False}, tmp_path), "--address", ray_cluster.address, cwd=tmp_path)
+    refused = _cli(
+        "search", _write({**config, "shared_storage": False}, tmp_path), "--address", ray_cluster.address, cwd=tmp_path
+    )
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "is a local folder but the cluster" in refused.stderr and "shared_storage: true" in refused.stderr
 
@@ -120,11 +126,18 @@ def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_c
         "import os, pathlib\n"
         f"pathlib.Path({str(seen)!r}, str(os.getpid())).write_text(os.path.abspath(__file__))\n"
         "def stem_width(model, example_input):\n"
-        "    return float(model.stem[0].out_channels)\n")
+        "    return float(model.stem[0].out_channels)\n"
+    )
     config["budgets"] = [{"cost": "meters:stem_width", "max": 1e9}]
     driver_env = {**env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(project), env().get("PYTHONPATH")]))}
-    out = subprocess.run([sys.executable, "-m", "prunetune", "search", _write(config, tmp_path), "--address", ray_cluster.address],
-                         capture_output=True, text=True, timeout=300, cwd=elsewhere, env=driver_env)
+    out = subprocess.run(
+        [sys.executable, "-m", "prunetune", "search", _write(config, tmp_path), "--address", ray_cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
+        env=driver_env,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     reports = _reports(Path(config["storage_path"]) / "spread")
     assert len(reports) == 4 and all(r[-1]["done"] for r in reports.values())
@@ -169,7 +182,9 @@ def test_a_killed_driver_is_resumed_with_exactly_the_configured_trials(ray_clust
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    assert len(_done(experiment)) < config["trials"], "the search was over before the driver was killed: give it more trials"
+    assert len(_done(experiment)) < config["trials"], (
+        "the search was over before the driver was killed: give it more trials"
+    )
     # Finished as the snapshot that resume reads records them (a trial finishing in the last
     # instant before the crash is not in it yet and redoes its last checkpoint interval).
     # Trials write checkpoints straight to storage; the driver's result.json copies may lag.
@@ -219,7 +234,10 @@ def _snapshot_has_checkpoint(experiment: Path, name: str) -> bool:
 def test_a_killed_taper_run_resumes_from_its_last_level_and_tracks_each_point_once(ray_cluster, tiny_config, tmp_path):
     levels = [0.7, 0.5, 0.35]
     config = _config(
-        tiny_config, "taper-resumed", method="taper", tracking={"enabled": True},
+        tiny_config,
+        "taper-resumed",
+        method="taper",
+        tracking={"enabled": True},
         taper={"levels": levels, "rate": 0.01, "control_every": 5, "holdout": 64},
     )
     experiment = Path(config["storage_path"]) / "taper-resumed"
@@ -259,8 +277,12 @@ def test_a_killed_taper_run_resumes_from_its_last_level_and_tracks_each_point_on
 
     client = mlflow.MlflowClient(f"sqlite:///{Path(config['storage_path']) / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("taper-resumed").experiment_id])
-    points = sorted((r for r in runs if r.data.tags["prunetune.role"] == "taper_point"), key=lambda r: -r.data.metrics["level"])
-    assert [r.data.tags["prunetune.trial_id"] for r in points] == [f"{trial.removeprefix('trial_')}@{lv:g}" for lv in levels]
+    points = sorted(
+        (r for r in runs if r.data.tags["prunetune.role"] == "taper_point"), key=lambda r: -r.data.metrics["level"]
+    )
+    assert [r.data.tags["prunetune.trial_id"] for r in points] == [
+        f"{trial.removeprefix('trial_')}@{lv:g}" for lv in levels
+    ]
     assert all(r.info.status == "FINISHED" and r.data.tags["prunetune.checkpoint"] for r in points)
 
 

@@ -9,7 +9,9 @@ from prunetune.search.run.prepare import prepare
 
 def test_latency_budget_below_the_smallest_model_is_refused_before_anything_is_written(tiny_config, tmp_path):
     tiny_config["budgets"] = [{"cost": "latency", "max": 1e-6, "options": {"repeats": 3, "warmup": 1}}]
-    with pytest.raises(BudgetError, match=r"latency\(repeats=3, warmup=1\)<=1e-06 ms cannot be met: the smallest profile"):
+    with pytest.raises(
+        BudgetError, match=r"latency\(repeats=3, warmup=1\)<=1e-06 ms cannot be met: the smallest profile"
+    ):
         prepare(parse_config(tiny_config), show_progress=False)
     assert not (tmp_path / "results" / "tiny").exists()
 

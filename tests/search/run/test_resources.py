@@ -28,8 +28,15 @@ class FakeCluster:
 
 
 def _await(cluster: FakeCluster, request: dict, wait_s: float) -> None:
-    await_fit(request, wait_s, "the cluster at head:6379", nodes=cluster.nodes, ask=cluster.asked.append,
-              clock=lambda: cluster.now, sleep=cluster.sleep)
+    await_fit(
+        request,
+        wait_s,
+        "the cluster at head:6379",
+        nodes=cluster.nodes,
+        ask=cluster.asked.append,
+        clock=lambda: cluster.now,
+        sleep=cluster.sleep,
+    )
 
 
 def test_a_fractional_gpu_fits_a_node_with_one_gpu_and_zero_amounts_ask_nothing():
@@ -39,8 +46,11 @@ def test_a_fractional_gpu_fits_a_node_with_one_gpu_and_zero_amounts_ask_nothing(
 
 def test_without_wait_s_a_request_no_node_holds_is_refused_at_once(capsys):
     cluster = FakeCluster([[SMALL, SMALL]])
-    with pytest.raises(ConfigError, match=r"asks for resources 1 CPUs and 1 GPUs .* the cluster at head:6379 "
-                                          r"has at most 8 CPUs and 0 GPUs on one node.*set resources.wait_s"):
+    with pytest.raises(
+        ConfigError,
+        match=r"asks for resources 1 CPUs and 1 GPUs .* the cluster at head:6379 "
+        r"has at most 8 CPUs and 0 GPUs on one node.*set resources.wait_s",
+    ):
         _await(cluster, trial_request(1, 1), 0)
     assert cluster.asked == [] and cluster.now == 0
 

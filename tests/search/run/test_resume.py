@@ -21,7 +21,14 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=dict(os.environ),
+    )
 
 
 def test_config_differences_name_each_changed_key_but_not_the_address():
@@ -108,8 +115,9 @@ def test_a_broken_set_never_replaces_a_whole_one(tmp_path):
     kept = kept_dir(experiment)
     assert kept != first and not first.exists()  # one generation kept, the newest
     assert sorted(p.name for p in kept.iterdir()) == sorted(
-        f"{stem}-2026-01-02_00-00-00.{ext}" for stem, ext in
-        (("experiment_state", "json"), ("search_gen_state", "json"), ("searcher-state", "pkl")))
+        f"{stem}-2026-01-02_00-00-00.{ext}"
+        for stem, ext in (("experiment_state", "json"), ("search_gen_state", "json"), ("searcher-state", "pkl"))
+    )
 
 
 def test_trial_folders_the_snapshot_does_not_know_are_set_aside(tmp_path):

@@ -13,14 +13,18 @@ from tests.conftest import TINY
 
 def test_unreachable_budget_is_refused_before_any_file_is_written(tmp_path):
     storage = tmp_path / "results"
-    config = parse_config({
-        **TINY,
-        "base": {**TINY["base"], "steps": 2},  # no checkpoint: prepare would train and save one
-        "space": {"low": 0.5},
-        "budgets": [{"cost": "params", "max": 0.05, "relative": True}],
-        "storage_path": str(storage),
-    })
-    with pytest.raises(BudgetError, match=r"params<=5%.*smallest ratio.*raise the budget's max to at least 0\.\d+.*space\.low"):
+    config = parse_config(
+        {
+            **TINY,
+            "base": {**TINY["base"], "steps": 2},  # no checkpoint: prepare would train and save one
+            "space": {"low": 0.5},
+            "budgets": [{"cost": "params", "max": 0.05, "relative": True}],
+            "storage_path": str(storage),
+        }
+    )
+    with pytest.raises(
+        BudgetError, match=r"params<=5%.*smallest ratio.*raise the budget's max to at least 0\.\d+.*space\.low"
+    ):
         prepare(config, show_progress=False)
     assert not storage.exists()
 

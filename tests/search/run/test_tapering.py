@@ -57,7 +57,11 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
     path = tmp_path / "taper.yaml"
     path.write_text(yaml.safe_dump(config))
     out = subprocess.run(
-        [sys.executable, "-m", "prunetune", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "1 taper run(s) through levels [0.7, 0.5]" in out.stdout
@@ -78,7 +82,11 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
     searched = {**tiny_config, "name": "searched", "trials": 2, "tracking": {"experiment": "taper"}}
     path.write_text(yaml.safe_dump(searched))
     out = subprocess.run(
-        [sys.executable, "-m", "prunetune", "search", str(path)], capture_output=True, text=True, cwd=tmp_path, timeout=600
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     _assert_points_sit_beside_searched_trials_in_mlflow(tmp_path, points)
@@ -86,13 +94,18 @@ def test_cli_taper_run_leaves_a_pruned_checkpoint_at_every_level(tiny_config, tm
     other = f"sqlite:///{tmp_path / 'other.db'}"
     out = subprocess.run(
         [sys.executable, "-m", "prunetune", "sync", str(experiment), "--tracking-uri", other],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert out.returncode == 0 and f"synced 1 trial and {len(points)} taper points" in out.stdout, out.stderr[-2000:]
     import mlflow
 
     client = mlflow.MlflowClient(other)
-    runs = client.search_runs([client.get_experiment_by_name("taper").experiment_id], "tags.`prunetune.role` = 'taper_point'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("taper").experiment_id], "tags.`prunetune.role` = 'taper_point'"
+    )
     assert sorted(r.data.tags["prunetune.trial_id"] for r in runs) == sorted(points)
 
 

@@ -21,15 +21,33 @@ def _experiment(root: Path) -> Path:
     directory = root / "exp"
     (directory / "trial_a").mkdir(parents=True)
     config = parse_config({**TINY, "name": "exp", "trials": 1, "storage_path": str(root), "budgets": BUDGETS})
-    (directory / "prunetune.json").write_text(json.dumps({
-        "version": 1, "config": config.model_dump(mode="json"), "base_checkpoint": str(root / "none.pt"),
-        "num_classes": 10, "dense_costs": {"macs": 1000.0, "params": 100.0, "energy": 8.0}, "groups": {"stem.0": 4},
-    }))
-    report = {"trial_id": "a", "accuracy": 0.75, "feasible": 1.0, "done": True, "finetune_steps": 4,
-              "cost/macs": 600.0, "rel/macs": 0.6, "cost/energy": 4.0, "config": {"profile": {"stem.0": 0.5}}}
+    (directory / "prunetune.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "config": config.model_dump(mode="json"),
+                "base_checkpoint": str(root / "none.pt"),
+                "num_classes": 10,
+                "dense_costs": {"macs": 1000.0, "params": 100.0, "energy": 8.0},
+                "groups": {"stem.0": 4},
+            }
+        )
+    )
+    report = {
+        "trial_id": "a",
+        "accuracy": 0.75,
+        "feasible": 1.0,
+        "done": True,
+        "finetune_steps": 4,
+        "cost/macs": 600.0,
+        "rel/macs": 0.6,
+        "cost/energy": 4.0,
+        "config": {"profile": {"stem.0": 0.5}},
+    }
     (directory / "trial_a" / "result.json").write_text(json.dumps(report) + "\n")
     (directory / "experiment_state-2026-01-01_00-00-00.json").write_text(
-        json.dumps({"trial_data": [[json.dumps({"trial_id": "a", "status": "TERMINATED"}), "{}"]]}))
+        json.dumps({"trial_data": [[json.dumps({"trial_id": "a", "status": "TERMINATED"}), "{}"]]})
+    )
     (directory / "frontier.json").write_text(json.dumps({"cost": "energy", "partial": False, "frontier": []}))
     return directory
 
@@ -51,7 +69,9 @@ def test_a_search_refuses_the_missing_module_in_one_line_before_any_write(tmp_pa
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["search", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("prunetune: error: cost 'mycost_not_here:energy': cannot import module 'mycost_not_here'"), err
+    assert err.startswith("prunetune: error: cost 'mycost_not_here:energy': cannot import module 'mycost_not_here'"), (
+        err
+    )
     assert "\n" not in err and "PYTHONPATH" in err
     assert not (tmp_path / "results").exists()
 

@@ -54,8 +54,12 @@ def _prunetune(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_a_user_searcher_named_in_yaml_runs_and_resumes(tiny_config, tmp_path):
     (tmp_path / "mysearch.py").write_text(MODULE)
     # Every fine-tune diverges at once: the trials end errored fast, and the search is left to resume.
-    tiny_config.update(trials=2, tracking={"enabled": False}, finetune={**tiny_config["finetune"], "lr": 1e12},
-                       searcher={"name": "mysearch:Ladder", "options": {"ratios": [0.5, 0.75]}})
+    tiny_config.update(
+        trials=2,
+        tracking={"enabled": False},
+        finetune={**tiny_config["finetune"], "lr": 1e12},
+        searcher={"name": "mysearch:Ladder", "options": {"ratios": [0.5, 0.75]}},
+    )
     (tmp_path / "search.yaml").write_text(yaml.safe_dump(tiny_config))
 
     out = _prunetune("search", "search.yaml", cwd=tmp_path)

@@ -39,8 +39,11 @@ def test_uniform_uses_the_budget_as_fully_as_the_channel_rule_allows():
     ratios = set(config["profile"].values())
     assert len(ratios) == 1 and space.feasible(config["profile"])
     # No uniform ratio on a fine grid keeps more MACs within the budget.
-    best = max(space.costs(dict.fromkeys(CHANNELS, r))["macs"] for r in np.linspace(0.1, 1, 2000)
-               if space.feasible(dict.fromkeys(CHANNELS, r)))
+    best = max(
+        space.costs(dict.fromkeys(CHANNELS, r))["macs"]
+        for r in np.linspace(0.1, 1, 2000)
+        if space.feasible(dict.fromkeys(CHANNELS, r))
+    )
     assert space.costs(config["profile"])["macs"] == pytest.approx(best)
 
 
@@ -79,7 +82,10 @@ def test_sensitivity_probes_each_group_then_prunes_the_insensitive_ones():
 
     def outcome(space, profile):  # group "b" is fragile, the others barely matter
         out = result(space, profile)
-        return {**out, "accuracy": 0.9 - 0.5 * (1 - profile["b"]) - 0.01 * sum(1 - r for g, r in profile.items() if g != "b")}
+        return {
+            **out,
+            "accuracy": 0.9 - 0.5 * (1 - profile["b"]) - 0.01 * sum(1 - r for g, r in profile.items() if g != "b"),
+        }
 
     searcher = get_searcher("sensitivity")(space, ratios=[0.25, 0.5, 0.75])
     configs = run(searcher, outcome)
@@ -129,8 +135,12 @@ def test_confirm_passes_the_search_through_then_confirms_the_best_per_seed(tmp_p
     confirmations = [searcher.suggest(f"c{i}") for i in range(4)]
     assert searcher.suggest("after") == searcher.FINISHED
     ranked = sorted(results, key=lambda tid: results[tid]["accuracy"], reverse=True)[:2]
-    assert [c["confirm"] for c in confirmations] == [{"source": ranked[0], "seed": 0}, {"source": ranked[0], "seed": 1},
-                                                     {"source": ranked[1], "seed": 0}, {"source": ranked[1], "seed": 1}]
+    assert [c["confirm"] for c in confirmations] == [
+        {"source": ranked[0], "seed": 0},
+        {"source": ranked[0], "seed": 1},
+        {"source": ranked[1], "seed": 0},
+        {"source": ranked[1], "seed": 1},
+    ]
     assert all(c["finetune_steps"] == 300 for c in confirmations)
     restored = ConfirmingSearcher(get_searcher("random")(space, seed=1), trials=6, top=2, steps=300, seeds=2)
     restored.restore(str(tmp_path / "c.pkl"))
@@ -140,8 +150,9 @@ def test_confirm_passes_the_search_through_then_confirms_the_best_per_seed(tmp_p
 def test_confirm_uniform_confirms_each_level_s_uniform_profile_beside_the_best():
     space = continuous_space(limit=0.9)
     levels = [0.3, 0.6]
-    searcher = ConfirmingSearcher(get_searcher("random")(space, seed=2), trials=5, top=1, steps=200, seeds=2,
-                                  levels=levels, uniform=True)
+    searcher = ConfirmingSearcher(
+        get_searcher("random")(space, seed=2), trials=5, top=1, steps=200, seeds=2, levels=levels, uniform=True
+    )
     searcher.set_search_properties("accuracy", "max", {}, num_samples=5 + 3 * 2 * 2)
     configs = run(searcher)
     confirmations = [c for c in configs if "confirm" in c]
@@ -161,11 +172,18 @@ def test_confirm_uniform_needs_the_top_and_an_analytic_frontier_cost():
 
     with pytest.raises(ConfigError, match="set confirm.top too"):
         parse_config({"name": "x", "confirm": {"uniform": True}})
-    config = parse_config({"name": "x", "confirm": {"top": 1, "uniform": True, "levels": [0.5]},
-                           "budgets": [{"cost": "latency", "max": 5.0}]})
+    config = parse_config(
+        {
+            "name": "x",
+            "confirm": {"top": 1, "uniform": True, "levels": [0.5]},
+            "budgets": [{"cost": "latency", "max": 5.0}],
+        }
+    )
     with pytest.raises(ConfigError, match="frontier cost 'latency' is measured"):
         get_method("search").check(config)
-    counted = parse_config({"name": "x", "trials": 4, "confirm": {"top": 2, "seeds": 3, "uniform": True, "levels": [0.3, 0.5]}})
+    counted = parse_config(
+        {"name": "x", "trials": 4, "confirm": {"top": 2, "seeds": 3, "uniform": True, "levels": [0.3, 0.5]}}
+    )
     assert get_method("search").trial_count(counted) == 4 + (2 + 1) * 3 * 2
 
 

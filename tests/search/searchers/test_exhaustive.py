@@ -92,8 +92,10 @@ def test_feasible_set_above_max_profiles_needs_sampled_mode():
     assert len(run_out(ExhaustiveSearcher(space, max_profiles=10, mode="sampled"))) == 27
 
 
-@pytest.mark.parametrize("options,match", [({"mode": "random"}, "full, sampled"), ({"max_profiles": 0}, ">= 1"),
-                                           ({"levels": 3}, "unknown option")])
+@pytest.mark.parametrize(
+    "options,match",
+    [({"mode": "random"}, "full, sampled"), ({"max_profiles": 0}, ">= 1"), ({"levels": 3}, "unknown option")],
+)
 def test_bad_options(options, match):
     with pytest.raises(ConfigError, match=match):
         ExhaustiveSearcher(make_space(), **options)
@@ -118,8 +120,13 @@ def test_fewer_trials_than_profiles_is_announced(capsys):
 
 
 def test_per_group_levels_and_rounding_are_respected():
-    space = ProfileSpace.build({"a": 16, "b": 16}, levels=[0.5, 1.0], overrides={"b": {"levels": [1.0]}}, round_to=8,
-                               cost_model=AnalyticCostModel({"a": 16, "b": 16}, (Term("macs", "c", 1, ("a", "b")),)))
+    space = ProfileSpace.build(
+        {"a": 16, "b": 16},
+        levels=[0.5, 1.0],
+        overrides={"b": {"levels": [1.0]}},
+        round_to=8,
+        cost_model=AnalyticCostModel({"a": 16, "b": 16}, (Term("macs", "c", 1, ("a", "b")),)),
+    )
     assert run_out(ExhaustiveSearcher(space)) == [{"a": 0.5, "b": 1.0}, {"a": 1.0, "b": 1.0}]
     assert space.kept({"a": 0.3}) == {"a": 8, "b": 16}
 
@@ -141,7 +148,10 @@ def test_tune_ends_the_search_when_the_searcher_finishes(tmp_path):
             lambda config: {"accuracy": sum(config["profile"].values())},
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(TuneSearcher(ExhaustiveSearcher(space)), max_concurrent=2),
-                num_samples=50, metric="accuracy", mode="max", reuse_actors=True,  # ~2 s per trial saved
+                num_samples=50,
+                metric="accuracy",
+                mode="max",
+                reuse_actors=True,  # ~2 s per trial saved
             ),
             run_config=tune.RunConfig(storage_path=str(tmp_path), name="exhaustive", verbose=0),
         )

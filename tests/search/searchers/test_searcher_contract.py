@@ -17,10 +17,12 @@ from prunetune.search.space import ProfileSpace
 
 # Options that make a searcher's proposals depend on its seed (exhaustive's default order is
 # fixed), so the determinism test can tell seeds apart.
-OPTIONS = {"exhaustive": {"mode": "sampled"},
-           # The baselines give one profile per level: enough levels to keep several running.
-           "uniform": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
-           "sensitivity": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]}}
+OPTIONS = {
+    "exhaustive": {"mode": "sampled"},
+    # The baselines give one profile per level: enough levels to keep several running.
+    "uniform": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
+    "sensitivity": {"levels": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]},
+}
 
 # A user's searcher, registered nowhere: loaded from its path as `searcher.name` in a config.
 USER_SEARCHER = "tests.search.searchers.usersearcher:LocalSearcher"
@@ -32,7 +34,9 @@ def cost_model() -> AnalyticCostModel:
     names = list(CHANNELS)
     macs = [Term("macs", f"conv{i}", 9 * 64, (x, y)) for i, (x, y) in enumerate(zip(names, names[1:]))]
     params = [Term("params", f"conv{i}", 9, (x, y)) for i, (x, y) in enumerate(zip(names, names[1:]))]
-    return AnalyticCostModel(CHANNELS, (*macs, Term("macs", "stem", 27 * 64, ("a",)), *params, Term("params", "fc", 10 * 17)))
+    return AnalyticCostModel(
+        CHANNELS, (*macs, Term("macs", "stem", 27 * 64, ("a",)), *params, Term("params", "fc", 10 * 17))
+    )
 
 
 def make_space(limit: float = 0.6, levels=(0.25, 0.5, 0.75, 1.0)) -> ProfileSpace:
@@ -119,9 +123,14 @@ class TestSearcherContract:
 
     def test_finished_is_final_and_books_nothing(self, name):
         # Two groups of two levels: at most 4 profiles, fewer once the limit is applied.
-        space = ProfileSpace.build({"a": 4, "b": 4}, levels=(0.5, 1.0), cost_model=AnalyticCostModel(
-            {"a": 4, "b": 4}, (Term("macs", "conv", 1, ("a", "b")), Term("params", "conv", 1, ("a", "b")))),
-            limits={"macs": 8})
+        space = ProfileSpace.build(
+            {"a": 4, "b": 4},
+            levels=(0.5, 1.0),
+            cost_model=AnalyticCostModel(
+                {"a": 4, "b": 4}, (Term("macs", "conv", 1, ("a", "b")), Term("params", "conv", 1, ("a", "b")))
+            ),
+            limits={"macs": 8},
+        )
         searcher = build(name, space=space)
         proposals = drive(searcher, 8)
         # A searcher that never repeats a profile must run out of them and say so.

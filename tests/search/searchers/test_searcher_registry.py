@@ -34,14 +34,18 @@ def half(monkeypatch):
 def test_a_registered_searcher_runs_from_its_name_and_options(half):
     config = parse_config({"searcher": {"name": "half", "options": {"ratio": 0.75}}})
     get_method("search").check(config)  # what prepare runs before anything is written
-    searcher = get_searcher("half")(ProfileSpace.build({"a": 8, "b": 16}, low=0.25, high=1.0), **config.searcher.options)
+    searcher = get_searcher("half")(
+        ProfileSpace.build({"a": 8, "b": 16}, low=0.25, high=1.0), **config.searcher.options
+    )
     assert searcher.suggest("t1") == {"profile": {"a": 0.75, "b": 0.75}}
 
 
 def test_bad_options_and_names_are_one_line_errors_before_any_write(half):
     with pytest.raises(ConfigError, match=r"^searcher 'half' option ratio=2: must be <= 1\.0$"):
         get_method("search").check(parse_config({"searcher": {"name": "half", "options": {"ratio": 2}}}))
-    with pytest.raises(ConfigError, match=r"searcher 'half' got unknown option 'ratoi' in searcher.options; it accepts: ratio"):
+    with pytest.raises(
+        ConfigError, match=r"searcher 'half' got unknown option 'ratoi' in searcher.options; it accepts: ratio"
+    ):
         get_method("search").check(parse_config({"searcher": {"name": "half", "options": {"ratoi": 0.5}}}))
     with pytest.raises(ConfigError, match=r"unknown searcher 'halff' \(did you mean 'half'\?\); choose one of: .*half"):
         get_method("search").check(parse_config({"searcher": {"name": "halff"}}))
@@ -58,21 +62,30 @@ USER = "tests.search.searchers.usersearcher"  # a user's searcher module, regist
 def test_a_user_searcher_loads_from_its_path_with_its_options_checked():
     config = parse_config({"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 1.0}}})
     get_method("search").check(config)  # imports the class, validates its options
-    searcher = get_searcher(config.searcher.name)(ProfileSpace.build({"a": 8, "b": 16}, levels=(0.5, 1.0)), seed=1,
-                                                  **config.searcher.options)
+    searcher = get_searcher(config.searcher.name)(
+        ProfileSpace.build({"a": 8, "b": 16}, levels=(0.5, 1.0)), seed=1, **config.searcher.options
+    )
     assert set(searcher.suggest("t1")["profile"]) == {"a", "b"}
     with pytest.raises(ConfigError, match=rf"^searcher '{USER}:LocalSearcher' option explore=2: must be <= 1\.0$"):
-        get_method("search").check(parse_config({"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 2}}}))
+        get_method("search").check(
+            parse_config({"searcher": {"name": f"{USER}:LocalSearcher", "options": {"explore": 2}}})
+        )
 
 
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("no_such_module_here:Mine", r"^searcher 'no_such_module_here:Mine': cannot import module 'no_such_module_here' "
-                                     r"\(ModuleNotFoundError: .*\); check the path, .* or put it on PYTHONPATH$"),
+        (
+            "no_such_module_here:Mine",
+            r"^searcher 'no_such_module_here:Mine': cannot import module 'no_such_module_here' "
+            r"\(ModuleNotFoundError: .*\); check the path, .* or put it on PYTHONPATH$",
+        ),
         (f"{USER}:Missing", rf"^searcher '{USER}:Missing': module '{USER}' has no 'Missing'$"),
-        (f"{USER}:NotASearcher", r"is a class NotASearcher, not a ProfileSearcher subclass; derive it from "
-                                 r"prunetune\.search\.searchers\.ProfileSearcher$"),
+        (
+            f"{USER}:NotASearcher",
+            r"is a class NotASearcher, not a ProfileSearcher subclass; derive it from "
+            r"prunetune\.search\.searchers\.ProfileSearcher$",
+        ),
         (f"{USER}:not_a_class", r"is a function, not a ProfileSearcher subclass"),
         (f"{USER}:ProposesNothing", r"does not implement propose\(trial_id\)"),
         (":Mine", r"^searcher ':Mine' is not a 'module:Class' path$"),

@@ -16,11 +16,21 @@ from prunetune.search.store.plots import plot_frontier
 
 def _rec(tid, acc, macs, feasible=True, profile=None, meets=None):
     meets = {"macs": feasible} if meets is None else meets
-    return TrialRecord(tid, acc, 0.1, feasible, {"macs": macs}, {"macs": macs / 100}, profile or {"g": 0.5}, meets=meets)
+    return TrialRecord(
+        tid, acc, 0.1, feasible, {"macs": macs}, {"macs": macs / 100}, profile or {"g": 0.5}, meets=meets
+    )
 
 
-RECORDS = [_rec("a", 0.90, 50), _rec("b", 0.80, 30), _rec("c", 0.85, 60), _rec("d", 0.95, 40, feasible=False), _rec("e", 0.70, 20)]
-REFERENCE = Reference(dense_accuracy=0.97, dense_costs={"macs": 100.0}, limits={"macs": 55.0}, labels={"macs": "macs<=55%"})
+RECORDS = [
+    _rec("a", 0.90, 50),
+    _rec("b", 0.80, 30),
+    _rec("c", 0.85, 60),
+    _rec("d", 0.95, 40, feasible=False),
+    _rec("e", 0.70, 20),
+]
+REFERENCE = Reference(
+    dense_accuracy=0.97, dense_costs={"macs": 100.0}, limits={"macs": 55.0}, labels={"macs": "macs<=55%"}
+)
 
 
 def test_pareto_keeps_only_undominated_feasible_trials_cheapest_first():
@@ -58,7 +68,9 @@ def test_partial_frontier_is_marked():
 
 def test_profile_column_names_the_groups_that_vary():
     fixed = {f"layer{i}.conv": 0.5 for i in range(6)}
-    front = [_rec(f"t{i}", 0.5 + i / 10, 10 + i, profile={**fixed, "stem": 0.25 * (i + 1), "head": 1.0}) for i in range(3)]
+    front = [
+        _rec(f"t{i}", 0.5 + i / 10, 10 + i, profile={**fixed, "stem": 0.25 * (i + 1), "head": 1.0}) for i in range(3)
+    ]
     table = format_table(front, "macs")
     assert "groups that vary" in table
     rows = [row for row in table.splitlines() if re.match(r"t\d", row)]
@@ -68,7 +80,11 @@ def test_profile_column_names_the_groups_that_vary():
 
 def test_profile_column_summarises_stages_when_many_groups_vary():
     def profile(i):
-        return {"stem.0": 0.2 * i + 0.1, **{f"layer1.{j}": 0.1 * (i + j) for j in range(3)}, **{f"layer2.{j}": 0.3 + 0.05 * i + j / 100 for j in range(3)}}
+        return {
+            "stem.0": 0.2 * i + 0.1,
+            **{f"layer1.{j}": 0.1 * (i + j) for j in range(3)},
+            **{f"layer2.{j}": 0.3 + 0.05 * i + j / 100 for j in range(3)},
+        }
 
     table = format_table([_rec(f"t{i}", 0.5, 10 + i, profile=profile(i)) for i in range(1, 3)], "macs")
     assert "per stage" in table
@@ -127,13 +143,33 @@ def test_render_frontier_writes_a_png_per_cost_and_one_light_responsive_page(tmp
     from prunetune.search.store.plots import render_frontier, shared_plotlyjs
 
     records = [
-        TrialRecord("a", 0.9, 0.1, True, {"macs": 50, "params": 10}, {"macs": 0.5, "params": 0.4}, {"g": 0.5}, meets={"macs": True}),
-        TrialRecord("b", 0.8, 0.1, False, {"macs": 70, "params": 12}, {"macs": 0.7, "params": 0.48}, {"g": 0.7}, meets={"macs": False}),
+        TrialRecord(
+            "a",
+            0.9,
+            0.1,
+            True,
+            {"macs": 50, "params": 10},
+            {"macs": 0.5, "params": 0.4},
+            {"g": 0.5},
+            meets={"macs": True},
+        ),
+        TrialRecord(
+            "b",
+            0.8,
+            0.1,
+            False,
+            {"macs": 70, "params": 12},
+            {"macs": 0.7, "params": 0.48},
+            {"g": 0.7},
+            meets={"macs": False},
+        ),
     ]
     experiment = tmp_path / "demo"
     script = shared_plotlyjs(tmp_path)
     files = render_frontier(records, ("macs", "params"), experiment, "demo", reference=REFERENCE, plotlyjs=script)
-    assert files["png:params"] == experiment / "frontier-params.png" and files["png:params"].read_bytes()[:4] == b"\x89PNG"
+    assert (
+        files["png:params"] == experiment / "frontier-params.png" and files["png:params"].read_bytes()[:4] == b"\x89PNG"
+    )
     page = files["html"].read_text().replace("\\u003c", "<")
     assert files["html"].stat().st_size < 200_000  # plotly.js is not inlined
     assert 'src="../plotly.min.js"' in page and script.stat().st_size > 1_000_000
@@ -158,4 +194,6 @@ def test_the_dense_line_keeps_the_digits_of_a_measured_latency():
     from prunetune.search.store.dense import describe_dense
 
     reference = Reference(dense_accuracy=0.98, dense_costs={"latency": 1.3107, "macs": 2653002.0})
-    assert describe_dense(reference, ["latency", "macs"]) == "dense model: accuracy 0.9800, 1.311 latency, 2,653,002 macs"
+    assert (
+        describe_dense(reference, ["latency", "macs"]) == "dense model: accuracy 0.9800, 1.311 latency, 2,653,002 macs"
+    )

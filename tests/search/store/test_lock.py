@@ -89,7 +89,15 @@ def test_a_killed_drivers_lock_is_taken_over_on_the_same_host(tmp_path):
 def _plant(experiment: Path, *, host: str, renewed_s_ago: float) -> Path:
     path = lock_path(experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"host": host, "boot": "other-boot", "pid": 1, "started": 1, "token": "t", "command": "prunetune search", "since": 0.0}
+    blob = {
+        "host": host,
+        "boot": "other-boot",
+        "pid": 1,
+        "started": 1,
+        "token": "t",
+        "command": "prunetune search",
+        "since": 0.0,
+    }
     path.write_text(json.dumps(blob))
     stamp = time.time() - renewed_s_ago
     os.utime(path, (stamp, stamp))
@@ -132,8 +140,12 @@ def test_drivers_racing_for_a_dead_lock_let_exactly_one_win(tmp_path):
     dead = _holder_process(experiment)
     dead.kill()
     dead.wait()
-    racers = [subprocess.Popen([sys.executable, "-c", RACE, str(experiment)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-              for _ in range(4)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, str(experiment)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     for racer in racers:
         racer.stdin.write("go\n")
         racer.stdin.flush()
@@ -144,7 +156,9 @@ def test_drivers_racing_for_a_dead_lock_let_exactly_one_win(tmp_path):
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "prunetune", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def _wait_for(condition, what: str, process: subprocess.Popen, timeout_s: float = 300) -> None:
@@ -167,8 +181,14 @@ def test_two_drivers_a_killed_one_and_a_renamed_folder(tiny_config, tmp_path):
     path.write_text(yaml.safe_dump(tiny_config))
     results = Path(tiny_config["storage_path"])
     experiment = results / "tiny"
-    first = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], cwd=tmp_path, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_for(lambda: holder_of(experiment) is not None, "lock", first)
         second = _cli("search", str(path), "--set", "searcher.seed=7", cwd=tmp_path)

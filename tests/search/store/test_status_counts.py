@@ -18,10 +18,18 @@ def experiment(root: Path, trials: dict[str, str], *, configured: int = 50, fini
     directory = root / "exp"
     directory.mkdir(parents=True)
     raw = parse_config({**TINY, "name": "exp", "trials": configured, "storage_path": str(root), **config})
-    (directory / "prunetune.json").write_text(json.dumps({
-        "version": 1, "config": raw.model_dump(mode="json"), "base_checkpoint": str(root / "none.pt"), "num_classes": 10,
-        "dense_costs": {"macs": 1000.0, "params": 100.0}, "groups": {"stem.0": 4},
-    }))
+    (directory / "prunetune.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "config": raw.model_dump(mode="json"),
+                "base_checkpoint": str(root / "none.pt"),
+                "num_classes": 10,
+                "dense_costs": {"macs": 1000.0, "params": 100.0},
+                "groups": {"stem.0": 4},
+            }
+        )
+    )
     data = [[json.dumps({"trial_id": tid, "status": status}), "{}"] for tid, status in trials.items()]
     (directory / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
     for tid, status in trials.items():

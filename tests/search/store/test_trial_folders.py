@@ -19,19 +19,30 @@ from prunetune.search.tracking import sync
 
 PROFILE = {"layer1": 0.5, "layer2": 0.75}
 CUT = '{"accuracy": 0.99, "feasible": 1.0, "done": tr'  # a report the crash cut short, no newline
-TRACEBACK = "Traceback (most recent call last):\n  File \"x.py\", line 1\nDivergedError: fine-tune diverged\n\n"
+TRACEBACK = 'Traceback (most recent call last):\n  File "x.py", line 1\nDivergedError: fine-tune diverged\n\n'
 
 
 def report(trial_id: str, step: int, accuracy: float, done: bool = False, **extra) -> dict:
     return {
-        "trial_id": trial_id, "training_iteration": step, "accuracy": accuracy, "loss": 1.0 - accuracy,
-        "feasible": 1.0, "cost/macs": 50.0, "rel/macs": 0.5, "done": done, "timestamp": 1_700_000_000 + step,
-        "time_total_s": 10.0 * step, "checkpoint_dir_name": f"checkpoint_{step - 1:06d}",
-        "config": extra.pop("config", {"profile": PROFILE}), **extra,
+        "trial_id": trial_id,
+        "training_iteration": step,
+        "accuracy": accuracy,
+        "loss": 1.0 - accuracy,
+        "feasible": 1.0,
+        "cost/macs": 50.0,
+        "rel/macs": 0.5,
+        "done": done,
+        "timestamp": 1_700_000_000 + step,
+        "time_total_s": 10.0 * step,
+        "checkpoint_dir_name": f"checkpoint_{step - 1:06d}",
+        "config": extra.pop("config", {"profile": PROFILE}),
+        **extra,
     }
 
 
-def write_trial(experiment: Path, trial_id: str, reports: list[dict], tail: str = "", config: dict | None = None) -> Path:
+def write_trial(
+    experiment: Path, trial_id: str, reports: list[dict], tail: str = "", config: dict | None = None
+) -> Path:
     """A trial folder: params.json (indented, as Tune writes it), result.json, checkpoints."""
     folder = experiment / f"trial_{trial_id}"
     folder.mkdir(parents=True)
@@ -52,8 +63,14 @@ def experiment(tmp_path) -> Path:
     config = parse_config({"name": "cut", "storage_path": str(tmp_path), "trials": 3, "tracking": {"enabled": False}})
     directory = tmp_path / "cut"
     directory.mkdir()
-    manifest = {"version": 1, "config": config.model_dump(mode="json"), "base_checkpoint": "base.pt",
-                "num_classes": 10, "dense_costs": {"macs": 100.0}, "groups": {"layer1": 8, "layer2": 16}}
+    manifest = {
+        "version": 1,
+        "config": config.model_dump(mode="json"),
+        "base_checkpoint": "base.pt",
+        "num_classes": 10,
+        "dense_costs": {"macs": 100.0},
+        "groups": {"layer1": 8, "layer2": 16},
+    }
     (directory / MANIFEST).write_text(json.dumps(manifest))
     write_trial(directory, "cut00001", [report("cut00001", 1, 0.5), report("cut00001", 2, 0.7, done=True)], tail=CUT)
     errored = write_trial(directory, "err00002", [], tail=CUT)
@@ -77,7 +94,9 @@ def test_export_and_finetune_read_the_last_whole_report_and_its_checkpoint(exper
 
     assert list(trials) == ["cut00001"]  # the errored trial has no whole report
     chosen = find_trial(trials, "trial_cut00001")
-    assert chosen.metrics["accuracy"] == 0.7 and chosen.checkpoint == experiment / "trial_cut00001" / "checkpoint_000001"
+    assert (
+        chosen.metrics["accuracy"] == 0.7 and chosen.checkpoint == experiment / "trial_cut00001" / "checkpoint_000001"
+    )
     assert dict(chosen.profile) == PROFILE and best_trial(trials).trial_id == "cut00001"
 
 
@@ -105,8 +124,15 @@ def test_a_trial_cut_off_mid_run_is_the_same_report_to_every_reader(experiment):
 
 def test_a_cut_line_before_a_resumed_trials_reports_is_skipped(tmp_path):
     path = tmp_path / "result.json"
-    path.write_text(json.dumps({"training_iteration": 1}) + "\n" + CUT + json.dumps({"training_iteration": 2}) + "\n"
-                    + json.dumps({"training_iteration": 3}) + "\n\n")
+    path.write_text(
+        json.dumps({"training_iteration": 1})
+        + "\n"
+        + CUT
+        + json.dumps({"training_iteration": 2})
+        + "\n"
+        + json.dumps({"training_iteration": 3})
+        + "\n\n"
+    )
 
     assert [r["training_iteration"] for r in read_reports(path)] == [1, 3]
     assert read_reports(tmp_path / "missing.json") == ()
@@ -130,6 +156,10 @@ def test_taper_points_survive_a_cut_report_in_every_reader(experiment):
     points = sorted(t for t in read_trials(experiment) if t.startswith("tap00004"))
     assert points == ["tap00004@0.5", "tap00004@0.8"]
     synced = [s for s in sync.read_trials(experiment) if s.trial_id.startswith("tap00004")]
-    assert [(s.trial_id, s.role) for s in synced] == [("tap00004", "taper"), ("tap00004@0.8", "taper_point"), ("tap00004@0.5", "taper_point")]
+    assert [(s.trial_id, s.role) for s in synced] == [
+        ("tap00004", "taper"),
+        ("tap00004@0.8", "taper_point"),
+        ("tap00004@0.5", "taper_point"),
+    ]
     assert [s.time_total_s for s in synced[1:]] == [10.0, 10.0]  # each point charged its own level's time
     assert all(s.profile == PROFILE and s.status == "FINISHED" for s in synced[1:])

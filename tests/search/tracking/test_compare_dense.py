@@ -23,8 +23,10 @@ def _run(metrics: dict | None = None, tags: dict | None = None):
 
 
 def test_every_report_has_the_dense_row(tmp_path):
-    searches = [ComparedSearch("study/x", "r1", "study", TRIALS, dense_accuracy=0.9125),
-                ComparedSearch("study/y", "r2", "study", TRIALS)]
+    searches = [
+        ComparedSearch("study/x", "r1", "study", TRIALS, dense_accuracy=0.9125),
+        ComparedSearch("study/y", "r2", "study", TRIALS),
+    ]
     files = write_compare(searches, "macs", tmp_path / "with")
     last = files["txt"].read_text().splitlines()[-1].split()
     assert last == ["dense", "0.9125", "unknown"]
@@ -56,9 +58,13 @@ def test_the_compare_command_prints_the_dense_row(tmp_path, capsys):
     study = client.create_experiment("study", artifact_location=(tmp_path / "artifacts").as_uri())
     directory = _experiment(tmp_path)
     torch.save({"meta": {"accuracy": 0.875}}, tmp_path / "none.pt")
-    parent = client.create_run(study, tags={TAG_ROLE: "search", "prunetune.experiment_dir": str(directory)}, run_name="exp")
+    parent = client.create_run(
+        study, tags={TAG_ROLE: "search", "prunetune.experiment_dir": str(directory)}, run_name="exp"
+    )
     for trial_id, accuracy, relative in (("t1", 0.7, 0.4), ("t2", 0.8, 0.8)):
-        child = client.create_run(study, tags={PARENT_ID: parent.info.run_id, TAG_ROLE: "trial", TAG_TRIAL_ID: trial_id})
+        child = client.create_run(
+            study, tags={PARENT_ID: parent.info.run_id, TAG_ROLE: "trial", TAG_TRIAL_ID: trial_id}
+        )
         client.log_metric(child.info.run_id, "accuracy", accuracy)
         client.log_metric(child.info.run_id, "rel/macs", relative)
         client.set_terminated(child.info.run_id, "FINISHED")

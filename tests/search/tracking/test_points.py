@@ -37,8 +37,18 @@ def test_a_running_taper_trials_points_are_named_by_level_with_their_profiles(tm
 
 
 def test_point_summaries_sort_by_step_and_make_finished_records():
-    reports = [({"level": 0.5, "training_iteration": 2, "time_total_s": 9.0, "accuracy": 0.7, "feasible": 1.0}, {"g": 0.5}, "b"),
-               ({"level": 0.8, "training_iteration": 1, "time_total_s": 4.0, "accuracy": 0.8, "feasible": 1.0}, {"g": 0.8}, "a")]
+    reports = [
+        (
+            {"level": 0.5, "training_iteration": 2, "time_total_s": 9.0, "accuracy": 0.7, "feasible": 1.0},
+            {"g": 0.5},
+            "b",
+        ),
+        (
+            {"level": 0.8, "training_iteration": 1, "time_total_s": 4.0, "accuracy": 0.8, "feasible": 1.0},
+            {"g": 0.8},
+            "a",
+        ),
+    ]
 
     points = point_summaries("run", reports)
     assert [(p.trial_id, p.time_total_s) for p in points] == [("run@0.8", 4.0), ("run@0.5", 5.0)]

@@ -19,6 +19,8 @@ def test_an_experiment_trial_is_named_after_the_criterion_and_seed_it_tests(tmp_
     folder.mkdir()
     config = {"profile": {"g0": 0.5}, "criterion": "random", "seed": 2, "model": "resnet20"}
     (folder / "params.json").write_text(json.dumps(config))
-    (folder / "result.json").write_text(json.dumps({"trial_id": "ab12", "accuracy": 0.5, "feasible": 1.0, "done": True}) + "\n")
+    (folder / "result.json").write_text(
+        json.dumps({"trial_id": "ab12", "accuracy": 0.5, "feasible": 1.0, "done": True}) + "\n"
+    )
     summary = summarize_folder(read_trial_folder(folder))
     assert summary.run_name == "criterion random, seed 2 (trial_ab12)"

@@ -30,7 +30,9 @@ def runs_of(uri: str, search: str) -> tuple[list, list]:
     """(parent runs, child runs) of the search named ``search`` in the study."""
     c = client(uri)
     experiment = c.get_experiment_by_name(STUDY)
-    parents = c.search_runs([experiment.experiment_id], f"tags.`prunetune.role` = 'search' and tags.`prunetune.search` = '{search}'")
+    parents = c.search_runs(
+        [experiment.experiment_id], f"tags.`prunetune.role` = 'search' and tags.`prunetune.search` = '{search}'"
+    )
     children = []
     for parent in parents:
         children += c.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -154,15 +156,23 @@ def test_ui_serves_an_embedded_store_with_its_artifacts(outage_search, tmp_path)
     port = free_port()
     log = tmp_path / "ui.log"
     with log.open("w") as sink:
-        ui = subprocess.Popen([sys.executable, "-m", "prunetune", "ui", str(store), "--port", str(port)], stdout=sink, stderr=subprocess.STDOUT)
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "prunetune", "ui", str(store), "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, ui, log)
         query = f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={STUDY}"
         with urllib.request.urlopen(query, timeout=10) as response:
             experiment = json.load(response)["experiment"]
-        body = json.dumps({"experiment_ids": [experiment["experiment_id"]], "filter": "tags.`prunetune.role` = 'search'"})
-        request = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", body.encode(), {"Content-Type": "application/json"})
+        body = json.dumps(
+            {"experiment_ids": [experiment["experiment_id"]], "filter": "tags.`prunetune.role` = 'search'"}
+        )
+        request = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/runs/search", body.encode(), {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             run_id = json.load(response)["runs"][0]["info"]["run_id"]
         with urllib.request.urlopen(f"{url}/get-artifact?path=frontier.json&run_uuid={run_id}", timeout=10) as response:

@@ -31,9 +31,22 @@ def _children(uri: str, study: str) -> list:
 
 
 def _summary(i: int, status: str, step: int, accuracy: float) -> TrialSummary:
-    metrics = {"accuracy": accuracy, "feasible": 1.0, "cost/macs": 100.0 + i, "rel/macs": 0.5, "training_iteration": step}
-    return TrialSummary(trial_id=f"t{i:03d}", profile={"conv1": 0.5}, metrics=metrics, status=status, ended=time.time(),
-                        time_total_s=1.0, step=step)
+    metrics = {
+        "accuracy": accuracy,
+        "feasible": 1.0,
+        "cost/macs": 100.0 + i,
+        "rel/macs": 0.5,
+        "training_iteration": step,
+    }
+    return TrialSummary(
+        trial_id=f"t{i:03d}",
+        profile={"conv1": 0.5},
+        metrics=metrics,
+        status=status,
+        ended=time.time(),
+        time_total_s=1.0,
+        step=step,
+    )
 
 
 def test_the_writer_writes_every_queued_report_and_close_waits_for_it(tmp_path):
@@ -54,16 +67,27 @@ def test_the_writer_writes_every_queued_report_and_close_waits_for_it(tmp_path):
     history = mlflow.MlflowClient(uri).get_metric_history(by_trial["t007"].info.run_id, "accuracy")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, pytest.approx(0.57))]  # both reports kept
     client = mlflow.MlflowClient(uri)
-    (parent,) = client.search_runs([client.get_experiment_by_name("queued").experiment_id], "tags.`prunetune.role` = 'search'")
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("queued").experiment_id], "tags.`prunetune.role` = 'search'"
+    )
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials"] == 40
     assert not writer._process.is_alive()
 
 
 def test_the_tracking_lock_waits_for_its_holder_and_then_goes_on(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from prunetune.search.tracking.writer import writer_lock\n"
-        "with writer_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(2)"), str(tmp_path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from pathlib import Path; from prunetune.search.tracking.writer import writer_lock\n"
+                "with writer_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(2)"
+            ),
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
@@ -95,14 +119,24 @@ def test_a_killed_driver_loses_no_tracked_result_that_sync_restores(tiny_config,
     """Kill the driver mid-search (alone: its writer drains what it received and exits; or with
     its whole process group: the writer dies mid-write), then ``prunetune sync``: every trial
     Tune's files hold as finished is one FINISHED child run with its accuracy, none twice."""
-    config = {**tiny_config, "name": "killed", "trials": 40, "finetune": {**tiny_config["finetune"], "steps": 0},
-              "tracking": {"frontier_every_s": 0}}
+    config = {
+        **tiny_config,
+        "name": "killed",
+        "trials": 40,
+        "finetune": {**tiny_config["finetune"], "steps": 0},
+        "tracking": {"frontier_every_s": 0},
+    }
     path = tmp_path / "killed.yaml"
     path.write_text(yaml.safe_dump(config))
     experiment = Path(config["storage_path"]) / "killed"
     log = open(tmp_path / "driver.log", "w")  # noqa: SIM115 - closed below
-    driver = subprocess.Popen([sys.executable, "-m", "prunetune", "search", str(path)], stdout=log,
-                              stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "prunetune", "search", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while len(_done_trials(experiment)) < 6:
@@ -123,14 +157,21 @@ def test_a_killed_driver_loses_no_tracked_result_that_sync_restores(tiny_config,
     done = _done_trials(experiment)
     assert len(done) < config["trials"], "the search ended before the driver was killed: give it more trials"
 
-    out = subprocess.run([sys.executable, "-m", "prunetune", "sync", str(experiment)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "prunetune", "sync", str(experiment)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     children = _children(embedded_uri(Path(config["storage_path"])), "killed")
     ids = [c.data.tags["prunetune.trial_id"] for c in children]
     assert len(ids) == len(set(ids)), "a trial was tracked twice"
     finished = {c.data.tags["prunetune.trial_id"]: c for c in children if c.info.status == "FINISHED"}
-    assert set(done) <= set(finished), f"finished in Tune's files but not in MLflow: {sorted(set(done) - set(finished))}"
+    assert set(done) <= set(finished), (
+        f"finished in Tune's files but not in MLflow: {sorted(set(done) - set(finished))}"
+    )
     for trial_id, report in done.items():
         assert finished[trial_id].data.metrics["accuracy"] == pytest.approx(report["accuracy"])
 
