@@ -1,4 +1,5 @@
-"""The statistics of `prunetune experiment criteria|transfer` (search/reproduce), on hand-made numbers: no Ray, no torch."""
+"""The statistics of `prunetune experiment criteria|transfer` (search/reproduce), on hand-made
+numbers: no Ray, no torch."""
 
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ from prunetune.search.run.schedulers import SCHEDULERS
     [
         (
             {"method": "tapr"},
-            r"^unknown search method 'tapr' \(did you mean 'taper'\?\); choose one of: search, taper \(config key `method`\)$",
+            r"^unknown search method 'tapr' \(did you mean 'taper'\?\); "
+            r"choose one of: search, taper \(config key `method`\)$",
         ),
         (
             {"scheduler": "ashaa"},
