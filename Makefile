@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(VENV)/bin/prunetune search $(CONFIG)
 
 # The browser test needs Debian's chromium: installed here when missing (as root, e.g. CI),
-# and required (a clear failure, not a skip) under `make test`.
+# and required (a clear failure, not a skip) under `make test`, which lists its 20 slowest tests.
 test: $(STAMP) lint
 	.ci/ensure-chromium
-	PRUNETUNE_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+	PRUNETUNE_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=20
 
 # The fast subset: no Ray cluster, MLflow server or browser. It lists its slowest tests, so a
 # new slow one is noticed in the change that adds it.
