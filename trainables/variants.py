@@ -19,12 +19,14 @@ from dataclasses import replace
 from prunetune.trainables.trial import TrialSetup, prune_and_finetune
 
 VARIANT_KEYS = ("base", "criterion", "seed")
+VARIES = "varies"  # a variant trial's config key: which of VARIANT_KEYS its experiment varies
 
 
 def variant_label(config: Mapping) -> str:
-    """What a variant trial tests, in words (``criterion l1, seed 2``); empty for a search trial.
-    MLflow names the trial's run after it, so ``prunetune experiment`` runs read as what they vary."""
-    return ", ".join(f"{key} {config[key]}" for key in VARIANT_KEYS if key in config)
+    """What a variant trial tests, in words (``criterion l1, seed 2``): the keys its config's
+    ``varies`` names; empty for a search trial. MLflow names the trial's run after it, so the
+    runs of ``prunetune experiment`` read as what they vary."""
+    return ", ".join(f"{key} {config[key]}" for key in config.get(VARIES) or () if key in config)
 
 
 def variant_setup(config: Mapping, setup: TrialSetup, bases: Mapping[str, TrialSetup] | None = None) -> TrialSetup:

@@ -46,7 +46,7 @@ def run_grid(
     other setups a trial's ``base`` key selects). Returns Tune's results, errored ones included."""
     from ray import tune
 
-    from prunetune.trainables.variants import prune_and_finetune_variant
+    from prunetune.trainables.variants import VARIANT_KEYS, VARIES, prune_and_finetune_variant
 
     config = prepared.config
     start(prepared)
@@ -61,6 +61,7 @@ def run_grid(
     if "base" in grid:  # the data set is the base's: which one is in the trial's ``base``
         space.pop("data")
     space.update({key: tune.grid_search(list(values)) for key, values in grid.items()})
+    space[VARIES] = [key for key in VARIANT_KEYS if key in grid]  # what each trial's MLflow run is named after
     tuner = make_tuner(prepared, trainable, space, {"max_concurrent_trials": config.concurrency})
     return list(tuner.fit())
 

@@ -121,6 +121,18 @@ def test_criteria_experiment_reports_accuracy_per_criterion(workspace):
     markdown = (directory / "report.md").read_text()
     assert "| random |" in markdown and "±" in markdown and "Verdict" in markdown
     assert (directory / "criteria.png").stat().st_size > 1000
+    # MLflow names each trial's run after what it varies, so the runs read as the experiment's grid.
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{workspace / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("src-criteria")
+    names = {run.info.run_name.split(" (trial_")[0] for run in client.search_runs([experiment.experiment_id])}
+    assert {
+        "criterion l1, seed 0",
+        "criterion l1, seed 1",
+        "criterion random, seed 0",
+        "criterion random, seed 1",
+    } <= names
 
 
 def test_transfer_experiment_reports_rank_correlation(workspace):

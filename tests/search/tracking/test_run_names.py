@@ -10,17 +10,27 @@ from prunetune.search.tracking.sync import summarize_folder
 from prunetune.search.tracking.tracker import TrialSummary
 
 
-def test_a_search_trial_is_named_by_its_id():
+def test_a_search_trial_is_named_by_its_id(tmp_path):
     assert TrialSummary("ab12", {}, {}).run_name == "trial_ab12"
+    search_trial = {"profile": {"g0": 0.5}, "criterion": "l1", "model": "resnet20"}  # what every trial carries
+    assert summarize_folder(_folder(tmp_path, search_trial)).run_name == "trial_ab12"
 
 
 def test_an_experiment_trial_is_named_after_the_criterion_and_seed_it_tests(tmp_path):
+    config = {
+        "profile": {"g0": 0.5},
+        "criterion": "random",
+        "seed": 2,
+        "model": "resnet20",
+        "varies": ["criterion", "seed"],
+    }
+    assert summarize_folder(_folder(tmp_path, config)).run_name == "criterion random, seed 2 (trial_ab12)"
+
+
+def _folder(tmp_path, config: dict):
     folder = tmp_path / "trial_ab12"
-    folder.mkdir()
-    config = {"profile": {"g0": 0.5}, "criterion": "random", "seed": 2, "model": "resnet20"}
+    folder.mkdir(exist_ok=True)
     (folder / "params.json").write_text(json.dumps(config))
-    (folder / "result.json").write_text(
-        json.dumps({"trial_id": "ab12", "accuracy": 0.5, "feasible": 1.0, "done": True}) + "\n"
-    )
-    summary = summarize_folder(read_trial_folder(folder))
-    assert summary.run_name == "criterion random, seed 2 (trial_ab12)"
+    report = {"trial_id": "ab12", "accuracy": 0.5, "feasible": 1.0, "done": True}
+    (folder / "result.json").write_text(json.dumps(report) + "\n")
+    return read_trial_folder(folder)
