@@ -4,6 +4,7 @@ trial errored."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,23 @@ from tests.conftest import TINY
 from tests.mlflow_server import free_port, start_mlflow_server, stop
 
 STUDY = "study-a"
+
+
+def write_manifest(directory: Path, config, *, dense_costs: dict[str, float] | None = None) -> Path:
+    """A hand-made experiment manifest (``prunetune.json``) for the parsed ``config``: what
+    ``status``, ``resume`` and the store read, without training a base model."""
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "version": 1,
+        "config": config.model_dump(mode="json"),
+        "base_checkpoint": str(directory.parent / "none.pt"),
+        "num_classes": 10,
+        "dense_costs": dense_costs or {"macs": 1000.0, "params": 100.0},
+        "groups": {"stem.0": 4},
+    }
+    path = directory / "prunetune.json"
+    path.write_text(json.dumps(manifest))
+    return path
 
 
 def prunetune(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -5,14 +5,13 @@ registered later is taken by name."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
 from prunetune.search.run.methods import METHODS, ProfileSearch, check_config
 from prunetune.search.run.schedulers import SCHEDULERS
+from tests.search.conftest import write_manifest
 
 
 @pytest.mark.parametrize(
@@ -63,17 +62,6 @@ def test_resuming_with_the_searcher_module_gone_is_one_line_before_ray_starts(tm
     directory = tmp_path / "exp"
     directory.mkdir()
     config = parse_config({**TINY, "name": "exp", "storage_path": str(tmp_path), "searcher": "gone_searchers:Mine"})
-    (directory / "prunetune.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "config": config.model_dump(mode="json"),
-                "base_checkpoint": str(tmp_path / "none.pt"),
-                "num_classes": 10,
-                "dense_costs": {"macs": 1000.0, "params": 100.0},
-                "groups": {"stem.0": 4},
-            }
-        )
-    )
+    write_manifest(directory, config)
     with pytest.raises(ConfigError, match=r"^searcher 'gone_searchers:Mine': cannot import module 'gone_searchers'"):
         from_manifest(read_manifest(directory))

@@ -12,6 +12,7 @@ import yaml
 from prunetune.search import cli
 from prunetune.search.config import parse_config
 from tests.conftest import TINY
+from tests.search.conftest import write_manifest
 
 BUDGETS = [{"cost": "mycost_not_here:energy", "max": 5.0}, {"cost": "macs", "max": 0.9, "relative": True}]
 
@@ -21,18 +22,7 @@ def _experiment(root: Path) -> Path:
     directory = root / "exp"
     (directory / "trial_a").mkdir(parents=True)
     config = parse_config({**TINY, "name": "exp", "trials": 1, "storage_path": str(root), "budgets": BUDGETS})
-    (directory / "prunetune.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "config": config.model_dump(mode="json"),
-                "base_checkpoint": str(root / "none.pt"),
-                "num_classes": 10,
-                "dense_costs": {"macs": 1000.0, "params": 100.0, "energy": 8.0},
-                "groups": {"stem.0": 4},
-            }
-        )
-    )
+    write_manifest(directory, config, dense_costs={"macs": 1000.0, "params": 100.0, "energy": 8.0})
     report = {
         "trial_id": "a",
         "accuracy": 0.75,

@@ -9,6 +9,7 @@ from pathlib import Path
 from prunetune.search import cli
 from prunetune.search.config import parse_config
 from tests.conftest import TINY
+from tests.search.conftest import write_manifest
 
 
 def experiment(root: Path, trials: dict[str, str], *, configured: int = 50, finished: bool = True, **config) -> Path:
@@ -18,18 +19,7 @@ def experiment(root: Path, trials: dict[str, str], *, configured: int = 50, fini
     directory = root / "exp"
     directory.mkdir(parents=True)
     raw = parse_config({**TINY, "name": "exp", "trials": configured, "storage_path": str(root), **config})
-    (directory / "prunetune.json").write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "config": raw.model_dump(mode="json"),
-                "base_checkpoint": str(root / "none.pt"),
-                "num_classes": 10,
-                "dense_costs": {"macs": 1000.0, "params": 100.0},
-                "groups": {"stem.0": 4},
-            }
-        )
-    )
+    write_manifest(directory, raw)
     data = [[json.dumps({"trial_id": tid, "status": status}), "{}"] for tid, status in trials.items()]
     (directory / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": data}))
     for tid, status in trials.items():
