@@ -107,6 +107,14 @@ def _searcher_state(experiment: Path) -> dict:
         return pickle.loads((kept_dir(experiment) / newest.name).read_bytes())
 
 
+def _saved_completions(experiment: Path) -> int:
+    """Trials the searcher's saved state counts as completed (0 before its first save)."""
+    try:
+        return int(_searcher_state(experiment).get("completed", 0))
+    except (IndexError, OSError, EOFError, pickle.UnpicklingError):
+        return 0  # not saved yet, or mid-write with no kept copy yet
+
+
 def test_a_search_on_the_cluster_runs_trials_on_both_workers(ray_cluster, tiny_config, tmp_path):
     config = _config(tiny_config, "spread", trials=4)
     refused = _cli(
@@ -178,7 +186,13 @@ def test_a_killed_driver_is_resumed_with_exactly_the_configured_trials(ray_clust
     experiment = Path(config["storage_path"]) / "resumed"
     driver = _driver("search", _write(config, tmp_path), "--address", ray_cluster.address, cwd=tmp_path)
     try:
-        _wait_until(lambda: len(_terminated(experiment)) >= 2, driver, "two trials finished in Tune's snapshot")
+        # Tune saves the searcher's state and its trial table at different moments: wait until
+        # both have seen finished trials, so the kill leaves a searcher that has learned something.
+        _wait_until(
+            lambda: len(_terminated(experiment)) >= 2 and _saved_completions(experiment) >= 1,
+            driver,
+            "two trials finished in Tune's snapshot and one in the searcher's saved state",
+        )
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
