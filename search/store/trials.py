@@ -13,6 +13,7 @@ with errors that name the valid choices.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -54,9 +55,9 @@ class TrialInfo:
     def finished(self) -> bool:
         return R.is_finished(self.metrics)
 
-    @property
+    @functools.cached_property
     def report(self) -> TrialReport:
-        """The last report read through the schema (only for a :attr:`finished` trial)."""
+        """The last report read through the schema, once (only for a :attr:`finished` trial)."""
         return TrialReport.read(self.metrics)
 
 
