@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.trainables import data
+from prunetune.trainables.data import splits as data
 from prunetune.trainables.data import DataSplits, dataset_names, load_dataset
 
 
@@ -60,7 +60,9 @@ def test_shapes_are_reproducible_from_the_seed_and_cached_per_process() -> None:
     options = {"n_train": 100, "n_val": 20}
     first = load_dataset("shapes", seed=3, options=options)
     assert load_dataset("shapes", seed=3, options=dict(options)) is first
-    uncached = data._load_cached.__wrapped__("shapes", 32, None, 3, tuple(sorted(options.items())))
+    uncached = data._prepared.cache_clear() or data._load_cached.__wrapped__(
+        "shapes", 32, None, 3, tuple(sorted(options.items()))
+    )
     assert torch.equal(uncached.train_x, first.train_x) and torch.equal(uncached.val_y, first.val_y)
     other_seed = load_dataset("shapes", seed=4, options=options)
     assert not torch.equal(other_seed.train_x, first.train_x)
@@ -69,8 +71,8 @@ def test_shapes_are_reproducible_from_the_seed_and_cached_per_process() -> None:
 
 
 def test_unknown_names_and_options_list_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="'mnist'.*cifar10, cifar100, digits"):
-        load_dataset("mnist")
+    with pytest.raises(ConfigError, match="'emnist'.*cifar10, cifar100, digits, fashion_mnist"):
+        load_dataset("emnist")
     with pytest.raises(ConfigError, match="n_trian.*n_train, n_val"):
         load_dataset("shapes", options={"n_trian": 10})
     assert {"digits", "shapes", "cifar10", "cifar100", "imagefolder"} <= set(dataset_names())
@@ -188,9 +190,9 @@ def test_imagefolder_decodes_folders_of_pngs_once_at_the_input_size(tmp_path: Pa
 
 def test_a_loader_without_a_test_split_holds_out_half_of_val(tmp_path: Path) -> None:
     for index in range(4):
-        _write_png(tmp_path / "train" / "cat" / f"t{index}.png", (8, 8), "RGB", index)
+        _write_png(tmp_path / "train" / ("cat", "dog")[index % 2] / f"t{index}.png", (8, 8), "RGB", index)
         _write_png(tmp_path / "val" / "cat" / f"v{index}.png", (8, 8), "RGB", 100 + 10 * index)
-    splits = load_dataset("imagefolder", root=tmp_path, input_size=8)
+    splits = load_dataset("imagefolder", root=tmp_path, input_size=7)  # stored at 8 px: 8/7 of the input
     assert len(splits.val_y) == len(splits.test_y) == 2
     seen = {round(float(_pixels(splits, x)[0, 0, 0]) * 255) for x in (*splits.val_x, *splits.test_x)}
     assert seen == {100, 110, 120, 130}  # the four val images, split without overlap
@@ -198,8 +200,28 @@ def test_a_loader_without_a_test_split_holds_out_half_of_val(tmp_path: Path) -> 
 
 def test_imagefolder_names_a_missing_folder(tmp_path: Path) -> None:
     _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
+    _write_png(tmp_path / "train" / "dog" / "b.png", (8, 8), "RGB", 1)
     with pytest.raises(ConfigError, match=str(tmp_path / "val")):
         load_dataset("imagefolder", root=tmp_path)
+
+
+def test_a_folder_with_one_class_is_refused_before_anything_is_decoded(tmp_path: Path) -> None:
+    _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
+    _write_png(tmp_path / "val" / "cat" / "b.png", (8, 8), "RGB", 1)
+    with pytest.raises(ConfigError, match=r"train has 1 class folder \(cat\); a classifier needs at least 2"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
+def test_photos_keep_their_aspect_ratio_resized_by_the_shorter_side_and_centre_cropped(tmp_path: Path) -> None:
+    wide = np.zeros((16, 48, 3), dtype=np.uint8)
+    wide[:, 16:32] = 255  # a white middle third: the centre crop of the resized image is all white
+    for split, name in (("train", "cat"), ("train", "dog"), ("val", "cat"), ("val", "dog")):
+        (tmp_path / split / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(wide).save(tmp_path / split / name / "wide.png")
+    splits = load_dataset("imagefolder", root=tmp_path, input_size=14)  # stored at 16: 8/7 of 14
+    pixels = _pixels(splits, splits.train_x[0])
+    assert splits.train_x.shape[1:] == (3, 14, 14)
+    assert pixels.min() > 0.9  # squashing the whole image to a square would bring the black sides in
 
 
 # --- damaged files: one error naming the file ---------------------------------------------------
@@ -225,7 +247,9 @@ def test_a_damaged_cifar_batch_is_named_with_the_fix(tmp_path: Path, damage: str
 @pytest.mark.parametrize("damage", ["random bytes", "truncated"])
 def test_a_corrupt_png_in_an_imagefolder_is_named_with_the_fix(tmp_path: Path, damage: str) -> None:
     _write_png(tmp_path / "train" / "cat" / "a.png", (8, 8), "RGB", 1)
+    _write_png(tmp_path / "train" / "dog" / "c.png", (8, 8), "RGB", 3)
     _write_png(tmp_path / "val" / "cat" / "b.png", (8, 8), "RGB", 2)
+    _write_png(tmp_path / "val" / "dog" / "d.png", (8, 8), "RGB", 2)
     bad = tmp_path / "train" / "cat" / "bad.png"
     if damage == "random bytes":
         bad.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).integers(0, 256, 300, dtype=np.uint8).tobytes())
