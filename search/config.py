@@ -47,11 +47,41 @@ class ModelConfig(_Named):
     weights: str | None = None
 
 
+class AugmentConfig(_Section):
+    """``data.augment`` as a mapping: the fields given replace the data set's standard ones."""
+
+    crop: typing.Literal["pad", "resized", "none"] | None = None
+    flip: bool | None = None
+    padding: int | None = Field(None, ge=0)
+    scale: tuple[float, float] | None = None
+    ratio: tuple[float, float] | None = None
+
+
 class DataConfig(_Named):
+    """The data set (``name``, ``root``, ``seed``, the loader's ``options``) and how trials read
+    it: ``mode`` (auto, memory: one decoded copy per node; stream: decoded per batch),
+    ``augment`` (standard: the set's usual augmentation; none; or a mapping), the node cache's
+    folder on each machine's local disk and the streaming DataLoader ``workers``."""
+
     name: str = "digits"
     root: str | None = None
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
+    mode: typing.Literal["auto", "memory", "stream"] = "auto"
+    augment: typing.Literal["standard", "none"] | AugmentConfig = "standard"
+    cache_dir: str | None = None
+    workers: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _augment_ranges(self) -> DataConfig:
+        if isinstance(self.augment, AugmentConfig):
+            from prunetune.trainables.data.augment import resolve
+
+            try:
+                resolve(self.augment.model_dump(exclude_none=True), "small")
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return self
 
 
 class BaseConfig(Recipe):

@@ -15,10 +15,21 @@ from dataclasses import replace
 
 from prunetune.search.config import DataConfig, SearchConfig
 from prunetune.trainables import DataSpec, ModelSpec, Recipe, TrialSetup
+from prunetune.trainables.data.feed import DataLoad
 
 
 def data_spec(data: DataConfig) -> DataSpec:
-    return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())))
+    """The data set of a config section, with how trials read it (the augmentation resolved
+    against the set's kind; ``standard`` stays None, so a base's name does not change)."""
+    augment = None
+    if data.augment != "standard":
+        from prunetune.trainables.data import dataset_kind
+        from prunetune.trainables.data.augment import resolve
+
+        given = data.augment if isinstance(data.augment, str) else data.augment.model_dump(exclude_none=True)
+        augment = resolve(given, dataset_kind(data.name))
+    reading = DataLoad(data.mode, augment, data.cache_dir, data.workers)
+    return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())), reading)
 
 
 def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:

@@ -11,6 +11,12 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The data sets' node cache (one decoded copy per machine): a folder of this session's, not the
+# user's ~/.cache; Ray's workers and the CLI's subprocesses inherit it.
+if "PRUNETUNE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["PRUNETUNE_CACHE"] = tempfile.mkdtemp(prefix="prunetune-cache-")
 
 # The loopback multi-node cluster fixture (``ray_cluster``), for the tests that take it.
 pytest_plugins = ["tests.cluster_fixtures"]

@@ -25,6 +25,7 @@ from prunetune.trainables.train import (
     Settings,
     evaluate,
     recalibrate_bn,
+    train_batches,
     train_steps,
 )
 from prunetune.trainables.trial import (
@@ -83,5 +84,6 @@ __all__ = [
     "taper_run",
     "taper_trial_config",
     "is_taper_trial",
+    "train_batches",
     "train_steps",
 ]

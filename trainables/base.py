@@ -21,10 +21,13 @@ from torch import nn
 from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.data import DataSplits, load_dataset
+from prunetune.trainables.data.feed import DataLoad, TrialData, open_trial_data
 from prunetune.trainables.models import build_model
-from prunetune.trainables.train import Recipe, evaluate, train_base
+from prunetune.trainables.train import Recipe, evaluate, to_device, train_base
 
-SPLITS_VERSION = 2  # bumped when a data set's train/val/test split changes
+# Bumped when a data set's train/val/test split or its decoding changes (3: uint8 at the stored
+# size, statistics from a sample, photos centre-cropped, augmentation while training the base).
+SPLITS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -39,17 +42,30 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set: a registry name, its root on disk (if any), split seed and options."""
+    """Which data set: a registry name, its root on disk (if any), split seed and options, and
+    how a trial reads it (``reading``: mode, augmentation, node cache folder)."""
 
     name: str = "digits"
     root: str | None = None
     seed: int = 0
     options: tuple[tuple[str, object], ...] = field(default_factory=tuple)
+    reading: DataLoad = DataLoad()
 
     def load(self, input_size: int) -> DataSplits:
+        """The whole set decoded into normalised tensors (small sets, tools and exports)."""
         return load_dataset(
             self.name, input_size=input_size, root=self.root, seed=self.seed, options=dict(self.options)
         )
+
+    def open(self, input_size: int, device: str = "cpu", val_images: int | None = None) -> TrialData:
+        """The set as a trial reads it on ``device`` (once per process)."""
+        root = str(Path(self.root).expanduser().resolve()) if self.root is not None else None
+        return open_trial_data(self.name, input_size, root, self.seed, self.options, self.reading, device, val_images)
+
+    def identity(self) -> dict:
+        """What of the data shapes a trained model: not how it is read (mode, cache folder)."""
+        augment = self.reading.augment.model_dump() if self.reading.augment else "standard"
+        return {"name": self.name, "root": self.root, "seed": self.seed, "options": self.options, "augment": augment}
 
 
 def build(spec: ModelSpec, num_classes: int) -> nn.Module:
@@ -62,7 +78,7 @@ def base_key(model: ModelSpec, data: DataSpec, recipe: Recipe, seed: int) -> str
     """A short stable name for the base checkpoint trained from these settings."""
     # SPLITS_VERSION: a base trained before the test split existed saw today's test images.
     blob = json.dumps(
-        [asdict(model), asdict(data), recipe.as_recipe().model_dump(), seed, SPLITS_VERSION],
+        [asdict(model), data.identity(), recipe.as_recipe().model_dump(), seed, SPLITS_VERSION],
         sort_keys=True,
         default=str,
     )
@@ -113,12 +129,14 @@ def ensure_base_checkpoint(
     path = Path(directory) / f"{base_key(model, data, recipe, seed)}.pt"
     if path.exists():
         return path
-    splits = data.load(model.input_size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    feed = data.open(model.input_size, device)
     torch.manual_seed(seed)
-    net = build(model, splits.num_classes)
-    train_base(net, splits.train_x, splits.train_y, recipe, seed=seed, show_progress=show_progress)
-    accuracy, loss = evaluate(net, splits.val_x, splits.val_y)
-    meta = {"model": asdict(model), "data": asdict(data), R.ACCURACY: accuracy, R.LOSS: loss}  # as a trial reports them
+    net = to_device(build(model, feed.num_classes), torch.device(device))
+    train_base(net, feed.train_batches(recipe.batch_size, seed), recipe, show_progress=show_progress)
+    accuracy, loss = evaluate(net, feed.eval_batches("val"))  # the whole validation split
+    meta = {"model": asdict(model), "data": data.identity(), R.ACCURACY: accuracy, R.LOSS: loss}  # as a trial reports
+    net = net.cpu().to(memory_format=torch.contiguous_format)
     save_checkpoint(net, path, meta)
     return path
 

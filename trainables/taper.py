@@ -44,6 +44,7 @@ from torch import nn
 from prunetune.budgets import Budget
 from prunetune.budgets import report as R
 from prunetune.budgets.analytic import AnalyticCostModel
+from prunetune.trainables.data.feed import TensorData, TrialData, as_data
 from prunetune.trainables.gates import GroupGates, SoftCost, gate_points
 from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
 from prunetune.trainables.profiles import Profile, ProfileError
@@ -53,11 +54,10 @@ from prunetune.trainables.train import (
     EvalSettings,
     Recipe,
     Settings,
-    batch_indices,
     evaluate,
     recalibrate_bn,
     to_device,
-    train_steps,
+    train_batches,
 )
 
 TAPER_STATE = "taper.json"
@@ -228,13 +228,13 @@ class TaperRun:
         settings: TaperSettings,
         recipe: Recipe,
         prune: PruneSettings,
-        data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        data: TrialData | TensorData | tuple[torch.Tensor, ...],
         example_input: torch.Tensor,
         seed: int = 0,
     ) -> None:
         self.model, self.settings, self.recipe, self.prune, self.seed = model, settings, recipe, prune, seed
-        self.train_x, self.train_y, holdout_x, holdout_y = data
-        self.holdout = (holdout_x[: settings.holdout], holdout_y[: settings.holdout])
+        self.data = as_data(data)
+        self.holdout = next(self.data.eval_batches("val", settings.holdout))
         self.example_input = example_input
         device = next(model.parameters()).device
         cpu_model = copy.deepcopy(model).cpu()
@@ -274,19 +274,16 @@ class TaperRun:
             self.state.levels_done += 1
             yield hardened
 
-    def _batches(self) -> Iterator[torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.seed)
-        batches = batch_indices(len(self.train_x), min(self.recipe.batch_size, len(self.train_x)), generator)
-        for _ in range(self.state.step):  # replay the order up to a resumed step
-            next(batches)
-        return batches
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # from the resumed step on: the data replays its order up to it
+        return self.data.train_batches(self.recipe.batch_size, self.seed, self.state.step)
 
-    def _step(self, idx: torch.Tensor) -> None:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
         state, settings = self.state, self.settings
         self.model.train()
-        idx = idx.to(self.train_x.device)
+        x, y = batch
         violation = self.relative_cost().float() - state.target
-        task = nn.functional.cross_entropy(self.model(self.train_x[idx]), self.train_y[idx])
+        task = nn.functional.cross_entropy(self.model(x), y)
         if not math.isfinite(task.item()):
             raise DivergedError(f"taper diverged: loss is {task.item()} at step {state.step}")
         constraint = self.multiplier.value * violation + 0.5 * settings.penalty * violation**2
@@ -341,7 +338,8 @@ class TaperRun:
 
     def load(self, directory: Path) -> None:
         """Continue from what :meth:`save` wrote."""
-        tensors = torch.load(directory / TAPER_TENSORS, map_location=self.train_x.device, weights_only=True)
+        device = next(self.model.parameters()).device
+        tensors = torch.load(directory / TAPER_TENSORS, map_location=device, weights_only=True)
         self.model.load_state_dict(tensors["model"])
         self.gates.load_state_dict(tensors["gates"])
         self.weights_opt.load_state_dict(tensors["weights_opt"])
@@ -361,7 +359,7 @@ def level_budgets(budgets: tuple[Budget, ...], cost: str, level: float) -> tuple
 def finetune_point(
     hardened: Hardened,
     recipe: Recipe,
-    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    data: TrialData | TensorData | tuple[torch.Tensor, ...],
     measure: Callable[[nn.Module], dict],
     cost: str,
     seed: int = 0,
@@ -370,12 +368,12 @@ def finetune_point(
     """Fine-tune a hardened model for ``recipe.steps`` and measure it; the metrics a searched
     trial reports (via ``measure``) plus the taper's own: level, the gated ``cost``, the run's state.
     ``calibration`` re-estimates BatchNorm statistics first, as a searched trial does."""
-    train_x, train_y, val_x, val_y = data
-    model = to_device(hardened.model, train_x.device)
+    data = as_data(data)
+    model = to_device(hardened.model, data.device)
     if calibration is not None:
-        recalibrate_bn(model, train_x, calibration, seed=seed)
-    accuracy_pruned, _ = evaluate(model, val_x, val_y)
-    train_steps(model, train_x, train_y, recipe, seed=seed)
+        recalibrate_bn(model, data.sample(calibration.images())[0], calibration, seed=seed)
+    accuracy_pruned, _ = evaluate(model, data.eval_batches("val"))
+    train_batches(model, data.train_batches(recipe.batch_size, seed), recipe)
     model = model.cpu()
     metrics = measure(model)
     metrics.update(

@@ -27,7 +27,6 @@ from prunetune.trainables.train import to_device
 from prunetune.trainables.trial import (
     Report,
     TrialSetup,
-    _data_on,
     example_input,
     measure_point,
     save_trial_checkpoint,
@@ -58,9 +57,8 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
     """
     device = trial_device()
     torch.manual_seed(setup.seed)
-    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
-    data = (train_x, train_y, val_x, val_y)
-    model = to_device(load_base(setup.model, splits.num_classes, setup.base_checkpoint), device)
+    data = setup.open_data(device)
+    model = to_device(load_base(setup.model, data.num_classes, setup.base_checkpoint), device)
     taper = TaperRun(model, settings, setup.finetune, setup.prune, data, example_input(setup), seed=setup.seed)
     if resume is not None:
         taper.load(resume)
@@ -70,7 +68,7 @@ def run_taper(setup: TrialSetup, settings: TaperSettings, report: Report, resume
         point_setup = replace(setup, budgets=level_budgets(setup.budgets, settings.cost, hardened.level))
 
         def measure(pruned, point_setup=point_setup):
-            return measure_point(point_setup, pruned, splits.num_classes, val_x, val_y, device)
+            return measure_point(point_setup, pruned, data.num_classes, data, device)
 
         pruned, metrics = finetune_point(
             hardened, recipe, data, measure, settings.cost, seed=setup.seed, calibration=setup.evaluate

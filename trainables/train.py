@@ -1,10 +1,9 @@
-"""Training, fine-tuning and evaluation on in-memory tensors.
+"""Training, fine-tuning and evaluation.
 
-Split like torchvision's reference script: :func:`train_steps` (the loop), :func:`evaluate`,
-:func:`train_base` (the dense model, with a progress bar). Data sets here are small tensors
-already in memory (see ``prunetune.trainables.data``), so batches are index slices: no per-epoch decoding
-and no DataLoader worker start-up in short trials. On CUDA the step runs in bfloat16 autocast
-with channels-last memory, which needs no loss scaler.
+Split like torchvision's reference script: :func:`train_batches` (the loop, over a trial's
+batch stream, see ``prunetune.trainables.data``), :func:`train_steps` (the same over in-memory
+tensors), :func:`evaluate`, :func:`train_base` (the dense model, with a progress bar). On CUDA
+the step runs in bfloat16 autocast with channels-last memory, which needs no loss scaler.
 
 :class:`Settings` is the base of every option set a trial reads (:class:`Recipe` here,
 ``PruneSettings``, ``TaperSettings``): frozen pydantic models that the search config subclasses,
@@ -16,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, ClassVar, Self
 
 import torch
@@ -113,6 +112,13 @@ class EvalSettings(Settings):
     label: ClassVar[str] = "evaluate"
     recalibrate_bn: Steps = 20
     batch_size: BatchSize = 64
+    # Validation images a trial evaluates on: a fixed seeded subset (None: the whole split).
+    # Confirmation and the base model always use whole splits. See BENCHMARKS.md for the default.
+    val_images: int | None = Field(2000, ge=1)
+
+    def images(self) -> int:
+        """Training images the BatchNorm recalibration draws its batches from."""
+        return max(1, self.recalibrate_bn * self.batch_size)
 
 
 @torch.no_grad()
@@ -193,28 +199,45 @@ def train_steps(
     optimizer: tuple[torch.optim.Optimizer, object] | None = None,
     progress=None,
 ) -> float:
-    """Run optimiser steps ``start..stop`` of ``recipe`` on ``(x, y)``; return the last loss.
+    """Run optimiser steps ``start..stop`` of ``recipe`` on in-memory tensors ``(x, y)`` (on the
+    model's device, used as they are: no augmentation); return the last loss.
 
-    ``x``/``y`` already live on the model's device. Passing ``start``/``stop`` and the same
-    ``optimizer`` pair lets a caller train in chunks (to checkpoint between them) with results
-    identical to one call: the batch order depends only on ``seed`` and the step number.
+    Passing ``start``/``stop`` and the same ``optimizer`` pair lets a caller train in chunks
+    with results identical to one call: the batch order depends only on ``seed`` and the step.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    order = batch_indices(len(x), min(recipe.batch_size, len(x)), generator)
+    for _ in range(start):  # replay the batch order up to ``start``
+        next(order)
+    batches = ((x[idx], y[idx]) for idx in (i.to(x.device) for i in order))
+    return train_batches(model, batches, recipe, start=start, stop=stop, optimizer=optimizer, progress=progress)
+
+
+def train_batches(
+    model: nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    recipe: Recipe,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    optimizer: tuple[torch.optim.Optimizer, object] | None = None,
+    progress=None,
+) -> float:
+    """Run optimiser steps ``start..stop`` of ``recipe``, one batch of ``batches`` (already on
+    the model's device, e.g. a trial's augmented stream) each; return the last loss.
+
     Raises :class:`DivergedError` on a non-finite loss.
     """
     stop = recipe.steps if stop is None else stop
     if stop <= start:
         return float("nan")
-    device = x.device
     optimizer, scheduler = optimizer or make_optimizer(model, recipe)
-    generator = torch.Generator().manual_seed(seed)
-    batches = batch_indices(len(x), min(recipe.batch_size, len(x)), generator)
-    for _ in range(start):  # replay the batch order up to ``start``
-        next(batches)
     model.train()
     loss_value = float("nan")
     for step in range(start, stop):
-        idx = next(batches).to(device)
-        with _autocast(device):
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        xb, yb = next(batches)
+        with _autocast(xb.device):
+            loss = nn.functional.cross_entropy(model(xb), yb)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise DivergedError(f"fine-tune diverged: loss is {loss_value} at step {step}")
@@ -229,38 +252,45 @@ def train_steps(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> tuple[float, float]:
-    """Top-1 accuracy (0..1) and mean cross-entropy of ``model`` on ``(x, y)``."""
+def evaluate(
+    model: nn.Module, x: torch.Tensor | Iterable[tuple[torch.Tensor, torch.Tensor]], y=None, batch_size: int = 512
+) -> tuple[float, float]:
+    """Top-1 accuracy (0..1) and mean cross-entropy of ``model`` on tensors ``(x, y)`` or on
+    ``x``, an iterable of ``(images, labels)`` batches (``y`` None)."""
+    batches = x if y is None else _slices(x, y, batch_size)
     model.eval()
-    correct, loss_sum = 0, 0.0
-    for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        with _autocast(x.device):
+    correct, loss_sum, count = 0, 0.0, 0
+    for xb, yb in batches:
+        with _autocast(xb.device):
             logits = model(xb)
         loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum").item()
         correct += (logits.argmax(1) == yb).sum().item()
-    return correct / max(1, len(x)), loss_sum / max(1, len(x))
+        count += len(yb)
+    return correct / max(1, count), loss_sum / max(1, count)
+
+
+def _slices(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
 
 
 def train_base(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     recipe: Recipe,
     *,
-    seed: int = 0,
     show_progress: bool = True,
 ) -> float:
-    """Train the dense base model for ``recipe.steps`` steps, showing progress on stderr: a
-    bar on a terminal, a plain line at each quarter of the steps in a log file or CI."""
+    """Train the dense base model for ``recipe.steps`` steps of ``batches``, showing progress
+    on stderr: a bar on a terminal, a plain line at each quarter of the steps in a log file or CI."""
     if not show_progress:
-        return train_steps(model, x, y, recipe, seed=seed)
+        return train_batches(model, batches, recipe)
     if not sys.stderr.isatty():
-        return train_steps(model, x, y, recipe, seed=seed, progress=PlainProgress(recipe.steps, "training base model"))
+        return train_batches(model, batches, recipe, progress=PlainProgress(recipe.steps, "training base model"))
     from tqdm.auto import tqdm
 
     with tqdm(total=recipe.steps, desc="training base model", mininterval=0.1) as bar:
-        return train_steps(model, x, y, recipe, seed=seed, progress=bar)
+        return train_batches(model, batches, recipe, progress=bar)
 
 
 class PlainProgress:

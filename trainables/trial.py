@@ -25,6 +25,7 @@ from torch import nn
 from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
 from prunetune.budgets import report as R
 from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
+from prunetune.trainables.data.feed import TensorData, TrialData
 from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
 from prunetune.trainables.profiles import Profile
 from prunetune.trainables.train import (
@@ -34,7 +35,7 @@ from prunetune.trainables.train import (
     make_optimizer,
     recalibrate_bn,
     to_device,
-    train_steps,
+    train_batches,
 )
 
 PROFILE_FILE = "profile.json"
@@ -68,6 +69,11 @@ class TrialSetup:
     label: str = ""
     others: tuple[TrialSetup, ...] = ()
 
+    def open_data(self, device: torch.device) -> TrialData:
+        """The data set as this search's trials read it on ``device`` (once per worker process:
+        a node-cache mapping or a stream, see ``prunetune.trainables.data.feed``)."""
+        return self.data.open(self.model.input_size, str(device), self.evaluate.val_images)
+
     def cost_functions(self) -> dict[str, object]:
         """Cost functions by metric key: the default costs plus one per budget."""
         return cost_functions(self.budgets, defaults=self.extra_costs)
@@ -80,13 +86,6 @@ def trial_device() -> torch.device:
     if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-@functools.lru_cache(maxsize=4)  # the search's base and up to three extra bases
-def _data_on(setup_data: DataSpec, input_size: int, device: str):
-    splits = setup_data.load(input_size)
-    move = lambda t: t.to(device)  # noqa: E731 - once per worker process, not per trial
-    return splits, move(splits.train_x), move(splits.train_y), move(splits.val_x), move(splits.val_y)
 
 
 def example_input(setup: TrialSetup) -> torch.Tensor:
@@ -153,17 +152,17 @@ def finetune_checkpoint(
     it ran, and its validation accuracy and loss."""
     from tqdm.auto import tqdm
 
-    splits = setup.data.load(setup.model.input_size)
-    recipe = setup.finetune.replace(steps=epochs * steps_per_epoch(len(splits.train_x), setup.finetune.batch_size))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = setup.data.open(setup.model.input_size, str(device))  # the whole validation split
+    recipe = setup.finetune.replace(steps=epochs * steps_per_epoch(len(data), setup.finetune.batch_size))
     model = to_device(rebuild_from_checkpoint(setup, directory, num_classes), device)
     torch.manual_seed(setup.seed)
     interval = 0.1 if sys.stderr.isatty() else 2.0  # a log file gets a line every 2 s
     with tqdm(
         total=recipe.steps, desc=f"fine-tuning {label}".strip(), disable=not show_progress, mininterval=interval
     ) as bar:
-        train_steps(model, splits.train_x.to(device), splits.train_y.to(device), recipe, seed=setup.seed, progress=bar)
-    accuracy, loss = evaluate(model, splits.val_x.to(device), splits.val_y.to(device))
+        train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe, progress=bar)
+    accuracy, loss = evaluate(model, data.eval_batches("val"))
     return model.cpu(), recipe, accuracy, loss
 
 
@@ -287,26 +286,26 @@ def run_trial(
     seed = setup.seed + (confirm.seed if confirm else 0)
     device = trial_device()
     torch.manual_seed(seed)
-    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
-    model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
-    costs = _cost_metrics(setup, model, splits.num_classes)
+    data = setup.open_data(device)
+    model = pruned_model(setup, profile, data.num_classes, calibration_batch(data))
+    costs = _cost_metrics(setup, model, data.num_classes)
     model, optimizer, state = resume_finetune(model, recipe, device, resume)
     pruned_eval = None  # a 0-step trial reports it as its final accuracy: evaluated once
     if not state:
-        recalibrate_bn(model, train_x, setup.evaluate, seed=seed)
-        pruned_eval = evaluate(model, val_x, val_y)
+        recalibrate_bn(model, data.sample(setup.evaluate.images(), seed)[0], setup.evaluate, seed=seed)
+        pruned_eval = evaluate(model, data.eval_batches("val"))
         state = {"step": 0, R.ACCURACY_PRUNED: pruned_eval[0]}
     start = state["step"]
+    batches = data.train_batches(recipe.batch_size, seed, start)  # one stream for every report
     for stop in report_points(recipe.steps, start, setup.checkpoint_every, 0 if confirm else setup.report_every):
-        train_steps(model, train_x, train_y, recipe, seed=seed, start=start, stop=stop, optimizer=optimizer)
+        train_batches(model, batches, recipe, start=start, stop=stop, optimizer=optimizer)
         start, done = stop, stop >= recipe.steps
-        accuracy, loss = pruned_eval if stop == 0 else evaluate(model, val_x, val_y)
+        accuracy, loss = pruned_eval if stop == 0 else evaluate(model, data.eval_batches("val"))
         metrics = {R.ACCURACY: accuracy, R.LOSS: loss, **costs}
         if done and setup.others:
             metrics.update(mean_over_bases(setup, accuracy, profile, recipe, device))
         if done and confirm:
-            test_x, test_y = (t.to(device) for t in splits.split("test"))
-            metrics[R.TEST_ACCURACY], metrics[R.TEST_LOSS] = evaluate(model, test_x, test_y)
+            metrics[R.TEST_ACCURACY], metrics[R.TEST_LOSS] = evaluate(model, data.eval_batches("test"))
             metrics[R.CONFIRMS] = confirm.source
             if confirm.reference:
                 metrics[R.REFERENCE] = confirm.reference
@@ -348,12 +347,11 @@ def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: tor
     """Validation accuracy of ``setup``'s base model pruned to ``profile`` and fine-tuned with
     ``recipe``: what a trial measures, on another base model (no checkpoint, no costs)."""
     torch.manual_seed(setup.seed)
-    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, str(device))
-    model = pruned_model(setup, profile, splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
-    model = to_device(model, device)
-    recalibrate_bn(model, train_x, setup.evaluate, seed=setup.seed)
-    train_steps(model, train_x, train_y, recipe, seed=setup.seed)
-    return evaluate(model, val_x, val_y)[0]
+    data = setup.open_data(device)
+    model = to_device(pruned_model(setup, profile, data.num_classes, calibration_batch(data)), device)
+    recalibrate_bn(model, data.sample(setup.evaluate.images(), setup.seed)[0], setup.evaluate, seed=setup.seed)
+    train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe)
+    return evaluate(model, data.eval_batches("val"))[0]
 
 
 def mean_over_bases(
@@ -377,17 +375,22 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+def calibration_batch(data: TrialData | TensorData) -> tuple[torch.Tensor, torch.Tensor]:
+    """64 training images and labels on the CPU: what data-aware pruning criteria rank with."""
+    x, y = data.sample(64)
+    return x.cpu(), y.cpu()
+
+
 def measure_point(
     setup: TrialSetup,
     model: nn.Module,
     num_classes: int,
-    val_x: torch.Tensor,
-    val_y: torch.Tensor,
+    data: TrialData | TensorData,
     device: torch.device,
 ) -> dict[str, float]:
     """Validation accuracy and loss of ``model`` (evaluated on ``device``) with its costs and
     budget checks: what a trial's final report holds (the taper method's points use it)."""
-    accuracy, loss = evaluate(to_device(model, device), val_x, val_y)
+    accuracy, loss = evaluate(to_device(model, device), data.eval_batches("val"))
     return {R.ACCURACY: accuracy, R.LOSS: loss, **_cost_metrics(setup, model.cpu(), num_classes)}
 
 

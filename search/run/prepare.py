@@ -324,6 +324,19 @@ def dense_training_memory(config: SearchConfig) -> tuple[int, int] | None:
     return sum(p.numel() for p in model.parameters()), batch * spec.input_size**2 * 3 + sum(elements)
 
 
+def describe_data(config: SearchConfig, data) -> str:
+    """One line on how trials read the data: the mode chosen (and why, under ``auto``), the
+    augmentation, the validation images a trial evaluates on."""
+    counts = {split: len(source) for split, source in data.splits.items()}
+    why = " (chosen by data.mode: auto)" if config.data.mode == "auto" else ""
+    val = len(data.splits["val"]) if data.val_images is None else min(data.val_images, counts["val"])
+    return (
+        f"data: {config.data.name}, {counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test "
+        f"images, {'one decoded copy per node' if data.mode == 'memory' else 'streamed'}{why}; "
+        f"augmentation: {data.augment.describe()}; trials evaluate on {val:,} val images"
+    )
+
+
 def _check_memory(config: SearchConfig) -> None:
     """Refuse a width or input size whose dense model cannot train in this machine's memory,
     before the data is resized to it or a model allocated (torch would fail deep inside, or
@@ -387,7 +400,9 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
     _check_memory(config)  # before the data is resized to input_size or a model built
     with _out_of_memory(config):  # an estimate above can be low: torch's own error, in one line
         model, data, recipe = specs(config)
-        splits = data.load(model.input_size)  # a missing data set fails here, before any write
+        splits = data.open(model.input_size)  # a missing data set fails here, before any write
+        if show_progress:
+            print(describe_data(config, splits), flush=True)
         space = build_space(config, splits.num_classes)  # so does an unreachable budget
         check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
         checkpoint = config.base.checkpoint

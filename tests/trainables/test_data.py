@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from prunetune.budgets.errors import ConfigError
-from prunetune.trainables.data import splits as data
 from prunetune.trainables.data import DataSplits, dataset_names, load_dataset
+from prunetune.trainables.data import splits as data
 
 
 def _pixels(splits: DataSplits, x: torch.Tensor) -> torch.Tensor:

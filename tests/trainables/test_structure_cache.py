@@ -17,12 +17,12 @@ from prunetune.trainables import (
     build_model,
     evaluate,
     load_base,
-    train_steps,
+    train_batches,
 )
 from prunetune.trainables.base import DataSpec, ModelSpec
 from prunetune.trainables.groups import PruningStructure
 from prunetune.trainables.train import Recipe, recalibrate_bn
-from prunetune.trainables.trial import TrialSetup, _data_on, base_structure, example_input, pruned_model
+from prunetune.trainables.trial import TrialSetup, base_structure, calibration_batch, example_input, pruned_model
 
 MODEL = ModelSpec("resnet20", 0.25, 8)
 HALF = {"stem.0": 0.5, "layer2.0.conv1": 0.5, "layer3.0.conv1": 0.25}
@@ -48,23 +48,23 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("criterion", CRITERIA.names())
 def test_cached_structure_prunes_exactly_like_tracing_from_scratch(tiny_base, criterion):
     setup = _setup(tiny_base, criterion)
-    splits, _, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")
-    calibration = (splits.train_x[:64], splits.train_y[:64])
+    data = setup.open_data(torch.device("cpu"))
+    calibration = calibration_batch(data)
     torch.manual_seed(3)  # the random criterion draws from the global generator
     cached = pruned_model(setup, Profile(HALF), 10, calibration)
     scratch = _from_scratch(setup, HALF, calibration)
     assert _same_weights(cached, scratch)
     assert cached.stem[0].out_channels == 2
-    assert evaluate(cached, val_x, val_y) == evaluate(scratch, val_x, val_y)
+    assert evaluate(cached, data.eval_batches("val")) == evaluate(scratch, data.eval_batches("val"))
 
 
 def test_trials_in_one_process_leave_the_cached_base_unchanged(tiny_base):
     setup = _setup(tiny_base)
     cache = base_structure(MODEL, 10, str(tiny_base))
     before = copy.deepcopy(cache.model.state_dict())
-    splits, train_x, train_y, _, _ = _data_on(setup.data, MODEL.input_size, "cpu")
+    data = setup.open_data(torch.device("cpu"))
     first = pruned_model(setup, Profile(HALF), 10)
-    train_steps(first, train_x, train_y, Recipe(steps=3, batch_size=16))  # a trial fine-tunes its copy
+    train_batches(first, data.train_batches(16, 0), Recipe(steps=3, batch_size=16))  # a trial fine-tunes its copy
     second = pruned_model(setup, Profile(QUARTER), 10)
     assert base_structure(MODEL, 10, str(tiny_base)) is cache  # traced once per process
     after = cache.model.state_dict()
@@ -136,14 +136,14 @@ def test_zero_step_trials_in_one_reused_worker_report_what_their_checkpoint_hold
     trials = read_trials(experiment)
     assert len(trials) == 2
     setup = read_manifest(experiment).setup()
-    _, train_x, _, val_x, val_y = _data_on(setup.data, MODEL.input_size, "cpu")
+    data = setup.open_data(torch.device("cpu"))
     for trial in trials.values():
         assert trial.metrics["finetune_steps"] == 0
         assert trial.metrics["accuracy"] == trial.metrics["accuracy_pruned"]
         model = rebuild_from_checkpoint(setup, trial.checkpoint, 10)
-        assert evaluate(model, val_x, val_y)[0] == pytest.approx(trial.metrics["accuracy"])
+        assert evaluate(model, data.eval_batches("val"))[0] == pytest.approx(trial.metrics["accuracy"])
         # the reused worker pruned exactly what a fresh trace of the base gives, then recalibrated
         # BatchNorm as every trial does before its first evaluation
         scratch = _from_scratch(setup, dict(trial.profile), None)
-        recalibrate_bn(scratch, train_x, setup.evaluate, seed=setup.seed)
+        recalibrate_bn(scratch, data.sample(setup.evaluate.images(), setup.seed)[0], setup.evaluate, seed=setup.seed)
         assert _same_weights(model, scratch)

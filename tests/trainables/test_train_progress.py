@@ -8,6 +8,7 @@ import re
 import torch
 from torch import nn
 
+from prunetune.trainables.data.feed import TensorData
 from prunetune.trainables.train import PlainProgress, Recipe, train_base
 
 
@@ -16,9 +17,18 @@ def _data(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 6, generator=generator), torch.randint(0, 3, (n,), generator=generator)
 
 
+def _batches(x: torch.Tensor, y: torch.Tensor):
+    return TensorData(x, y, x, y).train_batches(16, seed=0)
+
+
 def test_a_log_gets_one_plain_line_per_quarter_with_the_loss(capsys):
     x, y = _data()
-    train_base(nn.Linear(6, 3), x, y, Recipe(steps=10, batch_size=16), show_progress=True)
+    train_base(
+        nn.Linear(6, 3),
+        TensorData(x, y, x, y).train_batches(16, 0),
+        Recipe(steps=10, batch_size=16),
+        show_progress=True,
+    )
     captured = capsys.readouterr()  # capsys: stderr is not a terminal
     lines = captured.err.strip().splitlines()
     assert [re.sub(r", loss .*", "", line) for line in lines] == [
@@ -33,7 +43,12 @@ def test_a_log_gets_one_plain_line_per_quarter_with_the_loss(capsys):
 
 def test_no_progress_prints_nothing(capsys):
     x, y = _data()
-    train_base(nn.Linear(6, 3), x, y, Recipe(steps=10, batch_size=16), show_progress=False)
+    train_base(
+        nn.Linear(6, 3),
+        TensorData(x, y, x, y).train_batches(16, 0),
+        Recipe(steps=10, batch_size=16),
+        show_progress=False,
+    )
     assert capsys.readouterr().err == ""
 
 
