@@ -18,11 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/prunetune search $(CONFIG)
 
-# The browser test needs Debian's chromium: installed here when missing (as root, e.g. CI),
-# and required (a clear failure, not a skip) under `make test`, which lists its 20 slowest tests.
+# The browser test needs Debian's chromium and the data tests Debian's dataset-fashion-mnist:
+# installed here when missing (as root, e.g. CI), and required (a clear failure, not a skip)
+# under `make test`, which lists its 20 slowest tests.
 test: $(STAMP) lint
 	.ci/ensure-chromium
-	PRUNETUNE_REQUIRE_BROWSER=1 $(PY) -m pytest -q --durations=20
+	.ci/ensure-datasets
+	PRUNETUNE_REQUIRE_BROWSER=1 PRUNETUNE_REQUIRE_DATASETS=1 $(PY) -m pytest -q --durations=20
 
 # The fast subset: no Ray cluster, MLflow server or browser. It lists its slowest tests, so a
 # new slow one is noticed in the change that adds it.

@@ -345,7 +345,7 @@ def export_info(manifest, trial, preprocessing: Preprocessing | None = None) -> 
     and the input preprocessing (read from the search's data set when not given)."""
     if preprocessing is None:
         setup = manifest.setup()
-        preprocessing = Preprocessing.of_splits(setup.data.load(setup.model.input_size), setup.model.input_size)
+        preprocessing = Preprocessing.of_splits(setup.data.open(setup.model.input_size), setup.model.input_size)
     config, report = manifest.config, trial.report
     arch = PrunedArchitecture(
         model=config.model.name,
@@ -425,11 +425,11 @@ def export_trial(manifest, trial, format_name: str, out: str | Path, *, force: b
     _prepare_out(out, force)
     setup = manifest.setup()
     reference = rebuild_from_checkpoint(setup, trial.checkpoint, manifest.num_classes).eval()
-    splits = setup.data.load(setup.model.input_size)
-    inputs = splits.val_x[:VERIFY_BATCH].float()
+    data = setup.data.open(setup.model.input_size)  # the node cache (or stream): never the whole set decoded
+    inputs = next(data.eval_batches("val", VERIFY_BATCH))[0].float()
     example = inputs[:1]
     counted = _check_reported_costs(reference, example, trial)
-    info = export_info(manifest, trial, Preprocessing.of_splits(splits, setup.model.input_size))
+    info = export_info(manifest, trial, Preprocessing.of_splits(data, setup.model.input_size))
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:

@@ -83,7 +83,7 @@ def _register(args: argparse.Namespace, manifest, result) -> None:
     from prunetune.search.tracking.tracker import experiment_name
 
     setup = manifest.setup()
-    example = setup.data.load(setup.model.input_size).val_x[:2].float().numpy()
+    example = next(setup.data.open(setup.model.input_size).eval_batches("val", 2))[0].float().numpy()
     uri = args.tracking_uri or default_tracking_uri(manifest)
     registered = register_export(result, args.register, uri, experiment_name(manifest.config), example)
     print(f"registered: {registered.name} version {registered.version} ({registered.uri}) at {uri}")

@@ -11,7 +11,9 @@ from prunetune.trainables.data import builtin, files, folder, idx  # noqa: F401 
 from prunetune.trainables.data.splits import (
     DatasetLoader,
     DataSplits,
+    Prepared,
     RawSplits,
+    dataset_kind,
     dataset_names,
     load_dataset,
     prepare_dataset,

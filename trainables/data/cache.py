@@ -189,6 +189,7 @@ def _build(directory: Path, name: str, input_size: int, root: str | None, seed: 
             "num_classes": classes,
             "mean": list(mean),
             "std": list(std),
+            "built_by": os.getpid(),
         }
         (building / META).write_text(json.dumps(meta, indent=1))
         os.replace(building, directory)

@@ -25,7 +25,7 @@ from prunetune.search.config import parse_config
 from prunetune.search.run.prepare import prepare
 from prunetune.search.store.manifest import read_manifest, write_manifest
 from prunetune.search.store.trials import find_trial, read_trials
-from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_steps
+from prunetune.trainables import Profile, load_pruned, rebuild_from_checkpoint, save_trial_checkpoint, train_batches
 from prunetune.trainables.trial import measure_point, pruned_model
 
 REPO = Path(__file__).resolve().parents[3]
@@ -54,13 +54,13 @@ def build_experiment(root: Path, raw: dict, trials: dict[str, float] = TRIALS) -
     prepared = prepare(parse_config({**raw, "storage_path": str(root)}), show_progress=False)
     write_manifest(prepared)
     setup, n = prepared.setup, prepared.num_classes
-    splits = setup.data.load(setup.model.input_size)
+    data = setup.open_data(torch.device("cpu"))
     for trial_id, ratio in trials.items():
         profile = Profile({g.name: ratio for g in prepared.space.groups})
         torch.manual_seed(0)
         model = pruned_model(setup, profile, n)
-        train_steps(model, splits.train_x, splits.train_y, setup.finetune, seed=0)
-        metrics = measure_point(setup, model, n, splits.val_x, splits.val_y, torch.device("cpu"))
+        train_batches(model, data.train_batches(setup.finetune.batch_size, seed=0), setup.finetune)
+        metrics = measure_point(setup, model, n, data, torch.device("cpu"))
         folder = prepared.experiment_dir / f"trial_{trial_id}"
         (folder / "checkpoint_000000").mkdir(parents=True)
         save_trial_checkpoint(folder / "checkpoint_000000", model, profile, {"step": setup.finetune.steps})

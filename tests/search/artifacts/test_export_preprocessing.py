@@ -14,7 +14,7 @@ from prunetune.trainables import load_dataset
 
 def raw_digits(split: str = "val"):
     """The digits loader's own images (8x8 gray floats in [0, 1]) before load_dataset's steps."""
-    from prunetune.trainables.data import _DATASETS  # the registered loader, as load_dataset calls it
+    from prunetune.trainables.data.splits import _DATASETS  # the registered loader, as load_dataset calls it
 
     raw = _DATASETS.get("digits")(input_size=16, root=None, seed=0)
     return getattr(raw, f"{split}_images"), getattr(raw, f"{split}_labels")
@@ -24,10 +24,13 @@ def test_recorded_preprocessing_turns_raw_images_into_the_training_inputs():
     splits = load_dataset("digits", input_size=16)
     images, _ = raw_digits()
     pre = Preprocessing.from_json(json.loads(json.dumps(Preprocessing.of_splits(splits, 16).to_json())))
-    assert torch.allclose(pre.apply(images), splits.val_x, atol=1e-5)  # 8x8 gray -> 16x16 RGB, normalised
+    # 8x8 gray -> 16x16 RGB, normalised; the training inputs were also rounded to uint8 once decoded
+    assert torch.allclose(pre.apply(images), splits.val_x, atol=0.02)
     uint8 = (images * 255).round().to(torch.uint8)
     assert torch.allclose(pre.apply(uint8), splits.val_x, atol=0.05)  # uint8 is read as /255
-    assert torch.allclose(pre.apply(images[:, 0]), splits.val_x, atol=1e-5)  # (N, H, W) gray works too
+    assert torch.allclose(pre.apply(images[:, 0]), splits.val_x, atol=0.02)  # (N, H, W) gray works too
+    with pytest.raises(ValueError, match=r"pixels in \[0, 1\].*divide by 255"):
+        pre.apply(images * 255)  # float pixels on the uint8 scale: refused, not silently wrong
     with pytest.raises(ValueError, match="C 1 or 3"):
         pre.apply(torch.zeros(2, 2, 8, 8))
 
@@ -89,3 +92,23 @@ def test_every_format_carries_the_preprocessing(cifar_exp, tmp_path, fmt, name):
         torch.jit.load(str(result.path), _extra_files=extra)
         recorded = json.loads(extra["preprocessing.json"])
     assert recorded == result.info["preprocessing"] and recorded["input_size"] == 8
+
+
+def test_a_photo_folders_preprocessing_resizes_the_shorter_side_and_crops_the_centre(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            (tmp_path / split / label).mkdir(parents=True)
+            pixels = rng.integers(0, 256, (20, 36, 3), dtype=np.uint8)  # wide photos
+            Image.fromarray(pixels).save(tmp_path / split / label / "a.png")
+            files[(split, label)] = pixels
+    splits = load_dataset("imagefolder", root=tmp_path, input_size=14)
+    pre = Preprocessing.from_json(Preprocessing.of_splits(splits, 14).to_json())
+    assert pre.resize_to == 16 and "shorter side" in " ".join(pre.to_json()["steps"])
+    for x, y in ((splits.val_x, splits.val_y), (splits.test_x, splits.test_y)):  # half of val is held out as test
+        raw = files[("val", ("cat", "dog")[int(y[0])])][None]  # (N, H, W, C) uint8, as PIL gives them
+        assert torch.allclose(pre.apply(raw), x[:1], atol=0.05)
