@@ -400,7 +400,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
     _check_memory(config)  # before the data is resized to input_size or a model built
     with _out_of_memory(config):  # an estimate above can be low: torch's own error, in one line
         model, data, recipe = specs(config)
-        splits = data.open(model.input_size)  # a missing data set fails here, before any write
+        splits = data.open(model.input_size, "cpu", config.evaluate.val_images)  # a missing data set fails here
         if show_progress:
             print(describe_data(config, splits), flush=True)
         space = build_space(config, splits.num_classes)  # so does an unreachable budget

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.budgets import report as R
+from prunetune.budgets.errors import PrunetuneError
 from prunetune.search.config import SearchConfig, frontier_costs
 from prunetune.search.store.frontier import TrialRecord, confirmed, references
 
@@ -196,6 +197,9 @@ def search_params(config: SearchConfig) -> dict[str, str]:
         "model.width": str(config.model.width),
         "model.input_size": str(config.model.input_size),
         "data": config.data.name,
+        "data.mode": config.data.mode,
+        "data.augment": _augmentation(config),
+        "evaluate.val_images": str(config.evaluate.val_images),
         "budgets": budgets,
         "trials": str(config.trials),
         "concurrency": str(config.concurrency),
@@ -205,6 +209,19 @@ def search_params(config: SearchConfig) -> dict[str, str]:
         "resources.cpu": str(config.resources.cpu),
         "resources.gpu": str(config.resources.gpu),
     }
+
+
+def _augmentation(config: SearchConfig) -> str:
+    """The training augmentation the trials use, in words (the data set's standard one resolved)."""
+    from prunetune.search.setup import data_spec
+    from prunetune.trainables.data import dataset_kind
+    from prunetune.trainables.data.augment import PRESETS
+
+    try:
+        augment = data_spec(config.data).reading.augment or PRESETS[dataset_kind(config.data.name)]
+    except PrunetuneError:  # a data set registered only where the trials run
+        return str(config.data.augment)
+    return augment.describe()
 
 
 def role_of(trial_config: dict) -> str:

@@ -77,3 +77,11 @@ def test_augment_settings_are_resolved_from_the_set_and_refused_in_one_line() ->
         A.resolve({"scale": (0.5, 2.0)}, "photo")
     with pytest.raises(ConfigError, match="data.augment='heavy' is invalid"):
         A.resolve("heavy", "small")
+
+
+@pytest.mark.parametrize("crop", ["none", "pad"])
+def test_augmenting_never_writes_into_the_shared_images(crop: str) -> None:
+    images = _images(n=32, size=16)
+    before = images.clone()
+    A.training(images, 14, A.Augment(crop=crop, flip=True), torch.Generator().manual_seed(0))
+    assert torch.equal(images, before)  # the node cache's pages are read-only and shared

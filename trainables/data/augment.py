@@ -102,18 +102,20 @@ def evaluation(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def training(images: torch.Tensor, size: int, augment: Augment, generator: torch.Generator) -> torch.Tensor:
     """Float [0, 1] ``size`` x ``size`` training images of uint8 (N, 3, S, S) ``images`` (on any
-    device), augmented by ``augment`` with draws from the CPU ``generator``."""
-    x = images.float().div_(255.0)
+    device), augmented by ``augment`` with draws from the CPU ``generator``. Crops and flips
+    move uint8 pixels (a quarter of the bytes of floats); only a resized crop interpolates."""
     if augment.crop == "resized":
-        x = _resized_crop(x, size, augment.scale, augment.ratio, generator)
+        x = _resized_crop(images.float().div_(255.0), size, augment.scale, augment.ratio, generator)
     else:
-        x = centre_crop(x, size)
+        x = centre_crop(images, size)
         if augment.crop == "pad":
             x = _pad_crop(x, size // 8 if augment.padding is None else augment.padding, generator)
     if augment.flip:
         flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return x
+        if x.untyped_storage().data_ptr() == images.untyped_storage().data_ptr():
+            x = x.clone()  # a view of the (possibly read-only, shared) batch: flip a copy
+        x[flip] = x[flip].flip(-1)
+    return x if x.is_floating_point() else x.float().div_(255.0)
 
 
 def _pad_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
@@ -159,5 +161,6 @@ def _resized_crop(
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``(x - mean) / std`` per channel, in place on ``x``."""
-    return x.sub_(mean[:, None, None]).div_(std[:, None, None])
+    """``(x - mean) / std`` per channel (one fused multiply-add)."""
+    scale = (1.0 / std)[:, None, None]
+    return torch.addcmul(-mean[:, None, None] * scale, x, scale)

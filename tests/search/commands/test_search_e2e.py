@@ -54,6 +54,8 @@ def test_cli_search_runs_trials_logs_mlflow_and_writes_frontier(tracked_search, 
     run = children[0]
     assert "accuracy" in run.data.metrics and "cost/macs" in run.data.metrics
     assert any(k.startswith("profile.") for k in run.data.params)
+    assert parent.data.params["data.augment"] == "random crop (pad 1/8)"  # digits: no flip, a flipped digit is another
+    assert parent.data.params["data.mode"] == "auto"
     # Every trial left a checkpoint with the profile and the pruned weights.
     checkpoints = list(experiment.glob("trial_*/checkpoint_*/model.pt"))
     assert len(checkpoints) == 3
@@ -87,3 +89,30 @@ def test_measured_and_user_budgets_are_reported_and_a_raising_cost_ends_only_its
     for result in results:
         assert result["cost/latency"] > 0 and "cost/bias_count" in result and result["cost/stem_width_meter"] == 4
         assert result["meets/latency"] == 1.0 and result["feasible"] == 1.0
+
+
+def test_a_search_on_fashion_mnist_trains_with_augmentation_and_reaches_its_frontier(tiny_config, tmp_path):
+    """The first real data set: Fashion-MNIST as Debian's dataset-fashion-mnist installs it."""
+    from tests.trainables.test_idx import _debian_files
+
+    if not _debian_files():
+        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
+    config = {
+        **tiny_config,
+        "name": "fashion",
+        "model": {"name": "resnet20", "width": 0.25, "input_size": 28},
+        "data": {"name": "fashion_mnist", "options": {"limit_train": 2000}, "mode": "memory"},
+        "evaluate": {"val_images": 500},
+        "trials": 2,
+        "tracking": {"enabled": False},
+    }
+    out = _search(config, tmp_path)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (
+        "data: fashion_mnist, 2,000 train / 5,000 val / 10,000 test images, one decoded copy per node; "
+        "augmentation: random crop (pad 1/8) + flip; trials evaluate on 500 val images"
+    ) in out.stdout
+    experiment = Path(config["storage_path"]) / "fashion"
+    assert json.loads((experiment / "frontier.json").read_text())["frontier"]
+    manifest = json.loads((experiment / "prunetune.json").read_text())
+    assert manifest["config"]["data"]["augment"] == "standard" and manifest["config"]["data"]["mode"] == "memory"
