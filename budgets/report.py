@@ -27,6 +27,7 @@ FINETUNE_STEPS = "finetune_steps"  # fine-tune steps done at this report (also a
 RUNG_STEPS = "rung_steps"  # the schedulers' clock; search trials only (confirmations are never stopped)
 DONE = "done"  # the trial's last report: Tune ends the trial there
 NODE_ID = "node_id"  # the Ray node that ran the trial
+PEAK_MEMORY = "worker_peak_rss_mb"  # the trial process's peak resident memory (not its DataLoader workers')
 TEST_ACCURACY = "test/accuracy"  # confirmation trials only: accuracy on the test split
 TEST_LOSS = "test/loss"
 CONFIRMS = "confirms"  # a confirmation trial's source: the search trial whose profile it retrains
@@ -51,7 +52,7 @@ COUNTED = "counted_"  # taper: the same cost counted on the pruned model
 
 FAMILIES = (COST, RELATIVE, MEETS, LIMIT, PER_BASE, TEST, GATED, COUNTED)
 # Scalar keys a run tracker records as metrics (besides every family above).
-SCALARS = (ACCURACY, LOSS, ACCURACY_PRUNED, FEASIBLE, FINETUNE_STEPS, LEVEL)
+SCALARS = (ACCURACY, LOSS, ACCURACY_PRUNED, FEASIBLE, FINETUNE_STEPS, LEVEL, PEAK_MEMORY)
 
 
 def cost_key(cost: str) -> str:

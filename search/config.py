@@ -68,9 +68,23 @@ class DataConfig(_Named):
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
     mode: typing.Literal["auto", "memory", "stream"] = "auto"
-    augment: typing.Literal["standard", "none"] | AugmentConfig = "standard"
+    augment: typing.Any = "standard"  # "standard", "none" or an AugmentConfig (checked below)
     cache_dir: str | None = None
     workers: int | None = Field(None, ge=0)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment(cls, value: Any) -> Any:
+        if value in ("standard", "none") or isinstance(value, AugmentConfig):
+            return value
+        if isinstance(value, dict):
+            try:
+                return AugmentConfig.model_validate(value)
+            except ValidationError as err:
+                error = err.errors()[0]
+                key = ".".join(str(part) for part in error["loc"])
+                raise ValueError(f"data.augment.{key}: {error['msg']} (got {error.get('input')!r})") from None
+        raise ValueError("use standard, none or a mapping such as {crop: pad, flip: true}")
 
     @model_validator(mode="after")
     def _augment_ranges(self) -> DataConfig:

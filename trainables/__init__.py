@@ -1,7 +1,7 @@
 """What one trial does: models, data, groups and profiles, pruning, fine-tuning, the trainable."""
 
 from prunetune.trainables.base import DataSpec, ModelSpec, ensure_base_checkpoint, load_base
-from prunetune.trainables.data import DataSplits, dataset_names, load_dataset, register_dataset
+from prunetune.trainables.data import DataSplits, RawSplits, dataset_names, load_dataset, register_dataset
 from prunetune.trainables.export import PrunedArchitecture, load_pruned, save_pruned
 from prunetune.trainables.groups import (
     CRITERIA,
@@ -74,6 +74,7 @@ __all__ = [
     "recalibrate_bn",
     "register_criterion",
     "register_dataset",
+    "RawSplits",
     "register_model",
     "resume_finetune",
     "save_pruned",

@@ -313,7 +313,13 @@ def run_trial(
             metrics[R.RUNG_STEPS] = stop
         state["step"] = stop
         metrics.update(
-            {R.FINETUNE_STEPS: stop, R.ACCURACY_PRUNED: state[R.ACCURACY_PRUNED], R.DONE: done, R.NODE_ID: _node_id()}
+            {
+                R.FINETUNE_STEPS: stop,
+                R.ACCURACY_PRUNED: state[R.ACCURACY_PRUNED],
+                R.DONE: done,
+                R.NODE_ID: _node_id(),
+                R.PEAK_MEMORY: peak_memory_mb(),
+            }
         )
         with tempfile.TemporaryDirectory() as directory:
             save_trial_checkpoint(Path(directory), model.cpu() if done else model, profile, state, optimizer)
@@ -366,6 +372,14 @@ def mean_over_bases(
         **{R.per_base_key(label): value for label, value in per_base.items()},
         R.ACCURACY: sum(per_base.values()) / len(per_base),
     }
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MiB (Linux reports it in KiB, macOS in bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def _node_id() -> str:

@@ -201,41 +201,43 @@ class _CacheFile(torch.utils.data.Dataset):
 
 
 class _Stream:
-    """A split read by DataLoader workers, batch by batch."""
+    """A split read by DataLoader workers, batch by batch. The training stream's workers persist
+    across a trial's reports (one stream per trial: a new one ends the previous trial's);
+    evaluation's workers exit when its pass ends."""
 
     def __init__(self, dataset, workers: int, pin: bool) -> None:
         self.dataset, self.workers, self.pin = dataset, workers, pin
-        self._loaders: list = []
+        self._training = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def _loader(self, **kwargs):
-        loader = torch.utils.data.DataLoader(
+    def _loader(self, sampler, persistent: bool):
+        return torch.utils.data.DataLoader(
             self.dataset,
+            batch_sampler=sampler,
             num_workers=self.workers,
             pin_memory=self.pin,
-            persistent_workers=self.workers > 0,
+            persistent_workers=persistent and self.workers > 0,
             prefetch_factor=4 if self.workers > 0 else None,
-            **kwargs,
         )
-        self._loaders.append(loader)
-        return loader
 
     def batches(self, batch_size: int, seed: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        yield from _named_errors(self._loader(batch_sampler=_SeededBatches(len(self), batch_size, seed, start)))
+        self.close()
+        self._training = self._loader(_SeededBatches(len(self), batch_size, seed, start), persistent=True)
+        yield from _named_errors(self._training)
 
     def ordered(self, batch_size: int, indices: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         chosen = range(len(self)) if indices is None else indices.tolist()
         sampler = torch.utils.data.BatchSampler(list(chosen), batch_size, drop_last=False)
-        yield from _named_errors(self._loader(batch_sampler=sampler))
+        yield from _named_errors(self._loader(sampler, persistent=False))
 
     def close(self) -> None:
-        for loader in self._loaders:
-            iterator = getattr(loader, "_iterator", None)
-            if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-                iterator._shutdown_workers()
-        self._loaders.clear()
+        """Stop the training stream's workers (a finished trial's)."""
+        iterator = getattr(self._training, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self._training = None
 
 
 def _named_errors(loader) -> Iterator:

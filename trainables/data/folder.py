@@ -130,12 +130,26 @@ def stored_transform(size: int):
 
 
 def decode_workers() -> int:
-    """DataLoader workers for decoding: the CPUs Ray gave this process (or the machine's), at most 8."""
+    """DataLoader workers for decoding: the CPUs Ray gave this trial (at least 1), or outside
+    Ray the machine's less one; at most 8."""
+    assigned = _ray_cpus()
+    if assigned is not None:
+        return max(1, min(8, assigned))
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     return max(0, min(8, cpus - 1))
+
+
+def _ray_cpus() -> int | None:
+    import sys
+
+    ray = sys.modules.get("ray")  # never imported here: only a Ray worker has it loaded
+    if ray is None or not ray.is_initialized():
+        return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return None if cpus is None else int(cpus)
 
 
 def decoded_batches(
