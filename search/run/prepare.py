@@ -19,6 +19,7 @@ from pathlib import Path
 from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, cost_functions, measure_costs
 from prunetune.budgets.errors import BudgetError, ConfigError
 from prunetune.search.config import SearchConfig, is_uri
+from prunetune.search.run.devices import check_devices, placed_budgets
 from prunetune.search.run.methods import Method, check_config, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
@@ -105,6 +106,7 @@ def _check_cluster(config: SearchConfig) -> None:
         check_address(config.address)
     else:
         check_local(config.resources.cpu, config.resources.gpu)
+    check_devices(config)  # a budget measured on a named node: that node, and its runtime
 
 
 def analytic_limits(budgets: Sequence[Budget], cost_model: AnalyticCostModel) -> dict[str, float]:
@@ -406,5 +408,8 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
                 f"lower base.lr (now {config.base.lr:g}) or give base.checkpoint"
             ) from None
         dense = load_base(model, splits.num_classes, setup.base_checkpoint)
-        dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+        # A cost measured on a named node is measured by the trials, through its measuring actor.
+        elsewhere = {b.key for b in placed_budgets(setup.budgets)}
+        costs = {key: cost for key, cost in setup.cost_functions().items() if key not in elsewhere}
+        dense_costs = measure_costs(dense, example_input(setup), costs)
         return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
