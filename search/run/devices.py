@@ -45,7 +45,7 @@ def check_devices(config: SearchConfig) -> None:
     from prunetune.search.run.resources import alive_nodes
     from prunetune.trainables.meter import meter
 
-    init_ray(config.address, budgets=config.budgets, plugins=plugins_of(config))
+    init_ray(config.address, budgets=config.budgets, plugins=plugins_of(config), quiet=True)
     nodes = alive_nodes()
     for budget in placed:
         resource, runtime = budget.options["on"], budget.options.get("runtime", "eager")

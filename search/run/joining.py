@@ -5,6 +5,7 @@ workers as a ``py_modules`` runtime env.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from prunetune.budgets import Budget
@@ -14,7 +15,12 @@ from prunetune.search.store.trials import last_line
 
 
 def init_ray(
-    address: str | None, num_cpus: int | None = None, budgets: Sequence[Budget] = (), plugins: Sequence[str] = ()
+    address: str | None,
+    num_cpus: int | None = None,
+    budgets: Sequence[Budget] = (),
+    plugins: Sequence[str] = (),
+    *,
+    quiet: bool = False,
 ) -> None:
     """Join ``address`` (refused in one line when nothing answers there within
     ``resources.CONNECT_TIMEOUT_S``), or start a private local Ray on the loopback interface.
@@ -22,7 +28,8 @@ def init_ray(
     On a joined cluster the modules of the ``budgets``' user cost functions and of the other
     ``plugins`` (``module:attribute`` paths, e.g. a user searcher) travel to the workers
     (:func:`plugin_runtime_env`), and workers' log lines reach this console only with
-    ``--verbose``, as on a local Ray (``console.set_mode``)."""
+    ``--verbose``, as on a local Ray (``console.set_mode``). ``quiet`` leaves out Ray's own
+    "connecting" lines, for a join made while checking the config (whose refusal is one line)."""
     import ray
 
     from prunetune.search.run.console import mode
@@ -34,7 +41,8 @@ def init_ray(
         check_address(address)
         runtime_env = plugin_runtime_env([*(b.cost for b in budgets), *plugins])
         try:
-            ray.init(address=address, log_to_driver=mode() == "verbose", runtime_env=runtime_env)
+            extra = {"logging_level": logging.WARNING} if quiet else {}
+            ray.init(address=address, log_to_driver=mode() == "verbose", runtime_env=runtime_env, **extra)
         except ConnectionError as err:  # e.g. the port answers but is no Ray cluster
             raise ConfigError(
                 f"could not join the Ray cluster at --address {address!r}: {last_line(str(err))}"
