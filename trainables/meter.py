@@ -53,6 +53,13 @@ class Meter:
         torch.set_num_threads(max(1, int(getattr(cost, "threads", 1))))
         return cost.measure_interval(model, example_input).with_(node=self.node)
 
+    def table(self, cost: Any, model: nn.Module, example_input: torch.Tensor, counts: dict) -> Any:
+        """The per-layer latency table of ``model``, measured here."""
+        from prunetune.trainables.latency_table import build_latency_table
+
+        torch.set_num_threads(max(1, int(getattr(cost, "threads", 1))))
+        return build_latency_table(model, example_input, cost, counts, about={"node": self.node})
+
 
 def meter(resource: str):
     """The measuring actor for ``resource``: the running one, or a new one on a node offering it."""
