@@ -41,7 +41,9 @@ class Latency(CostFunction):
     that offers it, alone on its device, never in the trial (see
     :mod:`prunetune.trainables.meter`); without ``on``, the trial measures it where it runs.
     ``cache`` is a folder of measurements kept across searches (:mod:`.latency_cache`); with
-    ``on`` the measuring node's default folder is used when none is given.
+    ``on`` the measuring node's default folder is used when none is given. ``screen: true``
+    asks the search to measure a per-layer latency table (:mod:`.latency_table`) and, where it
+    predicts whole-model measurements well, screen profiles by it before any trial.
 
     Noisy where it runs beside other work (without ``on``): compare latencies only within one
     run on one kind of device. Not monotone: a layer with fewer channels can run slower (e.g.
@@ -68,6 +70,7 @@ class Latency(CostFunction):
         runtime: str = "eager",
         on: str | None = None,
         cache: str | None = None,
+        screen: bool = False,
     ) -> None:
         self.device = parse_device(device)
         self.batch_size = _check_count("batch_size", batch_size, minimum=1)
@@ -83,6 +86,9 @@ class Latency(CostFunction):
             )
         self.on = on
         self.cache = cache
+        if not isinstance(screen, bool):
+            raise BudgetError(f"option screen={screen!r} must be true or false")
+        self.screen = screen
         if on is None:  # measured in the trial: a runtime this machine lacks is refused now
             get_runtime(self.runtime).check_available()
 

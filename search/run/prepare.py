@@ -23,6 +23,7 @@ from prunetune.search.run.devices import check_devices, placed_budgets
 from prunetune.search.run.methods import Method, check_config, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
+from prunetune.search.run.screen import screen_by_latency
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
 from prunetune.search.space import ProfileSpace
 from prunetune.search.store.manifest import MANIFEST, read_manifest
@@ -392,6 +393,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
         splits = data.load(model.input_size)  # a missing data set fails here, before any write
         space = build_space(config, splits.num_classes)  # so does an unreachable budget
         check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
+        space = screen_by_latency(config, space, trial_setup(config), splits.num_classes)  # a latency table
         checkpoint = config.base.checkpoint
         try:
             if checkpoint is None:
