@@ -192,18 +192,3 @@ def _points(grids: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:
     for grid in grids:
         points = [(*p, c) for p in points for c in grid]
     return points
-
-
-def measured_table(
-    model: nn.Module, example_input: torch.Tensor, cost, counts: Mapping[str, Sequence[int]]
-) -> LatencyTable:
-    """:func:`build_latency_table`, on the measuring actor of the node ``cost.on`` names when
-    it names one (the table is then the device's), else here."""
-    if not getattr(cost, "on", None):
-        return build_latency_table(model, example_input, cost, counts)
-    import ray
-
-    from prunetune.trainables.meter import meter
-
-    counts = {group: list(grid) for group, grid in counts.items()}
-    return ray.get(meter(cost.on).table.remote(cost, model, example_input, counts))

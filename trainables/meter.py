@@ -21,8 +21,10 @@ from torch import nn
 
 from prunetune.budgets.costs import CostFunction
 from prunetune.budgets.errors import BudgetError
+from prunetune.budgets.latency_table import LatencyTable
 from prunetune.budgets.runtimes import get_runtime
 from prunetune.budgets.timing import Measurement
+from prunetune.trainables.latency_table import build_latency_table
 
 NAMESPACE = "prunetune"
 _PREFIX = "prunetune-meter:"
@@ -55,8 +57,6 @@ class Meter:
 
     def table(self, cost: Any, model: nn.Module, example_input: torch.Tensor, counts: dict) -> Any:
         """The per-layer latency table of ``model``, measured here."""
-        from prunetune.trainables.latency_table import build_latency_table
-
         torch.set_num_threads(max(1, int(getattr(cost, "threads", 1))))
         return build_latency_table(model, example_input, cost, counts, about={"node": self.node})
 
@@ -94,3 +94,14 @@ def measure_elsewhere(cost: CostFunction, model: nn.Module, example_input: torch
         if isinstance(error.cause, BudgetError):
             raise error.cause from None
         raise
+
+
+def measured_table(model: nn.Module, example_input: torch.Tensor, cost: Any, counts: dict) -> LatencyTable:
+    """:func:`~prunetune.trainables.latency_table.build_latency_table`, on the measuring actor
+    of the node ``cost.on`` names when it names one (the table is then the device's), else here."""
+    if not getattr(cost, "on", None):
+        return build_latency_table(model, example_input, cost, counts)
+    import ray
+
+    counts = {group: list(grid) for group, grid in counts.items()}
+    return ray.get(meter(cost.on).table.remote(cost, model, example_input, counts))

@@ -25,8 +25,8 @@ from prunetune.budgets import Budget, measure_intervals
 from prunetune.search.config import SearchConfig
 from prunetune.search.space import ProfileSpace
 from prunetune.trainables import Profile, PruningStructure, build_model
-from prunetune.trainables.latency_table import grid_counts, measured_table
-from prunetune.trainables.meter import measure_elsewhere
+from prunetune.trainables.latency_table import grid_counts
+from prunetune.trainables.meter import measure_elsewhere, measured_table
 from prunetune.trainables.trial import TrialSetup, example_input
 
 GRID = 4  # table points per group
