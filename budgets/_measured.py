@@ -10,6 +10,7 @@ cost is measured (on the worker that runs the trial).
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from prunetune.budgets.errors import BudgetError
 from prunetune.budgets.latency_cache import LatencyCache, architecture_signature, default_cache_dir, device_fingerprint
 from prunetune.budgets.runtimes import get_runtime
 from prunetune.budgets.timing import Measurement, TimingProtocol, time_until_confident
+
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 @register_cost("latency")
@@ -45,13 +48,17 @@ class Latency(CostFunction):
     asks the search to measure a per-layer latency table (:mod:`.latency_table`) and, where it
     predicts whole-model measurements well, screen profiles by it before any trial.
 
+    ``clock`` is ``wall`` (elapsed time) or ``thread`` (the measuring thread's CPU time; CPU,
+    ``threads: 1`` only): time the scheduler gives to other work on a shared core is then not
+    counted, though their contention for caches still is.
+
     Noisy where it runs beside other work (without ``on``): compare latencies only within one
     run on one kind of device. Not monotone: a layer with fewer channels can run slower (e.g.
     off a kernel's tile size).
     """
 
     unit = "ms"
-    key_options = ("device", "batch_size", "threads", "on", "runtime")
+    key_options = ("device", "batch_size", "threads", "on", "runtime", "clock")
     monotone = False
     deterministic = False
     analytic = False
@@ -71,6 +78,7 @@ class Latency(CostFunction):
         on: str | None = None,
         cache: str | None = None,
         screen: bool = False,
+        clock: str = "wall",
     ) -> None:
         self.device = parse_device(device)
         self.batch_size = _check_count("batch_size", batch_size, minimum=1)
@@ -89,6 +97,14 @@ class Latency(CostFunction):
         if not isinstance(screen, bool):
             raise BudgetError(f"option screen={screen!r} must be true or false")
         self.screen = screen
+        if clock not in CLOCKS:
+            raise BudgetError(f"option clock={clock!r} must be one of: {', '.join(CLOCKS)}")
+        if clock == "thread" and (self.device.type != "cpu" or self.threads != 1):
+            raise BudgetError(
+                "option clock='thread' times the measuring thread's CPU time, which counts one inference only "
+                "on the CPU with threads: 1; use clock: wall otherwise"
+            )
+        self.clock = clock
         if on is None:  # measured in the trial: a runtime this machine lacks is refused now
             get_runtime(self.runtime).check_available()
 
@@ -130,7 +146,9 @@ class Latency(CostFunction):
         runtime.check_available()
         with _num_threads(self.threads):
             run = runtime.prepare(net, batch, self.threads)
-            measured = time_until_confident(run, self.protocol, synchronize=lambda: _synchronize(self.device))
+            measured = time_until_confident(
+                run, self.protocol, synchronize=lambda: _synchronize(self.device), clock=CLOCKS[self.clock]
+            )
         if cache is not None:
             cache.put(key, measured, about)
         return measured
@@ -141,7 +159,12 @@ class Latency(CostFunction):
             return None, "", {}
         fingerprint = device_fingerprint(self.device, get_runtime(self.runtime).versions(), self.threads)
         signature = architecture_signature(net, tuple(batch.shape))
-        protocol = {"warmup": self.warmup, "width": self.protocol.width, "confidence": self.protocol.confidence}
+        protocol = {
+            "warmup": self.warmup,
+            "width": self.protocol.width,
+            "confidence": self.protocol.confidence,
+            "clock": self.clock,
+        }
         about = {"device": fingerprint, "runtime": self.runtime, "model": signature}
         return LatencyCache(folder), LatencyCache.key(fingerprint, self.runtime, signature, protocol), about
 

@@ -54,3 +54,12 @@ def test_the_architecture_signature_depends_on_shapes_not_weights(dense, pruned)
     for parameter in dense.parameters():
         parameter.data.mul_(2)
     assert architecture_signature(dense, shape) == before != architecture_signature(pruned, shape)
+
+
+def test_the_thread_clock_times_cpu_work_and_is_refused_where_it_cannot(dense, example_input) -> None:
+    measured = get_cost("latency", clock="thread", **FAST).measure_interval(dense, example_input)
+    assert 0 < measured.low <= measured.value <= measured.high
+    with pytest.raises(BudgetError, match="clock='thread'.*threads: 1"):
+        get_cost("latency", clock="thread", threads=2)
+    with pytest.raises(BudgetError, match="clock='sundial' must be one of: wall, thread"):
+        get_cost("latency", clock="sundial")
