@@ -50,7 +50,7 @@ GATED = "gated_"  # taper: the analytic cost at the hard gates
 COUNTED = "counted_"  # taper: the same cost counted on the pruned model
 LOW = "low/"  # a measured cost (latency): the lower end of its median's confidence interval
 HIGH = "high/"  # ... and the upper end, which its budget is checked against
-REPEATS = "repeats/"  # ... timed runs it took (0: answered by the cache's earlier measurement)
+REPEATS = "repeats/"  # ... timed runs it took (for a cached figure, those of the measurement it reuses)
 CACHED = "cached/"  # 1.0 when the latency cache answered instead of a new measurement
 MEASURED_ON = "measured_on/"  # the Ray node id of the measuring actor (a budget with ``on``); text
 
@@ -196,13 +196,15 @@ class TrialReport:
         return self.costs.get(key, default)
 
     def missed_by(self) -> dict[str, float]:
-        """Each budget's miss as a fraction of its limit (0.0 when met; 1.0 for a missed budget
-        whose limit or cost the report lacks): what a Lagrangian searcher penalises."""
+        """Each budget's miss as a fraction of its limit (a measured cost's interval's upper end
+        against it; 1.0 for a missed budget whose limit or cost the report lacks, 0.0 for a met
+        one): what a Lagrangian searcher penalises."""
         missed = {}
         for key, ok in self.meets.items():
             limit = self.limits.get(key)
             if limit and key in self.costs:
-                missed[key] = self.costs[key] / limit - 1.0
+                # A measured cost's budget is checked against its interval's upper end.
+                missed[key] = self.high.get(key, self.costs[key]) / limit - 1.0
             else:
                 missed[key] = 0.0 if ok else 1.0
         return missed
