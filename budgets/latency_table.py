@@ -11,6 +11,11 @@ measurements (what the table leaves out: adds, pooling, the runtime's per-call o
 searcher can screen profiles by predicted latency before any trial;
 :func:`prunetune.trainables.latency_table.build_latency_table` measures one. Confirmation
 always measures the real model.
+
+For latency-friendly channel counts, :func:`steps_past` reads the times of the layers one group
+sizes at every count (:func:`prunetune.trainables.latency_table.group_timings`) and names the
+counts just past a step, where rounding down to ``round_to`` channels runs faster on the device;
+:func:`profile_steps` picks those a profile sits on.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
-__all__ = ["LatencyTable", "TableLayer"]
+__all__ = ["LatencyTable", "Step", "TableLayer", "profile_steps", "steps_past"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,37 @@ class LatencyTable:
             for layer in blob["layers"]
         )
         return cls(blob["channels"], layers, blob["constant"], blob.get("about"))
+
+
+@dataclass(frozen=True)
+class Step:
+    """A channel count of ``group`` just past a latency step: ``count`` channels take ``ms``,
+    the multiple of ``round_to`` below it (``lower``) takes ``lower_ms``."""
+
+    group: str
+    count: int
+    ms: float
+    lower: int
+    lower_ms: float
+
+    def __str__(self) -> str:
+        saving = 1 - self.lower_ms / self.ms
+        return f"{self.group}: {self.count} channels sit just past a step; {self.lower} run {saving:.0%} faster"
+
+
+def steps_past(group: str, timings: Sequence[tuple[int, float]], round_to: int, tolerance: float = 0.05) -> list[Step]:
+    """Counts of ``group`` (not multiples of ``round_to``) whose layers take more than
+    ``1 + tolerance`` times the time at the multiple below: where rounding down to ``round_to``
+    changes latency on this device. ``timings`` are (count, ms) of the layers the group sizes."""
+    at = dict(timings)
+    found = []
+    for count, ms in sorted(at.items()):
+        lower = count - count % round_to
+        if count % round_to and lower in at and ms > at[lower] * (1 + tolerance):
+            found.append(Step(group, count, ms, lower, at[lower]))
+    return found
+
+
+def profile_steps(kept: Mapping[str, int], steps: Sequence[Step]) -> list[Step]:
+    """The steps a profile (kept channels per group) sits just past."""
+    return [step for step in steps if kept.get(step.group) == step.count]

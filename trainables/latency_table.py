@@ -24,7 +24,7 @@ from prunetune.budgets.latency_table import LatencyTable, TableLayer
 from prunetune.trainables.groups import PruneSettings, apply_profile, find_groups
 from prunetune.trainables.profiles import Profile
 
-__all__ = ["LayerShape", "build_latency_table", "grid_counts", "layer_shapes"]
+__all__ = ["LayerShape", "build_latency_table", "grid_counts", "group_timings", "layer_shapes"]
 
 MIN_PROBES, MAX_PROBES = 3, 24  # random profiles that tell which group sizes each layer
 
@@ -185,6 +185,25 @@ def build_latency_table(
             ms.append(time_at(shape, c_in, c_out))
         layers.append(TableLayer(shape.name, axes, grids, tuple(ms)))
     return LatencyTable(groups, tuple(layers), 0.0, dict(about or {}))
+
+
+def group_timings(
+    model: nn.Module, example_input: torch.Tensor, cost, group: str, counts: Sequence[int]
+) -> list[tuple[int, float]]:
+    """(count, ms) of the layers ``group`` sizes, every other group dense, at each of ``counts``
+    (every count, for :func:`prunetune.budgets.latency_table.steps_past`)."""
+    _, shapes = layer_shapes(model, example_input)
+    sized = [s for s in shapes if group in s.axes]
+    timings = []
+    for count in counts:
+        total = 0.0
+        for shape in sized:
+            c_in = count if shape.in_group == group else shape.dense_in
+            c_out = c_in if shape.depthwise else (count if shape.out_group == group else shape.dense_out)
+            snippet, x = shape.snippet(c_in, c_out)
+            total += cost.measure_interval(snippet, x).value
+        timings.append((count, total))
+    return timings
 
 
 def _points(grids: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:

@@ -30,3 +30,17 @@ def test_a_profile_is_the_layers_sum_plus_the_fitted_constant() -> None:
 def test_a_table_survives_json() -> None:
     fitted = TABLE.fitted([{}], [9.0])
     assert LatencyTable.from_json(fitted.to_json()) == fitted
+
+
+def test_counts_just_past_a_step_are_named_and_a_profile_on_one_is_found() -> None:
+    from prunetune.budgets.latency_table import profile_steps, steps_past
+
+    # A kernel tiled by 8 channels: 9..16 cost like 16, 8 like 8.
+    timings = [(c, 1.0 if c <= 8 else 2.0) for c in range(6, 17)]
+    steps = steps_past("g", timings, round_to=8)
+    assert [s.count for s in steps] == list(range(9, 16)) and all(s.lower == 8 for s in steps)
+    assert str(steps[0]) == "g: 9 channels sit just past a step; 8 run 50% faster"
+    assert profile_steps({"g": 12}, steps) == [steps[3]] and profile_steps({"g": 16}, steps) == []
+    # Time growing with every channel: only counts more than 20% above the multiple below count.
+    linear = steps_past("g", [(c, float(c)) for c in range(8, 17)], round_to=8, tolerance=0.2)
+    assert [s.count for s in linear] == [10, 11, 12, 13, 14, 15]

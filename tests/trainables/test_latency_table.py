@@ -55,3 +55,17 @@ def test_the_table_adds_up_to_the_pruned_model(name, width) -> None:
 def test_grid_counts_span_the_reachable_counts_on_the_channel_rule() -> None:
     assert grid_counts(64, 0.25, 1.0, 4, round_to=8) == (16, 32, 48, 64)
     assert grid_counts(4, 0.5, 1.0, 6) == (2, 3, 4)
+
+
+def test_group_timings_time_exactly_the_layers_a_group_sizes() -> None:
+    from prunetune.trainables.latency_table import group_timings
+
+    model = build_model("resnet20", num_classes=10, input_size=8, width=0.25).eval()
+    sample = torch.randn(1, 3, 8, 8)
+    groups, _ = layer_shapes(model, sample)
+    group = next(iter(groups))
+    table = build_latency_table(model, sample, CountingLatency(), {g: (1, c) for g, c in groups.items()})
+    timings = group_timings(model, sample, CountingLatency(), group, [1, 2, groups[group]])
+    # Everything the group does not size is the same at every count: the table's sum differs by it.
+    rest = {table.layer_sum({group: count}) - ms for count, ms in timings}
+    assert len({round(r, 6) for r in rest}) == 1 and timings[0][1] < timings[-1][1]
