@@ -136,15 +136,22 @@ class Step:
         return f"{self.group}: {self.count} channels sit just past a step; {self.lower} run {saving:.0%} faster"
 
 
-def steps_past(group: str, timings: Sequence[tuple[int, float]], round_to: int, tolerance: float = 0.05) -> list[Step]:
-    """Counts of ``group`` (not multiples of ``round_to``) whose layers take more than
-    ``1 + tolerance`` times the time at the multiple below: where rounding down to ``round_to``
-    changes latency on this device. ``timings`` are (count, ms) of the layers the group sizes."""
+def steps_past(group: str, timings: Sequence[tuple[int, float]], round_to: int, tolerance: float = 0.03) -> list[Step]:
+    """Counts of ``group`` (not multiples of ``round_to``) just past a latency step: their layers
+    take more than the straight line between the multiples of ``round_to`` below and above would
+    give, by over ``tolerance`` of the time at the multiple below (a kernel tiled by ``round_to``
+    channels runs ``lower + 1`` channels about as slowly as ``lower + round_to``). Rounding such a
+    count down changes latency on this device; a smooth ramp has no steps. ``timings`` are
+    (count, ms) of the layers the group sizes."""
     at = dict(timings)
     found = []
     for count, ms in sorted(at.items()):
         lower = count - count % round_to
-        if count % round_to and lower in at and ms > at[lower] * (1 + tolerance):
+        upper = lower + round_to
+        if not count % round_to or lower not in at or upper not in at:
+            continue
+        straight = at[lower] + (count - lower) / round_to * (at[upper] - at[lower])
+        if ms - straight > tolerance * at[lower]:
             found.append(Step(group, count, ms, lower, at[lower]))
     return found
 

@@ -41,6 +41,5 @@ def test_counts_just_past_a_step_are_named_and_a_profile_on_one_is_found() -> No
     assert [s.count for s in steps] == list(range(9, 16)) and all(s.lower == 8 for s in steps)
     assert str(steps[0]) == "g: 9 channels sit just past a step; 8 run 50% faster"
     assert profile_steps({"g": 12}, steps) == [steps[3]] and profile_steps({"g": 16}, steps) == []
-    # Time growing with every channel: only counts more than 20% above the multiple below count.
-    linear = steps_past("g", [(c, float(c)) for c in range(8, 17)], round_to=8, tolerance=0.2)
-    assert [s.count for s in linear] == [10, 11, 12, 13, 14, 15]
+    # Time growing smoothly with every channel has no step to round to.
+    assert steps_past("g", [(c, float(c)) for c in range(8, 17)], round_to=8) == []
