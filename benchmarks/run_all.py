@@ -11,6 +11,7 @@ import sys
 BENCHMARKS = (
     "cost_model",
     "latency_vs_macs",
+    "latency_table",
     "searcher_quality",
     "taper_vs_search",
     "trial_overhead",

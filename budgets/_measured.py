@@ -15,28 +15,50 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 
 from prunetune.budgets.costs import CostFunction, first_item, register_cost
 from prunetune.budgets.errors import BudgetError
+from prunetune.budgets.latency_cache import LatencyCache, architecture_signature, default_cache_dir, device_fingerprint
+from prunetune.budgets.runtimes import get_runtime
+from prunetune.budgets.timing import Measurement, TimingProtocol, time_until_confident
+
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 @register_cost("latency")
 class Latency(CostFunction):
-    """Median wall time, in milliseconds, of one forward pass at ``batch_size`` on ``device``.
+    """Median wall time, in milliseconds, of one inference at ``batch_size`` on ``device``, in
+    ``runtime``, with the confidence interval of that median.
 
-    Noisy: the number depends on the machine, its load and whatever else runs on it, so
-    compare latencies only within one run on one kind of device; :meth:`measure` also gives
-    the interquartile range so callers can log the spread. The protocol (our choice):
-    ``warmup`` untimed forwards, then ``repeats`` forwards each timed alone with
-    ``time.perf_counter`` between CUDA synchronisations; the median of those. Torch's
-    intra-op thread count is set to ``threads`` while measuring and restored afterwards.
-    Not monotone: a layer with fewer channels can run slower (e.g. off a kernel's tile size).
+    The protocol (:class:`~prunetune.budgets.timing.TimingProtocol`): ``warmup`` untimed runs,
+    then at least ``repeats`` timed runs (each alone, between CUDA synchronisations), more in
+    rounds until the ``confidence`` interval of the median is within ``width`` of it or
+    ``max_repeats`` runs were timed. :meth:`measure_interval` returns the figure with its
+    interval; a budget is checked against the interval's upper end. Torch's (or ONNX Runtime's)
+    intra-op thread count is ``threads`` while measuring; torch's is restored afterwards.
+
+    ``runtime`` (``eager``, ``torchscript``, ``onnxruntime``, ``tensorrt``) is how the model
+    runs: exported the way ``prunetune export`` does it. ``on`` names a Ray custom resource
+    (e.g. ``device:orin``): the model is then measured by the one measuring actor on the node
+    that offers it, alone on its device, never in the trial (see
+    :mod:`prunetune.trainables.meter`); without ``on``, the trial measures it where it runs.
+    ``cache`` is a folder of measurements kept across searches (:mod:`.latency_cache`); with
+    ``on`` the measuring node's default folder is used when none is given. ``screen: true``
+    asks the search to measure a per-layer latency table (:mod:`.latency_table`) and, where it
+    predicts whole-model measurements well, screen profiles by it before any trial.
+
+    ``clock`` is ``wall`` (elapsed time) or ``thread`` (the measuring thread's CPU time; CPU,
+    ``threads: 1`` only): time the scheduler gives to other work on a shared core is then not
+    counted, though their contention for caches still is.
+
+    Noisy where it runs beside other work (without ``on``): compare latencies only within one
+    run on one kind of device. Not monotone: a layer with fewer channels can run slower (e.g.
+    off a kernel's tile size).
     """
 
     unit = "ms"
-    key_options = ("device", "batch_size", "threads")
+    key_options = ("device", "batch_size", "threads", "on", "runtime", "clock")
     monotone = False
     deterministic = False
     analytic = False
@@ -49,41 +71,102 @@ class Latency(CostFunction):
         threads: int = 1,
         warmup: int = 3,
         repeats: int = 10,
+        max_repeats: int | None = None,
+        width: float = 0.1,
+        confidence: float = 0.95,
+        runtime: str = "eager",
+        on: str | None = None,
+        cache: str | None = None,
+        screen: bool = False,
+        clock: str = "wall",
     ) -> None:
         self.device = parse_device(device)
         self.batch_size = _check_count("batch_size", batch_size, minimum=1)
         self.threads = _check_count("threads", threads, minimum=1)
-        self.warmup = _check_count("warmup", warmup, minimum=0)
-        self.repeats = _check_count("repeats", repeats, minimum=1)
+        repeats = _check_count("repeats", repeats, minimum=1)
+        cap = max(repeats, 100) if max_repeats is None else max_repeats
+        self.protocol = TimingProtocol(warmup, repeats, cap, width, confidence)
+        self.runtime = get_runtime(runtime).name  # an unknown name: one line listing the valid ones
+        if on is not None and not (isinstance(on, str) and on.strip() and on not in ("CPU", "GPU", "memory")):
+            raise BudgetError(
+                f"option on={on!r} must name a custom Ray resource that the measuring node offers, "
+                "e.g. on: 'device:orin' with `ray start --resources='{\"device:orin\": 1}'` on that node"
+            )
+        self.on = on
+        self.cache = cache
+        if not isinstance(screen, bool):
+            raise BudgetError(f"option screen={screen!r} must be true or false")
+        self.screen = screen
+        if clock not in CLOCKS:
+            raise BudgetError(f"option clock={clock!r} must be one of: {', '.join(CLOCKS)}")
+        if clock == "thread" and (self.device.type != "cpu" or self.threads != 1):
+            raise BudgetError(
+                "option clock='thread' times the measuring thread's CPU time, which counts one inference only "
+                "on the CPU with threads: 1; use clock: wall otherwise"
+            )
+        self.clock = clock
+        if on is None:  # measured in the trial: a runtime this machine lacks is refused now
+            get_runtime(self.runtime).check_available()
+
+    @property
+    def warmup(self) -> int:
+        return self.protocol.warmup
+
+    @property
+    def repeats(self) -> int:
+        return self.protocol.repeats
 
     def __repr__(self) -> str:
+        where = f", on={self.on!r}" if self.on else ""
         return (
-            f"Latency(device={str(self.device)!r}, batch_size={self.batch_size}, "
-            f"threads={self.threads}, warmup={self.warmup}, repeats={self.repeats})"
+            f"Latency(device={str(self.device)!r}, batch_size={self.batch_size}, threads={self.threads}, "
+            f"runtime={self.runtime!r}{where}, warmup={self.warmup}, repeats={self.repeats}, "
+            f"max_repeats={self.protocol.max_repeats}, width={self.protocol.width})"
         )
 
     def __call__(self, model: torch.nn.Module, example_input: torch.Tensor) -> float:
-        median, _ = self.measure(model, example_input)
-        return median
+        return self.measure_interval(model, example_input).value
 
     def measure(self, model: torch.nn.Module, example_input: torch.Tensor) -> tuple[float, float]:
-        """``(median_ms, iqr_ms)`` over ``repeats`` timed forward passes."""
+        """``(median_ms, interval_width_ms)``: the figure and the width of its interval."""
+        measured = self.measure_interval(model, example_input)
+        return measured.value, measured.high - measured.low
+
+    def measure_interval(self, model: torch.nn.Module, example_input: torch.Tensor) -> Measurement:
+        """The median and its confidence interval, here (the caller decides where "here" is:
+        a trial, or the measuring actor for ``on``); from the cache when one is set and holds
+        this device, runtime and model."""
         require_available(self.device)
         net = _inference_copy(model, self.device)
         batch = _batch(example_input, self.batch_size, self.device)
-        with _num_threads(self.threads), torch.inference_mode():
-            for _ in range(self.warmup):
-                net(batch)
-            times = [self._time_one(net, batch) for _ in range(self.repeats)]
-        q1, median, q3 = np.percentile(times, [25, 50, 75])
-        return float(median), float(q3 - q1)
+        cache, key, about = self._cache_entry(net, batch)
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit
+        runtime = get_runtime(self.runtime)
+        runtime.check_available()
+        with _num_threads(self.threads):
+            run = runtime.prepare(net, batch, self.threads)
+            measured = time_until_confident(
+                run, self.protocol, synchronize=lambda: _synchronize(self.device), clock=CLOCKS[self.clock]
+            )
+        if cache is not None:
+            cache.put(key, measured, about)
+        return measured
 
-    def _time_one(self, net: torch.nn.Module, batch: torch.Tensor) -> float:
-        _synchronize(self.device)
-        start = time.perf_counter()
-        net(batch)
-        _synchronize(self.device)
-        return (time.perf_counter() - start) * 1e3
+    def _cache_entry(self, net: torch.nn.Module, batch: torch.Tensor):
+        folder = self.cache or (str(default_cache_dir()) if self.on else None)
+        if folder is None:
+            return None, "", {}
+        fingerprint = device_fingerprint(self.device, get_runtime(self.runtime).versions(), self.threads)
+        signature = architecture_signature(net, tuple(batch.shape))
+        protocol = {
+            "warmup": self.warmup,
+            "width": self.protocol.width,
+            "confidence": self.protocol.confidence,
+            "clock": self.clock,
+        }
+        about = {"device": fingerprint, "runtime": self.runtime, "model": signature}
+        return LatencyCache(folder), LatencyCache.key(fingerprint, self.runtime, signature, protocol), about
 
 
 @register_cost("peak_memory")

@@ -49,8 +49,13 @@ PER_BASE = "accuracy/"  # with several base models: each one's validation accura
 TEST = "test/"  # confirmation: figures on the test split
 GATED = "gated_"  # taper: the analytic cost at the hard gates
 COUNTED = "counted_"  # taper: the same cost counted on the pruned model
+LOW = "low/"  # a measured cost (latency): the lower end of its median's confidence interval
+HIGH = "high/"  # ... and the upper end, which its budget is checked against
+REPEATS = "repeats/"  # ... timed runs it took (for a cached figure, those of the measurement it reuses)
+CACHED = "cached/"  # 1.0 when the latency cache answered instead of a new measurement
+MEASURED_ON = "measured_on/"  # the Ray node id of the measuring actor (a budget with ``on``); text
 
-FAMILIES = (COST, RELATIVE, MEETS, LIMIT, PER_BASE, TEST, GATED, COUNTED)
+FAMILIES = (COST, RELATIVE, MEETS, LIMIT, PER_BASE, TEST, GATED, COUNTED, LOW, HIGH, REPEATS, CACHED, MEASURED_ON)
 # Scalar keys a run tracker records as metrics (besides every family above).
 SCALARS = (ACCURACY, LOSS, ACCURACY_PRUNED, FEASIBLE, FINETUNE_STEPS, LEVEL, PEAK_MEMORY)
 
@@ -110,6 +115,22 @@ def budget_metrics(
     return metrics
 
 
+def interval_metrics(measured: Mapping[str, Any]) -> dict[str, float | str]:
+    """The intervals part of a report, for the costs measured with a spread (``repeats > 0`` or
+    answered by the cache): each one's ``low/``, ``high/``, ``repeats/``, ``cached/`` and, where a
+    measuring actor measured it, ``measured_on/`` (its node id). ``measured`` maps cost keys to
+    :class:`~prunetune.budgets.timing.Measurement`."""
+    metrics: dict[str, float | str] = {}
+    for key, m in measured.items():
+        if not (m.repeats or m.cached):
+            continue
+        metrics.update({LOW + key: m.low, HIGH + key: m.high, REPEATS + key: float(m.repeats)})
+        metrics[CACHED + key] = float(m.cached)
+        if m.node:
+            metrics[MEASURED_ON + key] = m.node
+    return metrics
+
+
 def is_finished(metrics: Mapping[str, Any] | None) -> bool:
     """Whether a report measured the pruned model: its accuracy and every budget check.
 
@@ -143,6 +164,8 @@ class TrialReport:
     confirms: str | None = None
     reference: str | None = None
     level: float | None = None
+    low: Mapping[str, float] = field(default_factory=dict)
+    high: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def read(cls, metrics: Mapping[str, Any]) -> TrialReport:
@@ -165,6 +188,8 @@ class TrialReport:
             confirms=str(metrics[CONFIRMS]) if metrics.get(CONFIRMS) else None,
             reference=str(metrics[REFERENCE]) if metrics.get(REFERENCE) else None,
             level=_optional(metrics.get(LEVEL)),
+            low=family(metrics, LOW),
+            high=family(metrics, HIGH),
         )
 
     def cost(self, key: str, default: float = math.nan) -> float:
@@ -172,13 +197,15 @@ class TrialReport:
         return self.costs.get(key, default)
 
     def missed_by(self) -> dict[str, float]:
-        """Each budget's miss as a fraction of its limit (0.0 when met; 1.0 for a missed budget
-        whose limit or cost the report lacks): what a Lagrangian searcher penalises."""
+        """Each budget's miss as a fraction of its limit (a measured cost's interval's upper end
+        against it; 1.0 for a missed budget whose limit or cost the report lacks, 0.0 for a met
+        one): what a Lagrangian searcher penalises."""
         missed = {}
         for key, ok in self.meets.items():
             limit = self.limits.get(key)
             if limit and key in self.costs:
-                missed[key] = self.costs[key] / limit - 1.0
+                # A measured cost's budget is checked against its interval's upper end.
+                missed[key] = self.high.get(key, self.costs[key]) / limit - 1.0
             else:
                 missed[key] = 0.0 if ok else 1.0
         return missed

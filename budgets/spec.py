@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -19,8 +19,12 @@ import torch
 from prunetune.budgets.costs import CostFunction
 from prunetune.budgets.errors import BudgetError
 from prunetune.budgets.names import get_cost
+from prunetune.budgets.timing import Measurement
 
-__all__ = ["DEFAULT_COSTS", "Budget", "check_budgets", "cost_functions", "measure_costs"]
+__all__ = ["DEFAULT_COSTS", "Budget", "check_budgets", "cost_functions", "measure_costs", "measure_intervals"]
+
+Elsewhere = Callable[[CostFunction, torch.nn.Module, torch.Tensor], Measurement]
+"""Measures a cost that names a node (``on``) there: the trial's link to the measuring actor."""
 
 DEFAULT_COSTS: tuple[str, ...] = ("macs", "params")
 """Costs every trial reports, with or without a budget on them."""
@@ -144,21 +148,59 @@ def cost_functions(budgets: Sequence[Budget], defaults: Sequence[str] = DEFAULT_
 
 
 def measure_costs(
-    model: torch.nn.Module, example_input: torch.Tensor, costs: Mapping[str, CostFunction]
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    costs: Mapping[str, CostFunction],
+    *,
+    elsewhere: Elsewhere | None = None,
 ) -> dict[str, float]:
-    """Evaluate every cost on ``model``, keyed like ``costs``.
+    """Evaluate every cost on ``model``, keyed like ``costs``: the figures of
+    :func:`measure_intervals`."""
+    measured = measure_intervals(model, example_input, costs, elsewhere=elsewhere)
+    return {key: m.value for key, m in measured.items()}
 
-    The model's train/eval flags are restored on every module afterwards, whatever a cost
-    did; cost functions must not change its weights (the built-ins work on copies). A cost
-    that is not a finite number >= 0 is a BudgetError naming it (a frontier of negative
-    costs would be silently wrong).
+
+def measure_intervals(
+    model: torch.nn.Module,
+    example_input: torch.Tensor,
+    costs: Mapping[str, CostFunction],
+    *,
+    elsewhere: Elsewhere | None = None,
+) -> dict[str, Measurement]:
+    """Every cost on ``model`` with its interval, keyed like ``costs``.
+
+    A cost with an interval (latency) gives its median and confidence interval; a counted cost
+    an exact figure. A cost that names a node (``on``) is measured by ``elsewhere`` (the
+    trial's link to the measuring actor); without that link it is a BudgetError, never
+    measured where it would be wrong. The model's train/eval flags are restored on every module
+    afterwards, whatever a cost did; cost functions must not change its weights (the built-ins
+    work on copies). A cost that is not a finite number >= 0 is a BudgetError naming it (a
+    frontier of negative costs would be silently wrong).
     """
     modes = {module: module.training for module in model.modules()}
     try:
-        return {key: _valid_cost(key, cost(model, example_input)) for key, cost in costs.items()}
+        return {key: _valid(key, _measure_one(cost, model, example_input, elsewhere)) for key, cost in costs.items()}
     finally:
         for module, training in modes.items():
             module.training = training
+
+
+def _measure_one(
+    cost: CostFunction, model: torch.nn.Module, example_input: torch.Tensor, elsewhere: Elsewhere | None
+) -> Measurement:
+    if getattr(cost, "on", None):
+        if elsewhere is None:
+            raise BudgetError(f"cost {cost!r} is measured on the node offering {cost.on!r}, not here")  # type: ignore[attr-defined]
+        return elsewhere(cost, model, example_input)
+    interval = getattr(cost, "measure_interval", None)
+    if interval is not None:
+        return interval(model, example_input)
+    return Measurement.exact(cost(model, example_input))
+
+
+def _valid(key: str, measured: Measurement) -> Measurement:
+    value = _valid_cost(key, measured.value)
+    return measured.with_(value=value, low=min(float(measured.low), value), high=max(float(measured.high), value))
 
 
 def _valid_cost(key: str, value: object) -> float:

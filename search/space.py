@@ -15,6 +15,7 @@ import numpy as np
 
 from prunetune.budgets.analytic import AnalyticCostModel, channels_kept
 from prunetune.budgets.errors import ConfigError
+from prunetune.budgets.latency_table import LatencyTable
 
 RATIO_DECIMALS = 4
 
@@ -74,6 +75,9 @@ class ProfileSpace:
     config), so :meth:`kept` gives the channels a trial will keep. ``cost_model`` (optional)
     gives exact MACs/params of any profile; ``limits`` are the absolute limits of the analytic
     budgets keyed by cost key (``"macs"``, ``"params"``), which :meth:`feasible` checks.
+    ``latency_table`` (optional) predicts the latency budget ``table_key``'s cost from the
+    kept channels, so a limit under that key screens profiles by predicted latency too (set
+    only where the table was validated against whole-model measurements; trials still measure).
     """
 
     groups: tuple[GroupSpace, ...]
@@ -81,6 +85,8 @@ class ProfileSpace:
     min_channels: int = 1
     cost_model: AnalyticCostModel | None = None
     limits: Mapping[str, float] = field(default_factory=dict)
+    latency_table: LatencyTable | None = None
+    table_key: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -100,10 +106,13 @@ class ProfileSpace:
         }
 
     def costs(self, ratios: Mapping[str, float]) -> dict[str, float]:
-        """Exact analytic costs (``macs``, ``params``) of ``ratios``; empty without a cost model."""
-        if self.cost_model is None:
-            return {}
-        return self.cost_model.evaluate(self.kept(ratios))
+        """Exact analytic costs (``macs``, ``params``) of ``ratios``, and the predicted latency
+        under ``table_key`` with a latency table; empty without either."""
+        kept = self.kept(ratios)
+        costs = self.cost_model.evaluate(kept) if self.cost_model is not None else {}
+        if self.latency_table is not None:
+            costs[self.table_key] = self.latency_table.predict(kept)
+        return costs
 
     def feasible(self, ratios: Mapping[str, float]) -> bool:
         """Whether ``ratios`` meets every analytic limit (True when there are none)."""
@@ -118,7 +127,10 @@ class ProfileSpace:
         mask = np.ones(len(kept), dtype=bool)
         if not self.limits:
             return mask
-        costs = self.cost_model.evaluate_batch(kept)
+        costs = dict(self.cost_model.evaluate_batch(kept)) if self.cost_model is not None else {}
+        if self.latency_table is not None:
+            names = self.names
+            costs[self.table_key] = np.array([self.latency_table.predict(dict(zip(names, row))) for row in kept])
         for key, limit in self.limits.items():
             mask &= costs[key] <= limit + _TOLERANCE * abs(limit)
         return mask

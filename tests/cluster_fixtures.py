@@ -117,10 +117,11 @@ class LocalCluster:
     head: Node
     workers: list[Node]
     reported: list[dict]  # what Ray reports about its nodes: id, ip, socket, cpus
+    device: Node | None = None  # a node offering a custom resource and no CPU (a deployment device)
 
     @property
     def nodes(self) -> list[Node]:
-        return [self.head, *self.workers]
+        return [self.head, *self.workers, *([self.device] if self.device else [])]
 
     def worker(self, node_id: str) -> Node:
         return next(n for n in self.workers if n.node_id == node_id)
@@ -150,7 +151,9 @@ def _ray_start(node: Node, *args: str) -> str:
     return out.stdout
 
 
-def start_cluster(root: Path, workers: int = 2) -> LocalCluster:
+def start_cluster(root: Path, workers: int = 2, device: str | None = None) -> LocalCluster:
+    """Head (no CPUs), ``workers`` one-CPU nodes and, with ``device``, a node with no CPU that
+    offers one unit of the custom resource ``device`` (where a measuring actor runs)."""
     port = free_port()
     head = Node("head", root / "h")
     # The head takes no trials (0 CPUs): trials land on the one-CPU worker nodes only.
@@ -167,8 +170,11 @@ def start_cluster(root: Path, workers: int = 2) -> LocalCluster:
     cluster = LocalCluster(address, head, nodes, [])
     for node in nodes:
         _ray_start(node, f"--address={address}", "--num-cpus=1")
+    if device:
+        cluster.device = Node("device", root / "d")
+        _ray_start(cluster.device, f"--address={address}", "--num-cpus=0", f"--resources={json.dumps({device: 1})}")
     out = subprocess.run(
-        [sys.executable, "-c", _NODES_SCRIPT, address, str(workers + 1)],
+        [sys.executable, "-c", _NODES_SCRIPT, address, str(len(cluster.nodes))],
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs
+from prunetune.budgets import DEFAULT_COSTS, Budget, check_budgets, cost_functions, measure_costs, measure_intervals
 from prunetune.budgets import report as R
 from prunetune.trainables.base import DataSpec, ModelSpec, build, load_base
 from prunetune.trainables.data.feed import TensorData, TrialData
 from prunetune.trainables.groups import PruneSettings, PruningStructure, apply_profile
+from prunetune.trainables.meter import measure_elsewhere
 from prunetune.trainables.profiles import Profile
 from prunetune.trainables.train import (
     EvalSettings,
@@ -175,13 +176,14 @@ _DENSE: dict[tuple, dict[str, float]] = {}
 
 
 def _dense_costs(setup: TrialSetup, num_classes: int) -> dict[str, float]:
-    """Costs of the dense model, measured once per worker process on the trial's device
-    (a relative latency budget compares against the dense latency measured the same way)."""
+    """Costs of the dense model, measured once per worker process on the trial's device, or
+    on the measuring node for a budget that names one (a relative latency budget compares
+    against the dense latency measured the same way)."""
     costs = setup.cost_functions()
     key = (setup.base_checkpoint, setup.model, tuple(sorted(costs)))
     if key not in _DENSE:
         dense = load_base(setup.model, num_classes, setup.base_checkpoint)
-        _DENSE[key] = measure_costs(dense, example_input(setup), costs)
+        _DENSE[key] = measure_costs(dense, example_input(setup), costs, elsewhere=measure_elsewhere)
     return _DENSE[key]
 
 
@@ -410,10 +412,13 @@ def measure_point(
 
 def _cost_metrics(setup: TrialSetup, model: nn.Module, num_classes: int) -> dict[str, float]:
     """Costs of the pruned ``model`` (on the CPU, before fine-tuning: they depend only on the
-    channels kept), relative to the dense model, and which budgets they meet."""
-    values = measure_costs(model, example_input(setup), setup.cost_functions())
+    channels kept), relative to the dense model, which budgets they meet, and the intervals of
+    the measured ones. A budget on a measured cost is met when its interval's upper end is; a
+    cost naming a node (``on``) is measured there, by the measuring actor."""
+    measured = measure_intervals(model, example_input(setup), setup.cost_functions(), elsewhere=measure_elsewhere)
+    values = {key: m.value for key, m in measured.items()}
     dense = _dense_costs(setup, num_classes)
-    meets = check_budgets(values, dense, setup.budgets)
+    meets = check_budgets({key: m.high for key, m in measured.items()}, dense, setup.budgets)
     # Absolute limits, so a searcher can weigh by how much a budget is missed (rl's multiplier).
     limits = {b.key: b.limit(dense.get(b.key)) for b in setup.budgets}
-    return R.budget_metrics(values, dense, meets, limits)
+    return {**R.budget_metrics(values, dense, meets, limits), **R.interval_metrics(measured)}

@@ -39,6 +39,7 @@ from prunetune.budgets import get_cost
 from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.registry import Registry
+from prunetune.budgets.runtimes import export_onnx, trace_torchscript
 from prunetune.search.artifacts.preprocess import KEY as PREPROCESSING
 from prunetune.search.artifacts.preprocess import Preprocessing
 from prunetune.trainables import Profile, PrunedArchitecture, load_pruned, rebuild_from_checkpoint, save_pruned
@@ -220,8 +221,8 @@ class TorchScriptFormat(ExportFormat):
     """
 
     def write(self, model, path, example, info):
+        traced = trace_torchscript(model, example)  # the module a torchscript latency budget measures
         with _quiet():
-            traced = torch.jit.trace(model, example[:2])
             torch.jit.save(traced, str(path), _extra_files=_extra_files(info))
 
     def load(self, path):
@@ -247,18 +248,7 @@ class OnnxFormat(ExportFormat):
     def write(self, model, path, example, info):
         import onnx
 
-        batch = torch.export.Dim("batch")
-        with _quiet():
-            torch.onnx.export(
-                model,
-                (example[:2],),
-                str(path),
-                dynamo=True,
-                external_data=False,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_shapes=({0: batch},),
-            )
+        export_onnx(model, path, example)  # the file an onnxruntime latency budget measures
         proto = onnx.load(str(path))
         onnx.helper.set_model_props(
             proto, {"prunetune": json.dumps(info), PREPROCESSING: json.dumps(info[PREPROCESSING])}

@@ -19,9 +19,11 @@ from pathlib import Path
 from prunetune.budgets import ANALYTIC_COSTS, AnalyticCostModel, Budget, cost_functions, measure_costs
 from prunetune.budgets.errors import BudgetError, ConfigError
 from prunetune.search.config import SearchConfig, is_uri
+from prunetune.search.run.devices import check_devices, placed_budgets
 from prunetune.search.run.methods import Method, check_config, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
+from prunetune.search.run.screen import screen_by_latency
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
 from prunetune.search.space import ProfileSpace
 from prunetune.search.store.manifest import MANIFEST, read_manifest
@@ -105,6 +107,7 @@ def _check_cluster(config: SearchConfig) -> None:
         check_address(config.address)
     else:
         check_local(config.resources.cpu, config.resources.gpu)
+    check_devices(config)  # a budget measured on a named node: that node, and its runtime
 
 
 def analytic_limits(budgets: Sequence[Budget], cost_model: AnalyticCostModel) -> dict[str, float]:
@@ -405,6 +408,7 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
             print(describe_data(config, splits), flush=True)
         space = build_space(config, splits.num_classes)  # so does an unreachable budget
         check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
+        space = screen_by_latency(config, space, trial_setup(config), splits.num_classes)  # a latency table
         checkpoint = config.base.checkpoint
         try:
             if checkpoint is None:
@@ -421,5 +425,8 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
                 f"lower base.lr (now {config.base.lr:g}) or give base.checkpoint"
             ) from None
         dense = load_base(model, splits.num_classes, setup.base_checkpoint)
-        dense_costs = measure_costs(dense, example_input(setup), setup.cost_functions())
+        # A cost measured on a named node is measured by the trials, through its measuring actor.
+        elsewhere = {b.key for b in placed_budgets(setup.budgets)}
+        costs = {key: cost for key, cost in setup.cost_functions().items() if key not in elsewhere}
+        dense_costs = measure_costs(dense, example_input(setup), costs)
         return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)

@@ -31,8 +31,10 @@ def smallest_profile(space: ProfileSpace) -> Profile:
 
 
 def _measurable_here(budget: Budget) -> bool:
+    """Whether the driver can measure the budget's cost: not on a named node (``on``: its
+    measuring actor does, for the trials), not on a GPU this machine lacks."""
     device = str(budget.options.get("device", "cpu"))
-    return not device.startswith("cuda") or torch.cuda.is_available()
+    return not budget.options.get("on") and (not device.startswith("cuda") or torch.cuda.is_available())
 
 
 def _architecture(setup: TrialSetup, num_classes: int) -> torch.nn.Module:

@@ -56,3 +56,22 @@ def test_a_finished_trial_is_one_that_measured_accuracy_and_budgets():
     assert R.is_finished(a_report())
     assert not R.is_finished({R.ACCURACY: 0.9})  # no budget check yet
     assert not R.is_finished(None) and not R.is_finished({})
+
+
+def test_a_measured_cost_reports_its_interval_and_is_missed_by_its_upper_end():
+    from prunetune.budgets.timing import Measurement
+
+    measured = {"macs": Measurement.exact(10.0), "latency": Measurement(4.0, 3.5, 5.5, repeats=20, node="n1")}
+    metrics = R.interval_metrics(measured)
+    assert metrics == {
+        R.LOW + "latency": 3.5,
+        R.HIGH + "latency": 5.5,
+        R.REPEATS + "latency": 20.0,
+        R.CACHED + "latency": 0.0,
+        R.MEASURED_ON + "latency": "n1",
+    }
+    costs = {"latency": 4.0}
+    report = R.TrialReport.read(
+        {R.ACCURACY: 0.5, **R.budget_metrics(costs, {"latency": 8.0}, {"latency": False}, {"latency": 5.0}), **metrics}
+    )
+    assert report.high == {"latency": 5.5} and report.missed_by()["latency"] == pytest.approx(0.1)

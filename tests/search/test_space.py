@@ -28,3 +28,16 @@ def test_override_of_unknown_group_and_bad_range_are_errors():
         ProfileSpace.build({"a": 8}, overrides={"zzz": {"low": 0.5}})
     with pytest.raises(ConfigError, match="0 < low <= high <= 1"):
         GroupSpace("a", 8, low=0.9, high=0.5)
+
+
+def test_a_latency_table_screens_profiles_by_predicted_latency():
+    from dataclasses import replace
+
+    from prunetune.budgets.latency_table import LatencyTable, TableLayer
+
+    table = LatencyTable({"a": 8}, (TableLayer("conv", ("a",), ((2, 8),), (1.0, 4.0)),))
+    space = ProfileSpace.build({"a": 8}, low=0.25)
+    screened = replace(space, latency_table=table, table_key="latency", limits={"latency": 2.5})
+    assert screened.costs({"a": 0.5}) == {"latency": 2.0}
+    assert screened.feasible({"a": 0.5}) and not screened.feasible({"a": 1.0})
+    assert list(screened.feasible_kept(np.array([[4], [8]]))) == [True, False]
