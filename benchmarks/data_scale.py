@@ -36,6 +36,7 @@ import numpy as np
 
 INPUT = 32  # the model's input size: photos are stored at 37 px (8/7 of it)
 CLASSES = 10
+SEARCH_INPUT = 96  # --search: stored at 110 px, so the decoded folder dwarfs a worker's memory
 
 
 # --- the generated folder -------------------------------------------------------------------
@@ -103,16 +104,36 @@ def _memory_kib(pid: int, field: str) -> int:
     return 0
 
 
-def run_watched(commands: list[list[str]]) -> tuple[list[dict], float, float]:
+def _cache_pss_kib(pid: int) -> int:
+    """PSS of the node-cache files a process maps (``*.u8``): a page shared by N processes
+    counts 1/N in each, so the sum over processes is the copies held, whatever N."""
+    total, inside = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as handle:
+            for line in handle:
+                if "-" in line.split(" ", 1)[0]:  # a mapping's header line
+                    inside = line.rstrip().endswith(".u8")
+                elif inside and line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
+
+
+def run_watched(commands: list[list[str]], cache_pss: list[float] | None = None) -> tuple[list[dict], float, float]:
     """Run ``commands`` at once; their JSON outputs, and the peak over time of their trees'
-    summed RSS and PSS, in MiB."""
+    summed RSS and PSS, in MiB (``cache_pss`` gets the peak PSS of mapped node-cache files)."""
     processes = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
-    peak_rss = peak_pss = 0
+    peak_rss = peak_pss = peak_cache = 0
     while any(p.poll() is None for p in processes):
         pids = [pid for p in processes for pid in _tree(p.pid)]
         peak_rss = max(peak_rss, sum(_memory_kib(pid, "Rss") for pid in pids))
         peak_pss = max(peak_pss, sum(_memory_kib(pid, "Pss") for pid in pids))
+        if cache_pss is not None:
+            peak_cache = max(peak_cache, sum(_cache_pss_kib(pid) for pid in pids))
         time.sleep(0.05)
+    if cache_pss is not None:
+        cache_pss.append(peak_cache / 1024)
     outputs = []
     for process, command in zip(processes, commands):
         out, _ = process.communicate()
@@ -229,16 +250,16 @@ def role_epoch(root: str, workers: int) -> dict:
 # --- the report -----------------------------------------------------------------------------
 
 
-def _decoded_mib(count: int) -> float:
+def _decoded_mib(count: int, input_size: int = INPUT) -> float:
     from prunetune.trainables.data.feed import decoded_size
 
-    return decoded_size("imagefolder", INPUT, count) / 2**20
+    return decoded_size("imagefolder", input_size, count) / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument("--steps", type=int, default=40, help="timed fine-tune steps per measurement")
+    parser.add_argument("--steps", type=int, default=60, help="timed fine-tune steps per measurement")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the trial's and the bare loop's)")
     parser.add_argument("--folders", default=str(Path(tempfile.gettempdir()) / "prunetune-data-scale"))
     parser.add_argument("--out", default="data_scale.json")
@@ -297,18 +318,27 @@ def main(argv: list[str] | None = None) -> int:
         middle = sorted(sizes)[len(sizes) // 2]
         folder = str(root / str(middle))
         [build], _, _ = run_watched([_role("build", folder, caches)])
-        [epoch], _, _ = run_watched([_role("epoch", folder, args.workers.__str__())])
+        [epoch], _, _ = run_watched([_role("epoch", folder, str(args.workers))])
         [reuse], _, _ = run_watched([_role("build", folder, caches)])
-        one, _, one_pss = run_watched([_role("trial", folder, "memory", str(args.steps), "0", caches)])
-        two, _, two_pss = run_watched([_role("trial", folder, "memory", str(args.steps), "0", caches)] * 2)
+        largest_folder = str(root / str(max(sizes)))
+        run_watched([_role("build", largest_folder, caches)])
+        trial = _role("trial", largest_folder, "memory", str(args.steps), "0", caches)
+        cache_one: list[float] = []
+        cache_two: list[float] = []
+        one, _, one_pss = run_watched([trial], cache_one)
+        two, _, two_pss = run_watched([trial, trial], cache_two)
         figures["node_cache"] = {
             "files": middle,
             "build_s": build["seconds"],
             "streamed_epoch_s": epoch["seconds"],
             "reuse_s": reuse["seconds"],
+            "shared_files": max(sizes),
+            "cache_mib": _decoded_mib(max(sizes)),
             "one_trial_pss_mib": one_pss,
             "two_trials_pss_mib": two_pss,
             "two_over_one": two_pss / one_pss,
+            "one_trial_cache_pss_mib": cache_one[0],
+            "two_trials_cache_pss_mib": cache_two[0],
             "memory_images_per_s": one[0]["images_per_s"],
         }
         print(
@@ -317,8 +347,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{reuse['seconds']:.2f} s"
         )
         print(
-            f"two trials on one node cache: {two_pss:,.0f} MiB PSS against {one_pss:,.0f} MiB for one "
-            f"({two_pss / one_pss:.2f}x, goal < 1.3x); memory mode trains at {one[0]['images_per_s']:,.0f} img/s"
+            f"two trials on one node cache of {max(sizes):,} files ({_decoded_mib(max(sizes)):,.0f} MiB): "
+            f"{two_pss:,.0f} MiB PSS against {one_pss:,.0f} MiB for one ({two_pss / one_pss:.2f}x, goal < 1.3x); "
+            f"the cache's pages in them: {cache_two[0]:,.0f} MiB against {cache_one[0]:,.0f} MiB "
+            f"({cache_two[0] / max(cache_one[0], 1e-9):.2f}x); "
+            f"memory mode trains at {one[0]['images_per_s']:,.0f} img/s"
         )
     if args.search:
         figures["search"] = _search(root / str(max(args.sizes)), max(args.sizes))
@@ -337,7 +370,7 @@ def _search(folder: Path, count: int) -> dict:
         config = {
             "name": "scale",
             "storage_path": results,
-            "model": {"name": "resnet20", "width": 0.25, "input_size": INPUT},
+            "model": {"name": "resnet20", "width": 0.25, "input_size": SEARCH_INPUT},
             "data": {"name": "imagefolder", "root": str(folder), "mode": "stream", "workers": 1},
             "base": {"steps": 60, "batch_size": 64},
             "finetune": {"steps": 20, "batch_size": 64},
