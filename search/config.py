@@ -106,6 +106,13 @@ class BaseConfig(Recipe):
     batch_size: BatchSize = 128
     checkpoint: str | None = None
 
+    @field_validator("distill")
+    @classmethod
+    def _no_teacher(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("the base model has no teacher to distill from; use finetune.distill")
+        return value
+
 
 # ``criterion`` is checked against the registered criteria (trainables.groups.CRITERIA).
 PruneConfig = PruneSettings

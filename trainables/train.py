@@ -13,6 +13,7 @@ so each option, its default and its constraint are defined once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import sys
 from collections.abc import Iterable, Iterator
@@ -81,8 +82,20 @@ BatchSize = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class Distill(Settings):
+    """Knowledge distillation from the dense base model (Hinton et al., 2015): the loss is
+    ``(1 - alpha) * cross_entropy + alpha * T^2 * KL(teacher_T || student_T)``, both soft
+    distributions at ``temperature`` T."""
+
+    label: ClassVar[str] = "distill"
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(4.0, gt=0, allow_inf_nan=False)
+
+
 class Recipe(Settings):
-    """An SGD recipe: ``steps`` optimiser steps with a cosine learning-rate decay.
+    """An SGD recipe: ``steps`` optimiser steps with a cosine learning-rate decay, after
+    ``warmup`` steps of linear warm-up; ``label_smoothing`` for the cross-entropy; ``distill``
+    to learn from the dense model as well as the labels (fine-tunes only: the base has no teacher).
 
     The search config's ``finetune`` and ``base`` sections are subclasses with their own defaults.
     """
@@ -93,6 +106,9 @@ class Recipe(Settings):
     batch_size: BatchSize = 64
     momentum: NonNegative = 0.9
     weight_decay: NonNegative = 5e-4
+    warmup: Steps = 0
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    distill: Distill | None = None
 
     def as_recipe(self) -> Recipe:
         """Just the recipe (a subclass's extra fields dropped): what names a trained base."""
@@ -183,8 +199,19 @@ def make_optimizer(
         weight_decay=recipe.weight_decay,
         nesterov=recipe.momentum > 0,
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, recipe.steps))
-    return optimizer, scheduler
+    if recipe.warmup == 0:  # the schedule of checkpoints written before warm-up existed, unchanged
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, recipe.steps))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, recipe))
+
+
+def lr_factor(recipe: Recipe, step: int) -> float:
+    """The learning rate at ``step`` as a fraction of ``recipe.lr``: a linear rise over
+    ``warmup`` steps (1/warmup at step 0, reaching 1 at step ``warmup``), then a cosine decay
+    to 0 at ``steps``."""
+    if step < recipe.warmup:
+        return (step + 1) / recipe.warmup
+    decay = max(1, recipe.steps - recipe.warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - recipe.warmup) / decay)))
 
 
 def train_steps(
@@ -222,9 +249,11 @@ def train_batches(
     stop: int | None = None,
     optimizer: tuple[torch.optim.Optimizer, object] | None = None,
     progress=None,
+    teacher: nn.Module | None = None,
 ) -> float:
     """Run optimiser steps ``start..stop`` of ``recipe``, one batch of ``batches`` (already on
     the model's device, e.g. a trial's augmented stream) each; return the last loss.
+    ``teacher`` (in eval mode, on the same device) is what ``recipe.distill`` learns from.
 
     Raises :class:`DivergedError` on a non-finite loss.
     """
@@ -237,7 +266,10 @@ def train_batches(
     for step in range(start, stop):
         xb, yb = next(batches)
         with _autocast(xb.device):
-            loss = nn.functional.cross_entropy(model(xb), yb)
+            logits = model(xb)
+            loss = nn.functional.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+            if recipe.distill is not None and teacher is not None:
+                loss = distilled(loss, logits, teacher, xb, recipe.distill)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise DivergedError(f"fine-tune diverged: loss is {loss_value} at step {step}")
@@ -249,6 +281,16 @@ def train_batches(
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.3f}")
     return loss_value
+
+
+def distilled(task: torch.Tensor, logits: torch.Tensor, teacher: nn.Module, x: torch.Tensor, settings: Distill):
+    """``task`` (the label loss) blended with the KL divergence from ``teacher``'s softened
+    predictions on ``x``, scaled by T^2 so its gradients keep their size across temperatures."""
+    with torch.no_grad():
+        target = nn.functional.log_softmax(teacher(x).float() / settings.temperature, dim=1)
+    student = nn.functional.log_softmax(logits.float() / settings.temperature, dim=1)
+    soft = nn.functional.kl_div(student, target, log_target=True, reduction="batchmean")
+    return (1 - settings.alpha) * task + settings.alpha * settings.temperature**2 * soft
 
 
 @torch.inference_mode()

@@ -162,7 +162,8 @@ def finetune_checkpoint(
     with tqdm(
         total=recipe.steps, desc=f"fine-tuning {label}".strip(), disable=not show_progress, mininterval=interval
     ) as bar:
-        train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe, progress=bar)
+        teacher = dense_teacher(setup, num_classes, device) if recipe.distill else None
+        train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe, progress=bar, teacher=teacher)
     accuracy, loss = evaluate(model, data.eval_batches("val"))
     return model.cpu(), recipe, accuracy, loss
 
@@ -299,8 +300,9 @@ def run_trial(
         state = {"step": 0, R.ACCURACY_PRUNED: pruned_eval[0]}
     start = state["step"]
     batches = data.train_batches(recipe.batch_size, seed, start)  # one stream for every report
+    teacher = dense_teacher(setup, data.num_classes, device) if recipe.distill else None
     for stop in report_points(recipe.steps, start, setup.checkpoint_every, 0 if confirm else setup.report_every):
-        train_batches(model, batches, recipe, start=start, stop=stop, optimizer=optimizer)
+        train_batches(model, batches, recipe, start=start, stop=stop, optimizer=optimizer, teacher=teacher)
         start, done = stop, stop >= recipe.steps
         accuracy, loss = pruned_eval if stop == 0 else evaluate(model, data.eval_batches("val"))
         metrics = {R.ACCURACY: accuracy, R.LOSS: loss, **costs}
@@ -358,7 +360,8 @@ def accuracy_on(setup: TrialSetup, profile: Profile, recipe: Recipe, device: tor
     data = setup.open_data(device)
     model = to_device(pruned_model(setup, profile, data.num_classes, calibration_batch(data)), device)
     recalibrate_bn(model, data.sample(setup.evaluate.images(), setup.seed)[0], setup.evaluate, seed=setup.seed)
-    train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe)
+    teacher = dense_teacher(setup, data.num_classes, device) if recipe.distill else None
+    train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe, teacher=teacher)
     return evaluate(model, data.eval_batches("val"))[0]
 
 
@@ -389,6 +392,14 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+def dense_teacher(setup: TrialSetup, num_classes: int, device: torch.device) -> nn.Module:
+    """The dense base model on ``device`` in eval mode: what ``finetune.distill`` learns from."""
+    teacher = to_device(load_base(setup.model, num_classes, setup.base_checkpoint), device).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
 
 
 def calibration_batch(data: TrialData | TensorData) -> tuple[torch.Tensor, torch.Tensor]:
