@@ -275,7 +275,21 @@ def run_search(prepared: Prepared) -> SearchOutcome:
         tuner = build_tuner(prepared)
     records, errors = collect(prepared, tuner.fit())
     front = pareto(records, prepared.frontier_cost)
-    return SearchOutcome(records, errors, front, render(prepared, records), time.time() - started)
+    files = render(prepared, records)
+    reconcile_tracking(prepared)
+    return SearchOutcome(records, errors, front, files, time.time() - started)
+
+
+def reconcile_tracking(prepared: Prepared) -> None:
+    """Bring MLflow up to date with the experiment folder once the run has ended (on its own,
+    by Ctrl-C or SIGTERM): what the live callback missed is written, what it got wrong is
+    corrected (:func:`~prunetune.search.tracking.sync.reconcile`)."""
+    if not prepared.config.tracking.enabled or is_uri(prepared.config.storage_path):
+        return
+    from prunetune.search.tracking.sync import reconcile
+    from prunetune.search.tracking.tracker import tracking_uri
+
+    reconcile(prepared.experiment_dir, tracking_uri(prepared.config, prepared.storage))
 
 
 def reference(prepared: Prepared, records: Sequence[TrialRecord] = ()):

@@ -47,6 +47,9 @@ TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 TAG_TAPER_TRIAL = "prunetune.taper_trial"
+TAG_CONFIRMS = "prunetune.confirms"  # a confirmation trial's run: the search trial whose profile it retrains
+TAG_BEST_TRIAL = "prunetune.best_trial"  # the parent run: the trial holding the search's best profile
+TAG_BEST_ACCURACY = "prunetune.best_accuracy"  # the parent run: which accuracy the best figure is
 # A study is model training ("Machine learning" in MLflow 3's UI), not a GenAI app; the UI's
 # view itself follows the URL's workflowType (`prunetune ui` prints a model-training link).
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -249,6 +252,9 @@ class SearchTracker:
         self.search_id: str | None = None
         self.experiment_id: str | None = None
         self._children: dict[str, tuple[str, str]] = {}  # trial id -> (run id, status)
+        self._logged: dict[str, dict[str, float]] = {}  # trial id -> its run's latest metrics
+        self.duplicates: list[str] = []  # run ids of second runs of one trial (two writers raced)
+        self.changed = 0  # trial runs this tracker created or corrected
         self._client = None
 
     def _guard(self, action, *args):
@@ -364,16 +370,32 @@ class SearchTracker:
 
     def _load_children(self) -> dict[str, tuple[str, str]]:
         children, token = {}, None
+        self._logged, self.duplicates = {}, []
         query = f"tags.`{PARENT_ID}` = '{self.parent_id}'"
         while True:
-            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            page = self.client.search_runs(
+                [self.experiment_id], query, max_results=1000, page_token=token, order_by=["start_time ASC"]
+            )
             for run in page:
                 trial_id = run.data.tags.get(TAG_TRIAL_ID)
-                if trial_id and trial_id not in children:
+                if trial_id and trial_id in children:
+                    self.duplicates.append(run.info.run_id)
+                elif trial_id:
                     children[trial_id] = (run.info.run_id, run.info.status)
+                    self._logged[trial_id] = dict(run.data.metrics)
             token = page.token
             if not token:
                 return children
+
+    def drop_duplicates(self) -> int:
+        """Delete every second run of one trial (the first one stays); how many were deleted."""
+        return self._guard(self._drop_duplicates) or 0
+
+    def _drop_duplicates(self) -> int:
+        for run_id in self.duplicates:
+            self.client.delete_run(run_id)
+        dropped, self.duplicates = len(self.duplicates), []
+        return dropped
 
     def _require_open(self) -> str:
         if self.parent_id is None and not self._open(None):
@@ -391,9 +413,9 @@ class SearchTracker:
             by_trial.setdefault(summary.trial_id, []).append(summary)
         for trial_id, updates in by_trial.items():
             run_id, status = self._children.get(trial_id) or (None, None)
-            if status in TERMINAL:
-                continue  # logged completely before (resume, repeated sync)
             last = updates[-1]
+            if not self._needs_write(trial_id, status, last):
+                continue  # logged completely before (resume, repeated sync)
             params = []
             if run_id is None:
                 run_id = self._create_child(parent, updates[0])
@@ -407,7 +429,29 @@ class SearchTracker:
             _log_batch(self.client, run_id, metrics, params, tags)
             if last.status in TERMINAL:
                 self.client.set_terminated(run_id, last.status, end_time=_stamp(last))
+            elif status in TERMINAL:  # a trial a resumed search runs again
+                self.client.update_run(run_id, status="RUNNING")
             self._children[trial_id] = (run_id, last.status)
+            self._logged[trial_id] = {**self._logged.get(trial_id, {}), **trial_metrics(last, self.config)}
+            self.changed += last.status in TERMINAL
+
+    def _needs_write(self, trial_id: str, status: str | None, last: TrialSummary) -> bool:
+        """Whether the trial's run differs from ``last``: no run yet, a running run, or a
+        terminal one whose status or final metrics are not ``last``'s (the folder is the truth:
+        a trial a resume ran again, a run closed without its last report). A terminal run is
+        never reopened for a running update, except a failed one a resume runs again."""
+        if status not in TERMINAL:
+            return True
+        if last.status not in TERMINAL:
+            return status in ("FAILED", "KILLED")
+        if status != last.status:
+            return True
+        logged = self._logged.get(trial_id, {})
+        wanted = trial_metrics(last, self.config)
+        return any(
+            key not in logged or not math.isclose(logged[key], value, rel_tol=1e-9, abs_tol=1e-12)
+            for key, value in wanted.items()
+        )
 
     def _create_child(self, parent: str, summary: TrialSummary) -> str:
         started = (summary.ended or time.time()) - summary.time_total_s
@@ -419,6 +463,8 @@ class SearchTracker:
         }
         if summary.taper_trial:
             tags[TAG_TAPER_TRIAL] = summary.taper_trial
+        if summary.metrics.get(R.CONFIRMS):
+            tags[TAG_CONFIRMS] = str(summary.metrics[R.CONFIRMS])
         run = self.client.create_run(
             self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=summary.run_name
         )
@@ -452,6 +498,10 @@ class SearchTracker:
         if reference is not None and reference.dense_accuracy is not None:
             totals[DENSE_METRIC] = reference.dense_accuracy  # what compare reads the search against
         self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
+        best = search_best(summaries)
+        if best is not None:
+            self.client.set_tag(parent, TAG_BEST_TRIAL, best.trial_id)
+            self.client.set_tag(parent, TAG_BEST_ACCURACY, best.kind)
         self.client.set_terminated(parent, "FINISHED")
 
 
@@ -485,11 +535,18 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
         "cpu_hours": seconds * config.resources.cpu / 3600,
         "gpu_hours": seconds * config.resources.gpu / 3600,
     }
-    merged = [r for r in confirmed(records) if r.reference is None]  # the search's own profiles
-    pool = [r for r in merged if r.confirmed] or merged  # confirmed test accuracies, when there are any
-    feasible = [r.accuracy for r in pool if r.feasible]
-    if feasible:
-        totals["best_feasible_accuracy"] = max(feasible)
+    best = search_best(summaries)
+    if best is not None:
+        totals["best_feasible_accuracy"] = best.accuracy  # which accuracy: the parent's TAG_BEST_ACCURACY
+    merged = [r for r in confirmed(records) if r.reference is None]
     if any(r.confirmed for r in merged):
         totals["confirmed_profiles"] = float(sum(r.confirmed for r in merged))
     return totals
+
+
+def search_best(summaries: list[TrialSummary]):
+    """The search's best profile among the finished trials in ``summaries``, by the one
+    definition (:func:`~prunetune.search.store.best.best_of`)."""
+    from prunetune.search.store.best import best_of
+
+    return best_of(r for r in (s.record() for s in summaries) if r is not None)
