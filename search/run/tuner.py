@@ -260,7 +260,21 @@ def collect(prepared: Prepared, results: Iterable) -> tuple[list[TrialRecord], d
     for result in finished:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         records.extend(prepared.method.records(result, trial_id))
+    records += finished_on_disk(prepared, {r.trial_id for r in records} | set(errors))
     return confirmed(records), errors
+
+
+def finished_on_disk(prepared: Prepared, known: set[str]) -> list[TrialRecord]:
+    """Trials whose folder holds their last report (``done``) though Tune's results do not list
+    them as finished: a trial that finished as Ctrl-C or SIGTERM stopped the run. The folder is
+    the truth, and ``status`` reads it: the frontier counts them too."""
+    if is_uri(prepared.config.storage_path):
+        return []
+    from prunetune.search.store.best import search_records
+    from prunetune.search.store.trials import read_trials
+
+    on_disk = read_trials(prepared.experiment_dir).values()
+    return [r for r in search_records([t for t in on_disk if t.report_done]) if r.trial_id not in known]
 
 
 def run_search(prepared: Prepared) -> SearchOutcome:

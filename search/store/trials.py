@@ -55,6 +55,11 @@ class TrialInfo:
     def finished(self) -> bool:
         return R.is_finished(self.metrics)
 
+    @property
+    def report_done(self) -> bool:
+        """Whether the last report is the trial's last word (it ran its whole fine-tune)."""
+        return self.finished and bool(self.metrics.get(R.DONE))
+
     @functools.cached_property
     def report(self) -> TrialReport:
         """The last report read through the schema, once (only for a :attr:`finished` trial)."""

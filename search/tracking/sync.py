@@ -50,16 +50,19 @@ def read_points(folder: TrialFolder) -> list[TrialSummary]:
     return point_summaries(folder.trial_id, reports)
 
 
-def summarize_folder(folder: TrialFolder) -> TrialSummary | None:
-    """A trial folder of Tune's as a summary, judged by its last whole report; None when it
-    neither reported nor errored."""
+def summarize_folder(folder: TrialFolder, tune_status: str | None = None) -> TrialSummary | None:
+    """A trial folder of Tune's as a summary, judged by its last whole report: FAILED with an
+    error, FINISHED when its last report says done (or Tune's ``tune_status`` says a scheduler
+    ended it: TERMINATED), else KILLED (the search stopped it; a resume runs it on, and its run
+    with it). None for a folder without any file of a trial."""
     result = folder.last
-    if not result and folder.error is None:
+    if not result and folder.error is None and not folder.config:
         return None
     if folder.error is not None:
         status = "FAILED"
     else:
-        status = "FINISHED" if result.get(R.DONE) else "KILLED"  # killed: the search stopped mid-trial
+        ended = result.get(R.DONE) or (result and tune_status == "TERMINATED")
+        status = "FINISHED" if ended else "KILLED"  # killed: the search stopped mid-trial
     checkpoint = folder.checkpoint
     return TrialSummary(
         trial_id=folder.trial_id,
@@ -85,6 +88,9 @@ def read_trials(directory: Path, damaged: list[Damaged] | None = None) -> list[T
     """Every trial of an experiment folder that reported or errored, in folder order, each
     taper trial followed by its points. Damaged folders are left out, and appended to
     ``damaged`` when given."""
+    from prunetune.search.store.progress import snapshot_states
+
+    states = snapshot_states(directory)
     summaries = []
     for path in sorted(directory.iterdir()):
         if not (path.is_dir() and ((path / PARAMS_FILE).exists() or (path / "result.json").exists())):
@@ -94,7 +100,7 @@ def read_trials(directory: Path, damaged: list[Damaged] | None = None) -> list[T
             if damaged is not None:
                 damaged.append(Damaged(path.name.removeprefix("trial_"), folder.damage))
             continue
-        trial = summarize_folder(folder)
+        trial = summarize_folder(folder, states.get(folder.trial_id))
         if trial is not None:
             summaries.append(trial)
             if trial.role == "taper":
@@ -129,11 +135,12 @@ def _sync(
     manifest, uri: str, config, trials: list[TrialSummary], state: LocalState, damaged, always_finish: bool
 ) -> SyncResult:
     tracker = SearchTracker(uri, experiment_name(config), manifest.directory, config)
+    tracker.reopen = False
     if not tracker.open():
         raise ConfigError(f"cannot write to MLflow at {uri}; start the tracking server or pass --tracking-uri URI")
     duplicates = tracker.drop_duplicates()
     tracker.log_trials(trials)
-    if always_finish or tracker.changed or duplicates:
+    if always_finish or tracker.changed or duplicates or tracker.parent_status != "FINISHED":
         tracker.finish(trials, _wall_s(state, trials))
     if tracker.down:
         raise ConfigError(f"MLflow at {uri} stopped answering during the sync; run `prunetune sync` again")

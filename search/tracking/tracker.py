@@ -124,6 +124,13 @@ def fail_fast_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def quiet_mlflow() -> None:
+    """Keep MLflow's INFO lines ("Creating initial MLflow database tables", a "View run" /
+    "View experiment" pair per run on a server) out of a search's console: tracking reports
+    its own problems, once, as warnings."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
 def git_revision(cwd: Path | None = None) -> str:
     """``git rev-parse HEAD`` in ``cwd``, or ``"unknown"`` outside a repository."""
     try:
@@ -255,6 +262,8 @@ class SearchTracker:
         self._logged: dict[str, dict[str, float]] = {}  # trial id -> its run's latest metrics
         self.duplicates: list[str] = []  # run ids of second runs of one trial (two writers raced)
         self.changed = 0  # trial runs this tracker created or corrected
+        self.parent_status: str | None = None  # the parent run's status when this tracker found it
+        self.reopen = True  # open() marks a found parent run RUNNING (a search); sync leaves it be
         self._client = None
 
     def _guard(self, action, *args):
@@ -294,6 +303,7 @@ class SearchTracker:
             from mlflow.tracking import MlflowClient
 
             fail_fast_http()
+            quiet_mlflow()
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
@@ -322,9 +332,10 @@ class SearchTracker:
         state = LocalState.load(self.directory)
         self.experiment_id = ensure_experiment(self.client, self.uri, self.experiment)
         run = self._find_parent(state)
+        self.parent_status = None if run is None else run.info.status  # before this writer reopened it
         if run is None:
             run = self._create_parent(state, cluster)
-        elif run.info.status != "RUNNING":
+        elif self.reopen and run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
         self.parent_id, self.search_id = run.info.run_id, state.search_id
         state.parent_runs[self.uri] = self.parent_id
