@@ -19,3 +19,9 @@ class ConfigError(PrunetuneError):
 
 class BudgetError(PrunetuneError):
     """A budget is malformed or cannot be met."""
+
+
+class StorageError(PrunetuneError):
+    """A folder cannot be written (full disk, over quota, read-only, no permission): the
+    message names the path and the fix. The CLI prints it as one line and exits with code 1
+    (the machine's state, not the config, is at fault)."""

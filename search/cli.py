@@ -10,6 +10,7 @@ exits with code 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import pkgutil
@@ -17,6 +18,9 @@ import sys
 from collections.abc import Sequence
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
+# A write that failed for want of space or rights: one line naming the path, never a traceback.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,22 +35,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prunetune.budgets.errors import PrunetuneError
+    from prunetune.budgets.errors import PrunetuneError, StorageError
 
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that left (| head) fails here, not at exit
         return code
+    except StorageError as err:
+        print(f"prunetune: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except PrunetuneError as err:
         print(f"prunetune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:
+        if err.errno not in _STORAGE_ERRNOS:
+            raise
+        print(f"prunetune: error: {storage_message(err)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("prunetune: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `prunetune models | head`: the reader left; nothing more to say
         _silence_stdout()
         return 0
+
+
+def storage_message(err: OSError, where: object = None) -> str:
+    """One line for a failed write: the path (``where`` when the error does not name one), why,
+    and what to do."""
+    path = err.filename2 or err.filename or where or "a file"
+    why = err.strerror or str(err)
+    return f"cannot write {path}: {why}; free space there or make it writable (or choose another storage_path)"
 
 
 def _silence_stdout() -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,11 +288,31 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     else:
         write_manifest(prepared)
         tuner = build_tuner(prepared)
-    records, errors = collect(prepared, tuner.fit())
-    front = pareto(records, prepared.frontier_cost)
-    files = render(prepared, records)
+    with storage_errors(prepared):
+        records, errors = collect(prepared, tuner.fit())
+        front = pareto(records, prepared.frontier_cost)
+        files = render(prepared, records)
     reconcile_tracking(prepared)
     return SearchOutcome(records, errors, front, files, time.time() - started)
+
+
+@contextmanager
+def storage_errors(prepared: Prepared) -> Iterator[None]:
+    """A write that fails for want of space or rights (Tune's snapshot, a frontier file) as one
+    :class:`StorageError` naming the experiment folder and how to resume once it is fixed; what
+    was written before stays as it was (Tune's last whole snapshot, the kept snapshot set)."""
+    from prunetune.budgets.errors import StorageError
+    from prunetune.search.cli import _STORAGE_ERRNOS, storage_message
+
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _STORAGE_ERRNOS:
+            raise
+        raise StorageError(
+            f"{storage_message(err, prepared.experiment_dir)}; then resume with "
+            f"`prunetune resume {prepared.experiment_dir}`"
+        ) from None
 
 
 def reconcile_tracking(prepared: Prepared) -> None:

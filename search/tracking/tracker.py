@@ -245,6 +245,22 @@ class TrackingUnavailable(Exception):
     """Raised inside :class:`SearchTracker` once MLflow has failed; callers never see it."""
 
 
+def _tracking_errors() -> tuple[type[BaseException], ...]:
+    """What an MLflow store can raise when it is unreachable or cannot write: MLflow's own
+    errors, network and file errors, and a SQLite store's database errors (a full disk fails
+    in SQLAlchemy, while the store creates its tables, before MLflow wraps anything)."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    errors: tuple[type[BaseException], ...] = (MlflowException, OSError, sqlite3.Error, TrackingUnavailable)
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # a server-only MLflow install
+        return errors
+    return (*errors, SQLAlchemyError)
+
+
 class SearchTracker:
     """Writes one search to MLflow, idempotently: safe to re-create and re-run at any time.
 
@@ -269,11 +285,9 @@ class SearchTracker:
     def _guard(self, action, *args):
         if self.down:
             return None
-        from mlflow.exceptions import MlflowException
-
         try:
             return action(*args)
-        except (MlflowException, OSError, TrackingUnavailable) as err:
+        except _tracking_errors() as err:
             self.down = True
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             log.warning(
