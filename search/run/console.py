@@ -43,6 +43,8 @@ _REPLACED = (
     "Resume experiment with",
     "Trials did not complete",
     "Experiment has been interrupted",
+    "Stop signal received",  # Ctrl-C or SIGTERM: the search says how to resume, once
+    "Failed to fetch metrics for",  # a trial stopped before its first report: status says so
 )
 _INTERRUPTED = threading.Event()
 _SIGNAL: list[int] = []  # the signal that stopped the run (SIGINT or SIGTERM)
@@ -60,7 +62,12 @@ def set_mode(mode: str) -> None:
         return
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy engine: the one that calls our reporter
     os.environ["RAY_LOG_TO_DRIVER"] = "0"  # read when Ray is imported; a joined cluster still echoes
-    for name in ("ray.tune", "ray.tune.tune", "ray.tune.execution.tune_controller"):
+    for name in (
+        "ray.tune",
+        "ray.tune.tune",
+        "ray.tune.execution.tune_controller",
+        "ray.tune.analysis.experiment_analysis",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Replaced) for f in logger.filters):
             logger.addFilter(_Replaced())

@@ -116,7 +116,9 @@ def _wall_s(state: LocalState, trials: list[TrialSummary]) -> float:
     return max(ended) - min(started) if ended else 0.0
 
 
-def sync(directory: str | Path, uri: str | None = None, *, always_finish: bool = True) -> SyncResult:
+def sync(
+    directory: str | Path, uri: str | None = None, *, always_finish: bool = True, quiet: bool = False
+) -> SyncResult:
     """Make MLflow at ``uri`` (default: the search's own URI) equal to the search in
     ``directory``. ``always_finish`` false (the end of a search, whose callback has just drawn
     the frontier) redraws the parent run's frontier and totals only when a trial run changed."""
@@ -128,18 +130,26 @@ def sync(directory: str | Path, uri: str | None = None, *, always_finish: bool =
     state = LocalState.load(manifest.directory)
     state.save(manifest.directory)  # fixes the search id for later syncs
     with writer_lock(manifest.directory):  # a killed driver's writer finishes its last batch first
-        return _sync(manifest, uri, config, trials, state, tuple(damaged), always_finish)
+        return _sync(manifest, uri, config, trials, state, tuple(damaged), always_finish, quiet)
 
 
 def _sync(
-    manifest, uri: str, config, trials: list[TrialSummary], state: LocalState, damaged, always_finish: bool
+    manifest,
+    uri: str,
+    config,
+    trials: list[TrialSummary],
+    state: LocalState,
+    damaged,
+    always_finish: bool,
+    quiet: bool = False,
 ) -> SyncResult:
     tracker = SearchTracker(uri, experiment_name(config), manifest.directory, config)
-    tracker.reopen = False
+    tracker.reopen, tracker.quiet = False, quiet
     if not tracker.open():
         raise ConfigError(f"cannot write to MLflow at {uri}; start the tracking server or pass --tracking-uri URI")
     duplicates = tracker.drop_duplicates()
     tracker.log_trials(trials)
+    tracker.close_unbacked({t.trial_id for t in trials} | {d.trial_id for d in damaged})
     if always_finish or tracker.changed or duplicates or tracker.parent_status != "FINISHED":
         tracker.finish(trials, _wall_s(state, trials))
     if tracker.down:
@@ -153,14 +163,10 @@ def _sync(
 def reconcile(directory: Path, uri: str) -> SyncResult | None:
     """The end of a search: :func:`sync` the folder into MLflow, so that what the live callback
     missed or got wrong (a Ctrl-C, a killed worker, a trial a resume ran again) is put right
-    without the user running ``prunetune sync``. Never raises: a tracking store that cannot be
-    written is one warning naming the command that finishes the job."""
-    import logging
-
+    without the user running ``prunetune sync``. Never raises, and stays silent when MLflow
+    cannot be reached: the search's writer tried it at the end too and has already warned
+    once, naming ``prunetune sync``."""
     try:
-        return sync(directory, uri, always_finish=False)
-    except ConfigError as err:
-        logging.getLogger("prunetune.tracking").warning(
-            "MLflow was not brought up to date with %s (%s); run `prunetune sync %s` later", directory, err, directory
-        )
+        return sync(directory, uri, always_finish=False, quiet=True)
+    except ConfigError:
         return None

@@ -129,6 +129,7 @@ def quiet_mlflow() -> None:
     "View experiment" pair per run on a server) out of a search's console: tracking reports
     its own problems, once, as warnings."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retry per request: the tracker warns once
 
 
 def git_revision(cwd: Path | None = None) -> str:
@@ -280,6 +281,7 @@ class SearchTracker:
         self.changed = 0  # trial runs this tracker created or corrected
         self.parent_status: str | None = None  # the parent run's status when this tracker found it
         self.reopen = True  # open() marks a found parent run RUNNING (a search); sync leaves it be
+        self.quiet = False  # no warning when tracking fails (the end-of-search reconciliation)
         self._client = None
 
     def _guard(self, action, *args):
@@ -289,6 +291,8 @@ class SearchTracker:
             return action(*args)
         except _tracking_errors() as err:
             self.down = True
+            if self.quiet:
+                return None
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             log.warning(
                 "MLflow tracking at %s failed (%s); the search goes on untracked. Backfill later with: "
@@ -411,6 +415,22 @@ class SearchTracker:
             token = page.token
             if not token:
                 return children
+
+    def close_unbacked(self, known: set[str]) -> int:
+        """Mark KILLED every FINISHED or RUNNING child run whose trial the folder has no report
+        of (``known``: the trial ids it has): a trial Tune stopped before it reported, or whose
+        folder was set aside, is no finished trial. How many were closed."""
+        return self._guard(self._close_unbacked, known) or 0
+
+    def _close_unbacked(self, known: set[str]) -> int:
+        closed = 0
+        for trial_id, (run_id, status) in list(self._children.items()):
+            if trial_id not in known and status in ("FINISHED", "RUNNING"):
+                self.client.set_terminated(run_id, "KILLED")
+                self._children[trial_id] = (run_id, "KILLED")
+                closed += 1
+        self.changed += closed
+        return closed
 
     def drop_duplicates(self) -> int:
         """Delete every second run of one trial (the first one stays); how many were deleted."""
