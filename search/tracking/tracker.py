@@ -129,6 +129,7 @@ def quiet_mlflow() -> None:
     "View experiment" pair per run on a server) out of a search's console: tracking reports
     its own problems, once, as warnings."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's links, per run
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retry per request: the tracker warns once
 
 
