@@ -48,17 +48,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PrunetuneError as err:
         print(f"prunetune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as err:
-        if err.errno not in _STORAGE_ERRNOS:
-            raise
-        print(f"prunetune: error: {storage_message(err)}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         print("prunetune: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `prunetune models | head`: the reader left; nothing more to say
         _silence_stdout()
         return 0
+    except OSError as err:  # after BrokenPipeError, which is one too
+        if err.errno not in _STORAGE_ERRNOS:
+            raise
+        print(f"prunetune: error: {storage_message(err)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def storage_message(err: OSError, where: object = None) -> str:
