@@ -10,7 +10,6 @@ exits with code 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import pkgutil
@@ -19,8 +18,6 @@ from collections.abc import Sequence
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
-# A write that failed for want of space or rights: one line naming the path, never a traceback.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prunetune.budgets.errors import PrunetuneError, StorageError
+    from prunetune.budgets.errors import STORAGE_ERRNOS, PrunetuneError, StorageError, storage_message
 
     args = build_parser().parse_args(argv)
     try:
@@ -55,18 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except OSError as err:  # after BrokenPipeError, which is one too
-        if err.errno not in _STORAGE_ERRNOS:
+        if err.errno not in STORAGE_ERRNOS:
             raise
         print(f"prunetune: error: {storage_message(err)}", file=sys.stderr)
         return EXIT_FAILED
-
-
-def storage_message(err: OSError, where: object = None) -> str:
-    """One line for a failed write: the path (``where`` when the error does not name one), why,
-    and what to do."""
-    path = err.filename2 or err.filename or where or "a file"
-    why = err.strerror or str(err)
-    return f"cannot write {path}: {why}; free space there or make it writable (or choose another storage_path)"
 
 
 def _silence_stdout() -> None:

@@ -301,13 +301,12 @@ def storage_errors(prepared: Prepared) -> Iterator[None]:
     """A write that fails for want of space or rights (Tune's snapshot, a frontier file) as one
     :class:`StorageError` naming the experiment folder and how to resume once it is fixed; what
     was written before stays as it was (Tune's last whole snapshot, the kept snapshot set)."""
-    from prunetune.budgets.errors import StorageError
-    from prunetune.search.cli import _STORAGE_ERRNOS, storage_message
+    from prunetune.budgets.errors import STORAGE_ERRNOS, StorageError, storage_message
 
     try:
         yield
     except OSError as err:
-        if err.errno not in _STORAGE_ERRNOS:
+        if err.errno not in STORAGE_ERRNOS:
             raise
         raise StorageError(
             f"{storage_message(err, prepared.experiment_dir)}; then resume with "

@@ -31,7 +31,6 @@ from tests.mlflow_server import MlflowServer, start_mlflow_server, stop
 pytestmark = pytest.mark.integration
 
 STUDY = "faults"
-REPO = Path(__file__).resolve().parents[3]
 
 
 def prunetune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
