@@ -8,6 +8,11 @@ allowed and the fix; the CLI prints it as one line and exits with code 2. It liv
 
 from __future__ import annotations
 
+import errno
+
+# A write that failed for want of space or rights: one line naming the path, never a traceback.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
 
 class PrunetuneError(Exception):
     """A user's mistake: the message says what was wrong and how to fix it."""
@@ -19,3 +24,17 @@ class ConfigError(PrunetuneError):
 
 class BudgetError(PrunetuneError):
     """A budget is malformed or cannot be met."""
+
+
+class StorageError(PrunetuneError):
+    """A folder cannot be written (full disk, over quota, read-only, no permission): the
+    message names the path and the fix. The CLI prints it as one line and exits with code 1
+    (the machine's state, not the config, is at fault)."""
+
+
+def storage_message(err: OSError, where: object = None) -> str:
+    """One line for a failed write (:data:`STORAGE_ERRNOS`): the path (``where`` when the error
+    names none), why, and what to do."""
+    path = err.filename2 or err.filename or where or "a file"
+    why = err.strerror or str(err)
+    return f"cannot write {path}: {why}; free space there or make it writable (or choose another storage_path)"

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prunetune.budgets.errors import PrunetuneError
+    from prunetune.budgets.errors import STORAGE_ERRNOS, PrunetuneError, StorageError, storage_message
 
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that left (| head) fails here, not at exit
         return code
+    except StorageError as err:
+        print(f"prunetune: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except PrunetuneError as err:
         print(f"prunetune: error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -47,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `prunetune models | head`: the reader left; nothing more to say
         _silence_stdout()
         return 0
+    except OSError as err:  # after BrokenPipeError, which is one too
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        print(f"prunetune: error: {storage_message(err)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _silence_stdout() -> None:

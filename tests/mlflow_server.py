@@ -49,9 +49,10 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: floa
     raise RuntimeError(f"mlflow server at {url} did not answer /health within {timeout_s} s: {log.read_text()[-2000:]}")
 
 
-def start_mlflow_server(directory: Path) -> MlflowServer:
+def start_mlflow_server(directory: Path, port: int | None = None) -> MlflowServer:
+    """A server over ``directory``'s store; ``port`` to start it again where it was."""
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = directory / "server.log"
     command = [
         sys.executable,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from prunetune.budgets.errors import ConfigError
+from prunetune.search.store.best import VALIDATION
 from prunetune.search.store.frontier import TrialRecord, pareto
 from prunetune.search.store.trials import TrialInfo, read_trials
 from prunetune.trainables import Profile, ProfileError
@@ -54,6 +55,7 @@ class LibraryProfile:
     dataset: Mapping[str, Any]  # name, seed, options
     budgets: tuple[str, ...] = ()
     accuracy: float | None = None
+    accuracy_kind: str = "validation accuracy"  # which accuracy ``accuracy`` is (search/store/best.py)
     accuracy_pruned: float | None = None
     finetune_steps: int | None = None
     costs: Mapping[str, float] = field(default_factory=dict)
@@ -159,8 +161,10 @@ def _finite(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(float(value)) else None
 
 
-def from_trial(trial: TrialInfo, manifest) -> LibraryProfile:
-    """The library profile of a finished trial of the search ``manifest`` describes."""
+def from_trial(trial: TrialInfo, manifest, record: TrialRecord | None = None, kind: str = VALIDATION) -> LibraryProfile:
+    """The library profile of a finished trial of the search ``manifest`` describes; its
+    accuracy is ``record``'s (a confirmed profile's mean test accuracy) when given, else the
+    trial's validation accuracy, and ``kind`` says which."""
     config = manifest.config
     report = trial.report
     return LibraryProfile(
@@ -171,7 +175,8 @@ def from_trial(trial: TrialInfo, manifest) -> LibraryProfile:
         criterion=config.prune.criterion,
         dataset={"name": config.data.name, "seed": config.data.seed, "options": dict(config.data.options)},
         budgets=tuple(b.label for b in config.budgets),
-        accuracy=_finite(report.accuracy),
+        accuracy=_finite(record.accuracy if record is not None else report.accuracy),
+        accuracy_kind=kind,
         accuracy_pruned=_finite(report.accuracy_pruned),
         finetune_steps=report.finetune_steps,
         costs=dict(report.costs),
@@ -181,22 +186,30 @@ def from_trial(trial: TrialInfo, manifest) -> LibraryProfile:
     )
 
 
-def choose_trials(trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: str | None = None) -> list[TrialInfo]:
-    """The ``top`` feasible search trials by accuracy (ties: fewer MACs), or with
-    ``frontier_cost`` the accuracy-vs-cost frontier's ``top`` most accurate points."""
+def choose_trials(
+    trials: Mapping[str, TrialInfo], top: int, *, frontier_cost: str | None = None
+) -> tuple[list[TrialRecord], str]:
+    """The ``top`` best profiles by the one definition of best (search/store/best.py: confirmed
+    test accuracy where the search confirmed, else validation accuracy; ties: fewer MACs), or
+    with ``frontier_cost`` the ``top`` most accurate points of the accuracy-vs-cost frontier,
+    and which accuracy ranks them."""
+    from prunetune.search.store.best import VALIDATION, ranked, search_records
+
     finished = [t for t in trials.values() if t.finished and t.source_trial is None and t.profile]
-    feasible = [t for t in finished if t.report.feasible]
-    if not feasible:
+    records = search_records(finished)
+    if frontier_cost is not None:
+        pool, kind = (
+            sorted(pareto(records, frontier_cost), key=lambda r: (-r.accuracy, r.costs.get("macs", 0.0))),
+            VALIDATION,
+        )
+    else:
+        pool, kind = ranked(records)
+    if not pool:
         raise ConfigError(
             f"no feasible trial among {len(finished)} finished trials: nothing to export; "
             "run more trials or loosen the budgets"
         )
-    if frontier_cost is not None:
-        by_id = {t.trial_id: t for t in feasible}
-        records = [TrialRecord.from_report(t.trial_id, t.report, dict(t.profile)) for t in feasible]
-        feasible = [by_id[r.trial_id] for r in pareto(records, frontier_cost)]
-    ranked = sorted(feasible, key=lambda t: (-t.report.accuracy, t.report.cost("macs", 0.0)))
-    return ranked[:top]
+    return pool[:top], kind
 
 
 def export_profiles(
@@ -210,6 +223,10 @@ def export_profiles(
         raise ConfigError(f"--top {top} must be at least 1")
     manifest = read_manifest(experiment)
     cost = (manifest.config.budgets[0].key if manifest.config.budgets else "macs") if frontier else None
-    chosen = choose_trials(read_trials(manifest.directory), top, frontier_cost=cost)
+    trials = read_trials(manifest.directory)
+    chosen, kind = choose_trials(trials, top, frontier_cost=cost)
     directory = Path(out) if out else manifest.directory / LIBRARY_DIR
-    return [from_trial(t, manifest).save(directory / f"{manifest.config.name}-{t.trial_id}.json") for t in chosen]
+    return [
+        from_trial(trials[r.trial_id], manifest, r, kind).save(directory / f"{manifest.config.name}-{r.trial_id}.json")
+        for r in chosen
+    ]

@@ -21,6 +21,9 @@ def local_ray_env(address: str | None) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # A trial's error reaches the user once, as Tune's one line and error.txt; a run stopped by
+    # a failure (a full disk) must not add Ray's "Unhandled error" traceback per in-flight trial.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def named(config, name: str):

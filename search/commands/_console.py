@@ -4,8 +4,8 @@
 - during: the live view of :mod:`prunetune.search.run.console` (``--verbose``: Tune's own
   output; ``--quiet``: nothing until the result);
 - after: the frontier table with its dense row (marked partial after Ctrl-C), each errored
-  trial, every file written. Exit 0; 130 after Ctrl-C (with how to resume); 1 when no trial
-  finished (a search with nothing to show failed).
+  trial, every file written. Exit 0; 130 after Ctrl-C and 143 after SIGTERM (each with how to
+  resume); 1 when no trial finished (a search with nothing to show failed).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT; SIGTERM gives 128 + 15 = 143
 
 
 def add_console_args(parser) -> None:
@@ -47,12 +47,17 @@ def print_dense(prepared) -> None:
 
 
 def exit_code(prepared, outcome) -> int:
-    """0, or 130 after Ctrl-C (saying how to resume), or 1 when no trial finished."""
-    from prunetune.search.run.console import was_interrupted
+    """0, or 130 after Ctrl-C and 143 after SIGTERM (saying how to resume), or 1 when no trial
+    finished."""
+    import signal
+
+    from prunetune.search.run.console import interrupting_signal, was_interrupted
 
     if was_interrupted():
-        print(f"interrupted: resume with `prunetune resume {prepared.experiment_dir}`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        signum = interrupting_signal()
+        by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+        print(f"interrupted{by}: resume with `prunetune resume {prepared.experiment_dir}`", file=sys.stderr)
+        return 128 + signum
     if not outcome.records:
         why = f"all {len(outcome.errors)} trials errored" if outcome.errors else "no trial finished"
         print(f"prunetune: search failed: {why}; see the errors above", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from prunetune.search.commands import local_ray_env, named, print_results
+from prunetune.search.commands._console import add_console_args, start_console
 
 
 def register(sub) -> None:
@@ -29,6 +30,7 @@ def register(sub) -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
+    add_console_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     config = named(config, args.name or f"{config.name}-apply")
     local_ray_env(config.address)
+    start_console(args)  # the live line, not Tune's boxed tables (--verbose brings them back)
     from prunetune.search.artifacts.apply import apply_profiles, format_applied, load_profiles
 
     profiles = load_profiles(args.profile)  # wrong-type fields are one line, before any model is built

@@ -48,15 +48,37 @@ def register(sub) -> None:
 
 
 def choose_trial(args: argparse.Namespace, experiment):
+    """The trial to export and the line describing its figure (the one definition of best for
+    ``--best``: search/store/best.py). Damaged trial folders are named on stderr, left out."""
+    import sys
+
     from prunetune.budgets.errors import ConfigError
-    from prunetune.search.store.trials import best_trial, find_trial, parse_budget_filter, read_trials
+    from prunetune.search.store.trials import (
+        choose_best,
+        damaged_trials,
+        find_trial,
+        parse_budget_filter,
+        read_trials,
+    )
 
     trials = read_trials(experiment)
     if args.budget and not args.best:
         raise ConfigError("--budget only filters --best; drop it or use --best instead of --trial")
-    if args.best:
-        return best_trial(trials, parse_budget_filter(args.budget) if args.budget else None)
-    return find_trial(trials, args.trial)
+    if not args.best:
+        trial = find_trial(trials, args.trial, experiment)
+        return trial, f"{_figure(trial.report)}"
+    damaged = damaged_trials(experiment)
+    for damage in damaged:
+        print(f"prunetune: warning: {damage.line('left out of --best')}", file=sys.stderr)
+    trial, best = choose_best(trials, parse_budget_filter(args.budget) if args.budget else None)
+    left = f" ({len(damaged)} damaged trial(s) left out)" if damaged else ""
+    return trial, f"best: {best.label}{left}"
+
+
+def _figure(report) -> str:
+    if report.test_accuracy is not None:
+        return f"test accuracy {report.test_accuracy:.4f} (validation {report.accuracy:.4f})"
+    return f"validation accuracy {report.accuracy:.4f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
     from prunetune.search.store.manifest import read_manifest
 
     manifest = read_manifest(args.results)
-    trial = choose_trial(args, manifest.directory)
+    trial, figure = choose_trial(args, manifest.directory)
     result = export_trial(manifest, trial, args.format, args.out, force=args.force)
     costs = "  ".join(f"{k} {v:,.0f}" for k, v in result.costs.items())
-    print(f"trial {trial.trial_id}: accuracy {trial.report.accuracy:.4f}, {costs}")
+    print(f"trial {trial.trial_id}: {figure}, {costs}")
     print(
         f"verified: outputs within {result.max_abs_diff:.2g} of the trial's model on {result.inputs} validation "
         f"inputs (tolerance {result.tolerance:.2g}); MACs and parameters match the trial's report"

@@ -20,11 +20,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prunetune.search.artifacts.library import export_profiles, load_profile
+    import sys
 
+    from prunetune.search.artifacts.library import export_profiles, load_profile
+    from prunetune.search.store.trials import damaged_trials
+
+    for damage in damaged_trials(args.results):
+        print(f"prunetune: warning: {damage.line()}", file=sys.stderr)
     for path in export_profiles(args.results, args.top, args.out, frontier=args.frontier):
         profile = load_profile(path)
         macs = profile.relative.get("macs")
         share = f", {macs:.1%} of dense MACs" if macs is not None else ""
-        print(f"{path}  (accuracy {profile.accuracy:.4f}{share}, trial {profile.trial_id})")
+        print(f"{path}  ({profile.accuracy_kind} {profile.accuracy:.4f}{share}, trial {profile.trial_id})")
     return 0

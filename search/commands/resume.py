@@ -32,11 +32,12 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prunetune.budgets.errors import ConfigError
-    from prunetune.search.store.manifest import read_manifest
+    from prunetune.search.store.manifest import check_unchanged, read_manifest
     from prunetune.search.store.trust import check_owner
 
     manifest = read_manifest(args.results)
     check_owner(manifest.directory, trust=args.trust)  # before Tune unpickles a byte of it
+    check_unchanged(manifest)
     if _finished(manifest):
         return 0
     address = args.address or manifest.config.address

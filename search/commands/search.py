@@ -103,6 +103,7 @@ def print_outcome(prepared, outcome) -> None:
     )
     print(format_table(outcome.frontier, cost, reference(prepared, outcome.records), partial=was_interrupted()))
     print_confirmed(prepared, outcome)
+    print_best(outcome)
     print_results(outcome.errors, prepared.experiment_dir, outcome.files, "frontier")
     if prepared.config.tracking.enabled:
         uri = tracking_uri(prepared.config, prepared.storage)
@@ -111,6 +112,16 @@ def print_outcome(prepared, outcome) -> None:
             if uri.startswith("sqlite:")
             else f"MLflow:   {uri}"
         )
+
+
+def print_best(outcome) -> None:
+    """The search's best profile by the one definition (search/store/best.py), as ``status``,
+    ``export --best`` and MLflow name it."""
+    from prunetune.search.store.best import best_of
+
+    best = best_of(outcome.records)
+    if best is not None:
+        print(f"best:     {best.describe()}")
 
 
 def print_confirmed(prepared, outcome) -> None:
@@ -122,7 +133,7 @@ def print_confirmed(prepared, outcome) -> None:
     settings = prepared.config.confirm
     print(
         f"Confirmed on the test split: {len(confirmed)} profile(s) fine-tuned again for {settings.steps} steps "
-        f"x {settings.seeds} seed(s); the frontier's accuracy is their test accuracy"
+        f"x {settings.seeds} seed(s); the frontier above is at validation accuracy, the best by test accuracy"
     )
     for r in confirmed:
         searched = f"val {r.search_accuracy:.4f}" if r.search_accuracy is not None else "val ?"

@@ -23,6 +23,14 @@ def run(args: argparse.Namespace) -> int:
         f"synced {_count(result.trials, 'trial')}{points} to {result.uri}: study {result.experiment!r}, "
         f"search run {result.parent_run_id}"
     )
+    print(
+        f"corrected {_count(result.corrected, 'trial run')} to match the folder"
+        + (f"; deleted {_count(result.duplicates, 'duplicate run')}" if result.duplicates else "")
+    )
+    if result.damaged:
+        print(f"left out {_count(len(result.damaged), 'damaged trial')}:")
+        for damage in result.damaged:
+            print(f"  {damage.line()}")
     return 0
 
 

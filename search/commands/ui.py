@@ -113,12 +113,30 @@ def run(args: argparse.Namespace) -> int:
         f"MLflow UI: http://127.0.0.1:{args.port}/#/experiments?{MODEL_TRAINING_VIEW}  (store {uri}; Ctrl-C stops it)",
         flush=True,
     )
-    server = subprocess.Popen(command)
-    # `kill` (SIGTERM) stops the server too, like Ctrl-C, instead of orphaning it.
+    # Its own session: Ctrl-C reaches this process only, which stops the server and its workers
+    # as a group at once, instead of waiting out the server's own graceful shutdown.
+    server = subprocess.Popen(command, start_new_session=True)
+    # `kill` (SIGTERM) stops the server too, like Ctrl-C, instead of orphaning it; and Ctrl-C
+    # works even where this process started with SIGINT ignored (a background job of a shell).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
         return 0
+
+
+def stop_server(server: subprocess.Popen, grace_s: float = 3.0) -> None:
+    """End the server we started and its workers (its process group), by its PID: SIGTERM, then
+    SIGKILL after ``grace_s``."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -43,8 +43,11 @@ _REPLACED = (
     "Resume experiment with",
     "Trials did not complete",
     "Experiment has been interrupted",
+    "Stop signal received",  # Ctrl-C or SIGTERM: the search says how to resume, once
+    "Failed to fetch metrics for",  # a trial stopped before its first report: status says so
 )
 _INTERRUPTED = threading.Event()
+_SIGNAL: list[int] = []  # the signal that stopped the run (SIGINT or SIGTERM)
 
 
 def set_mode(mode: str) -> None:
@@ -52,13 +55,19 @@ def set_mode(mode: str) -> None:
     assert mode in MODES, mode
     os.environ[MODE_ENV] = mode
     _INTERRUPTED.clear()
+    _SIGNAL.clear()
     if mode == "verbose":
         os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         os.environ.pop("RAY_LOG_TO_DRIVER", None)
         return
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy engine: the one that calls our reporter
     os.environ["RAY_LOG_TO_DRIVER"] = "0"  # read when Ray is imported; a joined cluster still echoes
-    for name in ("ray.tune", "ray.tune.tune", "ray.tune.execution.tune_controller"):
+    for name in (
+        "ray.tune",
+        "ray.tune.tune",
+        "ray.tune.execution.tune_controller",
+        "ray.tune.analysis.experiment_analysis",
+    ):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Replaced) for f in logger.filters):
             logger.addFilter(_Replaced())
@@ -69,8 +78,13 @@ def mode() -> str:
 
 
 def was_interrupted() -> bool:
-    """Whether Ctrl-C (SIGINT) stopped the search that ran last in this process."""
+    """Whether Ctrl-C (SIGINT) or SIGTERM stopped the search that ran last in this process."""
     return _INTERRUPTED.is_set()
+
+
+def interrupting_signal() -> int:
+    """The signal that stopped the search (SIGINT unless SIGTERM did)."""
+    return _SIGNAL[0] if _SIGNAL else signal.SIGINT
 
 
 class _Replaced(logging.Filter):
@@ -79,17 +93,22 @@ class _Replaced(logging.Filter):
 
 
 def _chain_sigint() -> None:
-    """Note Ctrl-C, then let Tune's handler (installed just before) stop the run gracefully."""
+    """Note Ctrl-C, then let Tune's handler (installed just before) stop the run gracefully.
+    SIGTERM (a scheduler, ``kill``, a container stopping) does the same: without this, Ray's
+    own handler aborts the driver with a native crash dump and no resume hint."""
     if threading.current_thread() is not threading.main_thread():
         return
     tune_handler = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
         _INTERRUPTED.set()
+        if not _SIGNAL:
+            _SIGNAL.append(signum)
         if callable(tune_handler):
-            tune_handler(signum, frame)
+            tune_handler(signal.SIGINT, frame)
 
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _duration(seconds: float) -> str:

@@ -10,6 +10,7 @@ and report. :func:`log_report` attaches a report's files to the run's MLflow par
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,11 @@ def run_grid(
         space.pop("data")
     space.update({key: tune.grid_search(list(values)) for key, values in grid.items()})
     space[VARIES] = [key for key in VARIANT_KEYS if key in grid]  # what each trial's MLflow run is named after
-    tuner = make_tuner(prepared, trainable, space, {"max_concurrent_trials": config.concurrency})
+    from prunetune.search.run.console import LiveView
+
+    total = math.prod(len(list(values)) for values in grid.values())
+    reporter = LiveView(prepared.frontier_cost, total)  # one live line, as a search shows
+    tuner = make_tuner(prepared, trainable, space, {"max_concurrent_trials": config.concurrency}, reporter=reporter)
     return list(tuner.fit())
 
 

@@ -95,6 +95,9 @@ class ProfileSearch(Method):
         check_scheduler(config)
         cost = self.frontier_cost(config)
         if config.confirm.uniform and cost not in ("macs", "params"):
+            from prunetune.budgets.spec import cost_functions
+
+            cost_functions(config.budgets)  # a user cost whose module is missing is named as itself, first
             raise ConfigError(
                 f"confirm.uniform places the uniform profile on the exact cost model (macs, params), but the frontier "
                 f"cost {cost!r} is measured by trials: run `searcher: uniform` for it, or list an analytic budget first"

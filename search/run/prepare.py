@@ -26,7 +26,7 @@ from prunetune.search.run.resources import check_address, check_local
 from prunetune.search.run.screen import screen_by_latency
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
 from prunetune.search.space import ProfileSpace
-from prunetune.search.store.manifest import MANIFEST, read_manifest
+from prunetune.search.store.manifest import MANIFEST, check_unchanged, read_manifest
 from prunetune.trainables import (
     CostModelError,
     DivergedError,
@@ -239,6 +239,7 @@ def _existing(config: SearchConfig, storage: Path, trust: bool) -> Prepared | No
             f"choose a new name (--set name=...) or remove {directory}"
         )
     manifest = read_manifest(directory)
+    check_unchanged(manifest)
     differences = config_differences(manifest.config, config)
     if differences:
         raise ConfigError(

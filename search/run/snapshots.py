@@ -77,9 +77,13 @@ def keep(source: Path, directory: Path) -> bool:
     keep_root.mkdir(exist_ok=True)
     generation = keep_root / f"{time.time_ns()}"
     partial = keep_root / f".{generation.name}.partial"
-    partial.mkdir()
-    for path in files:
-        shutil.copyfile(path, partial / path.name)
+    try:
+        partial.mkdir()
+        for path in files:
+            shutil.copyfile(path, partial / path.name)
+    except OSError as err:  # a full disk: the set kept before stays CURRENT, whole
+        shutil.rmtree(partial, ignore_errors=True)
+        raise OSError(err.errno, err.strerror, str(directory)) from None
     partial.rename(generation)
     pointer = keep_root / f".{CURRENT}.tmp"
     pointer.write_text(generation.name)

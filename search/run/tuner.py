@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,21 @@ def collect(prepared: Prepared, results: Iterable) -> tuple[list[TrialRecord], d
     for result in finished:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         records.extend(prepared.method.records(result, trial_id))
+    records += finished_on_disk(prepared, {r.trial_id for r in records} | set(errors))
     return confirmed(records), errors
+
+
+def finished_on_disk(prepared: Prepared, known: set[str]) -> list[TrialRecord]:
+    """Trials whose folder holds their last report (``done``) though Tune's results do not list
+    them as finished: a trial that finished as Ctrl-C or SIGTERM stopped the run. The folder is
+    the truth, and ``status`` reads it: the frontier counts them too."""
+    if is_uri(prepared.config.storage_path):
+        return []
+    from prunetune.search.store.best import search_records
+    from prunetune.search.store.trials import read_trials
+
+    on_disk = read_trials(prepared.experiment_dir).values()
+    return [r for r in search_records([t for t in on_disk if t.report_done]) if r.trial_id not in known]
 
 
 def run_search(prepared: Prepared) -> SearchOutcome:
@@ -225,9 +240,42 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     else:
         write_manifest(prepared)
         tuner = build_tuner(prepared)
-    records, errors = collect(prepared, tuner.fit())
-    front = pareto(records, prepared.frontier_cost)
-    return SearchOutcome(records, errors, front, render(prepared, records), time.time() - started)
+    with storage_errors(prepared):
+        records, errors = collect(prepared, tuner.fit())
+        front = pareto(records, prepared.frontier_cost)
+        files = render(prepared, records)
+    reconcile_tracking(prepared)
+    return SearchOutcome(records, errors, front, files, time.time() - started)
+
+
+@contextmanager
+def storage_errors(prepared: Prepared) -> Iterator[None]:
+    """A write that fails for want of space or rights (Tune's snapshot, a frontier file) as one
+    :class:`StorageError` naming the experiment folder and how to resume once it is fixed; what
+    was written before stays as it was (Tune's last whole snapshot, the kept snapshot set)."""
+    from prunetune.budgets.errors import STORAGE_ERRNOS, StorageError, storage_message
+
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        raise StorageError(
+            f"{storage_message(err, prepared.experiment_dir)}; then resume with "
+            f"`prunetune resume {prepared.experiment_dir}`"
+        ) from None
+
+
+def reconcile_tracking(prepared: Prepared) -> None:
+    """Bring MLflow up to date with the experiment folder once the run has ended (on its own,
+    by Ctrl-C or SIGTERM): what the live callback missed is written, what it got wrong is
+    corrected (:func:`~prunetune.search.tracking.sync.reconcile`)."""
+    if not prepared.config.tracking.enabled or is_uri(prepared.config.storage_path):
+        return
+    from prunetune.search.tracking.sync import reconcile
+    from prunetune.search.tracking.tracker import tracking_uri
+
+    reconcile(prepared.experiment_dir, tracking_uri(prepared.config, prepared.storage))
 
 
 def reference(prepared: Prepared, records: Sequence[TrialRecord] = ()):

@@ -123,14 +123,29 @@ def pareto_front(items: Iterable[T], *, cost: Callable[[T], float], accuracy: Ca
     return front
 
 
-def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
-    """Feasible records not dominated in (lower ``cost``, higher accuracy), cheapest first.
+def search_trials(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The search's own trials at their validation accuracy: no confirmation trial or merged
+    confirmed record, no reference profile."""
+    return [r for r in records if r.reference is None and r.confirms is None and not r.confirmed]
 
-    When some records are confirmed (:func:`confirmed`), only those compete: a confirmed test
-    accuracy and a short trial's validation accuracy are not comparable. Trials a scheduler
-    stopped early and reference profiles (:func:`references`) never enter the frontier."""
-    records = [r for r in records if r.reference is None]
-    pool = [r for r in records if r.confirmed] or [r for r in records if r.confirms is None and not r.stopped]
+
+def confirmed_points(records: Iterable[TrialRecord]) -> list[tuple[TrialRecord, TrialRecord | None]]:
+    """Each merged confirmed record of the search (:func:`confirmed`) with the search trial it
+    confirms (None when that trial is not among ``records``): the figures draw the two joined."""
+    records = list(records)
+    search = {r.trial_id: r for r in search_trials(records)}
+    return [(r, search.get(str(r.confirms))) for r in records if r.confirmed and r.reference is None]
+
+
+def pareto(records: Iterable[TrialRecord], cost: str) -> list[TrialRecord]:
+    """Feasible search trials not dominated in (lower ``cost``, higher validation accuracy),
+    cheapest first.
+
+    Every finished search trial competes at its validation accuracy, whether or not the search
+    confirmed it: a confirmed test accuracy is another figure, drawn beside the frontier
+    (:func:`confirmed_points`), never mixed into it. Trials a scheduler stopped early and
+    reference profiles (:func:`references`) never enter the frontier."""
+    pool = [r for r in search_trials(records) if not r.stopped]
     feasible = (r for r in pool if r.feasible and cost in r.costs)
     return pareto_front(feasible, cost=lambda r: r.costs[cost], accuracy=lambda r: r.accuracy)
 
@@ -211,11 +226,13 @@ def format_table(
 ) -> str:
     """A plain-text table of the frontier for the terminal, the dense model as its first row
     when ``reference`` knows it (accuracy and ``cost`` "of dense" columns beside the values).
+    The accuracy column is validation accuracy ("val acc"); a reference row's is its confirmed
+    test accuracy, and says so.
     ``partial`` marks the frontier of an interrupted search."""
     reference = reference or Reference()
     dense_cost = reference.dense_cost(cost, front)
     title, profile = profile_columns(front)
-    header = f"{'trial':<22} {'accuracy':>8} {'of dense':>8} {cost:>14} {'of dense':>8}  {title}"
+    header = f"{'trial':<22} {'val acc':>8} {'of dense':>8} {cost:>14} {'of dense':>8}  {title}"
     lines = [header, "-" * len(header)]
     if reference.dense_accuracy is not None or dense_cost is not None:
         known = lambda value: "100.0%" if value is not None else "-"  # noqa: E731
@@ -229,7 +246,7 @@ def format_table(
             rel = r.relative.get(cost, r.costs[cost] / dense_cost if dense_cost else math.nan)
             ratios = sorted(set(r.profile.values()))
             lines.append(
-                f"{reference.baseline_label + ' (reference)':<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} "
+                f"{reference.baseline_label + ' (test acc)':<22} {r.accuracy:>8.4f} {_pct(acc_share):>8} "
                 f"{r.costs[cost]:>14,.0f} {_pct(rel):>8}  all {ratios[0]:.2f}"
                 + (f"-{ratios[-1]:.2f}" if len(ratios) > 1 else "")
             )
@@ -267,15 +284,21 @@ def write_frontier(
     *,
     partial: bool = False,
     uniform: Sequence[TrialRecord] = (),
+    confirmed_records: Sequence[TrialRecord] = (),
+    best: dict | None = None,
 ) -> dict[str, Path]:
     """Write ``frontier.csv`` and ``frontier.json`` into ``directory``; ``partial`` (an
-    interrupted search) and the ``uniform`` reference records (``confirm.uniform``) are
-    recorded in the JSON."""
+    interrupted search), the ``uniform`` reference records (``confirm.uniform``), the confirmed
+    profiles and the search's ``best`` profile (trial id, accuracy, which accuracy it is: see
+    search/store/best.py) are recorded in the JSON. The frontier's accuracies are validation
+    accuracies."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"csv": directory / "frontier.csv", "json": directory / "frontier.json"}
     with paths["csv"].open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["trial_id", R.ACCURACY, R.LOSS, cost, f"{cost}_relative", R.FINETUNE_STEPS, "profile"])
+        writer.writerow(
+            ["trial_id", "validation_" + R.ACCURACY, R.LOSS, cost, f"{cost}_relative", R.FINETUNE_STEPS, "profile"]
+        )
         for r in front:
             writer.writerow(
                 [
@@ -291,8 +314,11 @@ def write_frontier(
     blob = {
         "cost": cost,
         "partial": partial,
+        "accuracy": "validation accuracy",
         "frontier": [asdict(r) for r in front],
+        "confirmed": [asdict(r) for r in confirmed_records],
         "uniform": [asdict(r) for r in uniform],
+        "best": best,
     }
     paths["json"].write_text(json.dumps(blob, indent=2))
     return paths

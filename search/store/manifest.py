@@ -13,8 +13,10 @@ holds the old name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,45 @@ from prunetune.search.config import SearchConfig, is_uri, parse_config
 
 MANIFEST = "prunetune.json"
 VERSION = 1
+DIGESTS = "config_sha256"  # per config key, the hash of its value when the search started
+
+
+def config_digests(config: Mapping) -> dict[str, str]:
+    """A short SHA-256 of every leaf of a config's JSON form, by dotted key: what the search
+    started with, so that an edit of the manifest's config is found and named on resume."""
+    digests = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, Mapping) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+            return
+        digests[prefix] = hashlib.sha256(json.dumps(node, sort_keys=True).encode()).hexdigest()[:16]
+
+    walk(config, "")
+    return digests
+
+
+def edited_keys(config: Mapping, recorded: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The keys whose value differs from ``recorded`` digests (added or removed ones too);
+    none when the manifest predates the digests."""
+    if not recorded:
+        return ()
+    now = config_digests(config)
+    return tuple(sorted(k for k in now.keys() | recorded.keys() if now.get(k) != recorded.get(k)))
+
+
+def check_unchanged(manifest: Manifest) -> None:
+    """Refuse to resume a search whose manifest's config was edited after it started: its
+    finished trials ran with the old values, the rest would run with the new ones."""
+    if manifest.edited:
+        keys = ", ".join(manifest.edited[:5]) + (
+            f" (and {len(manifest.edited) - 5} more)" if len(manifest.edited) > 5 else ""
+        )
+        raise ConfigError(
+            f"{manifest.directory / MANIFEST} was edited after the search started (changed: {keys}); "
+            "a resumed search must run as it started: restore the value, or start a new search under a new name"
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +75,7 @@ class Manifest:
     groups: dict[str, int]
     directory: Path
     extra_bases: tuple[str, ...] = ()  # the checkpoints of config.bases, in order
+    edited: tuple[str, ...] = ()  # config keys changed since the search started (see check_unchanged)
 
     def setup(self):
         """The :class:`~trainables.TrialSetup` every trial of this search used."""
@@ -58,6 +100,7 @@ def write_manifest(prepared) -> Path:
         "dense_costs": prepared.dense_costs,
         "groups": {g.name: g.channels for g in prepared.space.groups},
     }
+    blob[DIGESTS] = config_digests(blob["config"])
     path = directory / MANIFEST
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(blob, indent=2))
@@ -85,6 +128,7 @@ def read_manifest(directory: str | Path) -> Manifest:
             groups=dict(blob["groups"]),
             directory=directory,
             extra_bases=tuple(blob.get("extra_bases", ())),
+            edited=edited_keys(blob["config"], blob.get(DIGESTS)),
         )
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError, ConfigError) as err:
         detail = (

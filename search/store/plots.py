@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from prunetune.search.store.frontier import Reference, TrialRecord, broken_budgets, pareto, write_frontier
+from prunetune.search.store.frontier import (
+    Reference,
+    TrialRecord,
+    broken_budgets,
+    confirmed_points,
+    pareto,
+    search_trials,
+    write_frontier,
+)
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -36,10 +44,14 @@ def infeasible_groups(records: Sequence[TrialRecord], cost: str, reference: Refe
     return groups
 
 
+CONFIRMED_LABEL = "confirmed (test accuracy)"
+
+
 def accuracy_label(records: Sequence[TrialRecord]) -> str:
-    """The y axis: validation accuracy, unless confirmed (test-split) figures are drawn too."""
+    """The y axis: validation accuracy; where confirmed profiles are drawn too, the axis says
+    which marker is which (trials and frontier: validation; diamonds: test split)."""
     if any(r.confirmed for r in records):
-        return "accuracy (confirmed: test split; other trials: validation)"
+        return "accuracy: trials validation, \u25c6 confirmed test"
     return "validation accuracy"
 
 
@@ -52,8 +64,9 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
     from matplotlib.ticker import PercentFormatter
 
     reference = reference or Reference()
-    records = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
-    dense = reference.dense_cost(cost, records)
+    everything = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
+    records = search_trials(everything)  # at validation accuracy; confirmed ones drawn beside
+    dense = reference.dense_cost(cost, everything)
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8.4, 4.6), dpi=110)
     for (label, members), marker in zip(infeasible_groups(records, cost, reference).items(), "osD^v<>p*h" * 10):
@@ -73,6 +86,14 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
         label="frontier",
         zorder=4,
     )
+    points = [(c, s) for c, s in confirmed_points(everything) if cost in c.costs]
+    for index, (point, source) in enumerate(points):
+        if source is not None and cost in source.costs:  # joined to the trial it confirms
+            ax.plot([x(source), x(point)], [source.accuracy, point.accuracy], c="tab:purple", lw=0.8, ls=":")
+        ax.scatter(
+            [x(point)], [point.accuracy], marker="D", s=36, c="tab:purple", zorder=5,
+            label=CONFIRMED_LABEL if index == 0 else None,
+        )  # fmt: skip
     baseline = sorted((r for r in reference.baseline if cost in r.costs), key=x)
     if baseline:
         ax.plot(
@@ -97,7 +118,7 @@ def frontier_figure(records: Sequence[TrialRecord], cost: str, title: str = "", 
         top.set_xlabel(f"{cost} (absolute)")
     else:
         ax.set_xlabel(cost)
-    ax.set_ylabel(accuracy_label(records))
+    ax.set_ylabel(accuracy_label(everything))
     ax.set_title(title or f"accuracy vs {cost}", pad=28 if dense else 6)
     ax.grid(alpha=0.3)
     # Beside the axes, never over the points.
@@ -136,9 +157,13 @@ def _hover(record: TrialRecord, cost: str) -> str:
     broken = broken_budgets(record)
     over = f"<br>over {', '.join(broken)}" if broken else ""
     return (
-        f"{record.trial_id}<br>accuracy {record.accuracy:.4f}<br>{cost} {record.costs[cost]:,.0f}{share}{over}"
+        f"{record.trial_id}<br>{_figure(record)} {record.accuracy:.4f}<br>{cost} {record.costs[cost]:,.0f}{share}{over}"
         f"<br>{profile}"
     )
+
+
+def _figure(record: TrialRecord) -> str:
+    return "confirmed test accuracy" if record.confirmed else "validation accuracy"
 
 
 def _trace(members: Sequence[TrialRecord], cost: str, x, label: str, first: bool, **style):
@@ -159,8 +184,9 @@ def _trace(members: Sequence[TrialRecord], cost: str, x, label: str, first: bool
 def _cost_traces(records: Sequence[TrialRecord], cost: str, first: bool, reference: Reference) -> list:
     import plotly.graph_objects as go
 
-    records = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
-    dense = reference.dense_cost(cost, records)
+    everything = [r for r in records if r.reference is None]  # reference profiles: the baseline curve
+    records = search_trials(everything)  # at validation accuracy; confirmed ones drawn beside
+    dense = reference.dense_cost(cost, everything)
     x = lambda r: share_of_dense(r, cost, dense)  # noqa: E731
     grey = {"color": "lightgrey", "size": 8}
     traces = [
@@ -180,6 +206,25 @@ def _cost_traces(records: Sequence[TrialRecord], cost: str, first: bool, referen
             line={"shape": "hv", "color": "#d62728"},
         )
     )
+    points = [(c, s) for c, s in confirmed_points(everything) if cost in c.costs]
+    if points:
+        xs, ys = [], []
+        for point, source in points:  # each confirmed profile joined to the trial it confirms
+            if source is not None and cost in source.costs:
+                xs += [x(source), x(point), None]
+                ys += [source.accuracy, point.accuracy, None]
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", line={"dash": "dot", "color": "#9467bd"}, showlegend=False))
+        traces.append(
+            _trace(
+                [p for p, _ in points],
+                cost,
+                x,
+                CONFIRMED_LABEL,
+                first,
+                mode="markers",
+                marker={"symbol": "diamond", "color": "#9467bd", "size": 10},
+            )
+        )
     baseline = sorted((r for r in reference.baseline if cost in r.costs), key=x)
     if baseline:
         traces.append(
@@ -299,7 +344,18 @@ def render_frontier(
     with a plot per cost. Returns them by kind (``png``, ``png:<cost>``, ...) for listing."""
     directory.mkdir(parents=True, exist_ok=True)
     uniform = reference.baseline if reference is not None else ()
-    files = write_frontier(pareto(records, costs[0]), costs[0], directory, partial=partial, uniform=uniform)
+    from prunetune.search.store.best import best_of
+
+    best = best_of(records)
+    files = write_frontier(
+        pareto(records, costs[0]),
+        costs[0],
+        directory,
+        partial=partial,
+        uniform=uniform,
+        confirmed_records=[r for r, _ in confirmed_points(records)],
+        best=None if best is None else best.summary(),
+    )
     for index, cost in enumerate(costs):
         name = "frontier.png" if index == 0 else f"frontier-{cost}.png"
         files["png" if index == 0 else f"png:{cost}"] = frontier_png(
@@ -317,6 +373,7 @@ def compare_html(
     path: Path,
     title: str,
     dense: Mapping[str, float | None] | None = None,
+    ylabel: str = "validation accuracy",
 ) -> Path:
     """Overlay of frontiers: ``curves`` maps a search label to (relative cost, accuracy, trial);
     ``dense`` a label to its dense model's accuracy, drawn as a star at 100% of dense cost."""
@@ -357,7 +414,7 @@ def compare_html(
     fig.update_layout(
         title=title,
         xaxis={"title": f"{cost} (fraction of dense)", "tickformat": ".0%"},
-        yaxis={"title": "validation accuracy"},
+        yaxis={"title": ylabel},
         height=520,
         autosize=True,
         template="plotly_white",
@@ -371,6 +428,7 @@ def compare_png(
     path: Path,
     title: str,
     dense: Mapping[str, float | None] | None = None,
+    ylabel: str = "validation accuracy",
 ) -> Path:
     """The same overlay as :func:`compare_html`, as a static PNG."""
     import matplotlib
@@ -394,7 +452,7 @@ def compare_png(
                 label=f"{label}: dense model",
             )
     ax.set_xlabel(f"{cost} (fraction of dense)")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -34,7 +34,7 @@ CURRENT = "CURRENT"
 @dataclass(frozen=True)
 class TrialState:
     trial_id: str
-    status: str  # done | errored | running | pending
+    status: str  # done | errored | running | pending | damaged
     accuracy: float | None = None
     feasible: bool = False
     reason: str = ""
@@ -57,13 +57,8 @@ class Progress:
         the done and errored ones (an errored trial is not left: ``resume`` retries it)."""
         if self.finished:
             return 0
-        return max(0, self.configured - len(self.having("done")) - len(self.having("errored")))
-
-    @property
-    def best(self) -> TrialState | None:
-        """The done, feasible trial with the highest accuracy, if any."""
-        feasible = [t for t in self.having("done") if t.feasible and t.accuracy is not None]
-        return max(feasible, key=lambda t: t.accuracy, default=None)
+        ended = len(self.having("done")) + len(self.having("errored")) + len(self.having("damaged"))
+        return max(0, self.configured - ended)
 
 
 def kept_dir(directory: Path) -> Path | None:
@@ -103,14 +98,21 @@ def snapshot_states(directory: Path) -> dict[str, str]:
     return states
 
 
-def _trial_state(trial_id: str, tune_status: str, trial_dir: Path) -> TrialState:
+def _trial_state(trial_id: str, tune_status: str, trial_dir: Path, ended: bool = False) -> TrialState:
+    """One trial's state. Once the search ended (``ended``), nothing runs: a trial Tune's last
+    snapshot still calls running (the snapshot predates its end) errored, with its
+    ``error.txt`` or, without one, as stopped before its last report."""
     folder = read_trial_folder(trial_dir)
+    if folder.damage is not None:
+        return TrialState(trial_id, "damaged", reason=folder.damage)
     report = folder.last
     if report.get(R.DONE) or tune_status == "TERMINATED":
         accuracy = report.get(R.ACCURACY)
         return TrialState(trial_id, "done", accuracy, bool(report.get(R.FEASIBLE)))
-    if tune_status == "ERROR":
+    if tune_status == "ERROR" or (ended and folder.error is not None):
         return TrialState(trial_id, "errored", reason=folder.error or "failed (no error.txt)")
+    if ended and report:
+        return TrialState(trial_id, "errored", reason="stopped before its last report (no error.txt)")
     return TrialState(trial_id, "running" if tune_status in _RUNNING or report else "pending")
 
 
@@ -140,11 +142,12 @@ def read_progress(directory: str | Path, configured: int | None = None) -> Progr
         )
     states = snapshot_states(manifest.directory)
     on_disk = {p.name.removeprefix("trial_") for p in manifest.directory.glob("trial_*") if p.is_dir()}
+    ended = ended_on_its_own(manifest.directory)
     trials = [
-        _trial_state(trial_id, states.get(trial_id, "PENDING"), manifest.directory / f"trial_{trial_id}")
+        _trial_state(trial_id, states.get(trial_id, "PENDING"), manifest.directory / f"trial_{trial_id}", ended)
         for trial_id in sorted(states.keys() | on_disk)
     ]
     idle = not any(t.status in ("running", "pending") for t in trials)
-    finished = idle and bool(trials) and ended_on_its_own(manifest.directory)
+    finished = idle and bool(trials) and ended
     count = manifest.config.trials if configured is None else configured
     return Progress(manifest.config.name, manifest.directory, count, trials, finished)

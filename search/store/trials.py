@@ -55,6 +55,11 @@ class TrialInfo:
     def finished(self) -> bool:
         return R.is_finished(self.metrics)
 
+    @property
+    def report_done(self) -> bool:
+        """Whether the last report is the trial's last word (it ran its whole fine-tune)."""
+        return self.finished and bool(self.metrics.get(R.DONE))
+
     @functools.cached_property
     def report(self) -> TrialReport:
         """The last report read through the schema, once (only for a :attr:`finished` trial)."""
@@ -69,21 +74,35 @@ def point_id(trial_id: str, level: float) -> str:
 def read_reports(path: Path) -> tuple[dict, ...]:
     """Every whole report in a ``result.json``, oldest first (none when the file is missing).
 
-    A line that does not parse was cut short by a crash (Tune appends one line per report), so
-    it is skipped and the report before it stands; no reader raises on it."""
+    A line that does not parse was cut short (a crash, a full disk, a hand edit): it is skipped.
+    When no whole report follows it, the trial's last word is lost: :func:`read_trial_folder`
+    records that as the folder's ``damage``, and every command leaves the trial out and names
+    the file instead of judging the trial by an older report."""
+    return _parse_reports(path)[0]
+
+
+def _parse_reports(path: Path) -> tuple[tuple[dict, ...], str | None]:
+    """The whole reports of ``path`` and what is wrong with the file (None when nothing)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return ()
-    reports = []
-    for line in text.splitlines():
+        return (), None
+    except (OSError, UnicodeDecodeError) as err:
+        return (), f"cannot be read ({err.__class__.__name__}: {err})"
+    reports, cut = [], None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
             report = json.loads(line) if line.strip() else None
         except json.JSONDecodeError:
+            cut = number
             continue
         if isinstance(report, dict):
             reports.append(report)
-    return tuple(reports)
+            cut = None  # a whole report after a cut line: a resumed trial wrote on past the crash
+    if cut is None:
+        return tuple(reports), None
+    return tuple(reports), f"line {cut} of {len(lines)}, its last report, is not whole JSON (cut short)"
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,7 @@ class TrialFolder:
     reports: tuple[dict, ...]
     config: Mapping[str, object]
     error: str | None
+    damage: str | None = None  # what is wrong with the folder's files (a cut last report), None when whole
 
     @property
     def last(self) -> dict:
@@ -161,37 +181,77 @@ def _read_json(path: Path) -> dict | None:
 
 
 def read_trial_folder(directory: Path) -> TrialFolder:
-    """Read one trial folder (any of its files may be missing)."""
-    reports = read_reports(directory / RESULT_FILE)
+    """Read one trial folder (any of its files may be missing). An ``error.txt`` beside a last
+    report that says ``done`` is an earlier attempt's: a resumed search ran the trial again and
+    it finished, so the folder has no error."""
+    reports, damage = _parse_reports(directory / RESULT_FILE)
     config = reports[-1].get("config") if reports else None
     if not config:
         config = _read_json(directory / PARAMS_FILE)
     error = directory / ERROR_FILE
     reason = last_line(error.read_text()) if error.is_file() else None
-    return TrialFolder(directory, reports, config or {}, reason)
+    if reason is not None and reports and reports[-1].get(R.DONE):
+        reason = None
+    if damage is not None:  # an error.txt explains a trial's end better than the line it cut
+        damage = None if reason is not None else f"{directory / RESULT_FILE}: {damage}"
+    return TrialFolder(directory, reports, config or {}, reason, damage)
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A trial folder no command can trust: which trial, and the file and what is wrong with it."""
+
+    trial_id: str
+    problem: str  # "<path>: <what is wrong>"
+
+    def line(self, action: str = "left out") -> str:
+        return f"trial {self.trial_id}: {self.problem}; {action}"
+
+
+def trial_folders(experiment: Path) -> list[Path]:
+    """The experiment's trial folders (those holding a result or params file), then the
+    fine-tuned checkpoints' folders."""
+    experiment = Path(experiment)
+    found = {p.parent for name in (RESULT_FILE, PARAMS_FILE) for p in experiment.glob(f"trial_*/{name}")}
+    return sorted(found) + sorted(p.parent for p in (experiment / FINETUNED_DIR).glob(f"*/{RESULT_FILE}"))
+
+
+def damaged_trials(experiment: str | Path) -> list[Damaged]:
+    """Every trial folder whose files are damaged (a report line cut short, an unreadable
+    file): :func:`read_trials` leaves them out, and each command names them."""
+    damaged = []
+    for folder in map(read_trial_folder, trial_folders(Path(experiment))):
+        if folder.damage is not None:
+            damaged.append(Damaged(folder.directory.name.removeprefix("trial_"), folder.damage))
+    return damaged
 
 
 def read_trials(experiment: str | Path) -> dict[str, TrialInfo]:
     """Every trial with at least one report, by trial id: the search's, then fine-tuned ones.
-    A taper run contributes one entry per level it reported."""
+    A taper run contributes one entry per level it reported. Damaged folders are left out
+    (:func:`damaged_trials` names them)."""
     experiment = Path(experiment)
     folders = sorted(p.parent for p in experiment.glob(f"*/{RESULT_FILE}"))
     folders += sorted(p.parent for p in (experiment / FINETUNED_DIR).glob(f"*/{RESULT_FILE}"))
     trials = {}
     for folder in map(read_trial_folder, folders):
+        if folder.damage is not None:
+            continue
         for info in folder.taper_points() or [folder.info()]:
             if info is not None:
                 trials[info.trial_id] = info
     return trials
 
 
-def find_trial(trials: Mapping[str, TrialInfo], trial_id: str) -> TrialInfo:
+def find_trial(trials: Mapping[str, TrialInfo], trial_id: str, experiment: Path | None = None) -> TrialInfo:
     """The trial named ``trial_id`` (a ``trial_`` prefix is accepted) or the fine-tuned checkpoint
-    folder at that path, with a checkpoint."""
+    folder at that path, with a checkpoint. A trial whose folder is in ``experiment`` but that
+    cannot be used (damaged, no report) is an error saying why."""
     info = trials.get(trial_id) or trials.get(trial_id.removeprefix("trial_"))
     if info is None and (Path(trial_id) / RESULT_FILE).is_file():
         info = read_trial_folder(Path(trial_id).absolute()).info()
     if info is None:
+        _explain_unusable(trials, trial_id, experiment)
         shown = ", ".join(list(trials)[:6]) or "none: the search has no finished trial yet"
         more = f" (and {len(trials) - 6} more)" if len(trials) > 6 else ""
         raise ConfigError(f"no trial {trial_id!r} in this experiment; valid trial ids: {shown}{more}")
@@ -201,6 +261,22 @@ def find_trial(trials: Mapping[str, TrialInfo], trial_id: str) -> TrialInfo:
             "its first report); choose another trial, e.g. with --best"
         )
     return info
+
+
+def _explain_unusable(trials: Mapping[str, TrialInfo], trial_id: str, experiment: Path | None) -> None:
+    """A trial whose folder exists but that no command can use: an error saying why."""
+    name = trial_id.removeprefix("trial_")
+    experiments = {experiment} if experiment else {t.directory.parent for t in trials.values() if not t.source_trial}
+    for experiment in experiments:
+        directory = experiment / f"trial_{name}"
+        if directory.is_dir():
+            folder = read_trial_folder(directory)
+            why = folder.damage or (
+                f"it errored before its first report ({folder.error})" if folder.error else "it has no report yet"
+            )
+            raise ConfigError(
+                f"trial {name} ({directory}) cannot be used: {why}; choose another trial, e.g. with --best"
+            )
 
 
 @dataclass(frozen=True)
@@ -250,34 +326,36 @@ def parse_budget_filter(text: str) -> BudgetFilter:
 
 
 def best_trial(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = None) -> TrialInfo:
-    """The feasible search trial (not a fine-tuned copy) with the highest accuracy, optionally
-    also within ``budget``; ties go to the cheaper trial by MACs. A search with confirmation
-    trials gives its best confirmed one (by test accuracy, averaged over seeds); reference
-    profiles confirmed beside it (``confirm.uniform``) are not the search's."""
-    finished = [
-        t
-        for t in trials.values()
-        if t.finished and t.source_trial is None and t.checkpoint and t.report.reference is None
-    ]
+    """The trial holding the search's best profile (:mod:`~prunetune.search.store.best`),
+    optionally among those within ``budget``: see :func:`choose_best`."""
+    return choose_best(trials, budget)[0]
+
+
+def choose_best(trials: Mapping[str, TrialInfo], budget: BudgetFilter | None = None):
+    """The trial holding the search's best profile by the one definition of best
+    (:func:`~prunetune.search.store.best.best_of`: confirmed test accuracy where the search
+    confirmed, else validation accuracy), optionally among trials within ``budget``, with its
+    :class:`~prunetune.search.store.best.Best` (the figure and which accuracy it is)."""
+    from prunetune.search.store.best import best_of, search_records
+
+    finished = [t for t in trials.values() if t.finished and t.source_trial is None]
     if budget is not None and finished and not any(budget.measured(t.report) for t in finished):
         known = sorted({key for t in finished for key in t.report.costs})
         raise ConfigError(
             f"--budget {budget.label}: trials report no cost {budget.cost!r}; costs reported: {', '.join(known)}"
         )
-    feasible = [t for t in finished if t.report.feasible and (budget is None or budget.admits(t.report))]
-    if not feasible:
+    admitted = [t for t in finished if budget is None or budget.admits(t.report)]
+    best = best_of(search_records(admitted))
+    if best is None:
         within = f" within {budget.label}" if budget else ""
         raise ConfigError(
             f"no feasible trial{within} among {len(finished)} finished trials; loosen --budget, run more "
             "trials, or pick one with --trial ID"
         )
-    confirmed = [t for t in feasible if t.report.test_accuracy is not None]
-    if confirmed:  # search, then confirm: the best confirmed profile, by mean test accuracy over its seeds
-        by_source: dict[str, list[float]] = {}
-        for t in confirmed:
-            by_source.setdefault(str(t.report.confirms), []).append(t.report.test_accuracy)
-        mean = {source: sum(values) / len(values) for source, values in by_source.items()}
-        return max(
-            confirmed, key=lambda t: (mean[str(t.report.confirms)], t.report.test_accuracy, -t.report.cost("macs", 0.0))
+    info = trials[best.trial_id]
+    if info.checkpoint is None:
+        raise ConfigError(
+            f"the best trial {best.trial_id} ({best.label}) has no checkpoint in {info.directory}; "
+            "pick another with --trial ID"
         )
-    return max(feasible, key=lambda t: (t.report.accuracy, -t.report.cost("macs", 0.0)))
+    return info, best

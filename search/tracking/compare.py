@@ -23,8 +23,9 @@ from pathlib import Path
 from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError, PrunetuneError
 from prunetune.budgets.report import TrialReport
+from prunetune.search.store.best import CONFIRMED, VALIDATION
 from prunetune.search.store.frontier import pareto_front
-from prunetune.search.tracking.tracker import DENSE_METRIC, PARENT_ID, TAG_ROLE, TAG_TRIAL_ID
+from prunetune.search.tracking.tracker import DENSE_METRIC, PARENT_ID, TAG_CONFIRMS, TAG_ROLE, TAG_TRIAL_ID
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
 
@@ -45,6 +46,12 @@ class ComparedSearch:
     study: str
     trials: tuple[ComparedTrial, ...]  # finished trials in completion order
     dense_accuracy: float | None = None  # the dense model's; None when neither MLflow nor a folder here has it
+    accuracy: str = VALIDATION  # which accuracy its curve is (search/store/best.py)
+
+    @property
+    def curve(self) -> str:
+        """The curve's name in figures: the search and which accuracy it plots."""
+        return f"{self.label} ({self.accuracy})"
 
 
 @dataclass(frozen=True)
@@ -89,11 +96,13 @@ def _parents(client, names: list[str]) -> list[tuple[str, object]]:
     return found
 
 
-def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
-    """The search's finished trials; for a search that confirmed its best profiles, only the
-    confirmation trials, with their test accuracy (search-time and confirmed figures are not
-    comparable)."""
-    trials, confirmations, token = [], [], None
+def _trials(client, parent, cost: str) -> tuple[tuple[ComparedTrial, ...], str]:
+    """The search's finished trials and which accuracy they are ranked by (the one definition
+    of best, :mod:`~prunetune.search.store.best`): for a search that confirmed profiles, one
+    point per confirmed profile at its mean test accuracy over seeds (search trials still count
+    as compute spent, never as results); otherwise every search trial at its validation
+    accuracy."""
+    trials, confirmations, token = [], {}, None
     query = f"tags.`{PARENT_ID}` = '{parent.info.run_id}' and attributes.status = 'FINISHED'"
     while True:
         page = client.search_runs([parent.info.experiment_id], query, max_results=1000, page_token=token)
@@ -106,16 +115,26 @@ def _trials(client, parent, cost: str) -> tuple[ComparedTrial, ...]:
                 ended = run.info.end_time or run.info.start_time or 0
                 trial_id = run.data.tags.get(TAG_TRIAL_ID, run.info.run_name)
                 relative, hours = report.relative[cost], m.get("cpu_hours", 0.0)
-                trials.append(ComparedTrial(trial_id, report.accuracy, relative, hours, ended))
                 if report.test_accuracy is not None:
-                    confirmations.append(ComparedTrial(trial_id, report.test_accuracy, relative, hours, ended))
+                    source = run.data.tags.get(TAG_CONFIRMS) or trial_id
+                    confirmations.setdefault(source, []).append(
+                        ComparedTrial(trial_id, report.test_accuracy, relative, hours, ended)
+                    )
+                else:
+                    trials.append(ComparedTrial(trial_id, report.accuracy, relative, hours, ended))
         token = page.token
         if not token:
-            if confirmations:  # search trials still count as compute spent, never as results
-                ids = {t.trial_id for t in confirmations}
-                trials = [t for t in trials if t.trial_id not in ids]
-                trials = [replace(t, accuracy=-math.inf) for t in trials] + confirmations
-            return tuple(sorted(trials, key=lambda t: t.ended))
+            break
+    if not confirmations:
+        return tuple(sorted(trials, key=lambda t: t.ended)), VALIDATION
+    merged = []
+    for seeds in confirmations.values():  # one point per profile: the mean over its seeds
+        seeds.sort(key=lambda t: t.trial_id)
+        mean = sum(t.accuracy for t in seeds) / len(seeds)
+        hours = sum(t.cpu_hours for t in seeds)
+        merged.append(replace(seeds[0], accuracy=mean, cpu_hours=hours, ended=max(t.ended for t in seeds)))
+    spent = [replace(t, accuracy=-math.inf) for t in trials]
+    return tuple(sorted(spent + merged, key=lambda t: t.ended)), CONFIRMED
 
 
 def dense_accuracy_of(parent) -> float | None:
@@ -146,9 +165,8 @@ def load_searches(client, names: list[str], cost: str) -> list[ComparedSearch]:
         label = f"{study}/{run.info.run_name}"
         if run_names.count(run.info.run_name) > 1:
             label += f" ({run.info.run_id[:6]})"
-        searches.append(
-            ComparedSearch(label, run.info.run_id, study, _trials(client, run, cost), dense_accuracy_of(run))
-        )
+        trials, accuracy = _trials(client, run, cost)
+        searches.append(ComparedSearch(label, run.info.run_id, study, trials, dense_accuracy_of(run), accuracy))
     return searches
 
 
@@ -173,11 +191,21 @@ def frontier_points(trials: tuple[ComparedTrial, ...]) -> list[tuple[float, floa
     return [(t.relative, t.accuracy, t.trial_id) for t in front]
 
 
-def format_compare(table: dict[str, list[LevelBest]], cost: str, dense: dict[str, float | None] | None = None) -> str:
-    """The table for the terminal: one row per level, one column block per search, and last
-    the dense model's accuracy (``dense`` by label; "unknown" when a search's is not known)."""
+def format_compare(
+    table: dict[str, list[LevelBest]],
+    cost: str,
+    dense: dict[str, float | None] | None = None,
+    accuracy: dict[str, str] | None = None,
+) -> str:
+    """The table for the terminal: which accuracy each search's column is (``accuracy`` by
+    label), one row per level, one column block per search, and last the dense model's
+    accuracy (``dense`` by label; "unknown" when a search's is not known)."""
     labels = list(table)
+    accuracy = accuracy or {}
     lines = [f"best accuracy with {cost} <= level (trials / CPU-h spent to reach it)"]
+    lines += [f"  {label}: {accuracy.get(label, VALIDATION)}" for label in labels]
+    if CONFIRMED in accuracy.values():
+        lines.append("  ('-' in a confirmed search's column: no confirmed profile within that level)")
     lines.append(f"{'level':>6}  " + "  ".join(f"{label[:30]:>30}" for label in labels))
     for row, level in enumerate(LEVELS):
         cells = []
@@ -201,15 +229,24 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
     from prunetune.search.store.plots import compare_html, compare_png
 
     out.mkdir(parents=True, exist_ok=True)
-    curves = {s.label: frontier_points(s.trials) for s in searches}
+    curves = {s.curve: frontier_points(s.trials) for s in searches}
     table = {s.label: [best_at(s.trials, level) for level in LEVELS] for s in searches}
     dense = {s.label: s.dense_accuracy for s in searches}
+    kinds = {s.label: s.accuracy for s in searches}
+    curve_dense = {s.curve: s.dense_accuracy for s in searches}
     title = f"accuracy vs {cost}: " + ", ".join(s.label for s in searches)
     files = {
         "png": compare_png(
-            curves, cost, out / "compare.png", title if len(title) < 90 else f"accuracy vs {cost}", dense=dense
+            curves,
+            cost,
+            out / "compare.png",
+            title if len(title) < 90 else f"accuracy vs {cost}",
+            dense=curve_dense,
+            ylabel=_axis(kinds.values()),
         ),
-        "html": compare_html(curves, cost, out / "compare.html", title, dense=dense),
+        "html": compare_html(
+            curves, cost, out / "compare.html", title, dense=curve_dense, ylabel=_axis(kinds.values())
+        ),
         "csv": out / "compare.csv",
         "json": out / "compare.json",
         "txt": out / "compare.txt",
@@ -240,17 +277,25 @@ def write_compare(searches: list[ComparedSearch], cost: str, out: Path) -> dict[
                 "study": s.study,
                 "trials": len(s.trials),
                 "dense_accuracy": s.dense_accuracy,
+                "accuracy": s.accuracy,
             }
             for s in searches
         ],
         "levels": {label: [asdict(b) for b in rows] for label, rows in table.items()},
         "frontiers": {
-            label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in pts] for label, pts in curves.items()
+            s.label: [{"relative": x, "accuracy": y, "trial_id": t} for x, y, t in curves[s.curve]] for s in searches
         },
     }
     files["json"].write_text(json.dumps(blob, indent=2))
-    files["txt"].write_text(format_compare(table, cost, dense) + "\n")
+    files["txt"].write_text(format_compare(table, cost, dense, kinds) + "\n")
     return files
+
+
+def _axis(kinds) -> str:
+    """The y axis of an overlay: the one accuracy every curve is, else "accuracy" (each curve's
+    name says which)."""
+    kinds = set(kinds)
+    return kinds.pop() if len(kinds) == 1 else "accuracy (each curve names which)"
 
 
 def log_compare(client, searches: list[ComparedSearch], cost: str, files: dict[str, Path]) -> str:

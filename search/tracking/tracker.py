@@ -48,6 +48,9 @@ TAG_TRIAL_ID = "prunetune.trial_id"
 TAG_CHECKPOINT = "prunetune.checkpoint"
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 TAG_TAPER_TRIAL = "prunetune.taper_trial"
+TAG_CONFIRMS = "prunetune.confirms"  # a confirmation trial's run: the search trial whose profile it retrains
+TAG_BEST_TRIAL = "prunetune.best_trial"  # the parent run: the trial holding the search's best profile
+TAG_BEST_ACCURACY = "prunetune.best_accuracy"  # the parent run: which accuracy the best figure is
 # A study is model training ("Machine learning" in MLflow 3's UI), not a GenAI app; the UI's
 # view itself follows the URL's workflowType (`prunetune ui` prints a model-training link).
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -120,6 +123,15 @@ def fail_fast_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def quiet_mlflow() -> None:
+    """Keep MLflow's INFO lines ("Creating initial MLflow database tables", a "View run" /
+    "View experiment" pair per run on a server) out of a search's console: tracking reports
+    its own problems, once, as warnings."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's links, per run
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # a retry per request: the tracker warns once
 
 
 def git_revision(cwd: Path | None = None) -> str:
@@ -252,6 +264,22 @@ class TrackingUnavailable(Exception):
     """Raised inside :class:`SearchTracker` once MLflow has failed; callers never see it."""
 
 
+def _tracking_errors() -> tuple[type[BaseException], ...]:
+    """What an MLflow store can raise when it is unreachable or cannot write: MLflow's own
+    errors, network and file errors, and a SQLite store's database errors (a full disk fails
+    in SQLAlchemy, while the store creates its tables, before MLflow wraps anything)."""
+    import sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    errors: tuple[type[BaseException], ...] = (MlflowException, OSError, sqlite3.Error, TrackingUnavailable)
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # a server-only MLflow install
+        return errors
+    return (*errors, SQLAlchemyError)
+
+
 class SearchTracker:
     """Writes one search to MLflow, idempotently: safe to re-create and re-run at any time.
 
@@ -266,17 +294,23 @@ class SearchTracker:
         self.search_id: str | None = None
         self.experiment_id: str | None = None
         self._children: dict[str, tuple[str, str]] = {}  # trial id -> (run id, status)
+        self._logged: dict[str, dict[str, float]] = {}  # trial id -> its run's latest metrics
+        self.duplicates: list[str] = []  # run ids of second runs of one trial (two writers raced)
+        self.changed = 0  # trial runs this tracker created or corrected
+        self.parent_status: str | None = None  # the parent run's status when this tracker found it
+        self.reopen = True  # open() marks a found parent run RUNNING (a search); sync leaves it be
+        self.quiet = False  # no warning when tracking fails (the end-of-search reconciliation)
         self._client = None
 
     def _guard(self, action, *args):
         if self.down:
             return None
-        from mlflow.exceptions import MlflowException
-
         try:
             return action(*args)
-        except (MlflowException, OSError, TrackingUnavailable) as err:
+        except _tracking_errors() as err:
             self.down = True
+            if self.quiet:
+                return None
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             log.warning(
                 "MLflow tracking at %s failed (%s); the search goes on untracked. Backfill later with: "
@@ -305,6 +339,7 @@ class SearchTracker:
             from mlflow.tracking import MlflowClient
 
             fail_fast_http()
+            quiet_mlflow()
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
@@ -333,9 +368,10 @@ class SearchTracker:
         state = LocalState.load(self.directory)
         self.experiment_id = ensure_experiment(self.client, self.uri, self.experiment)
         run = self._find_parent(state)
+        self.parent_status = None if run is None else run.info.status  # before this writer reopened it
         if run is None:
             run = self._create_parent(state, cluster)
-        elif run.info.status != "RUNNING":
+        elif self.reopen and run.info.status != "RUNNING":
             self.client.update_run(run.info.run_id, status="RUNNING")
         self.parent_id, self.search_id = run.info.run_id, state.search_id
         state.parent_runs[self.uri] = self.parent_id
@@ -381,16 +417,48 @@ class SearchTracker:
 
     def _load_children(self) -> dict[str, tuple[str, str]]:
         children, token = {}, None
+        self._logged, self.duplicates = {}, []
         query = f"tags.`{PARENT_ID}` = '{self.parent_id}'"
         while True:
-            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            page = self.client.search_runs(
+                [self.experiment_id], query, max_results=1000, page_token=token, order_by=["start_time ASC"]
+            )
             for run in page:
                 trial_id = run.data.tags.get(TAG_TRIAL_ID)
-                if trial_id and trial_id not in children:
+                if trial_id and trial_id in children:
+                    self.duplicates.append(run.info.run_id)
+                elif trial_id:
                     children[trial_id] = (run.info.run_id, run.info.status)
+                    self._logged[trial_id] = dict(run.data.metrics)
             token = page.token
             if not token:
                 return children
+
+    def close_unbacked(self, known: set[str]) -> int:
+        """Mark KILLED every FINISHED or RUNNING child run whose trial the folder has no report
+        of (``known``: the trial ids it has): a trial Tune stopped before it reported, or whose
+        folder was set aside, is no finished trial. How many were closed."""
+        return self._guard(self._close_unbacked, known) or 0
+
+    def _close_unbacked(self, known: set[str]) -> int:
+        closed = 0
+        for trial_id, (run_id, status) in list(self._children.items()):
+            if trial_id not in known and status in ("FINISHED", "RUNNING"):
+                self.client.set_terminated(run_id, "KILLED")
+                self._children[trial_id] = (run_id, "KILLED")
+                closed += 1
+        self.changed += closed
+        return closed
+
+    def drop_duplicates(self) -> int:
+        """Delete every second run of one trial (the first one stays); how many were deleted."""
+        return self._guard(self._drop_duplicates) or 0
+
+    def _drop_duplicates(self) -> int:
+        for run_id in self.duplicates:
+            self.client.delete_run(run_id)
+        dropped, self.duplicates = len(self.duplicates), []
+        return dropped
 
     def _require_open(self) -> str:
         if self.parent_id is None and not self._open(None):
@@ -408,9 +476,9 @@ class SearchTracker:
             by_trial.setdefault(summary.trial_id, []).append(summary)
         for trial_id, updates in by_trial.items():
             run_id, status = self._children.get(trial_id) or (None, None)
-            if status in TERMINAL:
-                continue  # logged completely before (resume, repeated sync)
             last = updates[-1]
+            if not self._needs_write(trial_id, status, last):
+                continue  # logged completely before (resume, repeated sync)
             params = []
             if run_id is None:
                 run_id = self._create_child(parent, updates[0])
@@ -424,7 +492,29 @@ class SearchTracker:
             _log_batch(self.client, run_id, metrics, params, tags)
             if last.status in TERMINAL:
                 self.client.set_terminated(run_id, last.status, end_time=_stamp(last))
+            elif status in TERMINAL:  # a trial a resumed search runs again
+                self.client.update_run(run_id, status="RUNNING")
             self._children[trial_id] = (run_id, last.status)
+            self._logged[trial_id] = {**self._logged.get(trial_id, {}), **trial_metrics(last, self.config)}
+            self.changed += last.status in TERMINAL
+
+    def _needs_write(self, trial_id: str, status: str | None, last: TrialSummary) -> bool:
+        """Whether the trial's run differs from ``last``: no run yet, a running run, or a
+        terminal one whose status or final metrics are not ``last``'s (the folder is the truth:
+        a trial a resume ran again, a run closed without its last report). A terminal run is
+        never reopened for a running update, except a failed one a resume runs again."""
+        if status not in TERMINAL:
+            return True
+        if last.status not in TERMINAL:
+            return status in ("FAILED", "KILLED")
+        if status != last.status:
+            return True
+        logged = self._logged.get(trial_id, {})
+        wanted = trial_metrics(last, self.config)
+        return any(
+            key not in logged or not math.isclose(logged[key], value, rel_tol=1e-9, abs_tol=1e-12)
+            for key, value in wanted.items()
+        )
 
     def _create_child(self, parent: str, summary: TrialSummary) -> str:
         started = (summary.ended or time.time()) - summary.time_total_s
@@ -436,6 +526,8 @@ class SearchTracker:
         }
         if summary.taper_trial:
             tags[TAG_TAPER_TRIAL] = summary.taper_trial
+        if summary.metrics.get(R.CONFIRMS):
+            tags[TAG_CONFIRMS] = str(summary.metrics[R.CONFIRMS])
         run = self.client.create_run(
             self.experiment_id, start_time=int(started * 1000), tags=tags, run_name=summary.run_name
         )
@@ -469,6 +561,10 @@ class SearchTracker:
         if reference is not None and reference.dense_accuracy is not None:
             totals[DENSE_METRIC] = reference.dense_accuracy  # what compare reads the search against
         self.client.log_batch(parent, metrics=[Metric(k, v, now, 0) for k, v in totals.items()])
+        best = search_best(summaries)
+        if best is not None:
+            self.client.set_tag(parent, TAG_BEST_TRIAL, best.trial_id)
+            self.client.set_tag(parent, TAG_BEST_ACCURACY, best.kind)
         self.client.set_terminated(parent, "FINISHED")
 
 
@@ -502,11 +598,18 @@ def search_totals(summaries: list[TrialSummary], config: SearchConfig, wall_s: f
         "cpu_hours": seconds * config.resources.cpu / 3600,
         "gpu_hours": seconds * config.resources.gpu / 3600,
     }
-    merged = [r for r in confirmed(records) if r.reference is None]  # the search's own profiles
-    pool = [r for r in merged if r.confirmed] or merged  # confirmed test accuracies, when there are any
-    feasible = [r.accuracy for r in pool if r.feasible]
-    if feasible:
-        totals["best_feasible_accuracy"] = max(feasible)
+    best = search_best(summaries)
+    if best is not None:
+        totals["best_feasible_accuracy"] = best.accuracy  # which accuracy: the parent's TAG_BEST_ACCURACY
+    merged = [r for r in confirmed(records) if r.reference is None]
     if any(r.confirmed for r in merged):
         totals["confirmed_profiles"] = float(sum(r.confirmed for r in merged))
     return totals
+
+
+def search_best(summaries: list[TrialSummary]):
+    """The search's best profile among the finished trials in ``summaries``, by the one
+    definition (:func:`~prunetune.search.store.best.best_of`)."""
+    from prunetune.search.store.best import best_of
+
+    return best_of(r for r in (s.record() for s in summaries) if r is not None)

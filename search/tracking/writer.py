@@ -46,33 +46,54 @@ _MAX_BATCH = 2000  # messages written as one batch at most
 @contextmanager
 def writer_lock(directory: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """Hold the tracking lock of the experiment folder ``directory``: one MLflow writer at a
-    time; the file names the holder's process id. The kernel releases it when its holder exits,
-    however it exits. Waits up to ``wait_s`` for another holder (a killed driver's writer
-    finishing its last batch), then goes on without it, with a warning."""
+    time; the file names the holder's process id while it is held, and is removed when it is
+    released (a finished experiment keeps no lock naming a dead writer). The kernel releases
+    the lock when its holder exits, however it exits. Waits up to ``wait_s`` for another holder
+    (a killed driver's writer finishing its last batch), then goes on without it, with a
+    warning."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "a+") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    log.warning(
-                        "another MLflow writer still holds %s after %.0f s; writing anyway",
-                        directory / LOCK_FILE,
-                        wait_s,
-                    )
-                    break
-                time.sleep(0.1)
+    path = directory / LOCK_FILE
+    deadline = time.monotonic() + wait_s
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 - held across the yield, closed below
+        if _take(handle, path, deadline, wait_s):
+            break
+        handle.close()  # the holder removed the file as we waited on it: take the new one
+    try:
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")  # who holds it, for a person (or a test) looking
         handle.flush()
+        yield
+    finally:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if _same_file(handle, path):
+                path.unlink()
+        except OSError:
+            pass
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == path.stat().st_ino
+    except OSError:
+        return False
+
+
+def _take(handle, path: Path, deadline: float, wait_s: float) -> bool:
+    """Lock ``handle``; False when the file it opened was removed meanwhile (retry with a new
+    one). After the deadline it goes on without the lock (True), with a warning."""
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return _same_file(handle, path)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                log.warning("another MLflow writer still holds %s after %.0f s; writing anyway", path, wait_s)
+                return True
+            time.sleep(0.1)
 
 
 class TrackingWriter:

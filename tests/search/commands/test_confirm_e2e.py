@@ -2,7 +2,8 @@
 
 One search of the uniform baseline under Tune's ASHA with its profile confirmed on two seeds,
 and one random search under ASHA whose driver is killed mid-search and resumed: the resumed
-search ends with its confirmations, and the frontier reports confirmed test accuracies.
+search ends with its confirmations; the frontier keeps the search trials at their validation
+accuracy and records the confirmed test accuracies beside it (frontier.json's ``confirmed``).
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def test_uniform_under_asha_is_confirmed_on_the_test_split_with_two_seeds(tiny_c
     assert len(search) == 1 and len(confirms) == 2  # one uniform profile, confirmed twice
     assert [m["rung_steps"] for m in search[0]] == [2, 4, 6]  # it reported at every rung
     assert all(r[-1]["finetune_steps"] == 8 and "rung_steps" not in r[-1] for r in confirms)
-    front = json.loads((experiment / "frontier.json").read_text())["frontier"]
-    [point] = front
+    blob = json.loads((experiment / "frontier.json").read_text())
+    [point] = blob["confirmed"]
+    [searched] = blob["frontier"]  # the search trial, at its validation accuracy
+    assert searched["accuracy"] == pytest.approx(search[0][-1]["accuracy"]) and not searched["confirmed"]
+    assert blob["best"]["kind"] == "confirmed test accuracy" and blob["best"]["trial_id"] == point["trial_id"]
     tests = sorted(r[-1]["test/accuracy"] for r in confirms)
     assert point["confirmed"] and point["seeds"] == 2
     assert point["accuracy"] == pytest.approx(sum(tests) / 2)
@@ -108,8 +112,9 @@ def test_a_killed_search_with_asha_and_confirm_resumes_to_its_confirmations(tiny
     assert len(confirms) == 2 and {r[-1]["confirms"] for r in confirms} <= {r[-1]["trial_id"] for r in search}
     assert len(search) >= 8
     assert any(r[-1]["finetune_steps"] < 8 for r in search), "ASHA stopped no trial early"
-    front = json.loads((experiment / "frontier.json").read_text())["frontier"]
-    assert front and all(p["confirmed"] and p["test_accuracy"] is not None for p in front)
+    blob = json.loads((experiment / "frontier.json").read_text())
+    assert blob["frontier"] and not any(p["confirmed"] for p in blob["frontier"])
+    assert len(blob["confirmed"]) == 2 and all(p["test_accuracy"] is not None for p in blob["confirmed"])
 
 
 def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_won(tiny_config, tmp_path):
@@ -125,7 +130,7 @@ def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_wo
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "then the top 1 and the uniform profile confirmed at 8 steps" in out.stdout
     lines = out.stdout.splitlines()
-    row = next(line for line in lines if line.startswith("uniform (reference)"))
+    row = next(line for line in lines if line.startswith("uniform (test acc)"))
     verdict = next(line for line in lines if line.strip().startswith("uniform      test"))
     assert "best search profile at no more cost:" in verdict or "no confirmed search profile" in verdict
     experiment = Path(tiny_config["storage_path"]) / "tiny"
@@ -152,7 +157,7 @@ def test_a_search_confirms_the_uniform_profile_beside_its_best_and_says_which_wo
     out = _cli("compare", "tiny", "--tracking-uri", uri, "--out", str(tmp_path / "cmp"), cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     [points] = json.loads((tmp_path / "cmp" / "compare.json").read_text())["frontiers"].values()
-    confirmed = {p["trial_id"]: p["accuracy"] for p in blob["frontier"]}
+    confirmed = {p["trial_id"]: p["accuracy"] for p in blob["confirmed"]}
     assert points and {p["trial_id"] for p in points} <= set(confirmed)
     assert max(p["accuracy"] for p in points) == pytest.approx(max(confirmed.values()))
     assert uniform["trial_id"] not in {p["trial_id"] for p in points}

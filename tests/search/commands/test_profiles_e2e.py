@@ -61,6 +61,7 @@ def test_export_then_apply_on_another_data_set(workspace):
     for row in applied["applied"]:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["costs"]["macs"] > 0 and row["source"] == "resnet20 on digits"
     assert "| acc on shapes |" in out.stdout and files[0].stem in out.stdout
+    assert "╭" not in out.stdout + out.stderr and len(out.stdout.splitlines()) < 30  # the live line, no Tune tables
     # Tracked like a search: one parent run with a child run per profile, the report attached.
     with sqlite3.connect(workspace / "results" / "mlflow.db") as db:
         runs = db.execute(

@@ -65,3 +65,13 @@ def test_resuming_with_the_searcher_module_gone_is_one_line_before_ray_starts(tm
     write_manifest(directory, config)
     with pytest.raises(ConfigError, match=r"^searcher 'gone_searchers:Mine': cannot import module 'gone_searchers'"):
         from_manifest(read_manifest(directory))
+
+
+def test_a_missing_cost_module_is_named_before_confirm_uniform_is_judged():
+    config = parse_config(
+        {"budgets": [{"cost": "nosuchmod:energy", "max": 5.0}], "confirm": {"top": 1, "uniform": True}}
+    )
+    from prunetune.budgets.errors import PrunetuneError
+
+    with pytest.raises(PrunetuneError, match=r"cost 'nosuchmod:energy': cannot import module 'nosuchmod'"):
+        check_config(config)

@@ -1,5 +1,6 @@
-"""Confirmed figures replace search-time ones wherever a search reports its result: the merged
-records, the frontier, ``export --best`` and MLflow's totals."""
+"""Confirmed figures name the search's best wherever a search reports its result (``export
+--best``, MLflow's totals), while the frontier keeps every search trial at its validation
+accuracy and draws confirmed profiles beside it."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def test_confirmations_merge_into_one_record_per_profile_with_the_mean_test_accu
     assert point.accuracy == pytest.approx(0.85) and point.seeds == 2 and point.search_accuracy == 0.80
     assert point.trial_id == "c1" and point.confirms == "s2"
     assert {r.trial_id for r in merged if not r.confirmed} == {"s1", "s2"}  # the search trials stay listed
-    assert pareto(merged, "macs") == [point]  # only confirmed figures compete on the frontier
+    # every finished search trial stays on the frontier at its validation accuracy
+    assert [r.trial_id for r in pareto(merged, "macs")] == ["s2"]
 
 
 def test_a_uniform_reference_is_read_against_never_part_of_the_frontier(tmp_path):
@@ -66,7 +68,7 @@ def test_a_uniform_reference_is_read_against_never_part_of_the_frontier(tmp_path
     records = confirmed([record("s1", 0.80, 30), record("c1", 0.9, 30, confirms="s1", test=0.88), *uniform])
     [ref] = references(records)
     assert ref.accuracy == pytest.approx(0.96) and ref.seeds == 2
-    assert [r.trial_id for r in pareto(records, "macs")] == ["c1"]  # better, but not the search's
+    assert [r.trial_id for r in pareto(records, "macs")] == ["s1"]  # the uniform reference is not the search's
     best = best_trial(
         {
             t.trial_id: t
@@ -79,18 +81,26 @@ def test_a_uniform_reference_is_read_against_never_part_of_the_frontier(tmp_path
     assert best.trial_id == "c1"
     reference = Reference(dense_accuracy=0.99, dense_costs={"macs": 100.0}, baseline=(ref,))
     table = format_table(pareto(records, "macs"), "macs", reference).splitlines()
-    assert table[3].startswith("uniform (reference)") and "0.9600" in table[3] and "all 0.30" in table[3]
+    assert table[3].startswith("uniform (test acc)") and "0.9600" in table[3] and "all 0.30" in table[3]
     files = render_frontier(records, ("macs",), tmp_path, "t", reference=reference)
     written = json.loads(files["json"].read_text())
-    assert [r["trial_id"] for r in written["frontier"]] == ["c1"] and written["uniform"][0][
+    assert [r["trial_id"] for r in written["frontier"]] == ["s1"] and written["uniform"][0][
         "accuracy"
     ] == pytest.approx(0.96)
+    assert [r["trial_id"] for r in written["confirmed"]] == ["c1"]
+    assert written["best"] == {
+        "trial_id": "c1",
+        "accuracy": pytest.approx(0.88),
+        "kind": "confirmed test accuracy",
+        "source": "s1",
+    }
     assert '"name":"uniform"' in files["html"].read_text().replace(" ", "")  # the dashed reference curve
     from prunetune.search.store.plots import frontier_figure
 
     axes = frontier_figure(records, "macs", reference=reference).axes[0]
-    assert axes.get_ylabel() == "accuracy (confirmed: test split; other trials: validation)"
-    assert "uniform" in [t.get_text() for t in axes.get_legend().get_texts()]
+    assert axes.get_ylabel() == "accuracy: trials validation, \u25c6 confirmed test"
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert "uniform" in legend and "confirmed (test accuracy)" in legend
 
 
 def test_without_confirmations_the_frontier_leaves_out_trials_a_scheduler_stopped():

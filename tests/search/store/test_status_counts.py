@@ -71,3 +71,14 @@ def test_resume_of_a_finished_search_says_so_without_starting_ray(tmp_path, caps
     assert cli.main(["resume", str(directory)]) == 0
     assert "is finished (3 trials done): nothing to resume" in capsys.readouterr().out
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_a_search_that_ended_has_nothing_running_even_when_tunes_snapshot_says_so(tmp_path, capsys):
+    """A trial worker SIGKILLed (max_failures 0): the search went on and ended on its own, but
+    Tune's last snapshot still calls the killed trial RUNNING."""
+    directory = experiment(tmp_path, {"a": "TERMINATED", "k": "RUNNING"}, configured=2)
+    (directory / "trial_k" / "error.txt").write_text("Traceback ...\nActorDiedError: the worker died\n")
+    lines = _status(directory, capsys)
+    assert "(finished)" in lines["experiment"]
+    assert lines["errored"].split() == ["errored", "1"] and lines["running"].split() == ["running", "0"]
+    assert lines["best"].startswith("best      validation accuracy 0.5100 in trial_a")

@@ -1,6 +1,7 @@
 """One reader of Tune's trial folders (search/store/trials.py): ``status`` (read_progress),
 ``export``/``finetune`` (read_trials) and ``sync`` read a trial whose last report was cut short
-by a crash the same way: the previous whole report stands, and none of them raises.
+the same way: the folder is damaged, named with its file and what is wrong, and left out by
+every reader; none of them raises, and none judges the trial by an older report.
 
 The experiment is written by hand in Tune's on-disk formats (no Ray, no torch model)."""
 
@@ -11,10 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from prunetune.budgets.errors import ConfigError
 from prunetune.search.config import parse_config
 from prunetune.search.store.manifest import MANIFEST
 from prunetune.search.store.progress import read_progress
-from prunetune.search.store.trials import best_trial, find_trial, read_reports, read_trial_folder, read_trials
+from prunetune.search.store.trials import (
+    damaged_trials,
+    find_trial,
+    read_reports,
+    read_trial_folder,
+    read_trials,
+)
 from prunetune.search.tracking import sync
 
 PROFILE = {"layer1": 0.5, "layer2": 0.75}
@@ -80,46 +88,59 @@ def experiment(tmp_path) -> Path:
     return directory
 
 
-def test_status_reads_the_last_whole_report_and_the_errors_last_line(experiment):
+def test_status_names_the_damaged_trial_and_the_errors_last_line(experiment):
     progress = read_progress(experiment)
 
     states = {t.trial_id: t for t in progress.trials}
-    assert (states["cut00001"].status, states["cut00001"].accuracy, states["cut00001"].feasible) == ("done", 0.7, True)
+    assert states["cut00001"].status == "damaged"
+    assert str(experiment / "trial_cut00001" / "result.json") in states["cut00001"].reason
+    assert "line 3 of 3, its last report, is not whole JSON" in states["cut00001"].reason
     assert states["err00002"].status == "errored" and states["err00002"].reason == "DivergedError: fine-tune diverged"
-    assert progress.best.trial_id == "cut00001" and progress.left == 1  # 3 configured - 1 done - 1 errored (not left)
+    assert progress.left == 1  # 3 configured - 1 damaged - 1 errored (not left)
 
 
-def test_export_and_finetune_read_the_last_whole_report_and_its_checkpoint(experiment):
+def test_export_leaves_a_damaged_trial_out_and_says_why_it_cannot_use_it(experiment):
     trials = read_trials(experiment)
 
-    assert list(trials) == ["cut00001"]  # the errored trial has no whole report
-    chosen = find_trial(trials, "trial_cut00001")
-    assert (
-        chosen.metrics["accuracy"] == 0.7 and chosen.checkpoint == experiment / "trial_cut00001" / "checkpoint_000001"
-    )
-    assert dict(chosen.profile) == PROFILE and best_trial(trials).trial_id == "cut00001"
+    assert trials == {}  # the damaged trial is left out; the errored one has no whole report
+    assert [d.trial_id for d in damaged_trials(experiment)] == ["cut00001"]
+    with pytest.raises(
+        ConfigError, match=r"trial cut00001 \(.*trial_cut00001\) cannot be used: .*result.json.*cut short"
+    ):
+        find_trial(trials, "trial_cut00001", experiment)
+    with pytest.raises(ConfigError, match=r"trial err00002 .* cannot be used: it errored before its first report"):
+        find_trial(trials, "err00002", experiment)
 
 
-def test_sync_logs_the_last_whole_report_and_the_errors_last_line(experiment):
-    summaries = {s.trial_id: s for s in sync.read_trials(experiment)}
+def test_sync_names_the_damaged_trial_and_logs_the_errors_last_line(experiment):
+    damaged = []
+    summaries = {s.trial_id: s for s in sync.read_trials(experiment, damaged)}
 
-    finished, errored = summaries["cut00001"], summaries["err00002"]
-    assert finished.status == "FINISHED" and finished.metrics["accuracy"] == 0.7 and finished.step == 2
-    assert finished.checkpoint == str(experiment / "trial_cut00001" / "checkpoint_000001")
-    assert "config" not in finished.metrics and finished.profile == PROFILE
+    assert "cut00001" not in summaries and [d.trial_id for d in damaged] == ["cut00001"]
+    errored = summaries["err00002"]
     assert errored.status == "FAILED" and errored.error == "DivergedError: fine-tune diverged"
     assert errored.profile == PROFILE and errored.metrics == {}  # its config comes from params.json
 
 
-def test_a_trial_cut_off_mid_run_is_the_same_report_to_every_reader(experiment):
-    write_trial(experiment, "mid00003", [report("mid00003", 1, 0.6)], tail=CUT)
+def test_a_whole_trial_is_read_the_same_by_every_reader(experiment):
+    write_trial(experiment, "ok00003", [report("ok00003", 1, 0.6), report("ok00003", 2, 0.7, done=True)])
 
-    state = {t.trial_id: t for t in read_progress(experiment).trials}["mid00003"]
-    info = read_trials(experiment)["mid00003"]
-    summary = {s.trial_id: s for s in sync.read_trials(experiment)}["mid00003"]
-    assert state.status == "running"  # not done: `prunetune resume` runs it on
-    assert info.metrics["accuracy"] == summary.metrics["accuracy"] == 0.6
-    assert summary.status == "KILLED" and summary.step == 1
+    state = {t.trial_id: t for t in read_progress(experiment).trials}["ok00003"]
+    info = read_trials(experiment)["ok00003"]
+    summary = {s.trial_id: s for s in sync.read_trials(experiment)}["ok00003"]
+    assert (state.status, state.accuracy) == ("done", 0.7)
+    assert info.metrics["accuracy"] == summary.metrics["accuracy"] == 0.7
+    assert info.checkpoint == experiment / "trial_ok00003" / "checkpoint_000001"
+    assert summary.status == "FINISHED" and summary.step == 2
+
+
+def test_a_trial_a_resume_ran_again_has_no_error(experiment):
+    folder = write_trial(experiment, "re00004", [report("re00004", 1, 0.6), report("re00004", 2, 0.8, done=True)])
+    (folder / "error.txt").write_text(TRACEBACK)  # the first attempt's: its worker was killed
+
+    assert read_trial_folder(folder).error is None
+    assert {s.trial_id: s for s in sync.read_trials(experiment)}["re00004"].status == "FINISHED"
+    assert {t.trial_id: t for t in read_progress(experiment).trials}["re00004"].status == "done"
 
 
 def test_a_cut_line_before_a_resumed_trials_reports_is_skipped(tmp_path):
@@ -148,18 +169,29 @@ def test_a_folder_with_no_whole_report_or_params_reads_as_empty(tmp_path):
     assert folder.info() is None and folder.checkpoint is None and folder.error == "failed (no reason given)"
 
 
-def test_taper_points_survive_a_cut_report_in_every_reader(experiment):
+def test_a_taper_run_with_a_cut_report_is_left_out_by_every_reader(experiment):
     taper = {"method": "taper", "taper": {"levels": [0.8, 0.5]}}
     levels = [report("tap00004", i + 1, 0.8 - 0.1 * i, level=level, config=taper) for i, level in enumerate((0.8, 0.5))]
     write_trial(experiment, "tap00004", levels, tail=CUT, config=taper)
 
-    points = sorted(t for t in read_trials(experiment) if t.startswith("tap00004"))
-    assert points == ["tap00004@0.5", "tap00004@0.8"]
-    synced = [s for s in sync.read_trials(experiment) if s.trial_id.startswith("tap00004")]
+    assert not [t for t in read_trials(experiment) if t.startswith("tap00004")]
+    damaged = []
+    assert not [s for s in sync.read_trials(experiment, damaged) if s.trial_id.startswith("tap00004")]
+    assert "tap00004" in [d.trial_id for d in damaged]
+
+
+def test_a_whole_taper_run_gives_one_point_per_level_in_every_reader(experiment):
+    taper = {"method": "taper", "taper": {"levels": [0.8, 0.5]}}
+    levels = [report("tap00005", i + 1, 0.8 - 0.1 * i, level=level, config=taper) for i, level in enumerate((0.8, 0.5))]
+    write_trial(experiment, "tap00005", levels, config=taper)
+
+    points = sorted(t for t in read_trials(experiment) if t.startswith("tap00005"))
+    assert points == ["tap00005@0.5", "tap00005@0.8"]
+    synced = [s for s in sync.read_trials(experiment) if s.trial_id.startswith("tap00005")]
     assert [(s.trial_id, s.role) for s in synced] == [
-        ("tap00004", "taper"),
-        ("tap00004@0.8", "taper_point"),
-        ("tap00004@0.5", "taper_point"),
+        ("tap00005", "taper"),
+        ("tap00005@0.8", "taper_point"),
+        ("tap00005@0.5", "taper_point"),
     ]
     assert [s.time_total_s for s in synced[1:]] == [10.0, 10.0]  # each point charged its own level's time
     assert all(s.profile == PROFILE and s.status == "FINISHED" for s in synced[1:])

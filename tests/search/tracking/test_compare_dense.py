@@ -34,7 +34,9 @@ def test_every_report_has_the_dense_row(tmp_path):
     assert [(r["search"], r["best_accuracy"]) for r in rows] == [("study/x", "0.9125"), ("study/y", "")]
     blob = json.loads(files["json"].read_text())
     assert [s["dense_accuracy"] for s in blob["searches"]] == [0.9125, None]
-    assert "study/x: dense model" in files["html"].read_text().replace("\\u002f", "/")
+    page = files["html"].read_text().replace("\\u002f", "/")
+    assert "study/x (validation accuracy): dense model" in page  # each curve says which accuracy it is
+    assert files["txt"].read_text().splitlines()[1] == "  study/x: validation accuracy"
     without = write_compare([ComparedSearch("study/x", "r1", "study", TRIALS)], "macs", tmp_path / "without")
     with_one = write_compare([searches[0]], "macs", tmp_path / "with_one")
     assert with_one["png"].read_bytes() != without["png"].read_bytes()  # the dense point is drawn
