@@ -342,11 +342,10 @@ def _folder_stream(listing, name, input_size, root, seed, load, device, augment,
 def _folder_stats(train: _Stream, input_size: int, seed: int, size: int) -> tuple[list[float], list[float]]:
     """Normalisation statistics of a streamed folder: those of a seeded sample of its training
     images, as :func:`~.splits.channel_stats` computes them for a decoded set."""
-    from prunetune.trainables.data.splits import STATS_SAMPLE, channel_stats
+    from prunetune.trainables.data.splits import STATS_SAMPLE, stats_of_batches
 
     indices = sample_indices(len(train), STATS_SAMPLE, seed)
-    images = torch.cat([x for x, _ in train.ordered(256, indices)]) if len(indices) else torch.zeros(1, 3, size, size)
-    mean, std = channel_stats(images, input_size, seed)
+    mean, std = stats_of_batches((x for x, _ in train.ordered(256, indices)), input_size)  # one batch at a time
     return list(mean), list(std)
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -229,20 +229,23 @@ def _prepared(
 
 def channel_stats(train: torch.Tensor, input_size: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (unbiased) of the evaluation view of a seeded sample of at most
-    :data:`STATS_SAMPLE` uint8 training images (all of a smaller set), in float64.
-
-    A constant channel would divide by zero: its std is clamped to 1e-6.
-    """
+    :data:`STATS_SAMPLE` uint8 training images (all of a smaller set), in float64."""
     chosen = sample_indices(len(train), STATS_SAMPLE, seed)
+    return stats_of_batches((train[chosen[start : start + 1024]] for start in range(0, len(chosen), 1024)), input_size)
+
+
+def stats_of_batches(batches: Iterable[torch.Tensor], input_size: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 image batches' evaluation view, accumulated batch by
+    batch (memory: one batch). A constant channel's std is clamped to 1e-6 (no division by 0)."""
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     count = 0
-    for start in range(0, len(chosen), 1024):
-        part = evaluation(train[chosen[start : start + 1024]], input_size).double()
+    for batch in batches:
+        part = evaluation(batch, input_size).double()
         total += part.sum(dim=(0, 2, 3))
         squares += part.square().sum(dim=(0, 2, 3))
         count += part[:, 0].numel()
-    mean = total / count
+    mean = total / max(1, count)
     variance = (squares - count * mean.square()) / max(1, count - 1)
     std = variance.clamp_min(0).sqrt().clamp_min(1e-6)
     return tuple(mean.tolist()), tuple(std.tolist())
