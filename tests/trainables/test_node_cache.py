@@ -142,3 +142,15 @@ def test_trials_evaluate_on_a_fixed_subset_of_validation(tmp_path: Path) -> None
     assert sum(len(y) for _, y in whole.eval_batches("val")) == 20
     assert sum(len(y) for _, y in subset.eval_batches("test")) == 20  # the test split is always whole
     assert torch.equal(subset.val_indices(), open_trial_data(*SHAPES, load, "cpu", val_images=8).val_indices())
+
+
+def test_on_an_accelerator_the_set_lives_on_the_device_and_batches_are_made_there(tmp_path: Path) -> None:
+    """The CUDA branch, run on the meta device (shapes only): the node cache is copied to the
+    trial's device once and every batch is indexed, augmented and normalised there."""
+    data = open_trial_data(*SHAPES, DataLoad(mode="memory", cache_dir=str(tmp_path)), "meta", val_images=8)
+    assert data.splits["train"].images.device.type == "meta" and data.mean.device.type == "meta"
+    x, y = next(data.train_batches(16, seed=0))
+    assert x.device.type == "meta" and x.shape == (16, 3, 16, 16) and x.dtype == torch.float32
+    assert y.device.type == "meta" and y.shape == (16,)
+    [(vx, vy)] = list(data.eval_batches("val"))
+    assert vx.shape == (8, 3, 16, 16) and vx.device.type == "meta"

@@ -112,9 +112,9 @@ def training(images: torch.Tensor, size: int, augment: Augment, generator: torch
             x = _pad_crop(x, size // 8 if augment.padding is None else augment.padding, generator)
     if augment.flip:
         flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
-        if x.untyped_storage().data_ptr() == images.untyped_storage().data_ptr():
-            x = x.clone()  # a view of the (possibly read-only, shared) batch: flip a copy
-        x[flip] = x[flip].flip(-1)
+        # a new tensor (the batch may be a view of shared, read-only pages), and no boolean
+        # indexing: on a GPU that would wait for the device to count the mask
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return x if x.is_floating_point() else x.float().div_(255.0)
 
 
