@@ -105,7 +105,7 @@ class TrialData:
         """The evaluation view of ``split`` (``val``: the trials' seeded subset), in order."""
         source = self.splits[split]
         indices = self.val_indices() if split == "val" else None
-        for images, labels in source.ordered(batch_size, indices):
+        for images, labels in source.ordered(batch_size, indices, keep=split == "val"):
             x = A.evaluation(images.to(self.device, non_blocking=True), self.input_size)
             yield A.normalise(x, self.mean, self.std), labels.to(self.device, non_blocking=True)
 
@@ -150,7 +150,9 @@ class _Memory:
             idx = idx.sort().values.to(self.images.device)  # sorted: sequential reads of the mapped file
             yield self.images[idx], self.labels.to(idx.device)[idx]
 
-    def ordered(self, batch_size: int, indices: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def ordered(
+        self, batch_size: int, indices: torch.Tensor | None, keep: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self) if indices is None else len(indices)
         for begin in range(0, count, batch_size):
             if indices is None:
@@ -201,13 +203,15 @@ class _CacheFile(torch.utils.data.Dataset):
 
 
 class _Stream:
-    """A split read by DataLoader workers, batch by batch. The training stream's workers persist
-    across a trial's reports (one stream per trial: a new one ends the previous trial's);
-    evaluation's workers exit when its pass ends."""
+    """A split read by DataLoader workers, batch by batch. The workers persist across a trial's
+    reports: the training stream's (one per trial: a new one ends the previous trial's) and the
+    validation pass's (one loader, reused at every report); other passes' workers exit when the
+    pass ends. So a streaming trial holds a fixed number of workers, whatever the set's size."""
 
     def __init__(self, dataset, workers: int, pin: bool) -> None:
         self.dataset, self.workers, self.pin = dataset, workers, pin
         self._training = None
+        self._kept: dict[tuple, torch.utils.data.DataLoader] = {}
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -223,21 +227,34 @@ class _Stream:
         )
 
     def batches(self, batch_size: int, seed: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.close()
+        _shutdown(self._training)
         self._training = self._loader(_SeededBatches(len(self), batch_size, seed, start), persistent=True)
         yield from _named_errors(self._training)
 
-    def ordered(self, batch_size: int, indices: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        chosen = range(len(self)) if indices is None else indices.tolist()
-        sampler = torch.utils.data.BatchSampler(list(chosen), batch_size, drop_last=False)
-        yield from _named_errors(self._loader(sampler, persistent=False))
+    def ordered(
+        self, batch_size: int, indices: torch.Tensor | None, keep: bool = False
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        chosen = list(range(len(self)) if indices is None else indices.tolist())
+        key = (batch_size, len(chosen), hash(tuple(chosen)))
+        loader = self._kept.get(key) if keep else None
+        if loader is None:
+            loader = self._loader(torch.utils.data.BatchSampler(chosen, batch_size, drop_last=False), persistent=keep)
+            if keep:
+                self._kept[key] = loader
+        yield from _named_errors(loader)
 
     def close(self) -> None:
-        """Stop the training stream's workers (a finished trial's)."""
-        iterator = getattr(self._training, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        """Stop every worker this split started (a finished trial's)."""
+        for loader in (self._training, *self._kept.values()):
+            _shutdown(loader)
         self._training = None
+        self._kept.clear()
+
+
+def _shutdown(loader) -> None:
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
 
 
 def _named_errors(loader) -> Iterator:
