@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from prunetune.trainables.data.feed import DataLoad
     from prunetune.trainables.data.splits import sample_indices
     from prunetune.trainables.groups import find_groups
-    from prunetune.trainables.train import recalibrate_bn, train_batches
+    from prunetune.trainables.train import EvalSettings, recalibrate_bn, train_batches
     from prunetune.trainables.trial import calibration_batch, example_input, pruned_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     data = DataSpec("fashion_mnist", reading=DataLoad("memory"))
     with tempfile.TemporaryDirectory() as bases:
         checkpoint = ensure_base_checkpoint(model, data, Recipe(args.base_steps, 0.05, 128), Path(bases))
-        setup = TrialSetup(model, data, str(checkpoint), finetune=Recipe(args.finetune_steps, 0.01, 64))
-        feed = setup.open_data(torch.device("cpu"))  # val_images None: the whole split
+        whole_split = EvalSettings(val_images=None)  # this benchmark picks the subsets itself
+        setup = TrialSetup(
+            model, data, str(checkpoint), finetune=Recipe(args.finetune_steps, 0.01, 64), evaluate=whole_split
+        )
+        feed = setup.open_data(torch.device("cpu"))
         val = [(x, y) for x, y in feed.eval_batches("val", 10_000)]
         val_x, val_y = val[0]
         groups = [g.name for g in find_groups(pruned_model(setup, Profile({}), 10), example_input(setup))]
