@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from prunetune.budgets.errors import ConfigError
@@ -98,7 +99,11 @@ class ImageFiles(torch.utils.data.Dataset):
     """
 
     def __init__(self, files: tuple[str, ...], labels: tuple[int, ...], transform) -> None:
-        self.files, self.labels, self.transform = files, labels, transform
+        # numpy arrays, not Python lists: a forked DataLoader worker that reads a list's items
+        # writes their reference counts, copying the list's pages into every worker
+        self.files = np.asarray(files, dtype=str)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.files)
@@ -107,13 +112,13 @@ class ImageFiles(torch.utils.data.Dataset):
         from PIL import Image
 
         index, seed = item if isinstance(item, tuple) else (item, None)
-        path = self.files[index]
+        path = str(self.files[index])
         try:
             with Image.open(path) as image:
                 rgb = image.convert("RGB")
             if seed is not None:
                 torch.manual_seed(seed)
-            return self.transform(rgb), self.labels[index]
+            return self.transform(rgb), int(self.labels[index])
         except (*DECODE_ERRORS, Image.DecompressionBombError) as error:
             # PIL: UnidentifiedImageError (an OSError), "image file is truncated", "broken PNG file"
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
