@@ -31,6 +31,7 @@ import tempfile
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--steps", type=int, default=60, help="timed fine-tune steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="alternated trial/bare runs per size (medians)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (the trial's and the bare loop's)")
     parser.add_argument("--folders", default=str(Path(tempfile.gettempdir()) / "prunetune-data-scale"))
     parser.add_argument("--out", default="data_scale.json")
@@ -287,9 +289,16 @@ def main(argv: list[str] | None = None) -> int:
             folder = generated_folder(root, count)
             made = time.perf_counter() - started
             steps, workers = str(args.steps), str(args.workers)
-            [trial], rss, pss = run_watched([_role("trial", str(folder), "stream", steps, workers, caches)])
-            [bare], bare_rss, _ = run_watched([_role("bare", str(folder), steps, workers)])
-            ratio = trial["images_per_s"] / bare["images_per_s"]
+            trials, bares, peaks = [], [], []
+            for _ in range(args.repeats):  # alternated, medians: a busy machine moves single figures a lot
+                [trial], rss, pss = run_watched([_role("trial", str(folder), "stream", steps, workers, caches)])
+                [bare], bare_rss, _ = run_watched([_role("bare", str(folder), steps, workers)])
+                trials.append(trial["images_per_s"])
+                bares.append(bare["images_per_s"])
+                peaks.append((pss, rss))
+            pss, rss = max(peaks)
+            trial, bare = {"images_per_s": median(trials)}, {"images_per_s": median(bares)}
+            ratio = median(t / b for t, b in zip(trials, bares))
             figures["sizes"][count] = {
                 "decoded_mib": _decoded_mib(count),
                 "trial_peak_rss_mib": rss,
