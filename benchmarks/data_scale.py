@@ -404,10 +404,12 @@ def _search(folder: Path, count: int) -> dict:
             last = json.loads(result.read_text().strip().splitlines()[-1])
             peaks.append(last.get(R.PEAK_MEMORY))
         frontier = json.loads(Path(results, "scale", "frontier.json").read_text())["frontier"]
-    decoded = _decoded_mib(count)
+    decoded = _decoded_mib(count, SEARCH_INPUT)
+    as_floats = count * 3 * SEARCH_INPUT**2 * 4 / 2**20  # what each worker held before streaming
     print(
-        f"search on {count:,} files ({decoded:,.0f} MiB decoded): {len(frontier)} frontier points in {wall:.0f} s; "
-        f"trial workers' peak memory {', '.join(f'{p:,.0f}' for p in peaks if p)} MiB"
+        f"search on {count:,} files at {SEARCH_INPUT} px ({decoded:,.0f} MiB decoded as uint8, {as_floats:,.0f} MiB "
+        f"as float32): {len(frontier)} frontier points in {wall:.0f} s; trial workers' peak memory "
+        f"{', '.join(f'{p:,.0f}' for p in peaks if p)} MiB"
     )
     return {
         "files": count,
