@@ -187,6 +187,16 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
             yield order[start : start + batch_size]
 
 
+def seeded_batches(n: int, batch_size: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """:func:`batch_indices` for ``seed`` (batches of at most ``n``) from batch ``start`` on: the
+    order is replayed up to ``start``, so batch ``k`` is the same whatever ``start`` (a resumed
+    fine-tune sees the batches an uninterrupted one would have)."""
+    order = batch_indices(n, min(batch_size, n), torch.Generator().manual_seed(seed))
+    for _ in range(start):
+        next(order)
+    return order
+
+
 def make_optimizer(
     model: nn.Module, recipe: Recipe
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -232,10 +242,7 @@ def train_steps(
     Passing ``start``/``stop`` and the same ``optimizer`` pair lets a caller train in chunks
     with results identical to one call: the batch order depends only on ``seed`` and the step.
     """
-    generator = torch.Generator().manual_seed(seed)
-    order = batch_indices(len(x), min(recipe.batch_size, len(x)), generator)
-    for _ in range(start):  # replay the batch order up to ``start``
-        next(order)
+    order = seeded_batches(len(x), recipe.batch_size, seed, start)
     batches = ((x[idx], y[idx]) for idx in (i.to(x.device) for i in order))
     return train_batches(model, batches, recipe, start=start, stop=stop, optimizer=optimizer, progress=progress)
 

@@ -123,3 +123,17 @@ def quiet_uri_search(tmp_path_factory, tiny_base) -> TrackedSearch:
     (tmp / "uri.yaml").write_text(yaml.safe_dump(config))
     out = prunetune("search", str(tmp / "uri.yaml"), "--quiet", cwd=tmp)
     return TrackedSearch(config["name"], tmp / "local" / config["name"], out)
+
+
+def done_trials(experiment: Path) -> dict[str, dict]:
+    """Trial id -> last report, for every trial folder whose last whole report says done."""
+    done = {}
+    for path in experiment.glob("trial_*/result.json"):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        try:
+            last = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            continue
+        if last.get("done"):
+            done[last["trial_id"]] = last
+    return done

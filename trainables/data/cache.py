@@ -107,13 +107,8 @@ def node_cache(
     damaged (under a lock: concurrent trials decode it once)."""
     from filelock import FileLock
 
-    key = json.dumps(
-        [CACHE_VERSION, name, input_size, root, seed, list(options), source_fingerprint(root)], default=str
-    )
-    folder = cache_root(cache_dir)
-    directory = folder / f"{name}-{input_size}px-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    directory = _entry(cache_dir, name, input_size, [root, seed, list(options)])
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory) + ".lock"):
             found = _valid(directory)
             if found is not None:
@@ -124,9 +119,26 @@ def node_cache(
             _build(directory, name, input_size, root, seed, options)
             return CachedSet(directory, json.loads((directory / META).read_text()))
     except PermissionError as error:
-        raise ConfigError(
-            f"the data cache folder {folder} is not writable ({error.strerror}); set data.cache_dir to a local folder"
-        ) from None
+        raise _unwritable(directory.parent, error) from None
+
+
+def _entry(cache_dir: str | None, name: str, input_size: int, arguments: list) -> Path:
+    """The cache folder's entry for set ``name`` at ``input_size``: named by a digest of the
+    arguments, the source files (``arguments[0]`` is the root) and :data:`CACHE_VERSION`. The
+    cache folder is created; one that cannot be is a ConfigError naming ``data.cache_dir``."""
+    key = json.dumps([CACHE_VERSION, name, input_size, *arguments, source_fingerprint(arguments[0])], default=str)
+    folder = cache_root(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except PermissionError as error:
+        raise _unwritable(folder, error) from None
+    return folder / f"{name}-{input_size}px-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+
+
+def _unwritable(folder: Path, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"the data cache folder {folder} is not writable ({error.strerror}); set data.cache_dir to a local folder"
+    )
 
 
 def stats_of_folder(
@@ -136,10 +148,8 @@ def stats_of_folder(
     files, kept beside the node caches (a few numbers, not the images)."""
     from filelock import FileLock
 
-    key = json.dumps([CACHE_VERSION, root, input_size, seed, source_fingerprint(root)])
-    folder = cache_root(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"imagefolder-{input_size}px-{hashlib.sha1(key.encode()).hexdigest()[:12]}.stats.json"
+    entry = _entry(cache_dir, "imagefolder", input_size, [root, seed])
+    path = entry.with_name(entry.name + ".stats.json")
     with FileLock(str(path) + ".lock"):
         try:
             stats = json.loads(path.read_text())

@@ -22,7 +22,7 @@ import functools
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ import torch
 
 from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.data import augment as A
-from prunetune.trainables.data.cache import CachedSet, node_cache, stats_of_folder
+from prunetune.trainables.data.cache import node_cache, stats_of_folder
 from prunetune.trainables.data.splits import dataset_kind, sample_indices
+from prunetune.trainables.train import seeded_batches
 
 MODES = ("auto", "memory", "stream")
 AUTO_SHARE = 0.25  # auto streams a set whose decoded size exceeds this share of available memory
@@ -87,7 +88,6 @@ class TrialData:
     device: torch.device
     splits: dict[str, Any]  # split -> _Memory or _Stream
     val_images: int | None = None
-    _val: Any = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.splits["train"])
@@ -141,14 +141,9 @@ class _Memory:
         return len(self.labels)
 
     def batches(self, batch_size: int, seed: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from prunetune.trainables.train import batch_indices
-
-        order = batch_indices(len(self), min(batch_size, len(self)), torch.Generator().manual_seed(seed))
-        for _ in range(start):
-            next(order)
-        for idx in order:
+        for idx in seeded_batches(len(self), batch_size, seed, start):
             idx = idx.sort().values.to(self.images.device)  # sorted: sequential reads of the mapped file
-            yield self.images[idx], self.labels.to(idx.device)[idx]
+            yield self.images[idx], self.labels[idx]
 
     def ordered(
         self, batch_size: int, indices: torch.Tensor | None, keep: bool = False
@@ -159,7 +154,7 @@ class _Memory:
                 yield self.images[begin : begin + batch_size], self.labels[begin : begin + batch_size]
             else:
                 idx = indices[begin : begin + batch_size].to(self.images.device)
-                yield self.images[idx], self.labels.to(idx.device)[idx]
+                yield self.images[idx], self.labels[idx]
 
     def close(self) -> None:
         pass
@@ -173,12 +168,7 @@ class _SeededBatches(torch.utils.data.Sampler):
         self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start
 
     def __iter__(self) -> Iterator[list[int]]:
-        from prunetune.trainables.train import batch_indices
-
-        order = batch_indices(self.n, min(self.batch_size, self.n), torch.Generator().manual_seed(self.seed))
-        for _ in range(self.start):
-            next(order)
-        for idx in order:
+        for idx in seeded_batches(self.n, self.batch_size, self.seed, self.start):
             yield idx.sort().values.tolist()
 
 
@@ -293,12 +283,12 @@ def _open(name, input_size, root, seed, options, load: DataLoad, device: str, va
         from prunetune.trainables.data.folder import folder_splits
 
         listing = folder_splits(Path(root) if root else None, seed)
-        mode = choose_mode(mode, listing.count() * 3 * size * size)
+        mode = choose_mode(mode, decoded_size(name, input_size, listing.count()))
         if mode == "stream":
             return _folder_stream(listing, name, input_size, root, seed, load, target, augment, size, val_images)
     cached = node_cache(name, input_size, root, seed, options, load.cache_dir)
     total = sum(int(c) for c in cached.meta["counts"].values())
-    mode = choose_mode(mode, total * 3 * size * size)
+    mode = choose_mode(mode, decoded_size(name, input_size, total))
     if mode == "memory":
         splits = {}
         for split in ("train", "val", "test"):
@@ -319,22 +309,8 @@ def _open(name, input_size, root, seed, options, load: DataLoad, device: str, va
             )
             for split in ("train", "val", "test")
         }
-    return _trial_data(cached, name, input_size, augment, mode, target, splits, val_images)
-
-
-def _trial_data(stats: CachedSet, name, input_size, augment, mode, device, splits, val_images) -> TrialData:
-    return TrialData(
-        name,
-        stats.num_classes,
-        input_size,
-        torch.tensor(stats.mean, device=device),
-        torch.tensor(stats.std, device=device),
-        augment,
-        mode,
-        device,
-        splits,
-        val_images,
-    )
+    mean, std = torch.tensor(cached.mean, device=target), torch.tensor(cached.std, device=target)
+    return TrialData(name, cached.num_classes, input_size, mean, std, augment, mode, target, splits, val_images)
 
 
 def _folder_stream(listing, name, input_size, root, seed, load, device, augment, size, val_images) -> TrialData:
@@ -352,8 +328,9 @@ def _folder_stream(listing, name, input_size, root, seed, load, device, augment,
     mean, std = stats_of_folder(
         root, input_size, seed, load.cache_dir, lambda: _folder_stats(splits["train"], input_size, seed, size)
     )
-    stats = CachedSet(Path(), {"num_classes": len(listing.classes), "mean": mean, "std": std})
-    return _trial_data(stats, name, input_size, augment, "stream", device, splits, val_images)
+    mean, std = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+    classes = len(listing.classes)
+    return TrialData(name, classes, input_size, mean, std, augment, "stream", device, splits, val_images)
 
 
 def _folder_stats(train: _Stream, input_size: int, seed: int, size: int) -> tuple[list[float], list[float]]:
@@ -391,13 +368,8 @@ class TensorData:
         return len(self.tensors["train"][1])
 
     def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        from prunetune.trainables.train import batch_indices
-
         x, y = self.tensors["train"]
-        order = batch_indices(len(x), min(batch_size, len(x)), torch.Generator().manual_seed(seed))
-        for _ in range(start):
-            next(order)
-        for idx in order:
+        for idx in seeded_batches(len(x), batch_size, seed, start):
             idx = idx.to(x.device)
             yield x[idx], y[idx]
 

@@ -27,6 +27,7 @@ import yaml
 
 from tests.conftest import TINY
 from tests.mlflow_server import MlflowServer, start_mlflow_server, stop
+from tests.search.conftest import done_trials
 
 pytestmark = pytest.mark.integration
 
@@ -48,20 +49,6 @@ def command(capsys, *args: str) -> subprocess.CompletedProcess:
     code = main(list(args))
     out = capsys.readouterr()
     return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-
-def done_trials(experiment: Path) -> dict[str, dict]:
-    """Trial id -> last report, for every trial folder whose last whole report says done."""
-    done = {}
-    for path in experiment.glob("trial_*/result.json"):
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        try:
-            last = json.loads(lines[-1]) if lines else {}
-        except json.JSONDecodeError:
-            continue
-        if last.get("done"):
-            done[last["trial_id"]] = last
-    return done
 
 
 def descendants(pid: int) -> list[int]:

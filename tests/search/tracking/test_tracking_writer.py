@@ -4,7 +4,6 @@ that a killed driver loses nothing ``prunetune sync`` cannot restore from Tune's
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from prunetune.search.tracking.callback import TrackingSettings
 from prunetune.search.tracking.tracker import TrialSummary, embedded_uri
 from prunetune.search.tracking.writer import LOCK_FILE, TrackingWriter, writer_lock
 from tests.conftest import TINY
+from tests.search.conftest import done_trials
 
 
 def _children(uri: str, study: str) -> list:
@@ -99,20 +99,6 @@ def test_the_tracking_lock_waits_for_its_holder_and_then_goes_on(tmp_path):
     assert not (tmp_path / LOCK_FILE).exists()  # released: no lock file naming a writer that is gone
 
 
-def _done_trials(experiment: Path) -> dict[str, dict]:
-    """Every trial whose last report in its folder says done, with that report."""
-    done = {}
-    for path in experiment.glob("trial_*/result.json"):
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        try:
-            last = json.loads(lines[-1]) if lines else {}
-        except json.JSONDecodeError:
-            continue
-        if last.get("done"):
-            done[last["trial_id"]] = last
-    return done
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("killed", ["driver", "driver and writer"])
 def test_a_killed_driver_loses_no_tracked_result_that_sync_restores(tiny_config, tmp_path, killed):
@@ -139,7 +125,7 @@ def test_a_killed_driver_loses_no_tracked_result_that_sync_restores(tiny_config,
     )
     try:
         deadline = time.monotonic() + 240
-        while len(_done_trials(experiment)) < 6:
+        while len(done_trials(experiment)) < 6:
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "timed out waiting for six finished trials"
             time.sleep(0.1)
@@ -154,7 +140,7 @@ def test_a_killed_driver_loses_no_tracked_result_that_sync_restores(tiny_config,
     finally:
         _kill_group(driver.pid)  # the local Ray the driver started
         log.close()
-    done = _done_trials(experiment)
+    done = done_trials(experiment)
     assert len(done) < config["trials"], "the search ended before the driver was killed: give it more trials"
 
     out = subprocess.run(
