@@ -1,0 +1,52 @@
+"""What the peers benchmark tells a reader: its verdict, a missing peer, FastNAS's grid."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import vs_peers
+from benchmarks.vs_peers import Outcome, Row
+
+
+def row(*accuracies: float) -> Row:
+    return Row([Outcome(a, 0.3, 0.3, 1.0, 1.0, 1) for a in accuracies])
+
+
+def test_a_lost_comparison_is_reported_as_not_met_never_hidden():
+    lines = vs_peers.verdict(
+        {"uniform": row(0.90, 0.91, 0.92), "fastnas": row(0.93, 0.94, 0.95), "tp-global": row(0.85, 0.86, 0.87)}
+    )
+    assert any("vs fastnas" in line and "below: not met" in line for line in lines)
+    assert any("vs tp-global" in line and "by more than the seed spread: met" in line for line in lines)
+
+
+def test_a_gap_inside_the_seed_spread_is_not_a_win():
+    lines = vs_peers.verdict({"random": row(0.90, 0.93, 0.96), "tp-global": row(0.91, 0.92, 0.93)})
+    assert lines == [
+        "prunetune's best (random) 0.9300 vs tp-global 0.9200: gap +0.0100, seed spread 0.0300 "
+        "-> at or above, within the seed spread: not met"
+    ]
+
+
+def test_one_seed_gives_no_verdict_either_way():
+    (line,) = vs_peers.verdict({"uniform": row(0.95), "fastnas": row(0.90)})
+    assert line.endswith("one seed: no spread to judge by")
+
+
+def test_a_missing_peer_is_named_with_the_install_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "modelopt.torch.prune", None)  # import fails as if not installed
+    missing = vs_peers.missing_peers()
+    assert list(missing) == ["fastnas"]
+    assert "pip install -e '.[peers]'" in missing["fastnas"]
+
+
+def test_fastnas_gets_about_the_same_number_of_choices_in_every_layer():
+    from prunetune.trainables import build_model
+
+    model = build_model("vgg11", num_classes=10, input_size=16, width=0.25)
+    rules = vs_peers.fastnas_rules(model, grid=8)
+    widths = {name: m.out_channels for name, m in model.named_modules() if hasattr(m, "out_channels")}
+    choices = {name: widths[name] // rule["channel_divisor"] for name, rule in rules["nn.Conv2d"].items()}
+    assert set(choices) == set(widths)
+    assert set(choices.values()) == {8}  # 16 to 128 channels, 8 choices each
+    assert all(rules["nn.BatchNorm2d"][name]["feature_divisor"] >= 1 for name in rules["nn.BatchNorm2d"])
