@@ -50,3 +50,24 @@ def test_fastnas_gets_about_the_same_number_of_choices_in_every_layer():
     assert set(choices) == set(widths)
     assert set(choices.values()) == {8}  # 16 to 128 channels, 8 choices each
     assert all(rules["nn.BatchNorm2d"][name]["feature_divisor"] >= 1 for name in rules["nn.BatchNorm2d"])
+
+
+def test_every_name_a_benchmark_imports_from_prunetune_exists():
+    """Benchmarks import inside functions, so a renamed helper breaks them only when run (five
+    did, after the data package replaced ``_data_on``); this reads every import instead."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    missing = []
+    for path in sorted((Path(__file__).parents[1] / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prunetune"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path.name}:{node.lineno} {node.module}.{alias.name}")
+    assert not missing, f"benchmarks import names that no longer exist: {missing}"
