@@ -154,10 +154,21 @@ def confirm_model(setup, model, steps: int) -> float:
     recipe with its training seed, then the test split."""
     import torch
 
+    device = torch.device("cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a confirmation trial's one CPU (two threads beside a busy core crawl)
+    try:
+        return _confirmed(setup, model, steps, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _confirmed(setup, model, steps: int, device) -> float:
+    import torch
+
     from prunetune.trainables.train import evaluate, recalibrate_bn, train_batches
     from prunetune.trainables.trial import dense_teacher
 
-    device = torch.device("cpu")
     torch.manual_seed(setup.seed)
     data = setup.open_data(device)
     recipe = setup.finetune.replace(steps=steps)
