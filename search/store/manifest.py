@@ -2,9 +2,10 @@
 
 ``prunetune.json`` in the experiment directory records the validated config (as written: a
 length in epochs without the steps it resolved to), the training split's size those steps
-follow from, the resolved base checkpoint, class count, dense costs and group sizes. Commands that work on finished or
-interrupted searches (export, resume, status, compare) rebuild everything from it and Tune's
-own files, never from the user's possibly edited YAML.
+follow from (a folder that gained images since resumes with the steps its trials ran), the
+resolved base checkpoint, class count, dense costs and group sizes. Commands that work on
+finished or interrupted searches (export, resume, status, compare) rebuild everything from it
+and Tune's own files, never from the user's possibly edited YAML.
 
 An experiment is its folder: a manifest read from a renamed or moved folder describes the
 search under the folder's name (its MLflow study stays the one it was logged to), so
