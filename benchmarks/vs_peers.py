@@ -35,6 +35,10 @@ evaluations of a candidate model; prunetune's count trials, the confirmation not
 A peer that is not installed is named and left out (``pip install -e '.[peers]'``). The exit code
 is non-zero only on an error, never on a lost comparison.
 
+Every outcome is appended to a JSON-lines file under ``--storage`` named by the settings that
+make outcomes comparable; a later run with the same settings skips what is there (an interrupted
+run resumes, ``--first-seed`` adds seeds) and prints the table over all of them.
+
 Run: ``python -m benchmarks.vs_peers`` (defaults: vgg11 at width 0.25, 3 seeds; see --help).
 ``--quick`` is a smoke run of a few minutes on 1 seed.
 """
@@ -150,10 +154,21 @@ def confirm_model(setup, model, steps: int) -> float:
     recipe with its training seed, then the test split."""
     import torch
 
+    device = torch.device("cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a confirmation trial's one CPU (two threads beside a busy core crawl)
+    try:
+        return _confirmed(setup, model, steps, device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _confirmed(setup, model, steps: int, device) -> float:
+    import torch
+
     from prunetune.trainables.train import evaluate, recalibrate_bn, train_batches
     from prunetune.trainables.trial import dense_teacher
 
-    device = torch.device("cpu")
     torch.manual_seed(setup.seed)
     data = setup.open_data(device)
     recipe = setup.finetune.replace(steps=steps)
@@ -411,12 +426,13 @@ def _width(args) -> float:
     return TASKS[args.task]["width"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from benchmarks.search_vs_baselines import TASKS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="vgg11", choices=list(TASKS))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=float, default=0.3, help="MACs of dense")
     parser.add_argument("--trials", type=int, default=16, help="trials of random and rl+warm")
     parser.add_argument("--finetune-steps", type=int, default=40, help="fine-tune steps of a search trial")
@@ -431,28 +447,48 @@ def main(argv: list[str] | None = None) -> int:
     args.data, args.top = "fashion", 1  # what search_vs_baselines' configs read
     if args.quick:
         args.seeds, args.trials, args.confirm_steps, args.base_steps, args.fastnas_grid = 1, 4, 30, 100, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.time()
     missing = missing_peers()
     for name, reason in missing.items():
         print(f"peer {name} left out: {reason}", flush=True)
-    from prunetune.search.run import init_ray
+    methods = [m for m in args.methods if m not in missing]
+    record = Record(args)
+    done = record.read()
+    print(f"outcomes: {record.path} ({len(done)} already measured with these settings, kept)", flush=True)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if any((seed, method) not in done for seed in seeds for method in methods):
+        from prunetune.search.run import init_ray
 
-    init_ray(None)
-    rows: dict[str, Row] = {m: Row() for m in args.methods if m not in missing}
-    dense_accuracy = []
-    for seed in range(args.seeds):
+        init_ray(None)
+    for seed in seeds:
+        if all((seed, method) in done for method in methods):
+            continue
         setup = setup_for(args, seed)
-        dense_accuracy.append(_test_accuracy(setup))
-        for method in rows:
+        dense = _test_accuracy(setup)
+        for method in methods:
+            if (seed, method) in done:
+                continue
             if method == "fastnas":
                 outcome = run_fastnas(args, setup)
             elif method == "tp-global":
                 outcome = run_tp_global(args, setup)
             else:
                 outcome = run_ours(args, method, seed, setup)
-            rows[method].outcomes.append(outcome)
+            done[seed, method] = (dense, outcome)
+            record.append(seed, method, dense, outcome)
             print(f"[{time.time() - started:6.0f} s] seed {seed} {method}: {outcome}", file=sys.stderr, flush=True)
-    print_table(args, rows, dense_accuracy)
+    rows: dict[str, Row] = {m: Row() for m in methods}
+    dense_accuracy: dict[int, float] = {}
+    for (seed, method), (dense, outcome) in sorted(done.items()):
+        if method in rows:
+            rows[method].outcomes.append(outcome)
+            dense_accuracy[seed] = dense
+    print_table(args, {m: r for m, r in rows.items() if r.outcomes}, list(dense_accuracy.values()))
     print("\n## verdict (goal: prunetune's best method above every peer by more than the seed spread)")
     for line in verdict(rows):
         print(line)
@@ -460,6 +496,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not compared: {name} ({reason})")
     print(f"\nwall time {time.time() - started:.0f} s")
     return 0
+
+
+class Record:
+    """Every measured outcome, one JSON line each, in a file named by the settings that make
+    outcomes comparable: a run adds seeds to earlier runs' and resumes an interrupted one."""
+
+    def __init__(self, args):
+        import hashlib
+        import json
+
+        settings = {
+            key: getattr(args, key)
+            for key in ("task", "budget", "trials", "finetune_steps", "confirm_steps", "base_steps", "fastnas_grid")
+        }
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+        self.path = args.storage / f"vs_peers-{args.task}-{digest}.jsonl"
+        self.settings = settings
+
+    def read(self) -> dict[tuple[int, str], tuple[float, Outcome]]:
+        import json
+
+        if not self.path.is_file():
+            return {}
+        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return {(o["seed"], o["method"]): (o["dense"], Outcome(**o["outcome"])) for o in lines}
+
+    def append(self, seed: int, method: str, dense: float, outcome: Outcome) -> None:
+        import dataclasses
+        import json
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = {"seed": seed, "method": method, "dense": dense, "outcome": dataclasses.asdict(outcome)}
+        with self.path.open("a") as file:
+            file.write(json.dumps({**line, "settings": self.settings}) + "\n")
 
 
 def _test_accuracy(setup) -> float:

@@ -71,3 +71,28 @@ def test_every_name_a_benchmark_imports_from_prunetune_exists():
                         except ImportError:
                             missing.append(f"{path.name}:{node.lineno} {node.module}.{alias.name}")
     assert not missing, f"benchmarks import names that no longer exist: {missing}"
+
+
+def test_a_rerun_prints_every_seed_from_the_record_and_exits_0_on_a_lost_comparison(tmp_path, capsys, monkeypatch):
+    """Outcomes already recorded with the same settings are not measured again (no Ray starts):
+    the table and the verdict come from the record, and losing to a peer is not an error."""
+    monkeypatch.setattr(vs_peers, "missing_peers", dict)  # importing ModelOpt takes seconds; tested above
+    argv = ["--quick", "--storage", str(tmp_path), "--methods", "tp-global", "uniform", "random"]
+    args = vs_peers.parse_args(argv)
+    record = vs_peers.Record(args)
+    for seed in (0,):
+        record.append(seed, "tp-global", 0.91, Outcome(0.90, 0.299, 0.28, 2.0, 20.0, 0, "global ratio 0.470"))
+        record.append(seed, "uniform", 0.91, Outcome(0.85, 0.295, 0.28, 20.0, 6.0, 1))
+        record.append(seed, "random", 0.91, Outcome(0.86, 0.300, 0.27, 35.0, 6.0, 4))
+    assert vs_peers.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3 already measured with these settings, kept" in out
+    assert "dense model, test accuracy: 0.9100" in out
+    lines = {
+        line.split()[0]: line
+        for line in out.splitlines()
+        if line.split() and line.split()[0] in {"uniform", "random", "tp-global"}
+    }
+    assert "0.9000" in lines["tp-global"] and "global ratio 0.470" in lines["tp-global"]
+    assert "prunetune's best (random) 0.8600 vs tp-global 0.9000" in out
+    assert "one seed: no spread to judge by" in out
