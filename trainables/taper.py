@@ -83,7 +83,9 @@ class TaperSettings(Settings):
     holdout: int = Field(256, ge=1)
     gate_optimizer: Literal["sgd", "adam"] = "sgd"
     gate_lr: float = Field(5.0, gt=0)
-    gate_init: float = Field(3.0, gt=0)
+    # Near the threshold: from 3.0 the hard cost cannot move for ~60 steps while the multiplier
+    # winds up, and then whole expensive groups cross zero together (issue 25).
+    gate_init: float = Field(0.5, gt=0)
     dual_lr: float = Field(0.2, ge=0)
     penalty: float = Field(20.0, ge=0)
     lr: float | None = Field(None, gt=0)

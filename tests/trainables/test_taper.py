@@ -160,7 +160,7 @@ def straight_run(taper_run):
 
 
 def test_the_multiplier_rises_in_a_run_whose_cost_is_above_its_target(taper_run):
-    run = taper_run(rate=0.0001)
+    run = taper_run(rate=0.0001, gate_init=3.0)  # gates far from 0: the cost stays above 0.2 for 4 steps
     run.state.target = 0.2
     batches = run._batches()
     values = []
