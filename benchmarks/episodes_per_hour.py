@@ -70,21 +70,22 @@ def in_process(prepared, episodes: int) -> tuple[float, float]:
     from prunetune.search.searchers import get_searcher
     from prunetune.trainables import Profile, evaluate
     from prunetune.trainables.train import recalibrate_bn
-    from prunetune.trainables.trial import _data_on, pruned_model
+    from prunetune.trainables.trial import calibration_batch, pruned_model
 
     torch.set_num_threads(1)  # a 1-CPU trial's thread count
     setup, space = prepared.setup, prepared.space
     searcher = get_searcher("rl")(space, seed=0, max_trials=episodes, **OPTIONS)
-    splits, train_x, _, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
+    data = setup.open_data(torch.device("cpu"))
+    calibration = data.sample(setup.evaluate.images(), setup.seed)[0]
     dense = space.cost_model.dense()["macs"]
     searcher_s = trial_s = 0.0
     for i in range(episodes):
         started = time.perf_counter()
         profile = searcher.suggest(f"e{i}")["profile"]
         suggested = time.perf_counter()
-        model = pruned_model(setup, Profile(profile), splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
-        recalibrate_bn(model, train_x, setup.evaluate, seed=setup.seed)  # as run_trial does before evaluating
-        accuracy, _ = evaluate(model, val_x, val_y)
+        model = pruned_model(setup, Profile(profile), data.num_classes, calibration_batch(data))
+        recalibrate_bn(model, calibration, setup.evaluate, seed=setup.seed)  # as run_trial does before evaluating
+        accuracy, _ = evaluate(model, data.eval_batches("val"))
         evaluated = time.perf_counter()
         macs = space.costs(profile)["macs"]
         searcher.on_trial_complete(

@@ -10,7 +10,7 @@ proposals that break the budget.
 
 Profiles are evaluated in-process (not through Tune, to keep this fast) with the trainable's own
 code path: ``prunetune.trainables.trial.pruned_model`` (load the base, prune with torch-pruning), then
-``--finetune-steps`` steps of ``train_steps`` and ``evaluate`` on the validation split, seeded
+``--finetune-steps`` steps of ``train_batches`` and ``evaluate`` on the validation split, seeded
 like a trial, so a profile's accuracy is the same whichever searcher proposes it (computed once
 and cached). Costs come from the exact analytic cost model. Searchers are driven sequentially
 (suggest, result, suggest...), as Tune does with ``concurrency: 1``.
@@ -74,27 +74,17 @@ def evaluate_profile(setup, profile: dict[str, float]) -> float:
     """What a trial does for ``profile`` (prune, fine-tune, evaluate), without Tune."""
     import torch
 
-    from prunetune.trainables import Profile, evaluate, train_steps
-    from prunetune.trainables.train import make_optimizer
-    from prunetune.trainables.trial import _data_on, pruned_model
+    from prunetune.trainables import Profile, evaluate
+    from prunetune.trainables.train import train_batches
+    from prunetune.trainables.trial import calibration_batch, pruned_model
 
     torch.set_num_threads(1)
     torch.manual_seed(setup.seed)
-    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
-    model = pruned_model(setup, Profile(profile), splits.num_classes, (splits.train_x[:64], splits.train_y[:64]))
+    data = setup.open_data(torch.device("cpu"))
+    model = pruned_model(setup, Profile(profile), data.num_classes, calibration_batch(data))
     if setup.finetune.steps:
-        optimizer = make_optimizer(model, setup.finetune)
-        train_steps(
-            model,
-            train_x,
-            train_y,
-            setup.finetune,
-            seed=setup.seed,
-            start=0,
-            stop=setup.finetune.steps,
-            optimizer=optimizer,
-        )
-    accuracy, _ = evaluate(model, val_x, val_y)
+        train_batches(model, data.train_batches(setup.finetune.batch_size, setup.seed), setup.finetune)
+    accuracy, _ = evaluate(model, data.eval_batches("val"))
     return accuracy
 
 

@@ -28,8 +28,8 @@ from prunetune.trainables.profiles import kept_channels
 from prunetune.trainables.structure import extract_cost_model
 from prunetune.trainables.taper import TaperSettings
 from prunetune.trainables.taper_trial import run_taper
-from prunetune.trainables.train import evaluate, train_steps
-from prunetune.trainables.trial import _data_on, example_input, pruned_model
+from prunetune.trainables.train import evaluate, train_batches
+from prunetune.trainables.trial import example_input, pruned_model
 
 LEVELS = (0.7, 0.5, 0.3)
 FINETUNE = 40
@@ -73,17 +73,18 @@ def profile_at(rng: np.random.Generator, cost_model, level: float, prune: PruneS
 
 def random_search(setup: TrialSetup, steps: int, seed: int = 0) -> dict[float, list[float]]:
     """Accuracies of random profiles per level, ``steps // FINETUNE`` trials in all."""
-    splits, train_x, train_y, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
-    cost_model = extract_cost_model(pruned_model(setup, Profile({}), splits.num_classes), example_input(setup))
+    data = setup.open_data(torch.device("cpu"))
+    cost_model = extract_cost_model(pruned_model(setup, Profile({}), data.num_classes), example_input(setup))
     rng = np.random.default_rng(seed)
     trials = max(len(LEVELS), steps // FINETUNE)
     accuracies: dict[float, list[float]] = {level: [] for level in LEVELS}
     for index in range(trials):
         level = LEVELS[index % len(LEVELS)]
         profile = profile_at(rng, cost_model, level, setup.prune)
-        model = pruned_model(setup, profile, splits.num_classes)
-        train_steps(model, train_x, train_y, setup.finetune, seed=setup.seed)
-        accuracies[level].append(evaluate(model, val_x, val_y)[0])
+        model = pruned_model(setup, profile, data.num_classes)
+        torch.manual_seed(setup.seed)
+        train_batches(model, data.train_batches(setup.finetune.batch_size, setup.seed), setup.finetune)
+        accuracies[level].append(evaluate(model, data.eval_batches("val"))[0])
     return accuracies
 
 
@@ -93,8 +94,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     setup = base_setup(args.base_dir)
-    splits, *_, val_x, val_y = _data_on(setup.data, setup.model.input_size, "cpu")
-    dense_acc = evaluate(pruned_model(setup, Profile({}), splits.num_classes), val_x, val_y)[0]
+    data = setup.open_data(torch.device("cpu"))
+    dense_acc = evaluate(pruned_model(setup, Profile({}), data.num_classes), data.eval_batches("val"))[0]
     started = time.time()
     points, steps = taper_frontier(setup)
     taper_s = time.time() - started

@@ -49,17 +49,18 @@ def plain_loop(setup, profile: dict, trials: int) -> float:
     import torch
 
     from prunetune.budgets import measure_costs
-    from prunetune.trainables import Profile, evaluate, train_steps
-    from prunetune.trainables.trial import _data_on, example_input, pruned_model
+    from prunetune.trainables import Profile, evaluate
+    from prunetune.trainables.train import train_batches
+    from prunetune.trainables.trial import calibration_batch, example_input, pruned_model
 
     started = time.perf_counter()
     for _ in range(trials):
         torch.manual_seed(setup.seed)
-        splits, tx, ty, vx, vy = _data_on(setup.data, setup.model.input_size, "cpu")
-        model = pruned_model(setup, Profile(profile), splits.num_classes, (tx[:64], ty[:64]))
-        evaluate(model, vx, vy)
-        train_steps(model, tx, ty, setup.finetune, seed=setup.seed)
-        evaluate(model, vx, vy)
+        data = setup.open_data(torch.device("cpu"))  # cached per process, as in a trial worker
+        model = pruned_model(setup, Profile(profile), data.num_classes, calibration_batch(data))
+        evaluate(model, data.eval_batches("val"))
+        train_batches(model, data.train_batches(setup.finetune.batch_size, setup.seed), setup.finetune)
+        evaluate(model, data.eval_batches("val"))
         measure_costs(model, example_input(setup), setup.cost_functions())
     return time.perf_counter() - started
 
