@@ -12,10 +12,11 @@ each option, its default and its constraint are defined once.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,7 +25,38 @@ from prunetune.budgets import Budget
 from prunetune.budgets.errors import ConfigError
 from prunetune.trainables.groups import PruneSettings
 from prunetune.trainables.taper import TaperSettings
-from prunetune.trainables.train import BatchSize, EvalSettings, LearningRate, Recipe, Steps
+from prunetune.trainables.train import BatchSize, EvalSettings, LearningRate, Recipe, Steps, steps_per_epoch
+
+# A training length in passes over the training split (0.5: half of one), the alternative to
+# ``steps`` in ``base``, ``finetune`` and ``confirm``: converted to steps once, when a search is
+# prepared and the split's size is known (``SearchConfig.resolved``).
+Epochs = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _steps_or_epochs(data: Any, section: str) -> Any:
+    """Before a length section validates: ``epochs`` stands in for ``steps``, which stays None
+    until the search resolves it; both given, or neither (``steps: null``), is the user's to fix."""
+    if not isinstance(data, dict):
+        return data
+    if data.get("epochs") is None:
+        if "steps" in data and data["steps"] is None:
+            raise ValueError(
+                f"give {section}.steps (optimiser steps) or {section}.epochs (passes over the training split)"
+            )
+        return data
+    if data.get("steps") is not None:
+        raise ValueError(
+            f"give {section}.steps or {section}.epochs, not both: remove one "
+            f"(on the command line, --set {section}.steps=null)"
+        )
+    return {**data, "steps": None}
+
+
+def steps_for(epochs: float, train_images: int, batch_size: int) -> int:
+    """The optimiser steps of ``epochs`` passes over ``train_images`` in batches of ``batch_size``:
+    an epoch is ``steps_per_epoch`` (the last partial batch dropped, as the batch order drops
+    it), the product rounded up, at least one step."""
+    return max(1, math.ceil(round(epochs * steps_per_epoch(train_images, batch_size), 6)))
 
 
 class _Section(BaseModel):
@@ -99,12 +131,20 @@ class DataConfig(_Named):
 
 
 class BaseConfig(Recipe):
-    """The dense model: a checkpoint to load, or the recipe to train one."""
+    """The dense model: a checkpoint to load, or the recipe to train one (``steps`` or
+    ``epochs`` long)."""
 
-    steps: Steps = 400
+    section: ClassVar[str] = "base"
+    steps: Steps | None = 400  # None: given in epochs, not yet resolved
     lr: LearningRate = 0.05
     batch_size: BatchSize = 128
     checkpoint: str | None = None
+    epochs: Epochs | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _length(cls, data: Any) -> Any:
+        return _steps_or_epochs(data, cls.section)
 
     @field_validator("distill")
     @classmethod
@@ -137,9 +177,16 @@ class SpaceConfig(_Section):
 
 
 class FinetuneConfig(Recipe):
-    """Every trial's fine-tune: the trainables' recipe, 50 steps by default."""
+    """Every trial's fine-tune: the trainables' recipe, 50 steps by default, or ``epochs``."""
 
-    steps: Steps = 50
+    section: ClassVar[str] = "finetune"
+    steps: Steps | None = 50  # None: given in epochs, not yet resolved
+    epochs: Epochs | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _length(cls, data: Any) -> Any:
+        return _steps_or_epochs(data, cls.section)
 
 
 class SearcherConfig(_Named):
@@ -212,8 +259,9 @@ class SchedulerConfig(_Named):
 class ConfirmConfig(_Section):
     """Search, then confirm: after the search's trials, the ``top`` best feasible profiles
     (by validation accuracy; per level when ``levels`` lists relative costs of the frontier
-    cost) are fine-tuned again from the base for ``steps`` steps with each of ``seeds``
-    training seeds, as more trials of the same experiment, and evaluated on the test split.
+    cost) are fine-tuned again from the base for ``steps`` steps (or ``epochs``, in batches of
+    ``finetune.batch_size``) with each of ``seeds`` training seeds, as more trials of the same
+    experiment, and evaluated on the test split.
     The frontier then reports their confirmed test accuracy. ``top: 0`` turns it off.
 
     ``uniform: true`` confirms the uniform profile of each level beside them (every group at
@@ -221,10 +269,16 @@ class ConfirmConfig(_Section):
     every figure of the search is read against, drawn and printed beside its frontier."""
 
     top: int = Field(0, ge=0, strict=True)
-    steps: int = Field(300, ge=0, strict=True)
+    steps: int | None = Field(300, ge=0, strict=True)  # None: given in epochs, not yet resolved
     seeds: int = Field(1, ge=1, strict=True)
     levels: list[float] | None = None
     uniform: bool = Field(False, strict=True)
+    epochs: Epochs | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _length(cls, data: Any) -> Any:
+        return _steps_or_epochs(data, "confirm")
 
     @field_validator("levels")
     @classmethod
@@ -347,6 +401,34 @@ class SearchConfig(_Section):
         if repeated:
             raise ValueError(f"base label {repeated[0]!r} names two base models; set a distinct label on each of bases")
         return self
+
+    def in_epochs(self) -> dict[str, BaseConfig | FinetuneConfig | ConfirmConfig]:
+        """The length sections given in ``epochs``, by key (base, finetune, confirm)."""
+        sections = {"base": self.base, "finetune": self.finetune, "confirm": self.confirm}
+        return {key: section for key, section in sections.items() if section.epochs is not None}
+
+    def resolved(self, train_images: int) -> SearchConfig:
+        """This config with every length given in epochs also in steps, for a training split of
+        ``train_images`` in :meth:`batch_of` batches (``epochs`` kept, for what is printed and
+        logged). Called once, when a search is prepared (or its manifest read); everything
+        after counts steps. Extra ``bases`` on other data sets train as many steps as the
+        search's base."""
+        update = {
+            key: section.model_copy(update={"steps": steps_for(section.epochs, train_images, self.batch_of(key))})
+            for key, section in self.in_epochs().items()
+        }
+        return self.model_copy(update=update) if update else self
+
+    def batch_of(self, key: str) -> int:
+        """The batch size a length section counts its epochs in (confirmation trials run the
+        fine-tune recipe)."""
+        return self.base.batch_size if key == "base" else self.finetune.batch_size
+
+    def as_written(self) -> SearchConfig:
+        """The config as its user wrote it: a length given in epochs without the steps
+        :meth:`resolved` added. What a manifest records and a resume compares."""
+        update = {key: section.model_copy(update={"steps": None}) for key, section in self.in_epochs().items()}
+        return self.model_copy(update=update) if update else self
 
     def base_label(self, extra: ExtraBase | None) -> str:
         """The name of a base model's ``accuracy/<label>`` metric (None: the search's base)."""

@@ -32,10 +32,23 @@ def data_spec(data: DataConfig) -> DataSpec:
     return DataSpec(data.name, data.root, data.seed, tuple(sorted(data.options.items())), reading)
 
 
+def model_spec(config: SearchConfig) -> ModelSpec:
+    """The architecture of ``config`` (all that a cost or a group name depends on)."""
+    return ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
+
+
 def specs(config: SearchConfig) -> tuple[ModelSpec, DataSpec, Recipe]:
-    """The model, data set and base-model training recipe of ``config``."""
-    model = ModelSpec(config.model.name, config.model.width, config.model.input_size, config.model.weights)
-    return model, data_spec(config.data), config.base.as_recipe()
+    """The model, data set and base-model training recipe of ``config`` (lengths in steps:
+    a config with epochs is :meth:`~SearchConfig.resolved` first, see :func:`with_steps`)."""
+    return model_spec(config), data_spec(config.data), config.base.as_recipe()
+
+
+def with_steps(config: SearchConfig) -> SearchConfig:
+    """``config`` with its lengths in epochs resolved to steps, from its training split's size
+    (the data set opened for it): for a command that trains without preparing a search."""
+    if not config.in_epochs():
+        return config
+    return config.resolved(len(data_spec(config.data).open(config.model.input_size)))
 
 
 def trial_setup(config: SearchConfig) -> TrialSetup:

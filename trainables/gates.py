@@ -119,6 +119,18 @@ class GroupGates(nn.Module):
         values = self.values() if values is None else values
         return {name: gate.sum() for name, gate in values.items()}
 
+    @torch.no_grad()
+    def keep_on(self, floors: Mapping[str, int], margin: float = 0.01) -> None:
+        """Keep at least ``floors[name]`` gates of each group on: its highest ``theta`` are raised
+        to ``margin`` where they fell to or below 0. Called after every gate step, so the live
+        network never loses a whole group (it would compute a constant) and always keeps the
+        channels hardening keeps anyway."""
+        for name, theta in zip(self.names, self.theta):
+            keep = min(floors.get(name, 0), len(theta))
+            if keep and int((theta > 0).sum()) < keep:
+                top = torch.topk(theta, keep).indices
+                theta[top] = theta[top].clamp(min=margin)
+
     @contextmanager
     def fixed(self, values: Mapping[str, torch.Tensor]) -> Iterator[None]:
         """Within the block the hooks apply ``values`` instead of ``sigmoid(theta)``."""

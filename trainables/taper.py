@@ -83,7 +83,9 @@ class TaperSettings(Settings):
     holdout: int = Field(256, ge=1)
     gate_optimizer: Literal["sgd", "adam"] = "sgd"
     gate_lr: float = Field(5.0, gt=0)
-    gate_init: float = Field(3.0, gt=0)
+    # Near the threshold: from 3.0 the hard cost cannot move for ~60 steps while the multiplier
+    # winds up, and then whole expensive groups cross zero together (issue 25).
+    gate_init: float = Field(0.5, gt=0)
     dual_lr: float = Field(0.2, ge=0)
     penalty: float = Field(20.0, ge=0)
     lr: float | None = Field(None, gt=0)
@@ -184,6 +186,13 @@ def _gate_optimizer(settings: TaperSettings, parameters) -> torch.optim.Optimize
     raise ProfileError(f"taper gate_optimizer {settings.gate_optimizer!r} is unknown; use 'sgd' or 'adam'")
 
 
+def floor_channels(channels: int, prune: PruneSettings) -> int:
+    """The fewest channels a group of ``channels`` keeps: ``min_channels`` rounded up to a unit
+    of ``round_to`` (at least one unit). Hardening keeps them, and so do the live gates."""
+    unit = prune.round_to
+    return min(channels, max(unit, math.ceil(prune.min_channels / unit) * unit))
+
+
 def harden_counts(
     gates: Mapping[str, torch.Tensor], cost_model: AnalyticCostModel, cost: str, limit: float, prune: PruneSettings
 ) -> dict[str, int]:
@@ -194,7 +203,7 @@ def harden_counts(
     for name, values in gates.items():
         order = torch.sort(values.detach().cpu(), descending=True, stable=True).values
         channels, unit = len(order), prune.round_to
-        kept[name] = min(channels, max(unit, math.ceil(prune.min_channels / unit) * unit))
+        kept[name] = floor_channels(channels, prune)
         for stop in range(kept[name] + unit, channels + unit, unit):
             candidates.append((float(order[min(stop, channels) - 1]), name, min(stop, channels)))
     for _, name, stop in sorted(candidates, key=lambda c: -c[0]):
@@ -243,6 +252,7 @@ class TaperRun:
         self.cost = SoftCost(self.cost_model, settings.cost)
         self.gates = GroupGates(groups, gate_points(cpu_model, example_input, groups), settings.gate_init).to(device)
         self.gates.attach(model)
+        self.floors = {g.name: floor_channels(g.channels, prune) for g in groups}
         lr = settings.lr or recipe.lr
         self.weights_opt = torch.optim.SGD(
             model.parameters(),
@@ -293,6 +303,7 @@ class TaperRun:
         loss.backward()
         self.weights_opt.step()
         self.gates_opt.step()
+        self.gates.keep_on(self.floors)
         self.multiplier.update(violation.item())
         state.step += 1
         state.target = max(0.0, state.target - self.controller.rate)

@@ -187,6 +187,12 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterat
             yield order[start : start + batch_size]
 
 
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Optimiser steps that see each training example once (the last partial batch dropped,
+    as :func:`batch_indices` drops it)."""
+    return max(1, train_size // min(batch_size, train_size))
+
+
 def seeded_batches(n: int, batch_size: int, seed: int, start: int = 0) -> Iterator[torch.Tensor]:
     """:func:`batch_indices` for ``seed`` (batches of at most ``n``) from batch ``start`` on: the
     order is replayed up to ``start``, so batch ``k`` is the same whatever ``start`` (a resumed

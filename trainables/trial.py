@@ -35,6 +35,7 @@ from prunetune.trainables.train import (
     evaluate,
     make_optimizer,
     recalibrate_bn,
+    steps_per_epoch,
     to_device,
     train_batches,
 )
@@ -166,11 +167,6 @@ def finetune_checkpoint(
         train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe, progress=bar, teacher=teacher)
     accuracy, loss = evaluate(model, data.eval_batches("val"))
     return model.cpu(), recipe, accuracy, loss
-
-
-def steps_per_epoch(train_size: int, batch_size: int) -> int:
-    """Optimiser steps that see each training example once (the last partial batch dropped)."""
-    return max(1, train_size // min(batch_size, train_size))
 
 
 _DENSE: dict[tuple, dict[str, float]] = {}

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         prepared = prepare(config, trust=args.trust)
         if prepared.resume:
             print(f"experiment {config.name!r} exists with this config: resuming it ({prepared.experiment_dir})")
-        how = prepared.method.describe(config)
+        how = prepared.method.describe(prepared.config)  # lengths given in epochs resolved to steps
         print(f"profile space: {len(prepared.space)} groups of {config.model.name} on {config.data.name}; {how}")
         print_dense(prepared)
         try:

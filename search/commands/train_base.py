@@ -16,10 +16,10 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from prunetune.search.config import load_config
-    from prunetune.search.setup import specs
+    from prunetune.search.setup import specs, with_steps
     from prunetune.trainables import ensure_base_checkpoint
 
-    config = load_config(args.config, args.set)
+    config = with_steps(load_config(args.config, args.set))  # base.epochs: the same steps a search trains
     model, data, recipe = specs(config)
     directory = Path(config.storage_path).resolve() / "base"
     path = ensure_base_checkpoint(model, data, recipe, directory, seed=config.seed)

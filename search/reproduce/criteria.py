@@ -101,7 +101,7 @@ def run_criteria(config: SearchConfig, settings: CriteriaSettings) -> CriteriaOu
         ),
         "png": plot(summary, per_profile, settings.criteria, directory / "criteria.png", config),
     }
-    files["md"].write_text(report(config, profiles, settings, summary, per_profile, errors, len(rows)))
+    files["md"].write_text(report(prepared.config, profiles, settings, summary, per_profile, errors, len(rows)))
     log_report(prepared, list(files.values()))
     return CriteriaOutcome(directory, summary, per_profile, len(rows), errors, files)
 

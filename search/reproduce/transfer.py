@@ -122,7 +122,7 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
         ),
         "png": plot(table, (first, second), stats, settings.top, directory / "transfer.png", config),
     }
-    files["md"].write_text(report(config, (first, second), settings, stats, table, errors))
+    files["md"].write_text(report(prepared.config, (first, second), settings, stats, table, errors))
     log_report(prepared, list(files.values()))
     return TransferOutcome(directory, (first, second), stats, table, errors, files)
 

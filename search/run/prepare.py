@@ -23,6 +23,7 @@ from prunetune.search.run.devices import check_devices, placed_budgets
 from prunetune.search.run.methods import Method, check_config, get_method
 from prunetune.search.run.reachable import check_measured_budgets
 from prunetune.search.run.resources import check_address, check_local
+from prunetune.search.run.schedulers import check_scheduler
 from prunetune.search.run.screen import screen_by_latency
 from prunetune.search.setup import data_spec, specs, trial_setup, with_extra_bases
 from prunetune.search.space import ProfileSpace
@@ -52,6 +53,7 @@ class Prepared:
     storage: Path
     num_classes: int
     resume: bool = False  # the experiment exists: run_search continues it via Tuner.restore
+    train_images: int | None = None  # the training split's size, which resolved any epochs to steps
 
     @property
     def experiment_dir(self) -> Path:
@@ -214,7 +216,8 @@ def config_differences(old: SearchConfig, new: SearchConfig) -> list[str]:
                 out[f"{prefix}{key}"] = value
         return out
 
-    a, b = flat(old.model_dump(mode="json")), flat(new.model_dump(mode="json"))
+    # As written: steps resolved from epochs are no setting of the user's.
+    a, b = flat(old.as_written().model_dump(mode="json")), flat(new.as_written().model_dump(mode="json"))
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
         for k in sorted(a.keys() | b.keys())
@@ -280,7 +283,16 @@ def from_manifest(manifest, *, address: str | None = None) -> Prepared:
         )
     space = build_space(config, manifest.num_classes)
     storage = manifest.directory.parent
-    return Prepared(config, manifest.setup(), space, manifest.dense_costs, storage, manifest.num_classes, resume=True)
+    return Prepared(
+        config,
+        manifest.setup(),
+        space,
+        manifest.dense_costs,
+        storage,
+        manifest.num_classes,
+        resume=True,
+        train_images=manifest.train_images,
+    )
 
 
 def available_memory() -> int | None:
@@ -339,6 +351,17 @@ def describe_data(config: SearchConfig, data) -> str:
         f"images, {'one decoded copy per node' if data.mode == 'memory' else 'streamed'}{why}; "
         f"augmentation: {data.augment.describe()}; trials evaluate on {val:,} val images"
     )
+
+
+def describe_lengths(config: SearchConfig) -> str | None:
+    """One line with each training length given in epochs and the steps it became (None when
+    every length is in steps), e.g. ``finetune: 2 epochs = 1,874 steps of 64 images``."""
+    parts = [
+        f"{key}: {section.epochs:g} epoch{'s' if section.epochs != 1 else ''} = {section.steps:,} steps "
+        f"of {config.batch_of(key)} images"
+        for key, section in config.in_epochs().items()
+    ]
+    return "; ".join(parts) or None
 
 
 def _check_memory(config: SearchConfig) -> None:
@@ -403,10 +426,17 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
         return existing
     _check_memory(config)  # before the data is resized to input_size or a model built
     with _out_of_memory(config):  # an estimate above can be low: torch's own error, in one line
+        splits = data_spec(config.data).open(config.model.input_size, "cpu", config.evaluate.val_images)
+        # A missing data set failed above. Lengths in epochs become steps now, once, from the
+        # training split's size: everything below (base, trials, scheduler, summary) counts steps.
+        config = config.resolved(len(splits))
+        check_scheduler(config)  # a finetune.epochs shorter than scheduler.grace_steps
         model, data, recipe = specs(config)
-        splits = data.open(model.input_size, "cpu", config.evaluate.val_images)  # a missing data set fails here
         if show_progress:
             print(describe_data(config, splits), flush=True)
+            lengths = describe_lengths(config)
+            if lengths:
+                print(lengths, flush=True)
         space = build_space(config, splits.num_classes)  # so does an unreachable budget
         check_measured_budgets(space, trial_setup(config), splits.num_classes)  # and a bad cost, before training
         space = screen_by_latency(config, space, trial_setup(config), splits.num_classes)  # a latency table
@@ -430,4 +460,4 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
         elsewhere = {b.key for b in placed_budgets(setup.budgets)}
         costs = {key: cost for key, cost in setup.cost_functions().items() if key not in elsewhere}
         dense_costs = measure_costs(dense, example_input(setup), costs)
-        return Prepared(config, setup, space, dense_costs, storage, splits.num_classes)
+        return Prepared(config, setup, space, dense_costs, storage, splits.num_classes, train_images=len(splits))

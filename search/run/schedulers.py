@@ -50,15 +50,24 @@ def _hyperband(config: SearchConfig):
 
 
 def check_scheduler(config: SearchConfig) -> None:
-    """A ConfigError for a scheduler that cannot work with ``config`` (before any write)."""
+    """A ConfigError for a scheduler that cannot work with ``config`` (before any write; a
+    fine-tune given in epochs once ``prepare`` has resolved it to steps)."""
     s = config.scheduler
     SCHEDULERS.get(s.name)
+    if config.finetune.steps is None:
+        return  # finetune.epochs: checked again when prepare knows the steps
     if s.name != "fifo" and s.grace_steps >= config.finetune.steps:
         raise ConfigError(
-            f"scheduler.grace_steps={s.grace_steps} is not below finetune.steps={config.finetune.steps}: "
+            f"scheduler.grace_steps={s.grace_steps} is not below finetune.steps={config.finetune.steps}"
+            f"{_in_epochs(config)}: "
             "no trial could be stopped early; "
             f"lower grace_steps (e.g. {max(1, config.finetune.steps // 9)}) or use scheduler fifo"
         )
+
+
+def _in_epochs(config: SearchConfig) -> str:
+    epochs = config.finetune.epochs
+    return "" if epochs is None else f" (finetune.epochs={epochs:g})"
 
 
 def build_scheduler(config: SearchConfig):

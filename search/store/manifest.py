@@ -1,9 +1,11 @@
 """The experiment manifest: what a search was, saved beside Tune's results.
 
-``prunetune.json`` in the experiment directory records the validated config, the resolved base
-checkpoint, class count, dense costs and group sizes. Commands that work on finished or
-interrupted searches (export, resume, status, compare) rebuild everything from it and Tune's
-own files, never from the user's possibly edited YAML.
+``prunetune.json`` in the experiment directory records the validated config (as written: a
+length in epochs without the steps it resolved to), the training split's size those steps
+follow from (a folder that gained images since resumes with the steps its trials ran), the
+resolved base checkpoint, class count, dense costs and group sizes. Commands that work on
+finished or interrupted searches (export, resume, status, compare) rebuild everything from it
+and Tune's own files, never from the user's possibly edited YAML.
 
 An experiment is its folder: a manifest read from a renamed or moved folder describes the
 search under the folder's name (its MLflow study stays the one it was logged to), so
@@ -76,6 +78,7 @@ class Manifest:
     directory: Path
     extra_bases: tuple[str, ...] = ()  # the checkpoints of config.bases, in order
     edited: tuple[str, ...] = ()  # config keys changed since the search started (see check_unchanged)
+    train_images: int | None = None  # the training split's size: what resolved any epochs to steps
 
     def setup(self):
         """The :class:`~trainables.TrialSetup` every trial of this search used."""
@@ -93,7 +96,8 @@ def write_manifest(prepared) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     blob = {
         "version": VERSION,
-        "config": prepared.config.model_dump(mode="json"),
+        "config": prepared.config.as_written().model_dump(mode="json"),  # epochs as given; steps from them below
+        "train_images": prepared.train_images,
         "base_checkpoint": prepared.setup.base_checkpoint,
         "extra_bases": [other.base_checkpoint for other in prepared.setup.others],
         "num_classes": prepared.num_classes,
@@ -120,6 +124,9 @@ def read_manifest(directory: str | Path) -> Manifest:
     try:
         blob = json.loads(path.read_text())
         config = parse_config(blob["config"])
+        train_images = blob.get("train_images")  # older manifests: none, and no epochs to resolve
+        if config.in_epochs():
+            config = config.resolved(int(blob["train_images"]))
         manifest = Manifest(
             config=in_folder(config, directory),
             base_checkpoint=str(blob["base_checkpoint"]),
@@ -129,6 +136,7 @@ def read_manifest(directory: str | Path) -> Manifest:
             directory=directory,
             extra_bases=tuple(blob.get("extra_bases", ())),
             edited=edited_keys(blob["config"], blob.get(DIGESTS)),
+            train_images=None if train_images is None else int(train_images),
         )
     except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError, ConfigError) as err:
         detail = (

@@ -202,6 +202,8 @@ class LocalState:
 def search_params(config: SearchConfig) -> dict[str, str]:
     """The parent run's params: what distinguishes one search from another at a glance."""
     budgets = "; ".join(b.label for b in config.budgets) or "none"
+    # A length given in epochs is logged beside the steps it resolved to.
+    epochs = {f"{key}.epochs": f"{section.epochs:g}" for key, section in config.in_epochs().items()}
     return {
         "searcher": config.searcher.name,
         "searcher.seed": str(config.searcher.seed),
@@ -220,6 +222,7 @@ def search_params(config: SearchConfig) -> dict[str, str]:
         "prune.criterion": config.prune.criterion,
         "resources.cpu": str(config.resources.cpu),
         "resources.gpu": str(config.resources.gpu),
+        **epochs,
     }
 
 
@@ -412,7 +415,8 @@ class SearchTracker:
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=self.config.name)
         params = [Param(k, v) for k, v in search_params(self.config).items()]
         self.client.log_batch(run.info.run_id, params=params)
-        self.client.log_text(run.info.run_id, json.dumps(self.config.model_dump(mode="json"), indent=2), "config.json")
+        written = self.config.as_written().model_dump(mode="json")  # a YAML the user could run again
+        self.client.log_text(run.info.run_id, json.dumps(written, indent=2), "config.json")
         return run
 
     def _load_children(self) -> dict[str, tuple[str, str]]:

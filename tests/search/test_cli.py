@@ -71,6 +71,16 @@ def test_unknown_model_exits_2_naming_it(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_steps_and_epochs_together_exit_2_naming_the_key(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"finetune": {"steps": 100}, "storage_path": str(tmp_path / "r")}))
+    code, _, err = run_main(capsys, "search", str(config), "--set", "finetune.epochs=2")
+    assert code == 2
+    line = one_line(err)
+    assert "finetune.steps or finetune.epochs, not both" in line and "--set finetune.steps=null" in line
+    assert not (tmp_path / "r").exists()
+
+
 def test_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["serach"])

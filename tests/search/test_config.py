@@ -84,3 +84,40 @@ def test_trial_setup_parts_hash_and_pickle_as_values(tiny_base):
     assert hash(setup) == hash(again) and setup == again  # usable as an lru_cache key
     shipped = pickle.loads(pickle.dumps(setup))  # what Ray does to reach a worker
     assert shipped == setup and shipped.prune.round_to == 4 and shipped.finetune.steps == 7
+
+
+def test_epochs_stand_in_for_steps_until_the_training_split_is_known():
+    config = parse_config(
+        {
+            "base": {"epochs": 1.5, "batch_size": 64},
+            "finetune": {"epochs": 2, "batch_size": 32},
+            "confirm": {"top": 1, "epochs": 0.5},  # in the fine-tune's batches: confirmation trials run it
+        }
+    )
+    assert (config.base.steps, config.finetune.steps, config.confirm.steps) == (None, None, None)
+    assert list(config.in_epochs()) == ["base", "finetune", "confirm"]
+    # 1077 training images: 16 batches of 64 or 33 of 32 per epoch (the last partial batch
+    # dropped, as the batch order drops it); a fraction of an epoch rounds up.
+    resolved = config.resolved(1077)
+    assert (resolved.base.steps, resolved.finetune.steps, resolved.confirm.steps) == (24, 66, 17)
+    assert resolved.finetune.epochs == 2 and resolved.base.as_recipe().steps == 24
+    assert resolved.as_written() == config  # what a manifest records: the epochs, not the steps
+    assert parse_config(config.model_dump(mode="json")) == config
+    assert parse_config({"finetune": {"steps": 7}}).resolved(1077).finetune.steps == 7  # steps stay as given
+
+
+def test_steps_and_epochs_together_or_epochs_not_positive_are_one_line_errors():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"finetune": {"steps": 100, "epochs": 2}})
+    message = str(err.value)
+    assert message.startswith("config key 'finetune': give finetune.steps or finetune.epochs, not both")
+    assert "--set finetune.steps=null" in message and "\n" not in message
+    with pytest.raises(ConfigError, match=r"config key 'confirm': give confirm.steps or confirm.epochs, not both"):
+        parse_config({"confirm": {"steps": 10, "epochs": 1}})
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ConfigError, match=r"config key 'base.epochs'.*(greater than 0|finite)"):
+            parse_config({"base": {"epochs": bad}})
+    with pytest.raises(ConfigError, match=r"give finetune.steps \(optimiser steps\) or finetune.epochs"):
+        parse_config({"finetune": {"steps": None}})
+    # --set finetune.steps=null --set finetune.epochs=0.5 replaces a YAML's steps.
+    assert parse_config({"finetune": {"steps": None, "epochs": 0.5}}).finetune.epochs == 0.5

@@ -160,7 +160,7 @@ def straight_run(taper_run):
 
 
 def test_the_multiplier_rises_in_a_run_whose_cost_is_above_its_target(taper_run):
-    run = taper_run(rate=0.0001)
+    run = taper_run(rate=0.0001, gate_init=3.0)  # gates far from 0: the cost stays above 0.2 for 4 steps
     run.state.target = 0.2
     batches = run._batches()
     values = []
@@ -204,3 +204,25 @@ def test_a_resumed_run_continues_exactly_where_it_stopped(taper_run, straight_ru
     assert resumed.state.step == straight.state.step
     for a, b in zip(resumed.gates.theta, straight.gates.theta):
         torch.testing.assert_close(a, b)
+
+
+def test_a_plain_conv_net_under_any_pressure_keeps_every_group_alive():
+    """VGG has no residual path around a conv: a group whose gates all close cuts the network,
+    which then outputs the same logits for every image (seen at chance accuracy, issue 25).
+    However far the cost is pushed below its target, each group keeps its ``min_channels`` on,
+    as the model it hardens into does."""
+    torch.manual_seed(0)
+    model = build_model("vgg11", num_classes=10, input_size=SIZE, width=0.125)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, SIZE, SIZE, generator=generator)
+    y = torch.randint(10, (64,), generator=generator)
+    settings = TaperSettings(levels=(0.3,), rate=0.0001, control_every=100, holdout=16)
+    run = TaperRun(model, settings, Recipe(4, 0.01, 16), PruneSettings(), (x, y, x, y), x[:1])
+    run.state.target = 0.0  # far below any reachable cost: the constraint pushes every gate down
+    batches = run._batches()
+    for _ in range(40):
+        run._step(next(batches))
+    live = {name: int((theta > 0).sum()) for name, theta in zip(run.gates.names, run.gates.theta)}
+    assert all(live[name] >= run.floors[name] >= 1 for name in live), live
+    point = run.harden(0.3)
+    assert all(point.kept[name] >= run.floors[name] for name in live)
