@@ -331,7 +331,7 @@ class _quiet:
 # --- prunetune's methods -------------------------------------------------------------------------
 
 
-def run_ours(args, method: str, seed: int, setup) -> Outcome:
+def run_ours(args, method: str, seed: int) -> Outcome:
     """One of prunetune's searches, confirmed by its own confirmation trial (top 1)."""
     from prunetune.search.config import parse_config
     from prunetune.search.run import prepare, run_search
@@ -344,12 +344,10 @@ def run_ours(args, method: str, seed: int, setup) -> Outcome:
     evaluations = sum(1 for r in records if r.reference is None)  # a confirmation is merged into its trial
     if not chosen:
         return Outcome(math.nan, math.nan, math.nan, wall, 0.0, evaluations, "nothing confirmed")
-    best = chosen[0]
-    model = _rebuilt(setup, best)
-    macs, params = counted(model, setup)
-    dense_macs, dense_params = counted(dense_model(setup), setup)
+    best = chosen[0]  # its trial measured macs and params with the common counter, against the same dense model
     confirm_s = _trial_seconds(best.checkpoint)  # Tune runs the confirmation inside the search
-    return Outcome(best.accuracy, macs / dense_macs, params / dense_params, wall - confirm_s, confirm_s, evaluations)
+    relative = best.relative
+    return Outcome(best.accuracy, relative["macs"], relative["params"], wall - confirm_s, confirm_s, evaluations)
 
 
 def _trial_seconds(checkpoint: str | None) -> float:
@@ -361,13 +359,6 @@ def _trial_seconds(checkpoint: str | None) -> float:
         folder = folder.parent
     lines = (folder / "result.json").read_text().splitlines() if (folder / "result.json").is_file() else []
     return float(json.loads(lines[-1]).get("time_total_s", 0.0)) if lines else math.nan
-
-
-def _rebuilt(setup, record):
-    from prunetune.trainables import Profile
-    from prunetune.trainables.trial import pruned_model
-
-    return pruned_model(setup, Profile(record.profile), 10)
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -478,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             elif method == "tp-global":
                 outcome = run_tp_global(args, setup)
             else:
-                outcome = run_ours(args, method, seed, setup)
+                outcome = run_ours(args, method, seed)
             done[seed, method] = (dense, outcome)
             record.append(seed, method, dense, outcome)
             print(f"[{time.time() - started:6.0f} s] seed {seed} {method}: {outcome}", file=sys.stderr, flush=True)
