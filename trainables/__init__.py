@@ -31,6 +31,7 @@ from prunetune.trainables.train import (
 from prunetune.trainables.trial import (
     TrialSetup,
     example_input,
+    example_of,
     prune_and_finetune,
     rebuild_from_checkpoint,
     resume_finetune,
@@ -63,6 +64,7 @@ __all__ = [
     "evaluate",
     "extract_cost_model",
     "example_input",
+    "example_of",
     "find_groups",
     "kept_channels",
     "load_base",

@@ -91,10 +91,12 @@ def trial_device() -> torch.device:
 
 
 def example_input(setup: TrialSetup) -> torch.Tensor:
-    return _example_of(setup.model)
+    return example_of(setup.model)
 
 
-def _example_of(model: ModelSpec) -> torch.Tensor:
+def example_of(model: ModelSpec) -> torch.Tensor:
+    """The seeded example input of ``model``'s architecture (one 3-channel image at its input
+    size) that costs and group tracing run on."""
     size = model.input_size
     return torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
 
@@ -124,7 +126,7 @@ def base_structure(model: ModelSpec, num_classes: int, checkpoint: str) -> Pruni
 
 @functools.lru_cache(maxsize=4)  # the search's base and up to three extra bases
 def _traced_base(model: ModelSpec, num_classes: int, checkpoint: str, stamp: float) -> PruningStructure:
-    return PruningStructure.trace(load_base(model, num_classes, checkpoint), _example_of(model))
+    return PruningStructure.trace(load_base(model, num_classes, checkpoint), example_of(model))
 
 
 def rebuild_from_checkpoint(setup: TrialSetup, directory: str | Path, num_classes: int) -> nn.Module:

@@ -144,13 +144,12 @@ def load_profile(path: str | Path) -> LibraryProfile:
 def model_groups(config) -> list[str]:
     """Group names of ``config``'s architecture (untrained: names do not depend on weights or
     the class count), so a profile is checked before any base model is trained."""
-    from prunetune.search.setup import data_spec, model_spec
-    from prunetune.trainables import TrialSetup, build_model, example_input, find_groups
+    from prunetune.search.setup import model_spec
+    from prunetune.trainables import build_model, example_of, find_groups
 
     model = config.model
     architecture = build_model(model.name, num_classes=10, input_size=model.input_size, width=model.width)
-    sample = example_input(TrialSetup(model_spec(config), data_spec(config.data), ""))  # lengths not resolved yet
-    return [g.name for g in find_groups(architecture, sample)]
+    return [g.name for g in find_groups(architecture, example_of(model_spec(config)))]
 
 
 def _few(names: Sequence[str], limit: int = 6) -> str:
