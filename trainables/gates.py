@@ -125,9 +125,10 @@ class GroupGates(nn.Module):
         to ``margin`` where they fell to or below 0. Called after every gate step, so the live
         network never loses a whole group (it would compute a constant) and always keeps the
         channels hardening keeps anyway."""
-        for name, theta in zip(self.names, self.theta):
+        on = torch.stack([(theta > 0).sum() for theta in self.theta]).tolist()  # one device sync per step
+        for name, theta, count in zip(self.names, self.theta, on):
             keep = min(floors.get(name, 0), len(theta))
-            if keep and int((theta > 0).sum()) < keep:
+            if keep and count < keep:
                 top = torch.topk(theta, keep).indices
                 theta[top] = theta[top].clamp(min=margin)
 
