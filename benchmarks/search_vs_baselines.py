@@ -9,7 +9,8 @@ budget (``--budget``, default 30% of dense). Each method runs through the real s
 (``prepare`` + ``run_search``: Ray Tune trials, BatchNorm recalibration, ``confirm``) except
 taper, whose run and confirmation call the trainables directly. Every method's chosen profiles
 are confirmed the same way: fine-tuned again from the base for ``--confirm-steps`` steps and
-evaluated on the test split. For each seed (``--seeds``; the seed sets the base model's
+evaluated on the test split. ``--cost params`` puts the budget on parameters instead
+(the issue's second budget: ``--cost params --budget 0.15``). For each seed (``--seeds``; the seed sets the base model's
 training, the trials' training and the searcher) the figure is the best confirmed test accuracy
 among the method's confirmed profiles within the budget: with ``--top`` above 1 that picks among
 a few profiles on the test split, so the real-task runs use ``--top 1`` (the search's own pick,
@@ -41,8 +42,12 @@ Goals (issue 18): the best search beats uniform (at equal compute, ``uniform-eq`
 has it) by more than twice the seed spread on at least one task; RL at least as good as random;
 every reported profile within budget.
 
-Run: ``python -m benchmarks.search_vs_baselines`` (about 1-2 hours per task on 2 CPU cores;
-``--quick`` for a smoke run of a few minutes). Storage under ``results/benchmarks/baselines``.
+Run: ``python -m benchmarks.search_vs_baselines`` (shapes: about 1-2 hours per task on 2 CPU
+cores; Fashion-MNIST: about an hour per seed of vgg11, more for resnet20; ``--quick`` for a smoke
+run of a few minutes). Storage under ``results/benchmarks/baselines``. Every figure is appended
+to a JSON-lines record there, named by the settings that make figures comparable: a rerun with
+the same settings prints what was measured, runs only what is missing (an interrupted run
+resumes, ``--seeds 5`` adds two seeds) and prints the tables from all of it.
 """
 
 from __future__ import annotations
@@ -70,12 +75,16 @@ DATASETS = {
         "input_size": 28,
         "base_steps": 2400,
         "label": "Fashion-MNIST 28 px",
+        # Beside the dense accuracy, so a reader can place it: full-width nets trained for tens of
+        # epochs with augmentation (the data set's benchmark table and the papers that use it).
+        "published": "about 93-95% for ResNet- and VGG-class networks trained for tens of epochs",
     },
     "shapes": {
         "data": {"name": "shapes", "options": {"n_train": 2000, "n_val": 500, "n_test": 500}},
         "input_size": 16,
         "base_steps": 600,
         "label": "shapes 16 px",
+        "published": "none (generated data)",
     },
 }
 SEARCHED = ("random", "rl", "rl+warm", "exhaustive", "random+asha")
@@ -112,7 +121,7 @@ def base_config(args, task: str, seed: int, name: str, **changes) -> dict:
         "prune": {"criterion": "l1"},
         "space": {"low": 0.1, "high": 1.0},
         "finetune": {"steps": args.finetune_steps, "lr": 0.01, "batch_size": 64},
-        "budgets": [{"cost": "macs", "max": args.budget, "relative": True}],
+        "budgets": [{"cost": args.cost, "max": args.budget, "relative": True}],
         "searcher": {"name": "random", "seed": seed},
         "trials": args.trials,
         "concurrency": 2,
@@ -133,9 +142,14 @@ def model_spec(args, task: str) -> dict:
     return {**TASKS[task], "input_size": DATASETS[args.data]["input_size"]}
 
 
-def method_config(args, method: str, task: str, seed: int) -> dict:
+def run_name(args, task: str, method: str, seed: int) -> str:
     prefix = "" if args.data == "shapes" else f"{args.data}-"  # shapes runs keep their earlier names
-    name = f"{prefix}{task}-{method.replace('+', '-')}-s{seed}-b{args.budget:g}"
+    suffix = "" if args.cost == "macs" else f"-{args.cost}"
+    return f"{prefix}{task}-{method.replace('+', '-')}-s{seed}-b{args.budget:g}{suffix}"
+
+
+def method_config(args, method: str, task: str, seed: int) -> dict:
+    name = run_name(args, task, method, seed)
     if method == "uniform":
         return base_config(
             args, task, seed, name, searcher={"name": "uniform", "seed": seed}, trials=1, confirm={"top": 1}
@@ -199,17 +213,33 @@ def run_method(args, method: str, task: str, seed: int) -> Figure:
 
     config = parse_config(method_config(args, method, task, seed))
     outcome = run_search(prepare(config, show_progress=False))
-    return figure_of(outcome.records, args.budget)
+    return figure_of(outcome.records, args.budget, args.cost)
 
 
-def figure_of(records, budget: float) -> Figure:
+def figure_of(records, budget: float, cost: str = "macs") -> Figure:
     chosen = [r for r in records if r.confirmed]
     steps = sum(r.finetune_steps * max(r.seeds, 1) for r in records)
     if not chosen:
         return Figure(math.nan, steps, False, math.nan)
     best = max(chosen, key=lambda r: r.accuracy if r.feasible else -1.0)
-    within = all(r.feasible and r.relative["macs"] <= budget + 1e-9 for r in chosen)
-    return Figure(best.accuracy, steps, within, best.relative["macs"], best.search_accuracy)
+    within = all(r.feasible and r.relative[cost] <= budget + 1e-9 for r in chosen)
+    return Figure(best.accuracy, steps, within, best.relative[cost], best.search_accuracy)
+
+
+def dense_accuracy(args, task: str, seed: int) -> float:
+    """The dense base model's test accuracy (the base every method of this seed prunes)."""
+    import torch
+
+    from prunetune.search.config import parse_config
+    from prunetune.search.run import prepare
+    from prunetune.trainables.base import load_base
+    from prunetune.trainables.train import evaluate
+
+    config = parse_config(base_config(args, task, seed, run_name(args, task, "dense", seed), confirm={"top": 0}))
+    setup = prepare(config, show_progress=False).setup
+    data = setup.open_data(torch.device("cpu"))
+    model = load_base(setup.model, data.num_classes, setup.base_checkpoint)
+    return evaluate(model, data.eval_batches("test"))[0]
 
 
 def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
@@ -228,13 +258,12 @@ def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
     from prunetune.trainables.train import evaluate, train_batches
     from prunetune.trainables.trial import Confirmation
 
-    prefix = "" if args.data == "shapes" else f"{args.data}-"
-    name = f"{prefix}{task}-taper-s{seed}-b{args.budget:g}"
+    name = run_name(args, task, "taper", seed)
     config = parse_config(base_config(args, task, seed, name, confirm={"top": 0}))
     prepared = prepare(config, show_progress=False)
     setup, points = prepared.setup, []
     keep = Path(tempfile.mkdtemp(prefix="taper-point-"))
-    settings = TaperSettings(levels=(args.budget,), finetune_steps=args.finetune_steps)
+    settings = TaperSettings(levels=(args.budget,), finetune_steps=args.finetune_steps, cost=args.cost)
 
     def report(metrics: dict, directory: Path) -> None:
         shutil.copytree(directory, keep, dirs_exist_ok=True)
@@ -251,8 +280,9 @@ def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
     train_batches(model, data.train_batches(recipe.batch_size, setup.seed), recipe)
     own = evaluate(model, data.eval_batches("test"))[0]
     shutil.rmtree(keep, ignore_errors=True)
-    within = bool(point["feasible"]) and point["rel/macs"] <= args.budget + 1e-9
-    continued = Figure(own, taper_steps + args.confirm_steps, within, point["rel/macs"], point["accuracy"])
+    relative = f"rel/{args.cost}"
+    within = bool(point["feasible"]) and point[relative] <= args.budget + 1e-9
+    continued = Figure(own, taper_steps + args.confirm_steps, within, point[relative], point["accuracy"])
     # Its profile from the base, as every method's profiles are confirmed.
     final: list[dict] = []
     run_trial(
@@ -266,8 +296,8 @@ def run_taper(args, task: str, seed: int) -> tuple[Figure, Figure]:
     from_base = Figure(
         done["test/accuracy"],
         taper_steps + args.confirm_steps,
-        bool(done["feasible"]) and done["rel/macs"] <= args.budget + 1e-9,
-        done["rel/macs"],
+        bool(done["feasible"]) and done[relative] <= args.budget + 1e-9,
+        done[relative],
         point["accuracy"],
     )
     return continued, from_base
@@ -377,9 +407,13 @@ def latency_noise(records) -> float:
 # --- report -----------------------------------------------------------------------------------
 
 
-def print_table(task: str, rows: dict[str, Row], budget: float, label: str) -> None:
-    print(f"\n## {task} on {label}, MACs <= {budget:.0%} of dense: confirmed test accuracy")
-    print(f"{'method':<14} {'mean':>7} {'spread':>7} {'per seed':<26} {'steps':>7} {'MACs':>6} {'in budget':>9}")
+def print_table(task: str, rows: dict[str, Row], args, dense: Row | None = None) -> None:
+    data, cost = DATASETS[args.data], {"macs": "MACs", "params": "params"}[args.cost]
+    print(f"\n## {task} on {data['label']}, {cost} <= {args.budget:.0%} of dense: confirmed test accuracy")
+    if dense is not None:
+        seeds = " ".join(f"{f.accuracy:.4f}" for f in dense.figures)
+        print(f"dense test accuracy {dense.mean():.4f} ({seeds}); published: {data['published']}")
+    print(f"{'method':<14} {'mean':>7} {'spread':>7} {'per seed':<26} {'steps':>7} {cost:>6} {'in budget':>9}")
     for method, row in rows.items():
         seeds = " ".join(f"{f.accuracy:.3f}" for f in row.figures)
         steps = statistics.fmean(f.steps for f in row.figures)
@@ -396,6 +430,8 @@ def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
     beats_somewhere = False
     for task, rows in results.items():
         searched = {m: r for m, r in rows.items() if m not in ("uniform", "uniform-eq")}
+        if not searched:
+            continue
         best_name = max(searched, key=lambda m: searched[m].mean())
         best = searched[best_name]
         # the goal is judged at equal compute when the run has it (uniform-eq), else against uniform
@@ -427,7 +463,8 @@ def verdict(results: dict[str, dict[str, Row]]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=0.3)
+    parser.add_argument("--budget", type=float, default=0.3, help="the budget, relative to dense")
+    parser.add_argument("--cost", default="macs", choices=["macs", "params"], help="the budget's cost")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--finetune-steps", type=int, default=40)
     parser.add_argument("--top", type=int, default=3)
@@ -464,22 +501,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency_only:
         args.tasks = []
     for task in args.tasks:
-        rows = results.setdefault(task, {})
+        record = Record(args, task)
+        done = record.read()
+        if done:
+            print(f"{task}: {len(done)} figures from {record.path}", file=sys.stderr, flush=True)
         for seed in range(args.seeds):
+            if (seed, "dense") not in done:
+                done[seed, "dense"] = Figure(dense_accuracy(args, task, seed), args.base_steps, True, 1.0)
+                record.append(seed, "dense", done[seed, "dense"])
             for method in args.methods:
+                labels = ("taper", "taper-profile") if method == "taper" else (method,)
+                if all((seed, label) in done for label in labels):
+                    continue
                 if method == "taper":
-                    figures = dict(zip(("taper", "taper-profile"), run_taper(args, task, seed)))
+                    figures = dict(zip(labels, run_taper(args, task, seed)))
                 else:
                     figures = {method: run_method(args, method, task, seed)}
                 for label, figure in figures.items():
-                    rows.setdefault(label, Row()).figures.append(figure)
+                    done[seed, label] = figure
+                    record.append(seed, label, figure)
                     print(
                         f"[{time.time() - started:6.0f} s] {task} {label} seed {seed}: {figure}",
                         file=sys.stderr,
                         flush=True,
                     )
+        wanted = [label for m in args.methods for label in (("taper", "taper-profile") if m == "taper" else (m,))]
+        rows = results.setdefault(task, {})
+        for label in ["dense", *wanted]:
+            figures = [done[seed, label] for seed in range(args.seeds) if (seed, label) in done]
+            if figures:
+                rows[label] = Row(figures)
     for task, rows in results.items():
-        print_table(task, rows, args.budget, DATASETS[args.data]["label"])
+        dense = rows.pop("dense", None)
+        print_table(task, rows, args, dense)
     print("\n## cheap accuracy vs the result a user gets (Spearman's rho with the long fine-tune's test accuracy)")
     for task in [] if args.no_correlation else args.tasks:
         rho = correlation(args, task)
@@ -498,10 +552,38 @@ def main(argv: list[str] | None = None) -> int:
             )
     if results:
         print("\n## verdict")
-        for line in verdict(results):
+        for line in verdict({task: rows for task, rows in results.items() if len(rows) > 1}):
             print(line)
     print(f"\nwall time {time.time() - started:.0f} s")
     return 0
+
+
+class Record:
+    """Every figure measured, one JSON line each, in a file named by the settings that make
+    figures comparable (``vs_peers``' record, per task): a rerun resumes and adds seeds."""
+
+    SETTINGS = ("data", "budget", "cost", "trials", "finetune_steps", "top", "confirm_steps", "base_steps")
+
+    def __init__(self, args, task: str):
+        import hashlib
+
+        self.settings = {"task": task, **{key: getattr(args, key) for key in self.SETTINGS}}
+        digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
+        self.path = args.storage / f"baselines-{args.data}-{task}-{digest}.jsonl"
+
+    def read(self) -> dict[tuple[int, str], Figure]:
+        if not self.path.is_file():
+            return {}
+        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return {(o["seed"], o["method"]): Figure(**o["figure"]) for o in lines}
+
+    def append(self, seed: int, method: str, figure: Figure) -> None:
+        import dataclasses
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = {"seed": seed, "method": method, "figure": dataclasses.asdict(figure), "settings": self.settings}
+        with self.path.open("a") as file:
+            file.write(json.dumps(line) + "\n")
 
 
 if __name__ == "__main__":
