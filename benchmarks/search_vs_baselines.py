@@ -494,9 +494,6 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.trials, args.confirm_steps, args.profiles, args.base_steps = 1, 4, 60, 4, 200
         args.tasks = args.tasks[:1]
     started = time.time()
-    from prunetune.search.run import init_ray
-
-    init_ray(None)
     results: dict[str, dict[str, Row]] = {}
     if args.latency_only:
         args.tasks = []
@@ -513,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 labels = ("taper", "taper-profile") if method == "taper" else (method,)
                 if all((seed, label) in done for label in labels):
                     continue
+                start_ray()
                 if method == "taper":
                     figures = dict(zip(labels, run_taper(args, task, seed)))
                 else:
@@ -544,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             "of dense (1 seed)"
         )
         for method in [m for m in ("uniform", "sensitivity", "random") if m in args.methods]:
+            start_ray()
             figure, noise = latency_run(args, method, 0)
             print(
                 f"{method:<12} test accuracy {figure.accuracy:.4f}  latency {figure.relative:.1%} of dense  "
@@ -556,6 +555,16 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     print(f"\nwall time {time.time() - started:.0f} s")
     return 0
+
+
+def start_ray() -> None:
+    """Local Ray, once, when something is left to measure (a rerun from the record starts none)."""
+    import ray
+
+    from prunetune.search.run import init_ray
+
+    if not ray.is_initialized():
+        init_ray(None)
 
 
 class Record:

@@ -96,3 +96,33 @@ def test_a_rerun_prints_every_seed_from_the_record_and_exits_0_on_a_lost_compari
     assert "0.9000" in lines["tp-global"] and "global ratio 0.470" in lines["tp-global"]
     assert "prunetune's best (random) 0.8600 vs tp-global 0.9000" in out
     assert "one seed: no spread to judge by" in out
+
+
+def test_search_vs_baselines_reruns_from_its_record_without_measuring_again(tmp_path, capsys, monkeypatch):
+    """Figures recorded with the same settings are kept (no Ray, no training): the table shows
+    the dense accuracy beside the published range and the methods' spread over seeds."""
+    from benchmarks import search_vs_baselines as svb
+
+    def measure(*_):
+        raise AssertionError("a recorded figure was measured again")
+
+    monkeypatch.setattr(svb, "run_method", measure)
+    monkeypatch.setattr(svb, "dense_accuracy", measure)
+    monkeypatch.setattr(svb, "start_ray", measure)
+    argv = ["--tasks", "vgg11", "--seeds", "2", "--methods", "uniform", "random", "--storage", str(tmp_path)]
+    argv += ["--no-correlation", "--cost", "params", "--budget", "0.15"]
+    args = svb.argparse.Namespace(
+        data="fashion", budget=0.15, cost="params", trials=20, finetune_steps=40, top=3, confirm_steps=300,
+        base_steps=2400, storage=tmp_path,
+    )  # fmt: skip
+    record = svb.Record(args, "vgg11")
+    for seed, (dense, uniform, random) in enumerate([(0.90, 0.86, 0.87), (0.91, 0.85, 0.88)]):
+        record.append(seed, "dense", svb.Figure(dense, 2400, True, 1.0))
+        record.append(seed, "uniform", svb.Figure(uniform, 640, True, 0.149))
+        record.append(seed, "random", svb.Figure(random, 1400, True, 0.148))
+    assert svb.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "vgg11 on Fashion-MNIST 28 px, params <= 15% of dense" in out
+    assert "dense test accuracy 0.9050 (0.9000 0.9100); published: about 93-95%" in out
+    assert "random          0.8750  0.0071 0.870 0.880" in out
+    assert "vgg11: best method random 0.8750 vs uniform 0.8550" in out
