@@ -240,11 +240,17 @@ def run_search(prepared: Prepared) -> SearchOutcome:
     else:
         write_manifest(prepared)
         tuner = build_tuner(prepared)
-    with storage_errors(prepared):
-        records, errors = collect(prepared, tuner.fit())
-        front = pareto(records, prepared.frontier_cost)
-        files = render(prepared, records)
-    reconcile_tracking(prepared)
+    try:
+        with storage_errors(prepared):
+            records, errors = collect(prepared, tuner.fit())
+            front = pareto(records, prepared.frontier_cost)
+            files = render(prepared, records)
+        reconcile_tracking(prepared)
+    finally:  # tracking that failed on a full disk, when the search itself did not say so
+        from prunetune.search.tracking.writer import log, take_full_disk_warnings
+
+        for message in take_full_disk_warnings():
+            log.warning(message)
     return SearchOutcome(records, errors, front, files, time.time() - started)
 
 
@@ -254,15 +260,18 @@ def storage_errors(prepared: Prepared) -> Iterator[None]:
     :class:`StorageError` naming the experiment folder and how to resume once it is fixed; what
     was written before stays as it was (Tune's last whole snapshot, the kept snapshot set)."""
     from prunetune.budgets.errors import STORAGE_ERRNOS, StorageError, storage_message
+    from prunetune.search.tracking.writer import take_full_disk_warnings
 
     try:
         yield
     except OSError as err:
         if err.errno not in STORAGE_ERRNOS:
             raise
+        stopped = take_full_disk_warnings()
+        tracking = "; MLflow tracking stopped too (backfill it with `prunetune sync`)" if stopped else ""
         raise StorageError(
             f"{storage_message(err, prepared.experiment_dir)}; then resume with "
-            f"`prunetune resume {prepared.experiment_dir}`"
+            f"`prunetune resume {prepared.experiment_dir}`{tracking}"
         ) from None
 
 

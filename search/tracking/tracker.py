@@ -283,6 +283,14 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
     return (*errors, SQLAlchemyError)
 
 
+def full_disk(err: BaseException) -> bool:
+    """Whether a tracking error is a full disk (SQLite says so in words, a file in errno)."""
+    import errno
+
+    text = str(err).lower()
+    return getattr(err, "errno", None) == errno.ENOSPC or "disk is full" in text or "no space left" in text
+
+
 class SearchTracker:
     """Writes one search to MLflow, idempotently: safe to re-create and re-run at any time.
 
@@ -303,6 +311,9 @@ class SearchTracker:
         self.parent_status: str | None = None  # the parent run's status when this tracker found it
         self.reopen = True  # open() marks a found parent run RUNNING (a search); sync leaves it be
         self.quiet = False  # no warning when tracking fails (the end-of-search reconciliation)
+        # Called instead of the warning when tracking fails on a full disk (the writer process
+        # tells its driver, which says it once with the search's own storage error).
+        self.on_full_disk = None
         self._client = None
 
     def _guard(self, action, *args):
@@ -315,14 +326,14 @@ class SearchTracker:
             if self.quiet:
                 return None
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            log.warning(
-                "MLflow tracking at %s failed (%s); the search goes on untracked. Backfill later with: "
-                "prunetune sync %s --tracking-uri %s",
-                self.uri,
-                first[:300],
-                self.directory,
-                self.uri,
+            message = (
+                f"MLflow tracking at {self.uri} failed ({first[:300]}); the search goes on untracked. "
+                f"Backfill later with: prunetune sync {self.directory} --tracking-uri {self.uri}"
             )
+            if self.on_full_disk is not None and full_disk(err):
+                self.on_full_disk()
+            else:
+                log.warning(message)
             return None
 
     @property

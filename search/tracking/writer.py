@@ -96,6 +96,21 @@ def _take(handle, path: Path, deadline: float, wait_s: float) -> bool:
             time.sleep(0.1)
 
 
+# Writers whose tracking failed on a full disk and that have not said so yet (see
+# ``take_full_disk_warnings``).
+_unreported: list[TrackingWriter] = []
+
+
+def take_full_disk_warnings() -> list[str]:
+    """One warning per writer of this driver whose MLflow store failed on a full disk, each
+    said once: the search prints them when it ends, or folds them into its own storage error
+    (a disk full for MLflow is usually full for the experiment folder too: one line, not two)."""
+    found = [writer for writer in _unreported if writer.full_disk.is_set()]
+    for writer in found:
+        _unreported.remove(writer)
+    return [writer.full_disk_warning() for writer in found]
+
+
 class TrackingWriter:
     """The driver's end of the writer process of one search (see the module doc).
 
@@ -105,13 +120,28 @@ class TrackingWriter:
 
     def __init__(self, settings) -> None:
         context = multiprocessing.get_context("spawn")  # the driver runs Ray's threads: no fork
+        self.settings = settings
         self._queue = context.Queue()
+        self.full_disk = context.Event()  # set by the writer process instead of its warning
         self._process = context.Process(
-            target=serve, args=(settings, self._queue), name="prunetune-tracking", daemon=True
+            target=serve, args=(settings, self._queue, self.full_disk), name="prunetune-tracking", daemon=True
         )
         self._process.start()
         self._closed = False
-        atexit.register(self.close)  # a driver that fails before Tune ends the experiment
+        _unreported.append(self)
+        atexit.register(self._close_at_exit)  # a driver that fails before Tune ends the experiment
+
+    def full_disk_warning(self) -> str:
+        s = self.settings
+        return (
+            f"MLflow tracking at {s.uri} failed (the disk is full); the search went on untracked. "
+            f"Backfill it with: prunetune sync {s.directory} --tracking-uri {s.uri}"
+        )
+
+    def _close_at_exit(self) -> None:
+        self.close()
+        for line in take_full_disk_warnings():  # nobody else is left to say it
+            log.warning(line)
 
     def put(self, kind: str, *arguments) -> None:
         if not self._closed:
@@ -122,7 +152,7 @@ class TrackingWriter:
         if self._closed:
             return
         self._closed = True
-        atexit.unregister(self.close)
+        atexit.unregister(self._close_at_exit)
         self._queue.put(("close",))
         self._queue.close()
         self._process.join(timeout_s)
@@ -131,15 +161,18 @@ class TrackingWriter:
                 "the MLflow writer did not finish within %.0f s; `prunetune sync` backfills the rest", timeout_s
             )
             self._process.terminate()
+        if not self.full_disk.is_set() and self in _unreported:  # nothing to say: forget it
+            _unreported.remove(self)
 
     @property
     def pid(self) -> int | None:
         return self._process.pid
 
 
-def serve(settings, messages) -> None:
+def serve(settings, messages, full_disk=None) -> None:
     """The writer process: take queued messages in batches and write them, until ``close`` or
-    until the driver is gone and nothing it sent is left."""
+    until the driver is gone and nothing it sent is left. A full disk sets ``full_disk`` (an
+    event the driver reads) instead of warning here."""
     from prunetune.search.tracking.tracker import SearchTracker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver decides
@@ -147,6 +180,8 @@ def serve(settings, messages) -> None:
         logging.basicConfig(format="%(message)s", level=logging.WARNING)
     driver = os.getppid()
     tracker = SearchTracker(settings.uri, settings.experiment, settings.directory, settings.config)
+    if full_disk is not None:
+        tracker.on_full_disk = full_disk.set
     with writer_lock(Path(settings.directory)):
         for batch in batches(messages, lambda: os.getppid() == driver):
             write(tracker, batch)

@@ -4,7 +4,9 @@ damaged files, and afterwards every view of the search tells one story.
 One tracked search with confirmation (``faulted``, shared by the module) goes through: a trial
 worker SIGKILLed (max_failures 0: the trial errors), SIGTERM to the driver, an edited manifest
 refused on resume, the MLflow server killed, the search resumed untracked, the server started
-again and ``prunetune sync``; then a result line is cut. A second search runs on a tiny tmpfs.
+again and ``prunetune sync``; then a result line is cut. A second (``retried``) retries its
+trials: a worker SIGKILLed mid-trial, then its MLflow server killed mid-search. A third runs on
+a tiny tmpfs.
 After each fault: ``status``, the frontier, ``export --best``, ``compare`` and MLflow (counted
 with the client) name the same best profile with the same figure, every finished trial is in
 MLflow once with its final metrics, and the user saw lines, not a traceback.
@@ -206,6 +208,61 @@ def faulted(tmp_path_factory, tiny_base):
         stop(faulted.server.process)
 
 
+@pytest.fixture(scope="module")
+def retried(tmp_path_factory, tiny_base):
+    """A second tracked search, with retries (``max_failures: 1``), one trial at a time: the
+    worker of a running trial SIGKILLed (Tune runs the trial again), then, once the re-run
+    trial is in MLflow and while trials are left, the MLflow server killed; the search
+    finishes untracked; the server back; ``prunetune sync``."""
+    tmp = tmp_path_factory.mktemp("retried")
+    server = start_mlflow_server(tmp / "mlflow")
+    trials = 5
+    config = {
+        **TINY,
+        "trials": trials,
+        "concurrency": 1,
+        "max_failures": 1,
+        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
+        "finetune": {**TINY["finetune"], "steps": 60},
+        "budgets": [{"cost": "macs", "max": 0.7, "relative": True}],
+        "searcher": {"name": "random", "seed": 11},
+        "confirm": {"top": 1, "steps": 5, "seeds": 1},
+        "storage_path": str(tmp / "results"),
+        "tracking": {"tracking_uri": server.uri, "experiment": STUDY},
+    }
+    (tmp / "search.yaml").write_text(yaml.safe_dump(config))
+    experiment = tmp / "results" / "tiny"
+    retried = Faulted(experiment, tmp, server, "")
+    try:
+        search = run_search(["search", str(tmp / "search.yaml")], tmp, "search")
+
+        def running() -> list[str]:
+            folders = {path.name.removeprefix("trial_") for path in experiment.glob("trial_*")}
+            return sorted(folders - set(done_trials(experiment))) if trial_workers(search.pid) else []
+
+        wait_for(running, "a running trial", search)
+        retried.killed_trial = running()[0]
+        os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
+        wait_for(lambda: retried.killed_trial in done_trials(experiment), "the killed trial run again", search)
+
+        def in_mlflow() -> bool:
+            runs = mlflow_runs(server.uri)["children"].get(retried.killed_trial, [])
+            return any(status == "FINISHED" and "accuracy" in metrics for status, metrics in runs)
+
+        wait_for(in_mlflow, "the re-run trial in MLflow", search, timeout_s=60)
+        retried.mlflow_after_sigterm = mlflow_runs(server.uri)  # the live search's tracking, before the kill
+        retried.done_after_sigterm = done_trials(experiment)
+        assert search.poll() is None and len(retried.done_after_sigterm) < trials, "no trial left to run untracked"
+        port = int(server.uri.rsplit(":", 1)[1])
+        stop(server.process)
+        retried.runs["search"] = finished(search, tmp, "search")
+        retried.server = server = start_mlflow_server(tmp / "mlflow", port=port)
+        retried.runs["sync"] = prunetune("sync", str(experiment), cwd=tmp)
+        yield retried
+    finally:
+        stop(retried.server.process)
+
+
 def best_of_views(faulted: Faulted, capsys) -> dict[str, tuple[str, float]]:
     """(trial id, figure) of the best profile as status, the frontier, export --best, compare
     and the MLflow parent run name it."""
@@ -326,10 +383,50 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_damages_nothing(tiny_conf
         experiment = disk / "results" / "tiny"
         assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
         assert "Traceback" not in run.stdout + run.stderr, run.stderr[-3000:]
-        last = run.stderr.strip().splitlines()[-1]
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+        [last] = run.stderr.strip().splitlines()  # one line: no traceback, no warnings before it
         assert last.startswith(f"prunetune: error: cannot write {experiment}") and "No space left on device" in last
-        assert f"prunetune resume {experiment}" in last
+        assert f"prunetune resume {experiment}" in last and "MLflow tracking stopped too" in last
         status = prunetune("status", str(experiment), cwd=tmp_path)  # the manifest and snapshots still read
         assert status.returncode == 0, status.stderr
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_killed_worker_with_retries_runs_its_trial_again_and_the_search_ends_well(retried, capsys):
+    run = retried.runs["search"]
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "Traceback" not in run.stdout + run.stderr
+    assert not [ln for ln in run.stdout.splitlines() if ln.startswith("errored trial_")], run.stdout[-3000:]
+    assert retried.killed_trial in done_trials(retried.experiment)
+    assert (retried.experiment / f"trial_{retried.killed_trial}" / "error.txt").is_file()  # Tune saw it fail
+    status = command(capsys, "status", str(retried.experiment))
+    assert "errored   0" in status.stdout and "damaged" not in status.stdout, status.stdout
+
+
+def test_the_re_run_trial_is_in_mlflow_once_with_its_final_metrics(retried):
+    """As the live search tracked it, before the server was killed."""
+    [(status, metrics)] = retried.mlflow_after_sigterm["children"][retried.killed_trial]
+    report = retried.done_after_sigterm[retried.killed_trial]
+    assert status == "FINISHED" and metrics["accuracy"] == pytest.approx(report["accuracy"])
+    assert metrics["cost/macs"] == pytest.approx(report["cost/macs"])
+
+
+def test_an_mlflow_server_killed_mid_search_is_one_warning_and_the_search_finishes(retried):
+    run = retried.runs["search"]
+    [warning] = run.stderr.strip().splitlines()
+    assert warning.startswith(f"MLflow tracking at {retried.server.uri} failed") and "prunetune sync" in warning
+    assert "(partial: " not in run.stdout  # every trial ran
+
+
+def test_sync_after_the_server_is_back_makes_mlflow_equal_to_the_folder_and_every_view_agrees(retried, capsys):
+    assert retried.runs["sync"].returncode == 0, retried.runs["sync"].stderr[-2000:]
+    children = mlflow_runs(retried.server.uri)["children"]
+    done = done_trials(retried.experiment)
+    assert len(done) > len(retried.done_after_sigterm)  # trials finished while the server was down
+    for trial_id, report in done.items():
+        [(status, metrics)] = children[trial_id]
+        assert status == "FINISHED" and metrics["accuracy"] == pytest.approx(report["accuracy"]), trial_id
+    assert set(children) == set(done)
+    views = best_of_views(retried, capsys)
+    assert len(set(views.values())) == 1, views
