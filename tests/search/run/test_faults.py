@@ -5,8 +5,8 @@ One tracked search with confirmation (``faulted``, shared by the module) goes th
 worker SIGKILLed (max_failures 0: the trial errors), SIGTERM to the driver, an edited manifest
 refused on resume, the MLflow server killed, the search resumed untracked, the server started
 again and ``prunetune sync``; then a result line is cut. A second (``retried``) retries its
-trials: a worker SIGKILLed mid-trial, then its MLflow server killed mid-search. A third runs on
-a tiny tmpfs.
+trials: a worker SIGKILLed mid-trial, its MLflow server killed mid-search, Ctrl-C, the server
+back and a tracked resume. A third runs on a tiny tmpfs.
 After each fault: ``status``, the frontier, ``export --best``, ``compare`` and MLflow (counted
 with the client) name the same best profile with the same figure, every finished trial is in
 MLflow once with its final metrics, and the user saw lines, not a traceback.
@@ -107,6 +107,7 @@ class Faulted:
     runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
     mlflow_after_sigterm: dict = field(default_factory=dict)
     done_after_sigterm: dict = field(default_factory=dict)
+    done_after_sigint: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # each phase's wall time, for --durations readers
 
 
@@ -211,19 +212,20 @@ def faulted(tmp_path_factory, tiny_base):
 @pytest.fixture(scope="module")
 def retried(tmp_path_factory, tiny_base):
     """A second tracked search, with retries (``max_failures: 1``), one trial at a time: the
-    worker of a running trial SIGKILLed (Tune runs the trial again), then, once the re-run
-    trial is in MLflow and while trials are left, the MLflow server killed; the search
-    finishes untracked; the server back; ``prunetune sync``."""
+    worker of a running trial SIGKILLed (Tune runs the trial again); once the re-run trial is
+    in MLflow, the MLflow server killed mid-search; once a trial has finished untracked, Ctrl-C
+    (SIGINT) to the driver; then the server back and ``prunetune resume``, tracked, with no
+    ``sync``: the resumed search's own end brings MLflow level with the folder."""
     tmp = tmp_path_factory.mktemp("retried")
     server = start_mlflow_server(tmp / "mlflow")
-    trials = 5
+    trials = 12  # enough that trials are left at each step below, on a fast machine too
     config = {
         **TINY,
         "trials": trials,
         "concurrency": 1,
         "max_failures": 1,
         "base": {**TINY["base"], "checkpoint": str(tiny_base)},
-        "finetune": {**TINY["finetune"], "steps": 60},
+        "finetune": {**TINY["finetune"], "steps": 100},
         "budgets": [{"cost": "macs", "max": 0.7, "relative": True}],
         "searcher": {"name": "random", "seed": 11},
         "confirm": {"top": 1, "steps": 5, "seeds": 1},
@@ -240,9 +242,18 @@ def retried(tmp_path_factory, tiny_base):
             folders = {path.name.removeprefix("trial_") for path in experiment.glob("trial_*")}
             return sorted(folders - set(done_trials(experiment))) if trial_workers(search.pid) else []
 
-        wait_for(running, "a running trial", search)
-        retried.killed_trial = running()[0]
-        os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
+        def failed() -> list[str]:  # the trials Tune saw fail (it writes error.txt, then runs them again)
+            return [path.parent.name.removeprefix("trial_") for path in experiment.glob("trial_*/error.txt")]
+
+        # 1. A running trial's worker SIGKILLed: Tune runs the trial again. A kill that lands as
+        # a trial ends fails nothing: kill the next one then.
+        for _ in range(3):
+            wait_for(running, "a running trial", search)
+            os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
+            with contextlib.suppress(AssertionError):
+                wait_for(failed, "a failed trial", search, timeout_s=20)
+                break
+        [retried.killed_trial] = failed()
         wait_for(lambda: retried.killed_trial in done_trials(experiment), "the killed trial run again", search)
 
         def in_mlflow() -> bool:
@@ -252,12 +263,18 @@ def retried(tmp_path_factory, tiny_base):
         wait_for(in_mlflow, "the re-run trial in MLflow", search, timeout_s=60)
         retried.mlflow_after_sigterm = mlflow_runs(server.uri)  # the live search's tracking, before the kill
         retried.done_after_sigterm = done_trials(experiment)
-        assert search.poll() is None and len(retried.done_after_sigterm) < trials, "no trial left to run untracked"
+        # 2. The MLflow server killed mid-search; a trial finishes untracked; then Ctrl-C.
         port = int(server.uri.rsplit(":", 1)[1])
         stop(server.process)
-        retried.runs["search"] = finished(search, tmp, "search")
+        tracked = len(retried.done_after_sigterm)
+        wait_for(lambda: len(done_trials(experiment)) > tracked, "a trial finished untracked", search)
+        assert len(done_trials(experiment)) < trials, "no trial left to interrupt"
+        search.send_signal(signal.SIGINT)
+        retried.runs["sigint"] = finished(search, tmp, "search")
+        retried.done_after_sigint = done_trials(experiment)
+        # 3. The server back; the search resumed, tracked; no sync.
         retried.server = server = start_mlflow_server(tmp / "mlflow", port=port)
-        retried.runs["sync"] = prunetune("sync", str(experiment), cwd=tmp)
+        retried.runs["resume"] = finished(run_search(["resume", str(experiment)], tmp, "resume"), tmp, "resume")
         yield retried
     finally:
         stop(retried.server.process)
@@ -393,12 +410,11 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_damages_nothing(tiny_conf
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_killed_worker_with_retries_runs_its_trial_again_and_the_search_ends_well(retried, capsys):
-    run = retried.runs["search"]
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+def test_a_killed_worker_with_retries_runs_its_trial_again_without_an_error(retried, capsys):
+    run = retried.runs["sigint"]
     assert "Traceback" not in run.stdout + run.stderr
     assert not [ln for ln in run.stdout.splitlines() if ln.startswith("errored trial_")], run.stdout[-3000:]
-    assert retried.killed_trial in done_trials(retried.experiment)
+    assert retried.killed_trial in retried.done_after_sigterm
     assert (retried.experiment / f"trial_{retried.killed_trial}" / "error.txt").is_file()  # Tune saw it fail
     status = command(capsys, "status", str(retried.experiment))
     assert "errored   0" in status.stdout and "damaged" not in status.stdout, status.stdout
@@ -412,18 +428,22 @@ def test_the_re_run_trial_is_in_mlflow_once_with_its_final_metrics(retried):
     assert metrics["cost/macs"] == pytest.approx(report["cost/macs"])
 
 
-def test_an_mlflow_server_killed_mid_search_is_one_warning_and_the_search_finishes(retried):
-    run = retried.runs["search"]
-    [warning] = run.stderr.strip().splitlines()
+def test_a_server_killed_mid_search_then_ctrl_c_is_one_warning_and_the_resume_hint(retried):
+    run = retried.runs["sigint"]
+    assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-3000:]
+    warning, interrupted = run.stderr.strip().splitlines()
     assert warning.startswith(f"MLflow tracking at {retried.server.uri} failed") and "prunetune sync" in warning
-    assert "(partial: " not in run.stdout  # every trial ran
+    assert interrupted == f"interrupted: resume with `prunetune resume {retried.experiment}`"
+    assert "(partial: " in run.stdout
 
 
-def test_sync_after_the_server_is_back_makes_mlflow_equal_to_the_folder_and_every_view_agrees(retried, capsys):
-    assert retried.runs["sync"].returncode == 0, retried.runs["sync"].stderr[-2000:]
+def test_a_tracked_resume_leaves_mlflow_equal_to_the_folder_without_sync_and_every_view_agrees(retried, capsys):
+    run = retried.runs["resume"]
+    assert run.returncode == 0 and not run.stderr.strip(), run.stdout[-2000:] + run.stderr[-3000:]
     children = mlflow_runs(retried.server.uri)["children"]
     done = done_trials(retried.experiment)
-    assert len(done) > len(retried.done_after_sigterm)  # trials finished while the server was down
+    assert len(retried.done_after_sigint) > len(retried.done_after_sigterm)  # finished while the server was down
+    assert len(done) > len(retried.done_after_sigint)  # and the resume ran the rest
     for trial_id, report in done.items():
         [(status, metrics)] = children[trial_id]
         assert status == "FINISHED" and metrics["accuracy"] == pytest.approx(report["accuracy"]), trial_id
