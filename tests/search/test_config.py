@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from prunetune.budgets.errors import ConfigError, PrunetuneError
@@ -121,3 +123,9 @@ def test_steps_and_epochs_together_or_epochs_not_positive_are_one_line_errors():
         parse_config({"finetune": {"steps": None}})
     # --set finetune.steps=null --set finetune.epochs=0.5 replaces a YAML's steps.
     assert parse_config({"finetune": {"steps": None, "epochs": 0.5}}).finetune.epochs == 0.5
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    """The configs the README and BENCHMARKS.md tell users to run parse as they are."""
+    assert load_config(path).name
