@@ -150,25 +150,31 @@ def finished(process: subprocess.Popen, tmp: Path, log: str, timeout_s: float = 
     )
 
 
-@pytest.fixture(scope="module")
-def faulted(tmp_path_factory, tiny_base):
-    tmp = tmp_path_factory.mktemp("faults")
+def tracked_search(tmp: Path, base: Path, *, trials: int, concurrency: int, steps: int, seed: int, **more) -> Faulted:
+    """A tiny random search's config in ``tmp/search.yaml``, with confirmation, tracked to a new
+    MLflow server over ``tmp/mlflow``; the search is not started."""
     server = start_mlflow_server(tmp / "mlflow")
     config = {
         **TINY,
-        "trials": 4,
-        "concurrency": 2,
-        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
-        "finetune": {**TINY["finetune"], "steps": 20},
+        "trials": trials,
+        "concurrency": concurrency,
+        "base": {**TINY["base"], "checkpoint": str(base)},
+        "finetune": {**TINY["finetune"], "steps": steps},
         "budgets": [{"cost": "macs", "max": 0.7, "relative": True}],
-        "searcher": {"name": "random", "seed": 7},
+        "searcher": {"name": "random", "seed": seed},
         "confirm": {"top": 1, "steps": 5, "seeds": 1},
         "storage_path": str(tmp / "results"),
         "tracking": {"tracking_uri": server.uri, "experiment": STUDY},
+        **more,
     }
     (tmp / "search.yaml").write_text(yaml.safe_dump(config))
-    experiment = tmp / "results" / "tiny"
-    faulted = Faulted(experiment, tmp, server, "")
+    return Faulted(tmp / "results" / "tiny", tmp, server, "")
+
+
+@pytest.fixture(scope="module")
+def faulted(tmp_path_factory, tiny_base):
+    faulted = tracked_search(tmp_path_factory.mktemp("faults"), tiny_base, trials=4, concurrency=2, steps=20, seed=7)
+    tmp, experiment, server = faulted.tmp, faulted.experiment, faulted.server
     try:
         # 1. A trial worker SIGKILLed (max_failures 0: the trial errors), then SIGTERM to the driver.
         started = time.monotonic()
@@ -216,25 +222,11 @@ def retried(tmp_path_factory, tiny_base):
     in MLflow, the MLflow server killed mid-search; once a trial has finished untracked, Ctrl-C
     (SIGINT) to the driver; then the server back and ``prunetune resume``, tracked, with no
     ``sync``: the resumed search's own end brings MLflow level with the folder."""
-    tmp = tmp_path_factory.mktemp("retried")
-    server = start_mlflow_server(tmp / "mlflow")
     trials = 12  # enough that trials are left at each step below, on a fast machine too
-    config = {
-        **TINY,
-        "trials": trials,
-        "concurrency": 1,
-        "max_failures": 1,
-        "base": {**TINY["base"], "checkpoint": str(tiny_base)},
-        "finetune": {**TINY["finetune"], "steps": 100},
-        "budgets": [{"cost": "macs", "max": 0.7, "relative": True}],
-        "searcher": {"name": "random", "seed": 11},
-        "confirm": {"top": 1, "steps": 5, "seeds": 1},
-        "storage_path": str(tmp / "results"),
-        "tracking": {"tracking_uri": server.uri, "experiment": STUDY},
-    }
-    (tmp / "search.yaml").write_text(yaml.safe_dump(config))
-    experiment = tmp / "results" / "tiny"
-    retried = Faulted(experiment, tmp, server, "")
+    retried = tracked_search(
+        tmp_path_factory.mktemp("retried"), tiny_base, trials=trials, concurrency=1, steps=100, seed=11, max_failures=1
+    )
+    tmp, experiment, server = retried.tmp, retried.experiment, retried.server
     try:
         search = run_search(["search", str(tmp / "search.yaml")], tmp, "search")
 
