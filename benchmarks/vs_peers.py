@@ -435,7 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storage", type=Path, default=Path("results/benchmarks/peers").resolve())
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few steps and trials")
     args = parser.parse_args(argv)
-    args.data, args.top = "fashion", 1  # what search_vs_baselines' configs read
+    args.data, args.top, args.cost = "fashion", 1, "macs"  # what search_vs_baselines' configs read
     if args.quick:
         args.seeds, args.trials, args.confirm_steps, args.base_steps, args.fastnas_grid = 1, 4, 30, 100, 4
     return args

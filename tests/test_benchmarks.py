@@ -126,3 +126,15 @@ def test_search_vs_baselines_reruns_from_its_record_without_measuring_again(tmp_
     assert "dense test accuracy 0.9050 (0.9000 0.9100); published: about 93-95%" in out
     assert "random          0.8750  0.0071 0.870 0.880" in out
     assert "vgg11: best method random 0.8750 vs uniform 0.8550" in out
+
+
+def test_vs_peers_builds_prunetune_methods_from_search_vs_baselines_configs():
+    """vs_peers runs prunetune's methods through search_vs_baselines' configs: every setting
+    those read must be on vs_peers' arguments (``--cost`` once was not, and the run failed)."""
+    from benchmarks.search_vs_baselines import method_config
+    from prunetune.search.config import parse_config
+
+    args = vs_peers.parse_args(["--quick"])
+    for method in vs_peers.OURS:
+        config = parse_config(method_config(args, method, args.task, 0))
+        assert config.budgets[0].cost == "macs" and config.budgets[0].max == args.budget
