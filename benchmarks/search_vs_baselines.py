@@ -62,6 +62,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.record import JsonLinesRecord
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 TASKS = {
@@ -567,32 +569,23 @@ def start_ray() -> None:
         init_ray(None)
 
 
-class Record:
-    """Every figure measured, one JSON line each, in a file named by the settings that make
-    figures comparable (``vs_peers``' record, per task): a rerun resumes and adds seeds."""
+class Record(JsonLinesRecord):
+    """Every figure measured, in a file named by the settings that make figures comparable
+    (per task): a rerun resumes and adds seeds."""
 
     SETTINGS = ("data", "budget", "cost", "trials", "finetune_steps", "top", "confirm_steps", "base_steps")
 
     def __init__(self, args, task: str):
-        import hashlib
-
-        self.settings = {"task": task, **{key: getattr(args, key) for key in self.SETTINGS}}
-        digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
-        self.path = args.storage / f"baselines-{args.data}-{task}-{digest}.jsonl"
+        settings = {"task": task, **{key: getattr(args, key) for key in self.SETTINGS}}
+        super().__init__(args.storage, f"baselines-{args.data}-{task}", settings)
 
     def read(self) -> dict[tuple[int, str], Figure]:
-        if not self.path.is_file():
-            return {}
-        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return {(o["seed"], o["method"]): Figure(**o["figure"]) for o in lines}
+        return {(o["seed"], o["method"]): Figure(**o["figure"]) for o in self.lines()}
 
     def append(self, seed: int, method: str, figure: Figure) -> None:
         import dataclasses
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = {"seed": seed, "method": method, "figure": dataclasses.asdict(figure), "settings": self.settings}
-        with self.path.open("a") as file:
-            file.write(json.dumps(line) + "\n")
+        self.add({"seed": seed, "method": method, "figure": dataclasses.asdict(figure)})
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.record import JsonLinesRecord
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 PEERS = ("fastnas", "tp-global")
@@ -489,38 +491,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class Record:
-    """Every measured outcome, one JSON line each, in a file named by the settings that make
-    outcomes comparable: a run adds seeds to earlier runs' and resumes an interrupted one."""
+class Record(JsonLinesRecord):
+    """Every measured outcome, in a file named by the settings that make outcomes comparable:
+    a run adds seeds to earlier runs' and resumes an interrupted one."""
+
+    SETTINGS = ("task", "budget", "trials", "finetune_steps", "confirm_steps", "base_steps", "fastnas_grid")
 
     def __init__(self, args):
-        import hashlib
-        import json
-
-        settings = {
-            key: getattr(args, key)
-            for key in ("task", "budget", "trials", "finetune_steps", "confirm_steps", "base_steps", "fastnas_grid")
-        }
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-        self.path = args.storage / f"vs_peers-{args.task}-{digest}.jsonl"
-        self.settings = settings
+        super().__init__(args.storage, f"vs_peers-{args.task}", {key: getattr(args, key) for key in self.SETTINGS})
 
     def read(self) -> dict[tuple[int, str], tuple[float, Outcome]]:
-        import json
-
-        if not self.path.is_file():
-            return {}
-        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return {(o["seed"], o["method"]): (o["dense"], Outcome(**o["outcome"])) for o in lines}
+        return {(o["seed"], o["method"]): (o["dense"], Outcome(**o["outcome"])) for o in self.lines()}
 
     def append(self, seed: int, method: str, dense: float, outcome: Outcome) -> None:
         import dataclasses
-        import json
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = {"seed": seed, "method": method, "dense": dense, "outcome": dataclasses.asdict(outcome)}
-        with self.path.open("a") as file:
-            file.write(json.dumps({**line, "settings": self.settings}) + "\n")
+        self.add({"seed": seed, "method": method, "dense": dense, "outcome": dataclasses.asdict(outcome)})
 
 
 def _test_accuracy(setup) -> float:
