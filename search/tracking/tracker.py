@@ -283,6 +283,14 @@ def _tracking_errors() -> tuple[type[BaseException], ...]:
     return (*errors, SQLAlchemyError)
 
 
+def untracked_warning(uri: str, directory: Path, why: str) -> str:
+    """The one line a search prints when its MLflow tracking fails: why, and how to backfill."""
+    return (
+        f"MLflow tracking at {uri} failed ({why}); the search goes on untracked. "
+        f"Backfill later with: prunetune sync {directory} --tracking-uri {uri}"
+    )
+
+
 def full_disk(err: BaseException) -> bool:
     """Whether a tracking error is a full disk (SQLite says so in words, a file in errno)."""
     import errno
@@ -325,15 +333,11 @@ class SearchTracker:
             self.down = True
             if self.quiet:
                 return None
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            message = (
-                f"MLflow tracking at {self.uri} failed ({first[:300]}); the search goes on untracked. "
-                f"Backfill later with: prunetune sync {self.directory} --tracking-uri {self.uri}"
-            )
             if self.on_full_disk is not None and full_disk(err):
                 self.on_full_disk()
             else:
-                log.warning(message)
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                log.warning(untracked_warning(self.uri, self.directory, first[:300]))
             return None
 
     @property

@@ -132,11 +132,9 @@ class TrackingWriter:
         atexit.register(self._close_at_exit)  # a driver that fails before Tune ends the experiment
 
     def full_disk_warning(self) -> str:
-        s = self.settings
-        return (
-            f"MLflow tracking at {s.uri} failed (the disk is full); the search went on untracked. "
-            f"Backfill it with: prunetune sync {s.directory} --tracking-uri {s.uri}"
-        )
+        from prunetune.search.tracking.tracker import untracked_warning
+
+        return untracked_warning(self.settings.uri, self.settings.directory, "the disk is full")
 
     def _close_at_exit(self) -> None:
         self.close()
