@@ -210,7 +210,7 @@ class RLSearcher(ProfileSearcher):
             mode=self.mode or "max",
             ratios=self.settings.probe_ratios,
             probe_steps=self.settings.probe_steps,
-            cost=self.settings.target_cost if self.settings.reward == "target" else "macs",
+            cost=self.settings.target_cost if self.settings.reward == "target" else None,
         )
 
     def _warm_prior(self) -> dict[str, float]:
@@ -221,7 +221,7 @@ class RLSearcher(ProfileSearcher):
         prober = self.prober
         low, high = prober.knob_range()
         level = self.settings.target if self.settings.reward == "target" else None
-        return prober.family(analytic_knob(self.space, prober.family, low, high, prober.options.cost, level))
+        return prober.family(analytic_knob(self.space, prober.family, low, high, prober.cost, level))
 
     def _set_prior(self, prior: dict[str, float]) -> None:
         self.prior = dict(prior)

@@ -6,10 +6,11 @@ allocate the budget where accuracy falls least.
    group. Probes fine-tune for ``probe_steps`` (default 0: the cheap evaluation, BatchNorm
    recalibrated; see ``evaluate`` in docs/searchers.md), so they cost little.
 2. **Allocation** (greedy; our choice over a knapsack, which needs additive costs that channel
-   coupling breaks): each group's accuracy drop is interpolated linearly between its probes,
-   on a grid of ``step`` (default 0.05) from its largest to its smallest ratio. Starting from
-   the unpruned profile, repeatedly lower the group whose next grid step loses the least
-   accuracy per unit of ``cost`` saved (exact costs, from the cost model), until the profile
+   coupling breaks): each group's accuracy drop is interpolated linearly between its probes
+   (and continued below the lowest, :func:`below_the_probes`), on a grid of ``step`` (default
+   0.05) from its largest to its smallest ratio. Starting from the unpruned profile, repeatedly
+   lower the group whose next grid step loses the least accuracy per unit of ``cost`` saved
+   (exact costs, from the cost model; ``cost`` defaults to the budget's), until the profile
    meets the target. The knob of this family is the target's relative cost; the searcher then
    places it as ``uniform`` places its ratio (``_one_knob``): on the cost model, and over trials
    for budgets only trials measure.
@@ -55,6 +56,22 @@ def keep_ratios(ratios: tuple[float, ...], option: str) -> tuple[float, ...]:
 
 
 REFERENCE = "__reference__"
+
+
+def below_the_probes(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """A group's accuracy drop on ``grid``: linear between its probes (ratios ``xs`` ascending,
+    drops ``ys``), and below the lowest probe continued at the steeper of the lowest segment's
+    slope and the mean slope over the probed range. Held flat there (``np.interp``'s own
+    extrapolation), every cut below the lowest probe looked free, and the greedy cut such
+    groups to their floor first."""
+    drops = np.interp(grid, xs, ys)
+    if len(xs) < 2:
+        return drops
+    low, top = xs[0], xs[-1]
+    slope = max((ys[0] - ys[1]) / (xs[1] - xs[0]), (ys[0] - ys[-1]) / (top - low), 0.0)
+    below = grid < low
+    drops[below] = ys[0] + slope * (low - grid[below])
+    return drops
 
 
 @register_searcher("sensitivity")
@@ -135,7 +152,7 @@ class SensitivitySearcher(LevelSearcher):
                 points = sorted({top: base, **measured}.items())
                 xs, ys = np.array([p[0] for p in points]), np.array([base - p[1] for p in points])
                 grid = self._grid(group)
-                self._curves[group.name] = (grid, np.interp(grid, xs, ys))
+                self._curves[group.name] = (grid, below_the_probes(grid, xs, ys))
         return self._curves
 
     def _grid(self, group) -> np.ndarray:
@@ -146,13 +163,13 @@ class SensitivitySearcher(LevelSearcher):
         return np.round(np.linspace(top, bottom, count + 1), RATIO_DECIMALS)
 
     def knob_range(self) -> tuple[float, float]:
-        dense = self.space.cost_model.dense()[self.options.cost]
-        return self.space.min_costs()[self.options.cost] / dense, 1.0
+        dense = self.space.cost_model.dense()[self.cost]
+        return self.space.min_costs()[self.cost] / dense, 1.0
 
     def family(self, knob: float) -> dict[str, float]:
         """The greedy allocation whose ``cost`` is at most ``knob`` times the dense cost (the
         smallest profile when none is)."""
-        dense = self.space.cost_model.dense()[self.options.cost]
+        dense = self.space.cost_model.dense()[self.cost]
         for cost, profile in self.path():
             if cost <= knob * dense * (1 + 1e-9):
                 return dict(profile)
@@ -166,7 +183,7 @@ class SensitivitySearcher(LevelSearcher):
             curves = self.curves()
             position = dict.fromkeys(curves, 0)
             profile = {name: float(grid[0]) for name, (grid, _) in curves.items()}
-            cost = self.space.costs(profile)[self.options.cost]
+            cost = self.space.costs(profile)[self.cost]
             self._path = [(cost, dict(profile))]
             while True:
                 best, best_score, best_cost, best_index = None, math.inf, cost, 0
@@ -192,7 +209,7 @@ class SensitivitySearcher(LevelSearcher):
         """The next grid point of group ``name`` below ``index`` that lowers the cost (the
         channel rule keeps the same channels over neighbouring ratios), and that cost."""
         for later in range(index + 1, len(grid)):
-            new_cost = self.space.costs({**profile, name: float(grid[later])})[self.options.cost]
+            new_cost = self.space.costs({**profile, name: float(grid[later])})[self.cost]
             if new_cost < cost:
                 return later, new_cost
         return None

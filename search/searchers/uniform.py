@@ -11,7 +11,9 @@ Options (``searcher.options``):
 
 - ``levels``: relative costs of ``cost`` (e.g. ``[0.3, 0.5, 0.7]``): one profile per level, each
   also meeting every budget. Default: one profile for the budgets alone.
-- ``cost`` (default ``macs``): the cost key the levels are relative to.
+- ``cost``: the cost key the levels are relative to, and the one ``sensitivity``'s greedy
+  allocation saves. Default: the first budget's cost the cost model computes (``macs`` or
+  ``params``), else ``macs``.
 - ``probes`` (default 6): most trials per level spent bisecting on measured budgets.
 """
 
@@ -31,7 +33,7 @@ class LevelOptions(SearcherOptions):
     """Options shared by the one-knob searchers (``uniform``, ``sensitivity``)."""
 
     levels: tuple[float, ...] | None = None
-    cost: str = "macs"
+    cost: str | None = None  # None: the space's own (``budget_cost``)
     probes: int = Field(6, ge=0, strict=True)
 
     @field_validator("levels")
@@ -40,6 +42,13 @@ class LevelOptions(SearcherOptions):
         if levels is not None and (not levels or any(not 0 < level <= 1 for level in levels)):
             raise ValueError("levels must list relative costs in (0, 1], e.g. [0.3, 0.5]")
         return tuple(sorted(set(levels))) if levels else levels
+
+
+def budget_cost(space: ProfileSpace) -> str:
+    """The cost a one-knob searcher works in when its options name none: the first analytic
+    budget's (``macs`` or ``params``, in the config's order), ``macs`` without one. Saving MACs
+    under a parameter budget spends the cuts where they save little of what the budget counts."""
+    return next(iter(space.limits), "macs")
 
 
 def ratio_in(group: GroupSpace, ratio: float) -> float:
@@ -63,6 +72,7 @@ class LevelSearcher(ProfileSearcher):
         self, space: ProfileSpace, *, seed: int = 0, metric: str = R.ACCURACY, mode: str = "max", **options: Any
     ):
         super().__init__(space, seed=seed, metric=metric, mode=mode, options=options)
+        self.cost: str = self.options.cost or budget_cost(space)
         self._knobs: KnobSearch | None = None
 
     def family(self, knob: float) -> dict[str, float]:
@@ -77,7 +87,7 @@ class LevelSearcher(ProfileSearcher):
         if self._knobs is None:
             low, high = self.knob_range()
             levels = list(self.options.levels) if self.options.levels else [None]
-            self._knobs = KnobSearch(self.space, self.family, levels, self.options.cost, low, high, self.options.probes)
+            self._knobs = KnobSearch(self.space, self.family, levels, self.cost, low, high, self.options.probes)
         return self._knobs
 
     def propose_level(self, trial_id: str) -> dict[str, Any] | None | str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from prunetune.budgets import AnalyticCostModel, Term
 from prunetune.budgets.errors import ConfigError
 from prunetune.search.searchers import ConfirmingSearcher, get_searcher
 from prunetune.search.space import ProfileSpace
@@ -99,6 +100,54 @@ def test_sensitivity_probes_each_group_then_prunes_the_insensitive_ones():
     assert profile["b"] >= max(others) and profile["b"] > min(others)  # the fragile group kept
     dense = space.cost_model.dense()["macs"]
     assert space.costs(profile)["macs"] / dense > 0.45  # the budget used, not wasted
+
+
+def test_sensitivity_does_not_take_cuts_below_its_lowest_probe_for_free():
+    """The probes stop at 0.25; nothing measured below is no reason to think a cut there loses
+    nothing: each group's drop keeps rising down to its floor, at least at the pace of its
+    probes."""
+    space = continuous_space(limit=0.3, low=0.1)
+
+    def outcome(space, profile):
+        return {**result(space, profile), "accuracy": 0.9 - 0.2 * sum(1 - r for r in profile.values())}
+
+    searcher = get_searcher("sensitivity")(space, ratios=[0.25, 0.5, 0.75])
+    run(searcher, outcome)
+    for group, (grid, drops) in searcher.curves().items():
+        below = grid <= 0.25
+        assert np.all(np.diff(drops[below]) > 0), (group, drops[below])  # the grid descends
+        assert drops[-1] == pytest.approx(0.2 * (1 - grid[-1]), abs=1e-6), group  # the probes' pace
+
+
+def test_sensitivity_under_a_parameter_budget_saves_parameters():
+    """Under a parameter budget the greedy saves parameters, not MACs: naming ``cost: macs``
+    gives a worse profile at the same budget. Group "d" holds a large share of the parameters
+    (the classifier's inputs) and few MACs."""
+    names = list(CHANNELS)
+    convs = [(f"conv{i}", 9, (x, y)) for i, (x, y) in enumerate(zip(names, names[1:]))]
+    model = AnalyticCostModel(
+        CHANNELS,
+        (
+            *(Term("macs", name, 64 * weight, groups) for name, weight, groups in convs),
+            *(Term("params", name, weight, groups) for name, weight, groups in convs),
+            Term("params", "fc", 10 * 49, ("d",)),
+        ),
+    )
+    space = ProfileSpace.build(CHANNELS, low=0.1, cost_model=model, limits={"params": 0.4 * model.dense()["params"]})
+
+    def outcome(space, profile):
+        return {**result(space, profile), "accuracy": 0.9 - 0.1 * sum(1 - r for r in profile.values())}
+
+    answers = {}
+    for cost in (None, "macs"):
+        options = {"cost": cost} if cost else {}
+        searcher = get_searcher("sensitivity")(space, ratios=[0.25, 0.5, 0.75], **options)
+        [answers[cost]] = [c["profile"] for c in run(searcher, outcome) if "probe" not in c]
+        assert space.feasible(answers[cost])
+    assert searcher.cost == "macs" and get_searcher("sensitivity")(space).cost == "params"
+    dense = model.dense()["params"]
+    assert space.costs(answers[None])["params"] / dense > 0.37  # the budget used
+    assert outcome(space, answers[None])["accuracy"] > outcome(space, answers["macs"])["accuracy"] + 0.01
 
 
 def test_sensitivity_needs_a_cost_model():
