@@ -20,11 +20,14 @@ demo: $(STAMP)
 
 # The browser test needs Debian's chromium and the data tests Debian's dataset-fashion-mnist:
 # installed here when missing (as root, e.g. CI), and required (a clear failure, not a skip)
-# under `make test`, which lists its 20 slowest tests.
+# under `make test`, which lists its 20 slowest tests. The suite runs in JOBS pytest-xdist
+# workers, a test file to each (its module fixtures run once): the end-to-end tests spend
+# much of their time waiting on processes they start, which a second worker fills.
+JOBS ?= 2
 test: $(STAMP) lint
 	.ci/ensure-chromium
 	.ci/ensure-datasets
-	PRUNETUNE_REQUIRE_BROWSER=1 PRUNETUNE_REQUIRE_DATASETS=1 $(PY) -m pytest -q --durations=20
+	PRUNETUNE_REQUIRE_BROWSER=1 PRUNETUNE_REQUIRE_DATASETS=1 $(PY) -m pytest -q -n $(JOBS) --dist loadfile --durations=20
 
 # The fast subset: no Ray cluster, MLflow server or browser. It lists its slowest tests, so a
 # new slow one is noticed in the change that adds it.

@@ -35,6 +35,13 @@ TINY = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``), the integration tests first: they are the long ones,
+    and a long file dealt out last keeps one worker busy while the other has nothing left."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("integration") is None)  # a stable sort
+
+
 @pytest.fixture(autouse=True)
 def _environment_of_its_own():
     """Each test starts from the session's environment: a CLI run in this process sets variables
