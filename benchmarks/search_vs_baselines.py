@@ -47,7 +47,9 @@ cores; Fashion-MNIST: about an hour per seed of vgg11, more for resnet20; ``--qu
 run of a few minutes). Storage under ``results/benchmarks/baselines``. Every figure is appended
 to a JSON-lines record there, named by the settings that make figures comparable: a rerun with
 the same settings prints what was measured, runs only what is missing (an interrupted run
-resumes, ``--seeds 5`` adds two seeds) and prints the tables from all of it.
+resumes, ``--seeds 5`` adds two seeds) and prints the tables from all of it. After a fix to a
+method, ``--forget METHOD`` sets its figures and search folders aside, and the run measures it
+again.
 """
 
 from __future__ import annotations
@@ -487,6 +489,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-only", action="store_true", help="only the latency run (needs --latency)")
     parser.add_argument("--no-correlation", action="store_true", help="leave out the cheap-vs-final correlation table")
+    parser.add_argument(
+        "--forget",
+        nargs="+",
+        default=[],
+        metavar="METHOD",
+        help="measure these methods again (after a fix to them): their recorded figures move to "
+        "<record>.superseded.jsonl and their search folders under superseded/, then the run "
+        "measures what is missing; to resume an interrupted run afterwards, leave --forget out",
+    )
     parser.add_argument("--storage", type=Path, default=Path("results/benchmarks/baselines").resolve())
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, few trials and steps")
     args = parser.parse_args(argv)
@@ -501,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         args.tasks = []
     for task in args.tasks:
         record = Record(args, task)
+        if args.forget:
+            record.forget(args, task, args.forget)
         done = record.read()
         if done:
             print(f"{task}: {len(done)} figures from {record.path}", file=sys.stderr, flush=True)
@@ -586,6 +599,28 @@ class Record(JsonLinesRecord):
         import dataclasses
 
         self.add({"seed": seed, "method": method, "figure": dataclasses.asdict(figure)})
+
+    def forget(self, args, task: str, methods: list[str]) -> None:
+        """Set aside what is recorded of ``methods`` (``taper`` takes ``taper-profile`` with it):
+        their lines go to ``<record>.superseded.jsonl``, their search folders under
+        ``superseded/`` (a timestamp keeps earlier ones), so the run measures them afresh."""
+        labels = {label for m in methods for label in (("taper", "taper-profile") if m == "taper" else (m,))}
+        lines = self.lines()
+        gone = [line for line in lines if line["method"] in labels]
+        if not gone:
+            return
+        with self.path.with_suffix(".superseded.jsonl").open("a") as file:
+            file.writelines(json.dumps(line) + "\n" for line in gone)
+        kept = self.path.with_suffix(".tmp")
+        kept.write_text("".join(json.dumps(line) + "\n" for line in lines if line["method"] not in labels))
+        os.replace(kept, self.path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for line in gone:
+            folder = Path(args.storage) / run_name(args, task, line["method"], line["seed"])
+            if line["method"] != "taper-profile" and folder.is_dir():
+                (Path(args.storage) / "superseded").mkdir(exist_ok=True)
+                os.replace(folder, Path(args.storage) / "superseded" / f"{folder.name}-{stamp}")
+        print(f"{task}: set aside {len(gone)} recorded figures of {', '.join(sorted(labels))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,40 @@ def test_search_vs_baselines_reruns_from_its_record_without_measuring_again(tmp_
     assert "vgg11: best method random 0.8750 vs uniform 0.8550" in out
 
 
+def test_search_vs_baselines_forgets_a_fixed_method_and_measures_only_it_again(tmp_path, capsys, monkeypatch):
+    """After a fix to sensitivity: ``--forget sensitivity`` sets its figures and folders aside
+    and measures it again; the other methods' figures are read, not measured."""
+    from benchmarks import search_vs_baselines as svb
+
+    args = svb.argparse.Namespace(
+        data="fashion", budget=0.15, cost="params", trials=20, finetune_steps=40, top=1, confirm_steps=600,
+        base_steps=2400, storage=tmp_path,
+    )  # fmt: skip
+    record = svb.Record(args, "vgg11")
+    record.append(0, "dense", svb.Figure(0.90, 2400, True, 1.0))
+    record.append(0, "uniform", svb.Figure(0.87, 640, True, 0.149))
+    record.append(0, "sensitivity", svb.Figure(0.83, 640, True, 0.144))
+    folder = tmp_path / svb.run_name(args, "vgg11", "sensitivity", 0)
+    folder.mkdir()
+    measured = []
+
+    def measure(_args, method, task, seed):
+        measured.append((method, seed))
+        return svb.Figure(0.89, 640, True, 0.145)
+
+    monkeypatch.setattr(svb, "run_method", measure)
+    monkeypatch.setattr(svb, "start_ray", lambda: None)
+    argv = ["--tasks", "vgg11", "--seeds", "1", "--methods", "uniform", "sensitivity", "--storage", str(tmp_path)]
+    argv += ["--no-correlation", "--cost", "params", "--budget", "0.15", "--top", "1", "--confirm-steps", "600"]
+    assert svb.main([*argv, "--forget", "sensitivity"]) == 0
+    assert measured == [("sensitivity", 0)]
+    assert "sensitivity     0.8900" in capsys.readouterr().out
+    assert [line["figure"]["accuracy"] for line in record.lines() if line["method"] == "sensitivity"] == [0.89]
+    superseded = record.path.with_suffix(".superseded.jsonl").read_text()
+    assert '"accuracy": 0.83' in superseded and "uniform" not in superseded
+    assert not folder.exists() and len(list((tmp_path / "superseded").iterdir())) == 1
+
+
 def test_vs_peers_builds_prunetune_methods_from_search_vs_baselines_configs():
     """vs_peers runs prunetune's methods through search_vs_baselines' configs: every setting
     those read must be on vs_peers' arguments (``--cost`` once was not, and the run failed)."""
