@@ -28,6 +28,7 @@ _WHERE = {
     "register_cost": "costs",
     "BudgetError": "errors",
     "ConfigError": "errors",
+    "MachineError": "errors",
     "PrunetuneError": "errors",
     "Registry": "registry",
     "DEFAULT_COSTS": "spec",

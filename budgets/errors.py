@@ -32,6 +32,12 @@ class StorageError(PrunetuneError):
     (the machine's state, not the config, is at fault)."""
 
 
+class MachineError(PrunetuneError):
+    """The machine ran short of what the search needs (Ray stopped its trial workers for want of
+    memory): the message says what and how to resume. The CLI prints it as one line and exits
+    with code 1, as for :class:`StorageError`."""
+
+
 def storage_message(err: OSError, where: object = None) -> str:
     """One line for a failed write (:data:`STORAGE_ERRNOS`): the path (``where`` when the error
     names none), why, and what to do."""

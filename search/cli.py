@@ -32,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prunetune.budgets.errors import STORAGE_ERRNOS, PrunetuneError, StorageError, storage_message
+    from prunetune.budgets.errors import STORAGE_ERRNOS, MachineError, PrunetuneError, StorageError, storage_message
 
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that left (| head) fails here, not at exit
         return code
-    except StorageError as err:
+    except (StorageError, MachineError) as err:
         print(f"prunetune: error: {err}", file=sys.stderr)
         return EXIT_FAILED
     except PrunetuneError as err:

@@ -9,6 +9,7 @@ space and how trials are made, which their :class:`~prunetune.search.run.methods
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -242,7 +243,9 @@ def run_search(prepared: Prepared) -> SearchOutcome:
         tuner = build_tuner(prepared)
     try:
         with storage_errors(prepared):
-            records, errors = collect(prepared, tuner.fit())
+            with memory_errors(prepared):
+                results = tuner.fit()
+            records, errors = collect(prepared, results)
             front = pareto(records, prepared.frontier_cost)
             files = render(prepared, records)
         reconcile_tracking(prepared)
@@ -252,6 +255,30 @@ def run_search(prepared: Prepared) -> SearchOutcome:
         for message in take_full_disk_warnings():
             log.warning(message)
     return SearchOutcome(records, errors, front, files, time.time() - started)
+
+
+@contextmanager
+def memory_errors(prepared: Prepared) -> Iterator[None]:
+    """Ray's memory monitor killing trial workers as they start makes Tune's fit raise
+    ("Caught unexpected exception") instead of ending those trials: one :class:`MachineError`
+    line, with the node's memory as Ray measured it and how to go on. Tune's last snapshot
+    stays, so the search resumes."""
+    import ray.exceptions
+
+    from prunetune.budgets.errors import MachineError
+
+    try:
+        yield
+    except (RuntimeError, ray.exceptions.OutOfMemoryError) as err:
+        cause = err if isinstance(err, ray.exceptions.OutOfMemoryError) else err.__cause__
+        if not isinstance(cause, ray.exceptions.OutOfMemoryError):
+            raise
+        measured = re.search(r"([\d.]+\s*GB used / [\d.]+\s*GB limit)", str(cause))
+        raise MachineError(
+            "Ray stopped trial workers: the node ran low on memory"
+            f"{f' ({measured.group(1)})' if measured else ''}; free memory or lower concurrency "
+            f"(now {prepared.config.concurrency}), then resume with `prunetune resume {prepared.experiment_dir}`"
+        ) from None
 
 
 @contextmanager
