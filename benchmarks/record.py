@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 
@@ -30,3 +31,16 @@ class JsonLinesRecord:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as file:
             file.write(json.dumps({**line, "settings": self.settings}) + "\n")
+
+    def set_aside(self, drop) -> list[dict]:
+        """Move the lines for which ``drop(line)`` holds to ``<record>.superseded.jsonl`` (kept,
+        not overwritten: a fix's before and after stay comparable); the lines moved."""
+        lines = self.lines()
+        gone = [line for line in lines if drop(line)]
+        if gone:
+            with self.path.with_suffix(".superseded.jsonl").open("a") as file:
+                file.writelines(json.dumps(line) + "\n" for line in gone)
+            kept = self.path.with_suffix(".tmp")
+            kept.write_text("".join(json.dumps(line) + "\n" for line in lines if not drop(line)))
+            os.replace(kept, self.path)
+        return gone

@@ -605,15 +605,9 @@ class Record(JsonLinesRecord):
         their lines go to ``<record>.superseded.jsonl``, their search folders under
         ``superseded/`` (a timestamp keeps earlier ones), so the run measures them afresh."""
         labels = {label for m in methods for label in (("taper", "taper-profile") if m == "taper" else (m,))}
-        lines = self.lines()
-        gone = [line for line in lines if line["method"] in labels]
+        gone = self.set_aside(lambda line: line["method"] in labels)
         if not gone:
             return
-        with self.path.with_suffix(".superseded.jsonl").open("a") as file:
-            file.writelines(json.dumps(line) + "\n" for line in gone)
-        kept = self.path.with_suffix(".tmp")
-        kept.write_text("".join(json.dumps(line) + "\n" for line in lines if line["method"] not in labels))
-        os.replace(kept, self.path)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for line in gone:
             folder = Path(args.storage) / run_name(args, task, line["method"], line["seed"])
