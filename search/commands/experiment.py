@@ -43,6 +43,14 @@ def register(sub) -> None:
     )
     add_config_args(transfer)
     transfer.add_argument("--other", help="the second data set (default shapes, or digits when the config's is shapes)")
+    transfer.add_argument(
+        "--other-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a key of the second data set's section (repeatable), e.g. --other-set options.n_train=300 "
+        "or --other-set root=/data/cifar10; it takes none of the config's root or options",
+    )
     transfer.add_argument("--top", type=int, default=3, help="k of the top-k placement (default 3)")
     transfer.add_argument("--no-uniform", action="store_true", help="leave out the uniform baseline profiles")
     _common(transfer, profiles=12)
@@ -99,7 +107,9 @@ def run_transfer(args: argparse.Namespace) -> int:
     from prunetune.search.reproduce import run_transfer as run
     from prunetune.search.reproduce.transfer import saturation_lines
 
-    settings = TransferSettings(args.other, args.profiles, args.top, not args.no_uniform, tuple(args.profile))
+    settings = TransferSettings(
+        args.other, args.profiles, args.top, not args.no_uniform, tuple(args.profile), tuple(args.other_set)
+    )
     outcome = run(config, settings)
     a, b = outcome.datasets
     stats = outcome.stats

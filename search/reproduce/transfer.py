@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from prunetune.budgets import report as R
 from prunetune.budgets.errors import ConfigError
-from prunetune.search.config import SearchConfig
+from prunetune.search.config import DataConfig, SearchConfig, apply_overrides
 from prunetune.search.reproduce.common import REPORT_JSON, REPORT_MD, library_profiles, pyplot, write_json
 from prunetune.search.run.grid import check_new, finished, log_report, profile_key, run_grid
 
@@ -46,6 +47,7 @@ class TransferSettings:
     top: int = 3
     uniform: bool = True
     files: tuple[str, ...] = ()
+    other_set: tuple[str, ...] = ()  # KEY=VALUE for the second's data section, e.g. options.n_train=300
 
     def __post_init__(self) -> None:
         if self.profiles < 2 or self.top < 1:
@@ -58,6 +60,38 @@ class TransferSettings:
                 f"--other {other!r} is the config's own data set; name a different one, e.g. shapes or digits"
             )
         return other
+
+    def second_data(self, data: DataConfig) -> DataConfig:
+        """The second data set's section: the config's seed and way of reading (mode, cache,
+        workers, augment), none of its root or loader options (they belong to the first set),
+        then ``other_set``."""
+        fields = data.model_dump(include={"seed", "mode", "augment", "cache_dir", "workers"}, exclude_none=True)
+        fields["name"] = self.second(data.name)
+        try:
+            fields = apply_overrides(fields, list(self.other_set))
+        except ConfigError as err:  # its example names --set and trials: the second set's keys here
+            raise ConfigError(
+                str(err).split(";")[0].replace("--set", "--other-set") + "; example: --other-set options.n_train=300"
+            ) from None
+        try:
+            data = DataConfig.model_validate(fields)
+        except ValidationError as err:
+            error = err.errors()[0]
+            key = ".".join(str(part) for part in error["loc"])
+            raise ConfigError(
+                f"--other-set {key}={error.get('input')!r}: {error['msg']}; the keys are the data section's "
+                "(root, seed, options.NAME, mode, augment)"
+            ) from None
+        from prunetune.trainables.data import check_dataset
+
+        check_dataset(data.name, data.options)  # a bad loader option now, not after the first base trains
+        return data
+
+
+def data_label(data: DataConfig) -> str:
+    """``shapes`` or ``shapes (n_train=300)``: the set and the loader options it was given."""
+    options = ", ".join(f"{key}={value}" for key, value in data.options.items())
+    return f"{data.name} ({options})" if options else data.name
 
 
 @dataclass(frozen=True)
@@ -93,7 +127,8 @@ def uniform_profiles(space, levels: Sequence[float]) -> list[dict[str, float]]:
 def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOutcome:
     from prunetune.search.run.prepare import prepare
 
-    first, second = config.data.name, settings.second(config.data.name)
+    first, other_data = config.data.name, settings.second_data(config.data)
+    second = other_data.name
     levels = tuple(config.space.levels or DEFAULT_LEVELS)
     config = config.model_copy(update={"space": config.space.model_copy(update={"levels": list(levels)})})
     check_new(config)
@@ -103,7 +138,7 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
     other = prepare(
         config.model_copy(
             update={
-                "data": config.data.model_copy(update={"name": second}),
+                "data": other_data,
                 "base": config.base.model_copy(update={"checkpoint": None}),
             }
         )
@@ -122,6 +157,7 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
                 "experiment": "transfer",
                 "config": config.model_dump(mode="json"),
                 "datasets": [first, second],
+                "other_data": other_data.model_dump(mode="json"),
                 "stats": stats,
                 "profiles": table,
                 "errors": errors,
@@ -129,7 +165,7 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
         ),
         "png": plot(table, (first, second), stats, settings.top, directory / "transfer.png", config),
     }
-    files["md"].write_text(report(prepared.config, (first, second), settings, stats, table, errors))
+    files["md"].write_text(report(prepared.config, (first, second), settings, stats, table, errors, other_data))
     log_report(prepared, list(files.values()))
     return TransferOutcome(directory, (first, second), stats, table, errors, files)
 
@@ -230,18 +266,19 @@ def saturation_lines(stats: dict) -> list[str]:
     return [
         f"{name}: every profile within {100 * (hi - lo):.1f} points ({lo:.4f}-{hi:.4f}), so its ranks "
         "are noise and so is the agreement with them; use a data set with headroom "
-        "(a harder one, or fewer base.steps)"
+        "(a harder one, or fewer training images, e.g. --other-set options.n_train=300 for shapes)"
         for name, (lo, hi) in stats["range"].items()
         if name in stats["saturated"]
     ]
 
 
-def report(config, datasets, settings, stats, table, errors) -> str:
+def report(config, datasets, settings, stats, table, errors, other_data: DataConfig | None = None) -> str:
     a, b = datasets
     lines = [
         "# Do good profiles on one data set stay good on another?",
         "",
-        f"{config.model.name} (width {config.model.width:g}, {config.model.input_size} px), {a} vs {b}.",
+        f"{config.model.name} (width {config.model.width:g}, {config.model.input_size} px), "
+        f"{data_label(config.data)} vs {data_label(other_data) if other_data else b}.",
         f"{len(table)} profiles x 2 data sets ({stats['profiles']} finished on both, {len(errors)} trials errored); "
         f"levels {config.space.levels}; fine-tune {config.finetune.steps} steps at lr {config.finetune.lr:g}, "
         f"base {config.base.steps} steps per data set.",

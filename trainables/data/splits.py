@@ -134,6 +134,11 @@ def load_dataset(
     return _load_cached(*_arguments(name, input_size, root, seed, options))
 
 
+def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """A ConfigError, before anything is loaded, for an unknown data set or loader option."""
+    _check_options(name, _DATASETS.get(name), dict(options or {}))
+
+
 def _check_options(name: str, loader: DatasetLoader, options: Mapping[str, Any]) -> None:
     parameters = inspect.signature(loader).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):

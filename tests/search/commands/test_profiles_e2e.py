@@ -1,8 +1,8 @@
 """End to end through the CLI: a tiny search's profiles exported to the library, applied to
 another data set, and `prunetune experiment criteria|transfer` at tiny scale.
 
-One module-scoped search and one shared results folder, so the shapes base model is trained
-once (by ``apply``) and reused by ``experiment transfer``.
+One module-scoped search and one shared results folder. ``experiment transfer`` trains its own
+small shapes base (60 training images, ``--other-set``), apart from the one ``apply`` trains.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def workspace(tmp_path_factory, tiny_base) -> Path:
         "budgets": [{"cost": "macs", "max": 0.8, "relative": True}],
     }
     (tmp / "digits.yaml").write_text(yaml.safe_dump(digits))
-    # A short base recipe, shared with the transfer test's shapes base: trained once.
+    # A short base recipe (the transfer test's shapes base uses the same one).
     (tmp / "shapes.yaml").write_text(
         yaml.safe_dump({**common, "name": "dst", "data": {"name": "shapes"}, "base": {**TINY["base"], "steps": 20}})
     )
@@ -143,6 +143,8 @@ def test_transfer_experiment_reports_rank_correlation(workspace):
         str(workspace / "digits.yaml"),
         "--other",
         "shapes",
+        "--other-set",
+        "options.n_train=60",
         "--profiles",
         "2",
         "--top",
@@ -160,8 +162,11 @@ def test_transfer_experiment_reports_rank_correlation(workspace):
     report = json.loads((directory / "report.json").read_text())
     stats = report["stats"]
     assert report["datasets"] == ["digits", "shapes"] and stats["profiles"] == 4  # 2 sampled + uniform 0.5 and 1.0
+    assert report["other_data"]["options"] == {"n_train": 60}
     assert -1.0 <= stats["spearman"] <= 1.0 and len(stats["placement"]["digits->shapes"]) == 2
     assert {u["name"] for u in stats["uniform"]} == {"uniform-0.5", "uniform-1"}
     assert "Spearman rank correlation" in out.stdout
-    assert "Spearman rank correlation of accuracy, digits vs shapes" in (directory / "report.md").read_text()
+    markdown = (directory / "report.md").read_text()
+    assert "digits vs shapes (n_train=60)." in markdown  # the second set as it was trained
+    assert "Spearman rank correlation of accuracy, digits vs shapes" in markdown
     assert (directory / "transfer.png").stat().st_size > 1000

@@ -474,3 +474,11 @@ def test_ones_own_folder_resumes_without_trust(tmp_path):
     (experiment / "trial_0").mkdir()
     (experiment / "trial_0" / "searcher-state.pkl").write_bytes(b"state")
     check_owner(experiment)  # every path is this user's: nothing to refuse
+
+
+def test_a_bad_option_for_transfers_second_data_set_trains_nothing(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_untrained(tmp_path)))
+    err = _refused(capsys, "experiment", "transfer", str(path), "--other", "shapes", "--other-set", "options.n_trian=3")
+    assert "dataset 'shapes' has no option n_trian; its options are: n_test, n_train, n_val" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # the first base model was not trained

@@ -65,6 +65,33 @@ def test_other_data_set_defaults_and_must_differ():
         TransferSettings(other="digits").second("digits")
 
 
+def test_the_second_data_set_takes_its_own_options_not_the_firsts():
+    from prunetune.search.config import DataConfig
+    from prunetune.search.reproduce.transfer import data_label
+
+    first = DataConfig(name="digits", seed=3, root="/data/x", options={"val_fraction": 0.3}, mode="memory")
+    second = TransferSettings(other="shapes", other_set=("options.n_train=300",)).second_data(first)
+    assert (second.name, second.seed, second.mode, second.root) == ("shapes", 3, "memory", None)
+    assert second.options == {"n_train": 300} and data_label(second) == "shapes (n_train=300)"
+    assert TransferSettings().second_data(first).options == {}  # digits' val_fraction is no option of shapes
+
+
+@pytest.mark.parametrize(
+    ("other_set", "expected"),
+    [
+        ("options.n_trian=300", "dataset 'shapes' has no option n_trian; its options are: n_test, n_train, n_val"),
+        ("mode=fast", "--other-set mode='fast': Input should be 'auto', 'memory' or 'stream'"),
+        ("options.n_train", "--other-set 'options.n_train' is not KEY=VALUE; example: --other-set options.n_train=300"),
+    ],
+)
+def test_a_bad_other_set_is_one_line_naming_it(other_set, expected):
+    from prunetune.search.config import DataConfig
+
+    with pytest.raises(ConfigError) as raised:
+        TransferSettings(other="shapes", other_set=(other_set,)).second_data(DataConfig(name="digits"))
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
 def test_criteria_summary_spread_is_over_seed_means_and_verdict_compares_random():
     table = {}
     for seed, (l1, rnd) in enumerate([(0.80, 0.78), (0.82, 0.80)]):
