@@ -105,7 +105,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     config = _config(args)
     from prunetune.search.reproduce import TransferSettings
     from prunetune.search.reproduce import run_transfer as run
-    from prunetune.search.reproduce.transfer import saturation_lines
+    from prunetune.search.reproduce.transfer import noise_lines, saturation_lines
 
     settings = TransferSettings(
         args.other, args.profiles, args.top, not args.no_uniform, tuple(args.profile), tuple(args.other_set)
@@ -121,7 +121,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     )
     for direction, places in stats["placement"].items():
         print(f"top-{stats['top']} {direction}: ranks " + ", ".join(f"{p['rank_target']:g}" for p in places))
-    for line in saturation_lines(stats):
+    for line in saturation_lines(stats) + noise_lines(stats):
         print(line)
     _print_files(outcome)
     return 0

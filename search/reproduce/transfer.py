@@ -13,7 +13,10 @@ same with the profiles' MACs partialled out (a bigger profile is better everywhe
 correlation is partly just size: our addition); where the top-k of each data set rank on the
 other; and how many sampled profiles beat the uniform profile of equal or higher MACs. A data
 set on which every profile lands within ``SATURATED`` of the others is named: its ranks rest on
-a handful of validation images, and the correlation with it says nothing either way.
+a handful of validation images, and the correlation with it says nothing either way. More
+generally, each set's reliability (the share of its spread that is not the binomial noise of
+counting right answers over its validation images) bounds the correlation any transfer could
+show; the report gives both and that ceiling.
 """
 
 from __future__ import annotations
@@ -147,7 +150,8 @@ def run_transfer(config: SearchConfig, settings: TransferSettings) -> TransferOu
     grid = {"profile": [p for _, p in named], "base": [first, second]}
     rows, errors = finished(run_grid(prepared, grid, bases={first: prepared.setup, second: other.setup}))
     table = _table(named, rows, (first, second))
-    stats = analyse(table, (first, second), settings.top)
+    evaluated = {first: prepared.val_images, second: other.val_images}
+    stats = analyse(table, (first, second), settings.top, evaluated if None not in evaluated.values() else None)
     directory = prepared.experiment_dir
     files = {
         "md": directory / REPORT_MD,
@@ -203,8 +207,10 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return rankdata(-values)
 
 
-def analyse(table: list[dict], datasets: tuple[str, str], top: int) -> dict:
-    """Rank correlations, top-k placements and uniform-baseline comparisons (module docstring)."""
+def analyse(table: list[dict], datasets: tuple[str, str], top: int, evaluated: dict[str, int] | None = None) -> dict:
+    """Rank correlations, top-k placements and uniform-baseline comparisons (module docstring);
+    with ``evaluated`` (validation images per data set), how much of each set's spread is
+    evaluation noise (:func:`reliability`)."""
     from scipy.stats import spearmanr
 
     a, b = datasets
@@ -239,7 +245,48 @@ def analyse(table: list[dict], datasets: tuple[str, str], top: int) -> dict:
         "uniform": _uniform_comparison(rows, datasets, ranks),
         "range": {d: [float(acc[d].min()), float(acc[d].max())] for d in datasets},
         "saturated": [d for d in datasets if acc[d].max() - acc[d].min() < SATURATED],
+        **(reliability(acc, evaluated) if evaluated else {}),
     }
+
+
+def reliability(acc: dict[str, np.ndarray], evaluated: dict[str, int]) -> dict:
+    """Each profile's accuracy is a count over ``evaluated[d]`` images, so it carries binomial
+    noise of variance p(1-p)/n even with the model fixed. The share of a data set's spread
+    across profiles that is not that noise is its reliability (1 - noise variance / observed
+    variance); two measurements with reliabilities r_a and r_b cannot correlate above
+    sqrt(r_a r_b) however well the true accuracies agree (Spearman's attenuation), so a low
+    correlation under a low ceiling is no evidence against transfer. Training noise comes on top
+    of the binomial noise, so these reliabilities are upper bounds."""
+    noise_sd, reliable = {}, {}
+    for d, values in acc.items():
+        noise = float(np.mean(values * (1.0 - values) / evaluated[d]))
+        spread = float(np.var(values, ddof=1))
+        noise_sd[d] = math.sqrt(noise)
+        reliable[d] = max(0.0, 1.0 - noise / spread) if spread > 0 else 0.0
+    a, b = acc
+    return {
+        "evaluated": dict(evaluated),
+        "noise_sd": noise_sd,
+        "reliability": reliable,
+        "ceiling": math.sqrt(reliable[a] * reliable[b]),
+    }
+
+
+def noise_lines(stats: dict) -> list[str]:
+    """How much evaluation noise bounds the agreement (empty when the counts are unknown)."""
+    if "ceiling" not in stats:
+        return []
+    sets = "; ".join(
+        f"{d}: +-{100 * stats['noise_sd'][d]:.2f} points per profile from {stats['evaluated'][d]:,} images, "
+        f"reliability at most {stats['reliability'][d]:.2f}"
+        for d in stats["evaluated"]
+    )
+    return [
+        f"evaluation noise: {sets}",
+        f"agreement to expect from these measurements if the true accuracies ranked identically: about "
+        f"{stats['ceiling']:.2f}, so a correlation far below 1 is no evidence against transfer unless this is "
+        "high (evaluate on more validation images, evaluate.val_images, to raise it)",
+    ]
 
 
 def _uniform_comparison(rows, datasets, ranks) -> list[dict]:
@@ -293,6 +340,7 @@ def report(config, datasets, settings, stats, table, errors, other_data: DataCon
         "(what agreement is left once 'bigger is better' is taken out)",
         f"- Top-{stats['top']} overlap between the two data sets: {stats['top_overlap']} of {stats['top']}",
         *(f"- **{line}**" for line in saturation_lines(stats)),
+        *(f"- {line[0].upper()}{line[1:]}" for line in noise_lines(stats)),
         "",
         f"| top-{stats['top']} of | profile | rank there | rank on the other (of {stats['profiles']}) |",
         "|---|---|---:|---:|",

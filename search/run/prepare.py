@@ -54,6 +54,7 @@ class Prepared:
     num_classes: int
     resume: bool = False  # the experiment exists: run_search continues it via Tuner.restore
     train_images: int | None = None  # the training split's size, which resolved any epochs to steps
+    val_images: int | None = None  # the validation images each trial evaluates on (None when resumed)
 
     @property
     def experiment_dir(self) -> Path:
@@ -340,12 +341,18 @@ def dense_training_memory(config: SearchConfig) -> tuple[int, int] | None:
     return sum(p.numel() for p in model.parameters()), batch * spec.input_size**2 * 3 + sum(elements)
 
 
+def evaluated_images(data) -> int:
+    """How many validation images a trial evaluates on: the split, or ``evaluate.val_images`` of it."""
+    count = len(data.splits["val"])
+    return count if data.val_images is None else min(data.val_images, count)
+
+
 def describe_data(config: SearchConfig, data) -> str:
     """One line on how trials read the data: the mode chosen (and why, under ``auto``), the
     augmentation, the validation images a trial evaluates on."""
     counts = {split: len(source) for split, source in data.splits.items()}
     why = " (chosen by data.mode: auto)" if config.data.mode == "auto" else ""
-    val = len(data.splits["val"]) if data.val_images is None else min(data.val_images, counts["val"])
+    val = evaluated_images(data)
     return (
         f"data: {config.data.name}, {counts['train']:,} train / {counts['val']:,} val / {counts['test']:,} test "
         f"images, {'one decoded copy per node' if data.mode == 'memory' else 'streamed'}{why}; "
@@ -460,4 +467,13 @@ def prepare(config: SearchConfig, *, show_progress: bool = True, trust: bool = F
         elsewhere = {b.key for b in placed_budgets(setup.budgets)}
         costs = {key: cost for key, cost in setup.cost_functions().items() if key not in elsewhere}
         dense_costs = measure_costs(dense, example_input(setup), costs)
-        return Prepared(config, setup, space, dense_costs, storage, splits.num_classes, train_images=len(splits))
+        return Prepared(
+            config,
+            setup,
+            space,
+            dense_costs,
+            storage,
+            splits.num_classes,
+            train_images=len(splits),
+            val_images=evaluated_images(splits),
+        )

@@ -166,6 +166,9 @@ def test_transfer_experiment_reports_rank_correlation(workspace):
     assert -1.0 <= stats["spearman"] <= 1.0 and len(stats["placement"]["digits->shapes"]) == 2
     assert {u["name"] for u in stats["uniform"]} == {"uniform-0.5", "uniform-1"}
     assert "Spearman rank correlation" in out.stdout
+    # digits' and shapes' validation images (the tiny config's) as the trials counted them
+    assert set(stats["evaluated"]) == {"digits", "shapes"} and 0.0 <= stats["ceiling"] <= 1.0
+    assert "evaluation noise: digits: +-" in out.stdout
     markdown = (directory / "report.md").read_text()
     assert "digits vs shapes (n_train=60)." in markdown  # the second set as it was trained
     assert "Spearman rank correlation of accuracy, digits vs shapes" in markdown

@@ -53,6 +53,32 @@ def test_a_data_set_too_easy_to_rank_the_profiles_is_named_in_the_report():
     assert f"- **{line}**" in report(config, ("fashion", "digits"), TransferSettings(), stats, table, {})
 
 
+def test_evaluation_noise_bounds_the_agreement_a_transfer_can_show():
+    """Shapes' 14 profiles in the 300-image run, 0.9595-0.9745 on 2,000 validation images: the
+    binomial noise of counting right answers (+-0.39 points) is most of that spread, so even a
+    perfect transfer would show little rank agreement. With 20x the images the same spread is
+    signal, and the ceiling rises to near 1."""
+    from prunetune.search.reproduce.transfer import noise_lines, report
+
+    shapes = [0.973, 0.9635, 0.9745, 0.9665, 0.9725, 0.969, 0.9645, 0.9705, 0.9655, 0.97, 0.965, 0.968, 0.9685, 0.9595]
+    table = [entry(f"sampled-{i}", 0.1 + 0.01 * i, 0.85 + 0.002 * i, acc) for i, acc in enumerate(shapes)]
+    few = analyse(table, ("digits", "shapes"), top=3, evaluated={"digits": 40_000, "shapes": 2_000})
+    assert few["noise_sd"]["shapes"] == pytest.approx(math.sqrt(0.968 * 0.032 / 2000), rel=0.01)
+    assert few["reliability"]["shapes"] < 0.2 and few["reliability"]["digits"] > 0.9 and few["ceiling"] < 0.4
+    many = analyse(table, ("digits", "shapes"), top=3, evaluated={"digits": 40_000, "shapes": 40_000})
+    assert many["reliability"]["shapes"] > 0.9 and many["ceiling"] > 0.9
+    noise, ceiling = noise_lines(few)
+    assert (
+        noise.startswith("evaluation noise: digits: +-0.") and "shapes: +-0.39 points per profile from 2,000" in noise
+    )
+    assert f"about {few['ceiling']:.2f}, so a correlation far below 1 is no evidence" in ceiling
+    config = parse_config({"data": {"name": "digits"}})
+    assert "- Agreement to expect from these measurements" in report(
+        config, ("digits", "shapes"), TransferSettings(), few, table, {}
+    )
+    assert noise_lines(analyse(table, ("digits", "shapes"), top=3)) == []  # counts unknown: no claim
+
+
 def test_too_few_finished_profiles_is_an_error():
     table = [entry("a", 0.5, 0.5, math.nan), entry("b", 0.5, 0.6, 0.6), entry("c", 0.4, 0.4, 0.4)]
     with pytest.raises(ConfigError, match="only 2 profiles"):
