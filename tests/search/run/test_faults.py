@@ -83,6 +83,12 @@ def trial_workers(driver: int) -> list[int]:
     return workers
 
 
+def running_trials(experiment: Path, driver: int) -> list[str]:
+    """Trials started and not done, while the driver has trial workers."""
+    folders = {path.name.removeprefix("trial_") for path in experiment.glob("trial_*")}
+    return sorted(folders - set(done_trials(experiment))) if trial_workers(driver) else []
+
+
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -179,11 +185,18 @@ def faulted(tmp_path_factory, tiny_base):
         # 1. A trial worker SIGKILLed (max_failures 0: the trial errors), then SIGTERM to the driver.
         started = time.monotonic()
         search = run_search(["search", str(tmp / "search.yaml")], tmp, "search")
-        wait_for(lambda: done_trials(experiment) and trial_workers(search.pid), "a finished trial", search)
-        os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
         errored = lambda: [
             ln for ln in (tmp / "search.out").read_text().splitlines() if ln.startswith("errored trial_")
         ]  # noqa: E731
+        # Killed while a trial runs, as soon as one does. Waiting for a finished trial first let
+        # a loaded CI machine finish the rest too: Tune kept the worker idle for reuse and the
+        # SIGKILL errored nothing. A kill that still misses: kill the next one then.
+        for _ in range(3):
+            wait_for(lambda: running_trials(experiment, search.pid), "a running trial", search)
+            os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
+            with contextlib.suppress(AssertionError):
+                wait_for(errored, "the killed trial's error", search, timeout_s=20)
+                break
         wait_for(lambda: errored() and len(done_trials(experiment)) >= 2, "the killed trial's error", search)
         faulted.killed_trial = errored()[0].split()[1].removeprefix("trial_").rstrip(":")
         search.send_signal(signal.SIGTERM)
@@ -230,17 +243,13 @@ def retried(tmp_path_factory, tiny_base):
     try:
         search = run_search(["search", str(tmp / "search.yaml")], tmp, "search")
 
-        def running() -> list[str]:
-            folders = {path.name.removeprefix("trial_") for path in experiment.glob("trial_*")}
-            return sorted(folders - set(done_trials(experiment))) if trial_workers(search.pid) else []
-
         def failed() -> list[str]:  # the trials Tune saw fail (it writes error.txt, then runs them again)
             return [path.parent.name.removeprefix("trial_") for path in experiment.glob("trial_*/error.txt")]
 
         # 1. A running trial's worker SIGKILLed: Tune runs the trial again. A kill that lands as
         # a trial ends fails nothing: kill the next one then.
         for _ in range(3):
-            wait_for(running, "a running trial", search)
+            wait_for(lambda: running_trials(experiment, search.pid), "a running trial", search)
             os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
             with contextlib.suppress(AssertionError):
                 wait_for(failed, "a failed trial", search, timeout_s=20)
