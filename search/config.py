@@ -489,13 +489,16 @@ def parse_config(data: dict[str, Any] | None) -> SearchConfig:
         raise ConfigError(_describe(err.errors()[0], data)) from None
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``data``."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], flag: str = "--set", example: str = "trials=8"
+) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a copy of ``data``; errors name
+    the command-line ``flag`` they came from, with an ``example``."""
     data = dict(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key or "" in key.split("."):
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE; example: --set trials=8")
+            raise ConfigError(f"{flag} {item!r} is not KEY=VALUE; example: {flag} {example}")
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -506,8 +509,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[parts[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError as err:
             raise ConfigError(
-                f"--set {item!r}: the value is not valid YAML ({str(err).splitlines()[0]}); quote a string, "
-                f"e.g. --set {key}='\"{raw}\"'"
+                f"{flag} {item!r}: the value is not valid YAML ({str(err).splitlines()[0]}); quote a string, "
+                f"e.g. {flag} {key}='\"{raw}\"'"
             ) from None
     return data
 

@@ -70,12 +70,7 @@ class TransferSettings:
         then ``other_set``."""
         fields = data.model_dump(include={"seed", "mode", "augment", "cache_dir", "workers"}, exclude_none=True)
         fields["name"] = self.second(data.name)
-        try:
-            fields = apply_overrides(fields, list(self.other_set))
-        except ConfigError as err:  # its example names --set and trials: the second set's keys here
-            raise ConfigError(
-                str(err).split(";")[0].replace("--set", "--other-set") + "; example: --other-set options.n_train=300"
-            ) from None
+        fields = apply_overrides(fields, list(self.other_set), "--other-set", "options.n_train=300")
         try:
             data = DataConfig.model_validate(fields)
         except ValidationError as err:
