@@ -89,6 +89,17 @@ def running_trials(experiment: Path, driver: int) -> list[str]:
     return sorted(folders - set(done_trials(experiment))) if trial_workers(driver) else []
 
 
+def kill_a_running_trial(experiment: Path, search: subprocess.Popen, seen) -> None:
+    """SIGKILL a trial worker while a trial runs, until ``seen()`` shows the fault; a kill that
+    lands as a trial ends (or on a worker idle for reuse) faults nothing: kill the next one."""
+    for _ in range(3):
+        wait_for(lambda: running_trials(experiment, search.pid), "a running trial", search)
+        os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
+        with contextlib.suppress(AssertionError):
+            wait_for(seen, "the killed trial's fault", search, timeout_s=20)
+            return
+
+
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -188,15 +199,9 @@ def faulted(tmp_path_factory, tiny_base):
         errored = lambda: [
             ln for ln in (tmp / "search.out").read_text().splitlines() if ln.startswith("errored trial_")
         ]  # noqa: E731
-        # Killed while a trial runs, as soon as one does. Waiting for a finished trial first let
-        # a loaded CI machine finish the rest too: Tune kept the worker idle for reuse and the
-        # SIGKILL errored nothing. A kill that still misses: kill the next one then.
-        for _ in range(3):
-            wait_for(lambda: running_trials(experiment, search.pid), "a running trial", search)
-            os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
-            with contextlib.suppress(AssertionError):
-                wait_for(errored, "the killed trial's error", search, timeout_s=20)
-                break
+        # As soon as a trial runs: waiting for a finished trial first let a loaded CI machine
+        # finish the rest too, and the SIGKILL hit a worker Tune kept idle for reuse.
+        kill_a_running_trial(experiment, search, errored)
         wait_for(lambda: errored() and len(done_trials(experiment)) >= 2, "the killed trial's error", search)
         faulted.killed_trial = errored()[0].split()[1].removeprefix("trial_").rstrip(":")
         search.send_signal(signal.SIGTERM)
@@ -246,14 +251,8 @@ def retried(tmp_path_factory, tiny_base):
         def failed() -> list[str]:  # the trials Tune saw fail (it writes error.txt, then runs them again)
             return [path.parent.name.removeprefix("trial_") for path in experiment.glob("trial_*/error.txt")]
 
-        # 1. A running trial's worker SIGKILLed: Tune runs the trial again. A kill that lands as
-        # a trial ends fails nothing: kill the next one then.
-        for _ in range(3):
-            wait_for(lambda: running_trials(experiment, search.pid), "a running trial", search)
-            os.kill(trial_workers(search.pid)[0], signal.SIGKILL)
-            with contextlib.suppress(AssertionError):
-                wait_for(failed, "a failed trial", search, timeout_s=20)
-                break
+        # 1. A running trial's worker SIGKILLed: Tune runs the trial again.
+        kill_a_running_trial(experiment, search, failed)
         [retried.killed_trial] = failed()
         wait_for(lambda: retried.killed_trial in done_trials(experiment), "the killed trial run again", search)
 
